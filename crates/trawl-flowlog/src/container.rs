@@ -311,7 +311,7 @@ fn decode_envelope(
             let mut record = FlowRecord::new();
             for event in envelope.log_events.iter().flatten() {
                 let line = event.message.trim_end_matches(['\n', '\r']);
-                text.decode_line(line.as_bytes(), &mut record, sink);
+                text.decode_text_line(line, &mut record, sink);
             }
         }
         other => {

@@ -29,6 +29,14 @@ pub enum Column {
 }
 
 impl Column {
+    /// The known field, if the column is one.
+    pub fn field(self) -> Option<Field> {
+        match self {
+            Column::Known(field) => Some(field),
+            Column::Extra(_) => None,
+        }
+    }
+
     /// Where the column's value lives in a [`crate::FlowRecord`].
     pub(crate) fn slot(self) -> usize {
         match self {

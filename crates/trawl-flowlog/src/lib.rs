@@ -53,6 +53,7 @@ mod format;
 mod line;
 mod record;
 pub mod sample;
+mod scan;
 mod text;
 mod write;
 

@@ -10,18 +10,42 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::error::{ErrorKind, LineError};
-use crate::field::ValueType;
+use crate::field::{Field, ValueType};
 use crate::format::{Column, LogFormat};
 use crate::record::{
     Action, FlowDirection, FlowRecord, LogStatus, SublocationType, TrafficType, Value,
 };
+use crate::scan::{digit_run, digit_run_len, find_space, load8_padded};
 
 /// Decodes lines of one [`LogFormat`].
 #[derive(Debug, Clone)]
 pub struct LineDecoder {
     format: LogFormat,
-    plan: Vec<(Column, ValueType)>,
+    plan: Vec<Step>,
+    /// The format is AWS's default: decode with [`DEFAULT_PLAN`], a constant
+    /// the compiler specialises the loop for.
+    is_default: bool,
 }
+
+/// The plan of AWS's default format, as a constant.
+const DEFAULT_PLAN: [Step; 14] = {
+    let fields = Field::DEFAULT_FORMAT;
+    let mut plan = [Step {
+        slot: 0,
+        column: Column::Known(Field::Version),
+        value_type: Field::Version.value_type(),
+    }; 14];
+    let mut i = 0;
+    while i < 14 {
+        plan[i] = Step {
+            slot: fields[i] as usize,
+            column: Column::Known(fields[i]),
+            value_type: fields[i].value_type(),
+        };
+        i += 1;
+    }
+    plan
+};
 
 impl Default for LineDecoder {
     fn default() -> Self {
@@ -40,10 +64,19 @@ impl LineDecoder {
                     Column::Known(field) => field.value_type(),
                     Column::Extra(_) => ValueType::Str,
                 };
-                (column, value_type)
+                Step {
+                    slot: column.slot(),
+                    column,
+                    value_type,
+                }
             })
             .collect();
-        LineDecoder { format, plan }
+        let is_default = format == LogFormat::default();
+        LineDecoder {
+            format,
+            plan,
+            is_default,
+        }
     }
 
     /// The format this decoder reads.
@@ -69,29 +102,117 @@ impl LineDecoder {
         line: &'a [u8],
         record: &mut FlowRecord<'a>,
     ) -> Result<(), LineError> {
-        let mut pos = 0;
-        for (index, &(column, value_type)) in self.plan.iter().enumerate() {
-            let Some(token) = next_token(line, &mut pos) else {
-                return Err(field_count_error(self.plan.len(), index));
-            };
-            let value = parse_value(value_type, token).map_err(|kind| {
-                let field = match column {
-                    Column::Known(field) => Some(field),
-                    Column::Extra(_) => None,
-                };
-                LineError::new(kind, field, token)
-            })?;
-            record.set_column(column, value);
-        }
-        if next_token(line, &mut pos).is_some() {
-            let mut found = self.plan.len() + 1;
-            while next_token(line, &mut pos).is_some() {
-                found += 1;
-            }
-            return Err(field_count_error(self.plan.len(), found));
-        }
-        Ok(())
+        self.decode_with(line, record, |start, end| {
+            std::str::from_utf8(&line[start..end]).map_err(|_| ErrorKind::InvalidUtf8)
+        })
     }
+
+    /// [`decode_into`](Self::decode_into) for a line already known to be
+    /// UTF-8 (a whole chunk validated at once): text fields skip validation.
+    #[inline]
+    pub fn decode_str_into<'a>(
+        &self,
+        line: &'a str,
+        record: &mut FlowRecord<'a>,
+    ) -> Result<(), LineError> {
+        // Tokens end at ASCII spaces, so they always lie on char boundaries.
+        self.decode_with(line.as_bytes(), record, |start, end| {
+            line.get(start..end).ok_or(ErrorKind::InvalidUtf8)
+        })
+    }
+
+    #[inline(always)]
+    fn decode_with<'a>(
+        &self,
+        line: &'a [u8],
+        record: &mut FlowRecord<'a>,
+        text: impl Fn(usize, usize) -> Result<&'a str, ErrorKind>,
+    ) -> Result<(), LineError> {
+        if self.is_default {
+            decode_default(line, record, text)
+        } else {
+            decode_plan(&self.plan, line, record, text)
+        }
+    }
+}
+
+/// Decodes `line` by `plan`. The default format's plan is a constant and its
+/// loop is unrolled by a macro, so each step's `match` on the value type
+/// folds away: the common case runs as straight-line code.
+#[inline(always)]
+fn decode_plan<'a>(
+    plan: &[Step],
+    line: &'a [u8],
+    record: &mut FlowRecord<'a>,
+    text: impl Fn(usize, usize) -> Result<&'a str, ErrorKind>,
+) -> Result<(), LineError> {
+    let mut pos = skip_spaces(line, 0);
+    for (index, step) in plan.iter().enumerate() {
+        pos = decode_step(step, index, plan.len(), line, pos, record, &text)?;
+    }
+    check_line_end(plan.len(), line, pos)
+}
+
+fn decode_default<'a>(
+    line: &'a [u8],
+    record: &mut FlowRecord<'a>,
+    text: impl Fn(usize, usize) -> Result<&'a str, ErrorKind>,
+) -> Result<(), LineError> {
+    let mut pos = skip_spaces(line, 0);
+    macro_rules! steps {
+        ($($i:literal)*) => {
+            $( pos = decode_step(&DEFAULT_PLAN[$i], $i, DEFAULT_PLAN.len(), line, pos, record, &text)?; )*
+        };
+    }
+    steps!(0 1 2 3 4 5 6 7 8 9 10 11 12 13);
+    check_line_end(DEFAULT_PLAN.len(), line, pos)
+}
+
+/// Decodes field `index` of `fields` starting at `pos`; returns where the next starts.
+#[inline(always)]
+fn decode_step<'a>(
+    step: &Step,
+    index: usize,
+    fields: usize,
+    line: &'a [u8],
+    pos: usize,
+    record: &mut FlowRecord<'a>,
+    text: &impl Fn(usize, usize) -> Result<&'a str, ErrorKind>,
+) -> Result<usize, LineError> {
+    if pos >= line.len() {
+        return Err(field_count_error(fields, index));
+    }
+    let slot = record.slot_mut(step.slot);
+    let end = parse_field(step.value_type, line, pos, text, slot).map_err(|kind| {
+        let token = &line[pos..find_space(line, pos)];
+        LineError::new(kind, step.column.field(), token)
+    })?;
+    // `end` is at a space or the end of the line; AWS writes one space.
+    let next = end + 1;
+    if line.get(next) == Some(&b' ') {
+        return Ok(skip_spaces(line, next));
+    }
+    Ok(next)
+}
+
+/// After the last field: nothing but spaces may follow.
+fn check_line_end(fields: usize, line: &[u8], pos: usize) -> Result<(), LineError> {
+    if pos < line.len() {
+        let extra = line[pos..]
+            .split(|&b| b == b' ')
+            .filter(|t| !t.is_empty())
+            .count();
+        return Err(field_count_error(fields, fields + extra));
+    }
+    Ok(())
+}
+
+/// One column's decoding step, precomputed from the format.
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    slot: usize,
+    column: Column,
+    value_type: ValueType,
 }
 
 fn field_count_error(expected: usize, found: usize) -> LineError {
@@ -99,120 +220,191 @@ fn field_count_error(expected: usize, found: usize) -> LineError {
     LineError::new(ErrorKind::FieldCount, None, text.as_bytes())
 }
 
-/// The next space-separated token at or after `pos`, skipping runs of spaces.
 #[inline]
-fn next_token<'a>(line: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
-    let rest = line.get(*pos..)?;
-    let start = *pos + rest.iter().position(|&b| b != b' ')?;
-    let len = line[start..]
-        .iter()
-        .position(|&b| b == b' ')
-        .unwrap_or(line.len() - start);
-    *pos = start + len;
-    Some(&line[start..start + len])
+fn skip_spaces(line: &[u8], mut pos: usize) -> usize {
+    while pos < line.len() && line[pos] == b' ' {
+        pos += 1;
+    }
+    pos
 }
 
-/// Parses one token as `value_type`; `-` is null for every type.
-#[inline]
-pub(crate) fn parse_value(value_type: ValueType, token: &[u8]) -> Result<Value<'_>, ErrorKind> {
-    if token == b"-" {
-        return Ok(Value::Null);
+/// Parses the token starting at `start` (not a space) as `value_type` into
+/// `slot` and returns where it ends (a space or the end of the line). `-` is
+/// null for every type. `text(start, end)` yields a token as `&str`.
+///
+/// Numbers and IPv4 addresses are parsed while scanning, without looking
+/// for the token's end first.
+#[inline(always)]
+fn parse_field<'a>(
+    value_type: ValueType,
+    line: &'a [u8],
+    start: usize,
+    text: &impl Fn(usize, usize) -> Result<&'a str, ErrorKind>,
+    slot: &mut Value<'a>,
+) -> Result<usize, ErrorKind> {
+    let rest = &line[start..];
+    if rest.first() == Some(&b'-') && rest.get(1).is_none_or(|b| *b == b' ') {
+        *slot = Value::Null;
+        return Ok(start + 1);
     }
-    Ok(match value_type {
-        ValueType::Int { max } => Value::Int(parse_uint(token, max)?),
-        ValueType::Addr => Value::Addr(parse_addr(token).ok_or(ErrorKind::InvalidAddress)?),
+    match value_type {
+        ValueType::Int { max } => {
+            let (value, len) = parse_uint_prefix(rest)?;
+            if value > max {
+                return Err(ErrorKind::NumberOutOfRange);
+            }
+            *slot = Value::Int(value);
+            Ok(start + len)
+        }
+        ValueType::Addr => {
+            if let Some((v4, len)) = parse_ipv4_prefix(rest) {
+                *slot = Value::Addr(IpAddr::V4(v4));
+                return Ok(start + len);
+            }
+            let end = find_space(line, start);
+            *slot = Value::Addr(IpAddr::V6(parse_ipv6(&line[start..end], || {
+                text(start, end)
+            })?));
+            Ok(end)
+        }
         ValueType::Str => {
-            Value::Str(std::str::from_utf8(token).map_err(|_| ErrorKind::InvalidUtf8)?)
+            let end = find_space(line, start);
+            *slot = Value::Str(text(start, end)?);
+            Ok(end)
         }
-        ValueType::Action => Value::Action(keyword(Action::from_bytes(token))?),
-        ValueType::LogStatus => Value::LogStatus(keyword(LogStatus::from_bytes(token))?),
-        ValueType::FlowDirection => {
-            Value::FlowDirection(keyword(FlowDirection::from_bytes(token))?)
+        keyword_type => {
+            let end = find_space(line, start);
+            *slot =
+                parse_keyword(keyword_type, &line[start..end]).ok_or(ErrorKind::InvalidValue)?;
+            Ok(end)
         }
-        ValueType::TrafficType => Value::TrafficType(keyword(TrafficType::from_bytes(token))?),
+    }
+}
+
+fn parse_keyword(value_type: ValueType, token: &[u8]) -> Option<Value<'static>> {
+    match value_type {
+        ValueType::Action => Action::from_bytes(token).map(Value::Action),
+        ValueType::LogStatus => LogStatus::from_bytes(token).map(Value::LogStatus),
+        ValueType::FlowDirection => FlowDirection::from_bytes(token).map(Value::FlowDirection),
+        ValueType::TrafficType => TrafficType::from_bytes(token).map(Value::TrafficType),
         ValueType::SublocationType => {
-            Value::SublocationType(keyword(SublocationType::from_bytes(token))?)
+            SublocationType::from_bytes(token).map(Value::SublocationType)
         }
-    })
+        ValueType::Int { .. } | ValueType::Addr | ValueType::Str => None,
+    }
 }
 
-fn keyword<T>(value: Option<T>) -> Result<T, ErrorKind> {
-    value.ok_or(ErrorKind::InvalidValue)
+/// Powers of ten up to 10^8.
+const POW10: [u64; 9] = [
+    1,
+    10,
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    100_000_000,
+];
+
+/// The decimal number at the start of `rest`, which must end at a space or
+/// the end of `rest`; returns the value and its length. Eight digits at a
+/// time, without branching on how many there are.
+#[inline(always)]
+fn parse_uint_prefix(rest: &[u8]) -> Result<(u64, usize), ErrorKind> {
+    let (mut len, mut value) = digit_run(load8_padded(rest, 0));
+    if len == 8 {
+        let (more, tail) = digit_run(load8_padded(rest, 8));
+        if more == 8 {
+            // Seventeen digits or more: rare, and may overflow.
+            return parse_uint_checked(&rest[..find_space(rest, 0)]);
+        }
+        value = value * POW10[more] + tail;
+        len += more;
+    }
+    if len == 0 || rest.get(len).is_some_and(|b| *b != b' ') {
+        return Err(ErrorKind::InvalidNumber);
+    }
+    Ok((value, len))
 }
 
-/// A decimal unsigned integer no larger than `max`.
-#[inline]
-fn parse_uint(token: &[u8], max: u64) -> Result<u64, ErrorKind> {
-    let mut value: u64 = 0;
-    for &b in token {
-        let digit = b.wrapping_sub(b'0');
-        if digit > 9 {
-            return Err(ErrorKind::InvalidNumber);
-        }
-        value = value
+/// The slow, overflow-checked parse for long digit strings.
+fn parse_uint_checked(token: &[u8]) -> Result<(u64, usize), ErrorKind> {
+    if !token.iter().all(u8::is_ascii_digit) {
+        return Err(ErrorKind::InvalidNumber);
+    }
+    let value = token.iter().try_fold(0u64, |value, &b| {
+        value
             .checked_mul(10)
-            .and_then(|v| v.checked_add(u64::from(digit)))
-            .ok_or(ErrorKind::NumberOutOfRange)?;
-    }
-    if value > max {
-        return Err(ErrorKind::NumberOutOfRange);
-    }
-    Ok(value)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            .ok_or(ErrorKind::NumberOutOfRange)
+    })?;
+    Ok((value, token.len()))
 }
 
-/// An IPv4 address (fast path) or IPv6 address (standard parser).
-#[inline]
-fn parse_addr(token: &[u8]) -> Option<IpAddr> {
-    if token.contains(&b':') {
-        let text = std::str::from_utf8(token).ok()?;
-        return text.parse::<Ipv6Addr>().ok().map(IpAddr::V6);
+/// An IPv6 address (the standard parser; IPv6 is the rarer case).
+fn parse_ipv6<'a>(
+    token: &[u8],
+    text: impl FnOnce() -> Result<&'a str, ErrorKind>,
+) -> Result<Ipv6Addr, ErrorKind> {
+    if !token.contains(&b':') {
+        return Err(ErrorKind::InvalidAddress);
     }
-    parse_ipv4(token).map(IpAddr::V4)
+    let text = text().map_err(|_| ErrorKind::InvalidAddress)?;
+    text.parse().map_err(|_| ErrorKind::InvalidAddress)
+}
+
+/// The IPv4 address at the start of `rest`, if one is there and ends at a
+/// space or the end of `rest`; returns the address and its length.
+#[inline(always)]
+fn parse_ipv4_prefix(rest: &[u8]) -> Option<(Ipv4Addr, usize)> {
+    let (a, after) = parse_octet(rest)?;
+    let (b, after) = parse_octet(after.strip_prefix(b".")?)?;
+    let (c, after) = parse_octet(after.strip_prefix(b".")?)?;
+    let (d, after) = parse_octet(after.strip_prefix(b".")?)?;
+    if after.first().is_some_and(|b| *b != b' ') {
+        return None;
+    }
+    Some((Ipv4Addr::new(a, b, c, d), rest.len() - after.len()))
 }
 
 /// Dotted-quad IPv4 with the standard library's rules: four decimal octets,
 /// each 0–255, no leading zeros.
-#[inline]
+#[cfg(test)]
 fn parse_ipv4(token: &[u8]) -> Option<Ipv4Addr> {
-    let mut octets = [0u8; 4];
-    let mut index = 0;
-    let mut value: u32 = 0;
-    let mut digits = 0;
-    let mut leading_zero = false;
-    for &b in token {
-        if b == b'.' {
-            if digits == 0 || index == 3 {
-                return None;
-            }
-            octets[index] = value as u8;
-            index += 1;
-            value = 0;
-            digits = 0;
-            leading_zero = false;
-            continue;
-        }
-        let digit = b.wrapping_sub(b'0');
-        if digit > 9 || leading_zero {
-            return None;
-        }
-        leading_zero = digits == 0 && digit == 0;
-        value = value * 10 + u32::from(digit);
-        digits += 1;
-        if value > 255 {
-            return None;
-        }
-    }
-    if index != 3 || digits == 0 {
+    parse_ipv4_prefix(token)
+        .filter(|(_, len)| *len == token.len())
+        .map(|(addr, _)| addr)
+}
+
+/// One decimal octet (0–255, no leading zero) at the start of `text`, and what follows it.
+#[inline(always)]
+fn parse_octet(text: &[u8]) -> Option<(u8, &[u8])> {
+    let (len, digits) = octet_digits(load8_padded(text, 0));
+    let [d0, d1, d2] = digits;
+    // Compute every candidate and pick one: no branch on the digit count.
+    let candidates = [d0, d0 * 10 + d1, d0 * 100 + d1 * 10 + d2];
+    let value = *candidates.get(len.wrapping_sub(1))?;
+    let leading_zero = len > 1 && d0 == 0;
+    if leading_zero {
         return None;
     }
-    octets[3] = value as u8;
-    Some(Ipv4Addr::from(octets))
+    Some((u8::try_from(value).ok()?, &text[len..]))
+}
+
+/// The run of digits (its length, 0–4) at the start of `word` and the values
+/// of its first three bytes as digits.
+#[inline(always)]
+fn octet_digits(word: u64) -> (usize, [u16; 3]) {
+    let (len, _) = digit_run_len(word);
+    let values = word.wrapping_sub(0x3030_3030_3030_3030);
+    let digit = |i: u32| ((values >> (8 * i)) & 0xff) as u16;
+    (len.min(4), [digit(0), digit(1), digit(2)])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::field::Field;
 
     fn decode(format: &str, line: &str) -> Result<FlowRecord<'static>, LineError> {
         let decoder = LineDecoder::new(LogFormat::parse(format).unwrap());
@@ -249,18 +441,24 @@ mod tests {
 
     #[test]
     fn uint_limits() {
-        assert_eq!(parse_uint(b"65535", 65535), Ok(65535));
+        let parse = |text: &str| parse_uint_prefix(text.as_bytes()).map(|(v, _)| v);
+        assert_eq!(parse("65535"), Ok(65535));
+        assert_eq!(parse("1418530010 1"), Ok(1_418_530_010));
+        assert_eq!(parse("18446744073709551615"), Ok(u64::MAX));
         assert_eq!(
-            parse_uint(b"65536", 65535),
+            parse("18446744073709551616"),
             Err(ErrorKind::NumberOutOfRange)
         );
-        assert_eq!(parse_uint(b"18446744073709551615", u64::MAX), Ok(u64::MAX));
         assert_eq!(
-            parse_uint(b"18446744073709551616", u64::MAX),
+            parse("184467440737095516150"),
             Err(ErrorKind::NumberOutOfRange)
         );
-        assert_eq!(parse_uint(b"12a", 999), Err(ErrorKind::InvalidNumber));
-        assert_eq!(parse_uint(b"-1", 999), Err(ErrorKind::InvalidNumber));
+        assert_eq!(parse("1234567890123456789x"), Err(ErrorKind::InvalidNumber));
+        assert_eq!(parse("12a"), Err(ErrorKind::InvalidNumber));
+        assert_eq!(parse("1234567a"), Err(ErrorKind::InvalidNumber));
+        assert_eq!(parse("-1"), Err(ErrorKind::InvalidNumber));
+        let e = decode("dstport", "65536").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::NumberOutOfRange);
     }
 
     #[test]

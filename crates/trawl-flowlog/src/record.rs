@@ -12,6 +12,19 @@ use std::net::IpAddr;
 use crate::field::Field;
 use crate::format::{Column, EXTRA_COLUMNS_MAX};
 
+/// `text` as an array of its `N` bytes (`N` must be its length).
+const fn byte_array<const N: usize>(text: &str) -> [u8; N] {
+    let bytes = text.as_bytes();
+    assert!(bytes.len() == N);
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
+}
+
 macro_rules! keyword {
     ($(#[$doc:meta])* $name:ident { $( $(#[$vdoc:meta])* $variant:ident = $text:literal ),* $(,)? }) => {
         $(#[$doc])*
@@ -30,8 +43,17 @@ macro_rules! keyword {
             }
 
             /// Reads the text AWS writes (exact, case-sensitive).
+            #[inline]
             pub fn from_bytes(text: &[u8]) -> Option<Self> {
-                match text { $( t if t == $text.as_bytes() => Some($name::$variant), )* _ => None }
+                // Fixed-size array comparisons compile to a few integer
+                // compares, where slice comparisons call memcmp.
+                $( {
+                    const KEY: [u8; $text.len()] = byte_array($text);
+                    if <[u8; $text.len()]>::try_from(text).is_ok_and(|candidate| candidate == KEY) {
+                        return Some($name::$variant);
+                    }
+                } )*
+                None
             }
         }
 
@@ -157,8 +179,8 @@ impl<'a> FlowRecord<'a> {
     }
 
     #[inline]
-    pub(crate) fn set_column(&mut self, column: Column, value: Value<'a>) {
-        self.slots[column.slot()] = value;
+    pub(crate) fn slot_mut(&mut self, slot: usize) -> &mut Value<'a> {
+        &mut self.slots[slot]
     }
 
     /// An integer field, if present.

@@ -205,16 +205,28 @@ impl TextDecoder {
                 None => return text.len(),
             }
         }
-        let base = consumed;
-        for newline in memchr::memchr_iter(b'\n', &text[base..]) {
-            let end = base + newline;
-            let line = &text[consumed..end];
-            consumed = end + 1;
-            self.decode_line(line, &mut record, sink);
+        let lines_end =
+            memchr::memrchr(b'\n', &text[consumed..]).map_or(consumed, |i| consumed + i + 1);
+        let lines = &text[consumed..lines_end];
+        // Validating a chunk of text at once is far cheaper than validating
+        // each text field; a chunk that fails falls back to per-field checks.
+        if let Ok(valid) = std::str::from_utf8(lines) {
+            let mut start = 0;
+            for newline in memchr::memchr_iter(b'\n', lines) {
+                // Newlines are ASCII, so both ends lie on char boundaries.
+                let line = valid.get(start..newline).unwrap_or_default();
+                start = newline + 1;
+                self.decode(Line::Text(line), &mut record, sink);
+            }
+        } else if let Some((_, lines)) = lines.split_last() {
+            for line in lines.split(|&b| b == b'\n') {
+                self.decode(Line::Bytes(line), &mut record, sink);
+            }
         }
+        consumed = lines_end;
         let tail = &text[consumed..];
         if at_end && !tail.is_empty() {
-            self.decode_line(tail, &mut record, sink);
+            self.decode(Line::Bytes(tail), &mut record, sink);
             consumed = text.len();
         } else if tail.len() > self.line_bytes_max {
             self.line += 1;
@@ -235,20 +247,40 @@ impl TextDecoder {
         record: &mut FlowRecord<'a>,
         sink: &mut impl RecordSink,
     ) {
+        self.decode(Line::Bytes(line), record, sink);
+    }
+
+    /// [`decode_line`](Self::decode_line) for a line known to be UTF-8.
+    pub fn decode_text_line<'a>(
+        &mut self,
+        line: &'a str,
+        record: &mut FlowRecord<'a>,
+        sink: &mut impl RecordSink,
+    ) {
+        self.decode(Line::Text(line), record, sink);
+    }
+
+    fn decode<'a>(
+        &mut self,
+        line: Line<'a>,
+        record: &mut FlowRecord<'a>,
+        sink: &mut impl RecordSink,
+    ) {
         self.line += 1;
         self.stats.lines += 1;
-        self.stats.text_bytes += line.len() as u64 + 1;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.len() > self.line_bytes_max {
-            let error = LineError::new(ErrorKind::LineTooLong, None, line);
+        let line = line.strip_cr();
+        let bytes = line.bytes();
+        self.stats.text_bytes += bytes.len() as u64 + 1;
+        if bytes.len() > self.line_bytes_max {
+            let error = LineError::new(ErrorKind::LineTooLong, None, bytes);
             return self.report(error, sink);
         }
-        if line.iter().all(|&b| b == b' ') {
+        if bytes.iter().all(|&b| b == b' ') {
             self.stats.blank_lines += 1;
             return;
         }
-        if line[0].is_ascii_lowercase()
-            && let Some(format) = LogFormat::from_header_line(line)
+        if bytes[0].is_ascii_lowercase()
+            && let Some(format) = LogFormat::from_header_line(bytes)
         {
             self.stats.header_lines += 1;
             if !self.explicit_format && &format != self.decoder.format() {
@@ -257,7 +289,11 @@ impl TextDecoder {
             }
             return;
         }
-        match self.decoder.decode_into(line, record) {
+        let decoded = match line {
+            Line::Text(text) => self.decoder.decode_str_into(text, record),
+            Line::Bytes(bytes) => self.decoder.decode_into(bytes, record),
+        };
+        match decoded {
             Ok(()) => {
                 self.stats.records += 1;
                 match record.log_status() {
@@ -268,6 +304,31 @@ impl TextDecoder {
                 sink.record(record);
             }
             Err(error) => self.report(error, sink),
+        }
+    }
+}
+
+/// A line as bytes, or as text already validated as UTF-8.
+#[derive(Clone, Copy)]
+enum Line<'a> {
+    Bytes(&'a [u8]),
+    Text(&'a str),
+}
+
+impl<'a> Line<'a> {
+    #[inline]
+    fn bytes(self) -> &'a [u8] {
+        match self {
+            Line::Bytes(bytes) => bytes,
+            Line::Text(text) => text.as_bytes(),
+        }
+    }
+
+    #[inline]
+    fn strip_cr(self) -> Self {
+        match self {
+            Line::Bytes(bytes) => Line::Bytes(bytes.strip_suffix(b"\r").unwrap_or(bytes)),
+            Line::Text(text) => Line::Text(text.strip_suffix('\r').unwrap_or(text)),
         }
     }
 }
