@@ -11,7 +11,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use trawl_flowlog::sample::SampleLines;
 use trawl_flowlog::{
-    DecodeError, DecodeOptions, FlowRecord, LineDecoder, RecordSink, TextDecoder, decode_reader,
+    DecodeError, DecodeOptions, FlowRecord, LineDecoder, LogFormat, RecordSink, TextDecoder,
+    decode_reader,
 };
 
 const LINES: usize = 200_000;
@@ -19,7 +20,7 @@ const LINES: usize = 200_000;
 struct Sum(u64);
 
 impl RecordSink for Sum {
-    fn record(&mut self, record: &FlowRecord<'_>) {
+    fn record(&mut self, record: &FlowRecord<'_>, _: &LogFormat) {
         self.0 = self.0.wrapping_add(record.bytes().unwrap_or(0));
     }
     fn error(&mut self, error: DecodeError) {

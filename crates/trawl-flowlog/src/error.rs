@@ -154,8 +154,11 @@ impl fmt::Display for DecodeError {
             write!(f, "field {field}: ")?;
         }
         write!(f, "{}", self.error.kind.describe())?;
-        if !self.error.found.is_empty() {
-            write!(f, ": {:?}", self.error.found)?;
+        match self.error.kind {
+            // Already a sentence that quotes the line itself.
+            ErrorKind::FieldCount => write!(f, ": {}", self.error.found)?,
+            _ if !self.error.found.is_empty() => write!(f, ": {:?}", self.error.found)?,
+            _ => {}
         }
         Ok(())
     }

@@ -18,11 +18,11 @@
 //! ## Using it
 //!
 //! ```
-//! use trawl_flowlog::{DecodeError, DecodeOptions, FlowRecord, RecordSink, TextDecoder, decode_reader};
+//! use trawl_flowlog::{DecodeError, DecodeOptions, FlowRecord, LogFormat, RecordSink, TextDecoder, decode_reader};
 //!
 //! struct Sum { bytes: u64, errors: usize }
 //! impl RecordSink for Sum {
-//!     fn record(&mut self, record: &FlowRecord<'_>) { self.bytes += record.bytes().unwrap_or(0); }
+//!     fn record(&mut self, record: &FlowRecord<'_>, _: &LogFormat) { self.bytes += record.bytes().unwrap_or(0); }
 //!     fn error(&mut self, _error: DecodeError) { self.errors += 1; }
 //! }
 //!

@@ -180,7 +180,7 @@ fn decode_step<'a>(
     text: &impl Fn(usize, usize) -> Result<&'a str, ErrorKind>,
 ) -> Result<usize, LineError> {
     if pos >= line.len() {
-        return Err(field_count_error(fields, index));
+        return Err(field_count_error(fields, index, line));
     }
     let slot = record.slot_mut(step.slot);
     let end = parse_field(step.value_type, line, pos, text, slot).map_err(|kind| {
@@ -202,7 +202,7 @@ fn check_line_end(fields: usize, line: &[u8], pos: usize) -> Result<(), LineErro
             .split(|&b| b == b' ')
             .filter(|t| !t.is_empty())
             .count();
-        return Err(field_count_error(fields, fields + extra));
+        return Err(field_count_error(fields, fields + extra, line));
     }
     Ok(())
 }
@@ -215,9 +215,13 @@ struct Step {
     value_type: ValueType,
 }
 
-fn field_count_error(expected: usize, found: usize) -> LineError {
-    let text = format!("expected {expected} fields, found {found}");
-    LineError::new(ErrorKind::FieldCount, None, text.as_bytes())
+fn field_count_error(expected: usize, found: usize, line: &[u8]) -> LineError {
+    let excerpt = LineError::new(ErrorKind::FieldCount, None, line).found;
+    LineError {
+        kind: ErrorKind::FieldCount,
+        field: None,
+        found: format!("expected {expected}, found {found} in {excerpt:?}"),
+    }
 }
 
 #[inline]
@@ -504,9 +508,13 @@ mod tests {
     fn field_count_is_checked_both_ways() {
         let e = decode("srcaddr dstport", "10.0.0.1").unwrap_err();
         assert_eq!(e.kind, ErrorKind::FieldCount);
-        assert_eq!(e.found, "expected 2 fields, found 1");
+        assert_eq!(e.found, r#"expected 2, found 1 in "10.0.0.1""#);
         let e = decode("srcaddr dstport", "10.0.0.1 80 extra more").unwrap_err();
-        assert_eq!(e.found, "expected 2 fields, found 4");
+        assert!(
+            e.found.starts_with("expected 2, found 4 in "),
+            "{}",
+            e.found
+        );
     }
 
     #[test]

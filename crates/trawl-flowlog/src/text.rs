@@ -85,8 +85,9 @@ impl DecodeStats {
 
 /// Receives what a decoder finds, in input order.
 pub trait RecordSink {
-    /// A decoded record; it borrows the input and is only valid during the call.
-    fn record(&mut self, record: &FlowRecord<'_>);
+    /// A decoded record of `format`; it borrows the input and is only valid
+    /// during the call.
+    fn record(&mut self, record: &FlowRecord<'_>, format: &LogFormat);
     /// A decode error (already counted in the decoder's stats).
     fn error(&mut self, error: DecodeError);
 }
@@ -301,7 +302,7 @@ impl TextDecoder {
                     Some(LogStatus::SkipData) => self.stats.skipdata_records += 1,
                     _ => {}
                 }
-                sink.record(record);
+                sink.record(record, self.decoder.format());
             }
             Err(error) => self.report(error, sink),
         }
@@ -345,7 +346,7 @@ mod tests {
     }
 
     impl RecordSink for Collect {
-        fn record(&mut self, record: &FlowRecord<'_>) {
+        fn record(&mut self, record: &FlowRecord<'_>, _: &LogFormat) {
             self.ports.push(record.dst_port());
         }
         fn error(&mut self, error: DecodeError) {
