@@ -60,6 +60,21 @@ impl ErrorKind {
         ErrorKind::Io,
     ];
 
+    /// Whether an error of this kind stands for exactly one input line (the
+    /// others are about a whole container and stand for no line).
+    pub const fn is_line_error(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::FieldCount
+                | ErrorKind::InvalidNumber
+                | ErrorKind::NumberOutOfRange
+                | ErrorKind::InvalidAddress
+                | ErrorKind::InvalidValue
+                | ErrorKind::InvalidUtf8
+                | ErrorKind::LineTooLong
+        )
+    }
+
     /// A stable snake_case name (metrics labels, `--stats` output).
     pub const fn name(self) -> &'static str {
         match self {

@@ -46,6 +46,7 @@
 //!   goes on with the next line. Every limit (line length, payload size,
 //!   envelope nesting, extra columns) is explicit.
 
+mod addr;
 mod container;
 mod error;
 mod field;

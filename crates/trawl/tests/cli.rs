@@ -1,0 +1,150 @@
+//! The `trawl` binary end to end: generate → parse with the counts right,
+//! AWS's examples through `trawl parse`, errors and exit codes, stdin, demo.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn trawl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn golden(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../trawl-flowlog/tests/golden")
+        .join(name)
+}
+
+fn stdout_json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+#[test]
+fn generated_gzip_file_parses_with_the_counts_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flows.log.gz");
+    let path = path.to_str().unwrap();
+    let generated = trawl(&["generate", "--records", "30000", "--seed", "7", "-o", path]);
+    assert!(generated.status.success());
+    let totals: serde_json::Value = serde_json::from_slice(&generated.stderr).unwrap();
+    assert_eq!(totals["records"], 30000);
+
+    let parsed = trawl(&["parse", "--stats", path]);
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    let stats = stdout_json(&parsed);
+    assert_eq!(stats["records"], totals["records"]);
+    assert_eq!(stats["nodata_records"], totals["nodata_records"]);
+    assert_eq!(stats["skipdata_records"], totals["skipdata_records"]);
+    assert_eq!(stats["flow_bytes"], totals["flow_bytes"]);
+    assert_eq!(stats["flow_packets"], totals["flow_packets"]);
+    assert_eq!(stats["header_lines"], 1);
+    assert_eq!(stats["errors_total"], 0);
+}
+
+#[test]
+fn aws_examples_print_as_their_golden_json() {
+    for name in [
+        "aws_default_accept_reject",
+        "aws_default_nodata_skipdata",
+        "aws_default_ipv6",
+    ] {
+        let output = trawl(&["parse", golden(&format!("{name}.log")).to_str().unwrap()]);
+        assert!(output.status.success());
+        let expected = std::fs::read_to_string(golden(&format!("{name}.expected"))).unwrap();
+        let records: String = expected
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(String::from_utf8(output.stdout).unwrap(), records, "{name}");
+    }
+}
+
+#[test]
+fn explicit_log_format_in_aws_syntax() {
+    let format = std::fs::read_to_string(golden("aws_custom_nat_gateway.format")).unwrap();
+    let input = golden("aws_custom_nat_gateway.log");
+    let output = trawl(&[
+        "parse",
+        "--log-format",
+        format.trim(),
+        input.to_str().unwrap(),
+    ]);
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(text.lines().count(), 6);
+    assert!(text.starts_with(r#"{"instance_id":null,"interface_id":"eni-1235b8ca123456789""#));
+}
+
+#[test]
+fn bad_lines_are_reported_counted_and_skipped() {
+    let input = golden("bad_lines.log");
+    let output = trawl(&[
+        "parse",
+        "--stats",
+        "--errors-max",
+        "2",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr.clone()).unwrap();
+    assert!(
+        stderr.contains("bad_lines.log: line 4: field dst_port: number out of range: \"99999\""),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("7 more decode errors not shown"),
+        "{stderr}"
+    );
+    let stats = stdout_json(&output);
+    assert_eq!(stats["records"], 3);
+    assert_eq!(stats["errors"]["number_out_of_range"], 3);
+}
+
+#[test]
+fn unknown_field_in_log_format_is_a_clear_error() {
+    let output = trawl(&["parse", "--log-format", "${srcadr}", "-"]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("--log-format"), "{stderr}");
+    assert!(stderr.contains("unknown field \"srcadr\""), "{stderr}");
+}
+
+#[test]
+fn missing_file_names_the_file() {
+    let output = trawl(&["parse", "/nonexistent/flows.log"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("opening /nonexistent/flows.log"));
+}
+
+#[test]
+fn stdin_is_read_with_a_dash() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_trawl"))
+        .args(["parse", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let input = std::fs::read(golden("aws_default_security_group_icmp.log")).unwrap();
+    child.stdin.take().unwrap().write_all(&input).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    assert_eq!(String::from_utf8(output.stdout).unwrap().lines().count(), 2);
+}
+
+#[test]
+fn demo_runs_and_checks_itself() {
+    let output = trawl(&["demo", "--records", "20000"]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains("(equal)"), "{stdout}");
+    assert!(stdout.contains("\"log_status\":"), "{stdout}");
+}
