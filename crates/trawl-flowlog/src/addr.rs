@@ -6,50 +6,59 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use crate::scan::{digit_run_len, load8_padded};
+use crate::scan::load8_padded;
 
 /// The IPv4 address at the start of `rest`, if one is there and ends at a
 /// space or the end of `rest`; returns the address and its length.
 ///
-/// The longest address and its terminator fit in 16 bytes, so one window is
-/// loaded and shifted along instead of reading each octet from memory.
+/// The longest address and its terminator fit in 16 bytes. One window is
+/// loaded, the separators are found with one mask, and the four octets are
+/// then read independently of each other (no chain from one to the next).
 #[inline(always)]
 pub(crate) fn parse_ipv4_prefix(rest: &[u8]) -> Option<(Ipv4Addr, usize)> {
-    let mut window = u128::from(load8_padded(rest, 0)) | u128::from(load8_padded(rest, 8)) << 64;
-    let mut octets = [0u8; 4];
-    let mut len = 0;
-    for (index, octet) in octets.iter_mut().enumerate() {
-        let (digits, value) = parse_octet(window as u64)?;
-        *octet = value;
-        len += digits;
-        if index < 3 {
-            if (window >> (8 * digits)) as u8 != b'.' {
-                return None;
-            }
-            len += 1;
-            window >>= 8 * (digits + 1);
-        }
+    const ZEROS: u128 = 0x3030_3030_3030_3030_3030_3030_3030_3030;
+    const LOW7: u128 = 0x7f7f_7f7f_7f7f_7f7f_7f7f_7f7f_7f7f_7f7f;
+    const NINES_UP: u128 = 0x7676_7676_7676_7676_7676_7676_7676_7676;
+    const HIGHS: u128 = 0x8080_8080_8080_8080_8080_8080_8080_8080;
+    let window = u128::from(load8_padded(rest, 0)) | u128::from(load8_padded(rest, 8)) << 64;
+    // Digits become 0..=9; any other byte gets its high bit set in `stops`
+    // (per byte, nothing carries into a neighbour).
+    let digits = window ^ ZEROS;
+    let mut stops = (((digits & LOW7) + NINES_UP) | digits) & HIGHS;
+    let mut ends = [0usize; 4];
+    for end in &mut ends {
+        *end = (stops.trailing_zeros() / 8) as usize;
+        stops &= stops.wrapping_sub(1);
     }
+    let mut octets = [0u8; 4];
+    let mut start = 0;
+    for (index, (octet, &end)) in octets.iter_mut().zip(&ends).enumerate() {
+        *octet = octet_value(digits, start, end)?;
+        if index < 3 && (window >> (8 * end)) as u8 != b'.' {
+            return None;
+        }
+        start = end + 1;
+    }
+    let len = ends[3];
     if rest.get(len).is_some_and(|b| *b != b' ') {
         return None;
     }
     Some((Ipv4Addr::from(octets), len))
 }
 
-/// One decimal octet (0–255, no leading zero) at the start of `word`
-/// (first character in the lowest byte): its length in digits and value.
+/// The octet whose digits (already minus `'0'`) are bytes `start..end` of
+/// `digits`: one to three of them, no leading zero, at most 255.
 #[inline(always)]
-fn parse_octet(word: u64) -> Option<(usize, u8)> {
-    let (len, values) = digit_run_len(word);
-    let digit = |i: u32| ((values >> (8 * i)) & 0xff) as u16;
-    let (d0, d1, d2) = (digit(0), digit(1), digit(2));
-    // Compute every candidate and pick one: no branch on the digit count.
-    let candidates = [d0, d0 * 10 + d1, d0 * 100 + d1 * 10 + d2];
-    let value = *candidates.get(len.wrapping_sub(1))?;
-    if len > 1 && d0 == 0 {
+fn octet_value(digits: u128, start: usize, end: usize) -> Option<u8> {
+    let len = end.wrapping_sub(start);
+    let bytes = (digits >> (8 * start)) as u32;
+    if !(1..=3).contains(&len) || (len > 1 && bytes & 0xff == 0) {
         return None;
     }
-    Some((len, u8::try_from(value).ok()?))
+    // Right-align the digits in the low three bytes: no branch on the count.
+    let aligned = bytes << (8 * (3 - len));
+    let value = (aligned & 0xff) * 100 + ((aligned >> 8) & 0xff) * 10 + ((aligned >> 16) & 0xff);
+    u8::try_from(value).ok()
 }
 
 /// A whole IPv6 address token, by the standard library's rules.
@@ -84,43 +93,47 @@ fn read_groups<'a>(
     limit: usize,
 ) -> (usize, bool, &'a [u8]) {
     for i in 0..limit {
-        let after_separator = if i == 0 {
-            Some(text)
+        let candidate = if i == 0 {
+            text
         } else {
-            text.strip_prefix(b":")
+            match text.strip_prefix(b":") {
+                Some(candidate) => candidate,
+                None => return (i, false, text),
+            }
         };
-        let Some(candidate) = after_separator else {
+        let Some((value, len)) = hex_group(candidate) else {
             return (i, false, text);
         };
-        if i + 1 < limit
-            && let Some((v4, len)) = parse_ipv4_prefix(candidate)
-            && len == candidate.len()
+        // Digits followed by a dot can only be an embedded IPv4 address.
+        if candidate.get(len) == Some(&b'.')
+            && i + 1 < limit
+            && let Some((v4, v4_len)) = parse_ipv4_prefix(candidate)
+            && v4_len == candidate.len()
         {
             let [a, b, c, d] = v4.octets();
             groups[i] = u16::from_be_bytes([a, b]);
             groups[i + 1] = u16::from_be_bytes([c, d]);
-            return (i + 2, true, &candidate[len..]);
+            return (i + 2, true, &candidate[v4_len..]);
         }
-        match hex_group(candidate) {
-            Some((value, len)) => {
-                groups[i] = value;
-                text = &candidate[len..];
-            }
-            None => return (i, false, text),
-        }
+        groups[i] = value;
+        text = &candidate[len..];
     }
     (limit, false, text)
 }
 
 /// One to four hex digits at the start of `text`.
+#[inline]
 fn hex_group(text: &[u8]) -> Option<(u16, usize)> {
     let mut value = 0u16;
     let mut len = 0;
     for &b in text.iter().take(4) {
-        let Some(digit) = (b as char).to_digit(16) else {
-            break;
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => break,
         };
-        value = value << 4 | digit as u16;
+        value = value << 4 | u16::from(digit);
         len += 1;
     }
     (len > 0).then_some((value, len))
