@@ -1,0 +1,659 @@
+//! The attribution index: applies metadata events and flow heartbeats, and
+//! answers [`AttributionIndex::owner_at`] — which workload held an IP at a
+//! given time, and which rule said so.
+//!
+//! ## Rules, in order
+//!
+//! 1. **Declared**: an ownership interval from metadata events covers `t`.
+//! 2. **Learned**: flows captured at an interface whose workload is known
+//!    (an `interface` event, or an `assign` with `interface_id`) confirm
+//!    that workload as the owner of the interface's own address over the
+//!    flows' `[start, end]`. Learned spans are kept apart from declared
+//!    intervals. They answer when no declared interval covers `t`, and win
+//!    over a declared interval that began before them and names someone
+//!    else (the declaration is then stale: a lost event).
+//! 3. **Network**, **AwsIpRanges**: the longest matching user prefix, then
+//!    AWS's published ranges.
+//! 4. **Internet** for a public address, **Unknown** for a private one.
+//!
+//! ## Order tolerance
+//!
+//! Declared ownership is the set of marks of [`crate::timeline`], which is
+//! the same whatever order events arrive in. A snapshot also releases every
+//! IP it does not list; it is remembered for the reorder window so that an
+//! assignment arriving late (but within the window) is released by the
+//! snapshots taken after it. Events further behind the newest event than
+//! the window are still applied and counted as `late_beyond_window`.
+//!
+//! ## Horizon
+//!
+//! The horizon is the time up to which metadata is taken to be complete:
+//! the newest event time minus the reorder window, or a later time a source
+//! vouches for ([`AttributionIndex::advance_horizon`]). An answer for
+//! `t <= horizon` is *settled*; the pipeline holds flows whose answer is not
+//! settled, up to a configured delay.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use trawl_flowlog::{FlowDirection, FlowRecord, LogStatus};
+
+use crate::event::MetadataEvent;
+use crate::ipmap::IpMap;
+use crate::prefix::{NetworkEntry, PrefixSource, PrefixTables, is_private};
+use crate::time::{Secs, to_stored};
+use crate::timeline::{Held, Mark, Timeline};
+use crate::workload::{NO_OWNER, Workload, WorkloadId, WorkloadTable};
+
+/// Limits and windows of an index; every one has a default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexConfig {
+    /// How far behind the newest event an event may arrive and still be
+    /// placed exactly (seconds). Also how long snapshots are remembered.
+    pub reorder_window_secs: u32,
+    /// History kept behind the newest event (seconds); older intervals are pruned.
+    pub retention_secs: u32,
+    /// Heartbeats of one owner closer than this (seconds) join one learned span.
+    pub learned_gap_secs: u32,
+    /// Most learned spans kept per IP (oldest dropped first).
+    pub learned_spans_per_ip_max: usize,
+    /// Most snapshots remembered for late events.
+    pub snapshots_retained_max: usize,
+    /// Most ownership marks held; past it, history is pruned from the oldest end.
+    pub marks_max: usize,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            reorder_window_secs: 15 * 60,
+            retention_secs: 7 * 24 * 3600,
+            learned_gap_secs: 120,
+            learned_spans_per_ip_max: 64,
+            snapshots_retained_max: 16,
+            marks_max: 200_000_000,
+        }
+    }
+}
+
+/// Which rule answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    /// A declared ownership interval.
+    Declared,
+    /// A span learned from flows at the owner's interface.
+    Learned,
+    /// The user's CIDR table.
+    Network,
+    /// AWS's published ranges.
+    AwsIpRanges,
+    /// A public address no table knows.
+    Internet,
+    /// A private address no table knows.
+    Unknown,
+}
+
+impl Rule {
+    /// The rule's name in output (`declared`, `aws_ip_ranges`, …).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Rule::Declared => "declared",
+            Rule::Learned => "learned",
+            Rule::Network => "network",
+            Rule::AwsIpRanges => "aws_ip_ranges",
+            Rule::Internet => "internet",
+            Rule::Unknown => "unknown",
+        }
+    }
+
+    /// Whether a workload interval (declared or learned) answered.
+    pub const fn is_interval(self) -> bool {
+        matches!(self, Rule::Declared | Rule::Learned)
+    }
+}
+
+/// The answer of [`AttributionIndex::owner_at`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attribution {
+    /// Which rule answered.
+    pub rule: Rule,
+    /// The workload (see [`AttributionIndex::workload`]); for the class rules,
+    /// a workload of kind `internet` or `unknown`.
+    pub owner: WorkloadId,
+    /// Start of the interval or span that answered.
+    pub from: Option<Secs>,
+    /// Its end, if it has ended.
+    pub to: Option<Secs>,
+    /// The matching prefix, for the prefix rules.
+    pub prefix: Option<IpNet>,
+    /// Whether metadata is complete up to the time asked about.
+    pub settled: bool,
+}
+
+/// Counters of an index.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexStats {
+    /// Events applied.
+    pub events: u64,
+    /// Events that changed nothing (duplicates, re-assertions).
+    pub unchanged_events: u64,
+    /// Assignments over an interval of another owner that was never released.
+    pub overlaps: u64,
+    /// Different assignments of one IP at the same instant.
+    pub conflicts: u64,
+    /// Events further behind the newest event than the reorder window.
+    pub late_beyond_window: u64,
+    /// Events refused (time outside 1970–2106, workload table full).
+    pub refused_events: u64,
+    /// Heartbeats learned from flows.
+    pub heartbeats: u64,
+    /// Flows whose interface has no known workload.
+    pub heartbeats_unmapped: u64,
+    /// Flows whose local side could not be told.
+    pub heartbeats_without_local_side: u64,
+    /// Heartbeats naming another owner than the declared one.
+    pub learned_conflicts: u64,
+    /// Marks merged behind the reorder window.
+    pub compacted_marks: u64,
+    /// Marks pruned by retention or the memory bound.
+    pub pruned_marks: u64,
+}
+
+/// Why an event was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    /// The event's time does not fit 1970–2106.
+    #[error("event time {0} is outside 1970-2106")]
+    TimeOutOfRange(Secs),
+    /// The workload table is full.
+    #[error("too many distinct workloads (at most {})", crate::workload::WORKLOADS_MAX)]
+    WorkloadsFull,
+}
+
+/// A span over which flows confirmed an owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    /// First second confirmed.
+    pub from: u32,
+    /// Last second confirmed.
+    pub to: u32,
+    /// The owner confirmed.
+    pub owner: WorkloadId,
+}
+
+/// What the index knows of one IP.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpRecord {
+    /// Declared ownership.
+    pub timeline: Timeline,
+    /// Learned spans, ordered by `from`.
+    pub learned: Vec<Span>,
+}
+
+impl IpRecord {
+    fn learned_at(&self, t: u32) -> Option<&Span> {
+        self.learned.iter().rev().find(|s| s.from <= t && t <= s.to)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.timeline.is_empty() && self.learned.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct RetainedSnapshot {
+    at: u32,
+    listed: hashbrown::HashSet<IpAddr, foldhash::fast::FixedState>,
+}
+
+/// The index.
+#[derive(Debug, Clone)]
+pub struct AttributionIndex {
+    config: IndexConfig,
+    workloads: WorkloadTable,
+    ips: IpMap<IpRecord>,
+    interfaces: hashbrown::HashMap<String, (u32, WorkloadId), foldhash::fast::FixedState>,
+    snapshots: VecDeque<RetainedSnapshot>,
+    prefixes: PrefixTables,
+    newest_at: u32,
+    vouched_horizon: u32,
+    internet: WorkloadId,
+    unknown: WorkloadId,
+    stats: IndexStats,
+}
+
+impl Default for AttributionIndex {
+    fn default() -> Self {
+        Self::new(IndexConfig::default())
+    }
+}
+
+fn clamp_time(t: Secs) -> u32 {
+    t.clamp(0, Secs::from(u32::MAX)) as u32
+}
+
+impl AttributionIndex {
+    /// An empty index.
+    pub fn new(config: IndexConfig) -> Self {
+        let mut workloads = WorkloadTable::default();
+        let internet = workloads.intern(&Workload::of_kind("internet")).unwrap_or(NO_OWNER);
+        let unknown = workloads.intern(&Workload::of_kind("unknown")).unwrap_or(NO_OWNER);
+        AttributionIndex {
+            config,
+            workloads,
+            ips: IpMap::default(),
+            interfaces: Default::default(),
+            snapshots: VecDeque::new(),
+            prefixes: PrefixTables::default(),
+            newest_at: 0,
+            vouched_horizon: 0,
+            internet,
+            unknown,
+            stats: IndexStats::default(),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &IndexConfig {
+        &self.config
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &IndexStats {
+        &self.stats
+    }
+
+    /// The workload of an id (`None` for [`NO_OWNER`]).
+    pub fn workload(&self, id: WorkloadId) -> Option<&Workload> {
+        self.workloads.get(id).map(|w| &**w)
+    }
+
+    /// The workload table.
+    pub fn workloads(&self) -> &WorkloadTable {
+        &self.workloads
+    }
+
+    /// Adds user networks (`[[networks]]`).
+    pub fn add_networks(&mut self, entries: &[NetworkEntry]) {
+        self.prefixes.add_networks(entries, &mut self.workloads);
+    }
+
+    /// Loads AWS's `ip-ranges.json`; returns the number of prefixes.
+    pub fn add_aws_ip_ranges(
+        &mut self,
+        json: &[u8],
+        source_name: &str,
+    ) -> Result<usize, crate::prefix::IpRangesError> {
+        self.prefixes
+            .add_aws_ip_ranges(json, source_name, &mut self.workloads)
+    }
+
+    /// The time up to which metadata is taken to be complete.
+    pub fn horizon(&self) -> Secs {
+        let by_window = self.newest_at.saturating_sub(self.config.reorder_window_secs);
+        Secs::from(by_window.max(self.vouched_horizon))
+    }
+
+    /// Records that a source vouches for completeness up to `t` (a file read
+    /// to its end, a stream whose watermark passed `t`).
+    pub fn advance_horizon(&mut self, t: Secs) {
+        self.vouched_horizon = self.vouched_horizon.max(clamp_time(t));
+    }
+
+    /// The newest event time applied.
+    pub fn newest_event_at(&self) -> Secs {
+        Secs::from(self.newest_at)
+    }
+
+    /// Applies one metadata event.
+    pub fn apply(&mut self, event: &MetadataEvent) -> Result<(), ApplyError> {
+        let result = self.apply_unchecked(event);
+        match result {
+            Ok(()) => self.stats.events += 1,
+            Err(_) => self.stats.refused_events += 1,
+        }
+        result
+    }
+
+    fn apply_unchecked(&mut self, event: &MetadataEvent) -> Result<(), ApplyError> {
+        let at = to_stored(event.at()).ok_or(ApplyError::TimeOutOfRange(event.at()))?;
+        if at.saturating_add(self.config.reorder_window_secs) < self.newest_at {
+            self.stats.late_beyond_window += 1;
+        }
+        self.newest_at = self.newest_at.max(at);
+        match event {
+            MetadataEvent::Assign {
+                ip,
+                workload,
+                interface_id,
+                ..
+            } => {
+                let owner = self.intern(workload)?;
+                self.assign(*ip, at, owner, interface_id.as_deref());
+            }
+            MetadataEvent::Release { ip, .. } => self.mark(*ip, Mark { at, owner: NO_OWNER }),
+            MetadataEvent::Snapshot { owners, .. } => {
+                let mut listed = hashbrown::HashSet::with_hasher(foldhash::fast::FixedState::default());
+                for entry in owners {
+                    let owner = self.intern(&entry.workload)?;
+                    self.assign(entry.ip, at, owner, entry.interface_id.as_deref());
+                    listed.insert(entry.ip.to_canonical());
+                }
+                self.release_unlisted(at, listed);
+            }
+            MetadataEvent::Interface {
+                interface_id,
+                workload,
+                ..
+            } => {
+                let owner = self.intern(workload)?;
+                self.map_interface(interface_id, at, owner);
+            }
+        }
+        Ok(())
+    }
+
+    fn intern(&mut self, workload: &Workload) -> Result<WorkloadId, ApplyError> {
+        self.workloads.intern(workload).ok_or(ApplyError::WorkloadsFull)
+    }
+
+    fn mark(&mut self, ip: IpAddr, mark: Mark) {
+        let record = self.ips.entry(ip);
+        let inserted = record.timeline.insert(mark, &self.workloads);
+        self.stats.unchanged_events += u64::from(!inserted.changed);
+        self.stats.overlaps += u64::from(inserted.overlap);
+        self.stats.conflicts += u64::from(inserted.conflict);
+    }
+
+    fn assign(&mut self, ip: IpAddr, at: u32, owner: WorkloadId, interface_id: Option<&str>) {
+        self.mark(ip, Mark { at, owner });
+        if let Some(interface_id) = interface_id {
+            self.map_interface(interface_id, at, owner);
+        }
+        // Snapshots taken after `at` that do not list the IP released it.
+        let canonical = ip.to_canonical();
+        let record = self.ips.entry(ip);
+        for snapshot in &self.snapshots {
+            if snapshot.at > at && !snapshot.listed.contains(&canonical) {
+                record
+                    .timeline
+                    .insert(Mark { at: snapshot.at, owner: NO_OWNER }, &self.workloads);
+            }
+        }
+    }
+
+    fn map_interface(&mut self, interface_id: &str, at: u32, owner: WorkloadId) {
+        match self.interfaces.get_mut(interface_id) {
+            Some(current) => {
+                let newer = at > current.0
+                    || (at == current.0 && self.workloads.order(owner, current.1).is_gt());
+                if newer {
+                    *current = (at, owner);
+                }
+            }
+            None => {
+                self.interfaces.insert(interface_id.to_string(), (at, owner));
+            }
+        }
+    }
+
+    fn release_unlisted(&mut self, at: u32, listed: hashbrown::HashSet<IpAddr, foldhash::fast::FixedState>) {
+        let compact_cutoff = self.newest_at.saturating_sub(self.config.reorder_window_secs);
+        let mut compacted = 0;
+        for (ip, record) in self.ips.iter_mut() {
+            if !listed.contains(&ip) && record.timeline.owner_at(at) != NO_OWNER {
+                record
+                    .timeline
+                    .insert(Mark { at, owner: NO_OWNER }, &self.workloads);
+            }
+            compacted += record.timeline.compact_before(compact_cutoff);
+        }
+        self.stats.compacted_marks += compacted as u64;
+        self.snapshots.push_back(RetainedSnapshot { at, listed });
+        self.forget_old_snapshots();
+    }
+
+    fn forget_old_snapshots(&mut self) {
+        let cutoff = self.newest_at.saturating_sub(self.config.reorder_window_secs);
+        self.snapshots.retain(|s| s.at >= cutoff);
+        while self.snapshots.len() > self.config.snapshots_retained_max {
+            let oldest = self
+                .snapshots
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, s)| s.at)
+                .map(|(i, _)| i);
+            if let Some(i) = oldest {
+                self.snapshots.remove(i);
+            }
+        }
+    }
+
+    /// Learns that the workload of `interface_id` owned `ip` over `[start, end]`.
+    pub fn learn(&mut self, ip: IpAddr, interface_id: &str, start: Secs, end: Secs) {
+        let Some(&(_, owner)) = self.interfaces.get(interface_id) else {
+            self.stats.heartbeats_unmapped += 1;
+            return;
+        };
+        let (start, end) = (clamp_time(start), clamp_time(end.max(start)));
+        let gap = self.config.learned_gap_secs;
+        let record = self.ips.entry(ip);
+        let declared = record.timeline.owner_at(start);
+        if declared != NO_OWNER && declared != owner {
+            self.stats.learned_conflicts += 1;
+        }
+        self.stats.heartbeats += 1;
+        let joinable = record.learned.iter_mut().rev().find(|s| {
+            s.owner == owner && s.from <= end.saturating_add(gap) && start <= s.to.saturating_add(gap)
+        });
+        if let Some(span) = joinable {
+            span.from = span.from.min(start);
+            span.to = span.to.max(end);
+            return;
+        }
+        let index = record.learned.partition_point(|s| s.from <= start);
+        record.learned.insert(index, Span { from: start, to: end, owner });
+        if record.learned.len() > self.config.learned_spans_per_ip_max {
+            record.learned.remove(0);
+        }
+    }
+
+    /// Learns from one flow record: the interface's own address (source of
+    /// egress traffic, destination of ingress; without `flow-direction`, the
+    /// side already declared to the interface's workload) was held by the
+    /// interface's workload over the record's `[start, end]`.
+    pub fn learn_from_flow(&mut self, record: &FlowRecord<'_>) {
+        let (Some(interface_id), Some(start), Some(end)) =
+            (record.interface_id(), record.start(), record.end())
+        else {
+            return;
+        };
+        if record.log_status() != Some(LogStatus::Ok) {
+            return;
+        }
+        let (start, end) = (start as Secs, end as Secs);
+        let local = match record.flow_direction() {
+            Some(FlowDirection::Egress) => record.src_addr(),
+            Some(FlowDirection::Ingress) => record.dst_addr(),
+            None => self.local_side(interface_id, record.src_addr(), record.dst_addr(), start),
+        };
+        match local {
+            Some(ip) => self.learn(ip, interface_id, start, end),
+            None => self.stats.heartbeats_without_local_side += 1,
+        }
+    }
+
+    fn local_side(&self, interface_id: &str, src: Option<IpAddr>, dst: Option<IpAddr>, t: Secs) -> Option<IpAddr> {
+        let &(_, owner) = self.interfaces.get(interface_id)?;
+        let held_by_owner = |ip: Option<IpAddr>| {
+            ip.filter(|ip| {
+                self.ips
+                    .get(*ip)
+                    .is_some_and(|r| r.timeline.owner_at(clamp_time(t)) == owner)
+            })
+        };
+        match (held_by_owner(src), held_by_owner(dst)) {
+            (Some(ip), None) | (None, Some(ip)) => Some(ip),
+            _ => None,
+        }
+    }
+
+    /// The workload of an interface, if known.
+    pub fn interface_owner(&self, interface_id: &str) -> Option<WorkloadId> {
+        self.interfaces.get(interface_id).map(|(_, owner)| *owner)
+    }
+
+    /// Who held `ip` at `t`, and which rule says so.
+    #[inline]
+    pub fn owner_at(&self, ip: IpAddr, t: Secs) -> Attribution {
+        let settled = t <= self.horizon();
+        let t32 = clamp_time(t);
+        if let Some(record) = self.ips.get(ip) {
+            let held = record.timeline.held_at(t32);
+            let learned = if record.learned.is_empty() {
+                None
+            } else {
+                record.learned_at(t32)
+            };
+            if let Some(answer) = choose(held, learned, settled) {
+                return answer;
+            }
+        }
+        self.by_prefix(ip, settled)
+    }
+
+    fn by_prefix(&self, ip: IpAddr, settled: bool) -> Attribution {
+        let (rule, owner, prefix) = match self.prefixes.lookup(ip.to_canonical()) {
+            Some((PrefixSource::Network, net, id)) => (Rule::Network, id, Some(net)),
+            Some((PrefixSource::AwsIpRanges, net, id)) => (Rule::AwsIpRanges, id, Some(net)),
+            None if is_private(ip) => (Rule::Unknown, self.unknown, None),
+            None => (Rule::Internet, self.internet, None),
+        };
+        Attribution {
+            rule,
+            owner,
+            from: None,
+            to: None,
+            prefix,
+            settled,
+        }
+    }
+
+    /// Every declared interval of `ip`, in time order.
+    pub fn history(&self, ip: IpAddr) -> Vec<Held> {
+        self.ips
+            .get(ip)
+            .map(|r| r.timeline.intervals().collect())
+            .unwrap_or_default()
+    }
+
+    /// Every IP the index holds, with its record.
+    pub fn records(&self) -> impl Iterator<Item = (IpAddr, &IpRecord)> {
+        self.ips.iter()
+    }
+
+    /// Number of IPs with declared or learned history.
+    pub fn ip_count(&self) -> usize {
+        self.ips.len()
+    }
+
+    /// Number of ownership marks (an interval is one or more marks).
+    pub fn mark_count(&self) -> usize {
+        self.ips.iter().map(|(_, r)| r.timeline.marks().len()).sum()
+    }
+
+    /// Approximate heap bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        let records: usize = self
+            .ips
+            .iter()
+            .map(|(_, r)| r.timeline.memory_bytes() + r.learned.capacity() * std::mem::size_of::<Span>())
+            .sum();
+        let interfaces: usize = self.interfaces.keys().map(|k| k.capacity() + 48).sum();
+        let snapshots: usize = self.snapshots.iter().map(|s| s.listed.capacity() * 18).sum();
+        self.ips.table_bytes() + records + self.workloads.memory_bytes() + interfaces + snapshots
+    }
+
+    /// Merges redundant marks behind the reorder window, prunes history
+    /// beyond the retention, and enforces the mark limit by pruning further
+    /// from the oldest end. Call it every so often (the pipeline does, on a
+    /// timer); snapshots also compact as they pass.
+    pub fn maintain(&mut self) {
+        let compact_cutoff = self.newest_at.saturating_sub(self.config.reorder_window_secs);
+        let mut retention = self.config.retention_secs;
+        loop {
+            let prune_cutoff = self.newest_at.saturating_sub(retention).min(compact_cutoff);
+            let (mut compacted, mut pruned, mut marks) = (0, 0, 0);
+            for (_, record) in self.ips.iter_mut() {
+                compacted += record.timeline.compact_before(compact_cutoff);
+                pruned += record.timeline.prune_before(prune_cutoff);
+                record.learned.retain(|s| s.to >= prune_cutoff);
+                marks += record.timeline.marks().len();
+            }
+            self.ips.retain(|r| !r.is_empty());
+            self.stats.compacted_marks += compacted as u64;
+            self.stats.pruned_marks += pruned as u64;
+            if marks <= self.config.marks_max || retention <= self.config.reorder_window_secs {
+                break;
+            }
+            retention /= 2;
+        }
+        self.forget_old_snapshots();
+    }
+
+    pub(crate) fn parts(&self) -> (&WorkloadTable, &IpMap<IpRecord>, u32, u32) {
+        (&self.workloads, &self.ips, self.newest_at, self.vouched_horizon)
+    }
+
+    pub(crate) fn interfaces(&self) -> impl Iterator<Item = (&str, u32, WorkloadId)> {
+        self.interfaces.iter().map(|(k, (at, w))| (k.as_str(), *at, *w))
+    }
+
+    pub(crate) fn restore(
+        config: IndexConfig,
+        workloads: WorkloadTable,
+        ips: IpMap<IpRecord>,
+        interfaces: Vec<(String, u32, WorkloadId)>,
+        newest_at: u32,
+        vouched_horizon: u32,
+    ) -> Self {
+        let mut index = AttributionIndex::new(config);
+        index.workloads = workloads;
+        index.internet = index.workloads.intern(&Workload::of_kind("internet")).unwrap_or(NO_OWNER);
+        index.unknown = index.workloads.intern(&Workload::of_kind("unknown")).unwrap_or(NO_OWNER);
+        index.ips = ips;
+        index.interfaces = interfaces.into_iter().map(|(k, at, w)| (k, (at, w))).collect();
+        index.newest_at = newest_at;
+        index.vouched_horizon = vouched_horizon;
+        index
+    }
+}
+
+/// Declared, learned, or neither (see the module header).
+#[inline]
+fn choose(held: Option<Held>, learned: Option<&Span>, settled: bool) -> Option<Attribution> {
+    let from_learned = |span: &Span| Attribution {
+        rule: Rule::Learned,
+        owner: span.owner,
+        from: Some(Secs::from(span.from)),
+        to: Some(Secs::from(span.to)),
+        prefix: None,
+        settled,
+    };
+    match (held, learned) {
+        (Some(held), Some(span)) if span.owner != held.owner && span.from >= held.from => {
+            Some(from_learned(span))
+        }
+        (Some(held), _) => Some(Attribution {
+            rule: Rule::Declared,
+            owner: held.owner,
+            from: Some(Secs::from(held.from)),
+            to: held.to.map(Secs::from),
+            prefix: None,
+            settled,
+        }),
+        (None, Some(span)) => Some(from_learned(span)),
+        (None, None) => None,
+    }
+}

@@ -1,0 +1,103 @@
+//! A hash map keyed by IP address, with IPv4 keys stored as `u32` (half the
+//! size of a `u128` key; most estates are mostly IPv4). IPv4-mapped IPv6
+//! addresses are the same key as their IPv4 address.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+type Map<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
+
+/// Map from IP address to `V`.
+#[derive(Debug, Clone)]
+pub struct IpMap<V> {
+    v4: Map<u32, V>,
+    v6: Map<u128, V>,
+}
+
+impl<V> Default for IpMap<V> {
+    fn default() -> Self {
+        IpMap {
+            v4: Map::default(),
+            v6: Map::default(),
+        }
+    }
+}
+
+impl<V: Default> IpMap<V> {
+    /// The value of `ip`, inserting a default one if absent.
+    pub fn entry(&mut self, ip: IpAddr) -> &mut V {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => self.v4.entry(v4.to_bits()).or_default(),
+            IpAddr::V6(v6) => self.v6.entry(v6.to_bits()).or_default(),
+        }
+    }
+}
+
+impl<V> IpMap<V> {
+    /// The value of `ip`.
+    #[inline]
+    pub fn get(&self, ip: IpAddr) -> Option<&V> {
+        match ip {
+            IpAddr::V4(v4) => self.v4.get(&v4.to_bits()),
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => self.v4.get(&v4.to_bits()),
+                None => self.v6.get(&v6.to_bits()),
+            },
+        }
+    }
+
+    /// Inserts or replaces.
+    pub fn insert(&mut self, ip: IpAddr, value: V) {
+        match ip.to_canonical() {
+            IpAddr::V4(v4) => self.v4.insert(v4.to_bits(), value),
+            IpAddr::V6(v6) => self.v6.insert(v6.to_bits(), value),
+        };
+    }
+
+    /// Number of addresses.
+    pub fn len(&self) -> usize {
+        self.v4.len() + self.v6.len()
+    }
+
+    /// Every address and value.
+    pub fn iter(&self) -> impl Iterator<Item = (IpAddr, &V)> {
+        let v4 = self.v4.iter().map(|(k, v)| (IpAddr::V4(Ipv4Addr::from_bits(*k)), v));
+        let v6 = self.v6.iter().map(|(k, v)| (IpAddr::V6(Ipv6Addr::from_bits(*k)), v));
+        v4.chain(v6)
+    }
+
+    /// Every address and value, mutably.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (IpAddr, &mut V)> {
+        let v4 = self.v4.iter_mut().map(|(k, v)| (IpAddr::V4(Ipv4Addr::from_bits(*k)), v));
+        let v6 = self.v6.iter_mut().map(|(k, v)| (IpAddr::V6(Ipv6Addr::from_bits(*k)), v));
+        v4.chain(v6)
+    }
+
+    /// Keeps the entries for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
+        self.v4.retain(|_, v| keep(v));
+        self.v6.retain(|_, v| keep(v));
+    }
+
+    /// Heap bytes of the tables themselves (not of what values own).
+    pub fn table_bytes(&self) -> usize {
+        let slot = |key: usize| key + std::mem::size_of::<V>() + 1;
+        self.v4.capacity() * slot(4) + self.v6.capacity() * slot(16)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapped_ipv6_is_the_ipv4_key() {
+        let mut map = IpMap::<u8>::default();
+        *map.entry("10.0.0.1".parse().unwrap()) = 7;
+        assert_eq!(map.get("::ffff:10.0.0.1".parse().unwrap()), Some(&7));
+        *map.entry("2001:db8::1".parse().unwrap()) = 9;
+        assert_eq!(map.len(), 2);
+        let mut keys: Vec<String> = map.iter().map(|(ip, _)| ip.to_string()).collect();
+        keys.sort();
+        assert_eq!(keys, ["10.0.0.1", "2001:db8::1"]);
+    }
+}
