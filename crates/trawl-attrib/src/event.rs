@@ -176,7 +176,9 @@ pub fn read_csv_snapshot(
     at: Option<Secs>,
     mut on_error: impl FnMut(EventError),
 ) -> Option<MetadataEvent> {
-    let mut csv = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(reader);
+    let mut csv = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(reader);
     let error = |line: u64, field: &str, message: String| EventError::Csv {
         source_name: source_name.to_string(),
         line,
@@ -213,7 +215,11 @@ pub fn read_csv_snapshot(
     match snapshot_at {
         Some(at) => Some(MetadataEvent::Snapshot { at, owners }),
         None => {
-            on_error(error(1, "at", "no `at` column and no snapshot time given".into()));
+            on_error(error(
+                1,
+                "at",
+                "no `at` column and no snapshot time given".into(),
+            ));
             None
         }
     }
@@ -231,12 +237,19 @@ fn csv_owner(
         let present = (!value.is_empty()).then(|| value.to_string());
         match name {
             "ip" => {
-                ip = Some(value.parse::<IpAddr>().map_err(|e| (name.to_string(), format!("{value:?}: {e}")))?);
+                ip = Some(
+                    value
+                        .parse::<IpAddr>()
+                        .map_err(|e| (name.to_string(), format!("{value:?}: {e}")))?,
+                );
             }
             "at" => {
                 let at = parse_time(value).map_err(|e| (name.to_string(), e.to_string()))?;
                 if snapshot_at.is_some_and(|first| first != at) {
-                    return Err((name.into(), "every row of a snapshot must have the same `at`".into()));
+                    return Err((
+                        name.into(),
+                        "every row of a snapshot must have the same `at`".into(),
+                    ));
                 }
                 *snapshot_at = Some(at);
             }
@@ -282,35 +295,73 @@ mod tests {
 "#;
         let mut events = Vec::new();
         let mut errors = Vec::new();
-        read_json_lines(input.as_bytes(), "meta.jsonl", |e| events.push(e), |e| errors.push(e.to_string()));
+        read_json_lines(
+            input.as_bytes(),
+            "meta.jsonl",
+            |e| events.push(e),
+            |e| errors.push(e.to_string()),
+        );
         assert_eq!(events.len(), 4);
-        assert_eq!(events[1], MetadataEvent::Release { ip: "10.1.2.3".parse().unwrap(), at: 1_795_341_900 });
+        assert_eq!(
+            events[1],
+            MetadataEvent::Release {
+                ip: "10.1.2.3".parse().unwrap(),
+                at: 1_795_341_900
+            }
+        );
         assert_eq!(events[0].at(), 1_795_341_600);
         assert_eq!(errors.len(), 2);
-        assert!(errors[0].starts_with("meta.jsonl: line 7: invalid time \"yesterday\""), "{}", errors[0]);
-        assert!(errors[1].starts_with("meta.jsonl: line 8: unknown variant `rename`"), "{}", errors[1]);
+        assert!(
+            errors[0].starts_with("meta.jsonl: line 7: invalid time \"yesterday\""),
+            "{}",
+            errors[0]
+        );
+        assert!(
+            errors[1].starts_with("meta.jsonl: line 8: unknown variant `rename`"),
+            "{}",
+            errors[1]
+        );
     }
 
     #[test]
     fn csv_snapshot_with_labels_and_a_bad_row() {
         let input = "ip,app,kind,label:team,at\n10.0.0.1,api,instance,edge,2026-11-22T10:00:00Z\nnot-an-ip,db,,,2026-11-22T10:00:00Z\n10.0.0.2,db,,,2026-11-22T10:00:00Z\n";
         let mut errors = Vec::new();
-        let event = read_csv_snapshot(input.as_bytes(), "owners.csv", None, |e| errors.push(e.to_string())).unwrap();
-        let MetadataEvent::Snapshot { at, owners } = event else { panic!("not a snapshot") };
+        let event = read_csv_snapshot(input.as_bytes(), "owners.csv", None, |e| {
+            errors.push(e.to_string())
+        })
+        .unwrap();
+        let MetadataEvent::Snapshot { at, owners } = event else {
+            panic!("not a snapshot")
+        };
         assert_eq!(at, 1_795_341_600);
         assert_eq!(owners.len(), 2);
         assert_eq!(owners[0].workload.labels["team"], "edge");
         assert_eq!(owners[1].workload.kind, None);
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].starts_with("owners.csv: line 3: field ip: \"not-an-ip\""), "{}", errors[0]);
+        assert!(
+            errors[0].starts_with("owners.csv: line 3: field ip: \"not-an-ip\""),
+            "{}",
+            errors[0]
+        );
     }
 
     #[test]
     fn csv_snapshot_needs_a_time() {
         let mut errors = Vec::new();
-        assert!(read_csv_snapshot("ip,app\n10.0.0.1,api\n".as_bytes(), "o.csv", None, |e| errors.push(e.to_string())).is_none());
+        assert!(
+            read_csv_snapshot("ip,app\n10.0.0.1,api\n".as_bytes(), "o.csv", None, |e| {
+                errors.push(e.to_string())
+            })
+            .is_none()
+        );
         assert!(errors[0].contains("field at"));
-        let event = read_csv_snapshot("ip,app\n10.0.0.1,api\n".as_bytes(), "o.csv", Some(5), |_| {});
+        let event = read_csv_snapshot(
+            "ip,app\n10.0.0.1,api\n".as_bytes(),
+            "o.csv",
+            Some(5),
+            |_| {},
+        );
         assert!(matches!(event, Some(MetadataEvent::Snapshot { at: 5, .. })));
     }
 }

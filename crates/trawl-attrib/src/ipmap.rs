@@ -60,15 +60,27 @@ impl<V> IpMap<V> {
 
     /// Every address and value.
     pub fn iter(&self) -> impl Iterator<Item = (IpAddr, &V)> {
-        let v4 = self.v4.iter().map(|(k, v)| (IpAddr::V4(Ipv4Addr::from_bits(*k)), v));
-        let v6 = self.v6.iter().map(|(k, v)| (IpAddr::V6(Ipv6Addr::from_bits(*k)), v));
+        let v4 = self
+            .v4
+            .iter()
+            .map(|(k, v)| (IpAddr::V4(Ipv4Addr::from_bits(*k)), v));
+        let v6 = self
+            .v6
+            .iter()
+            .map(|(k, v)| (IpAddr::V6(Ipv6Addr::from_bits(*k)), v));
         v4.chain(v6)
     }
 
     /// Every address and value, mutably.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (IpAddr, &mut V)> {
-        let v4 = self.v4.iter_mut().map(|(k, v)| (IpAddr::V4(Ipv4Addr::from_bits(*k)), v));
-        let v6 = self.v6.iter_mut().map(|(k, v)| (IpAddr::V6(Ipv6Addr::from_bits(*k)), v));
+        let v4 = self
+            .v4
+            .iter_mut()
+            .map(|(k, v)| (IpAddr::V4(Ipv4Addr::from_bits(*k)), v));
+        let v6 = self
+            .v6
+            .iter_mut()
+            .map(|(k, v)| (IpAddr::V6(Ipv6Addr::from_bits(*k)), v));
         v4.chain(v6)
     }
 

@@ -28,7 +28,9 @@ pub mod timeline;
 pub mod workload;
 
 pub use event::{EventError, MetadataEvent, SnapshotOwner, read_csv_snapshot, read_json_lines};
-pub use index::{ApplyError, Attribution, AttributionIndex, IndexConfig, IndexStats, IpRecord, Rule, Span};
+pub use index::{
+    ApplyError, Attribution, AttributionIndex, IndexConfig, IndexStats, IpRecord, Rule, Span,
+};
 pub use persist::PersistError;
 pub use prefix::{IpRangesError, NetworkEntry, is_private};
 pub use time::{Secs, format_time, parse_time};

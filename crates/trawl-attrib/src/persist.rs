@@ -61,13 +61,20 @@ fn invalid(path: &Path, reason: impl Into<String>) -> PersistError {
 /// Checks the invariants of every record.
 fn check_records(ips: &IpMap<IpRecord>, workloads: usize) -> Result<(), String> {
     for (ip, record) in ips.iter() {
-        record.timeline.check(workloads).map_err(|e| format!("{ip}: {e}"))?;
+        record
+            .timeline
+            .check(workloads)
+            .map_err(|e| format!("{ip}: {e}"))?;
         for pair in record.learned.windows(2) {
             if pair[0].from > pair[1].from {
                 return Err(format!("{ip}: learned spans out of order"));
             }
         }
-        if record.learned.iter().any(|s| s.from > s.to || s.owner as usize > workloads) {
+        if record
+            .learned
+            .iter()
+            .any(|s| s.from > s.to || s.owner as usize > workloads)
+        {
             return Err(format!("{ip}: invalid learned span"));
         }
     }
@@ -115,11 +122,15 @@ impl AttributionIndex {
         file.write_all(&body).map_err(io_error(&temporary))?;
         file.write_all(&crc32fast::hash(&body).to_le_bytes())
             .map_err(io_error(&temporary))?;
-        let file = file.into_inner().map_err(|e| io_error(&temporary)(e.into_error()))?;
+        let file = file
+            .into_inner()
+            .map_err(|e| io_error(&temporary)(e.into_error()))?;
         file.sync_all().map_err(io_error(&temporary))?;
         fs::rename(&temporary, path).map_err(io_error(path))?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io_error(dir))?;
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_error(dir))?;
         }
         Ok(())
     }
@@ -167,18 +178,40 @@ fn read_body(r: &mut Reader<'_>, config: IndexConfig) -> Result<AttributionIndex
     for _ in 0..r.u64()? {
         let ip = r.ip()?;
         let marks = (0..r.u32()?)
-            .map(|_| Ok(Mark { at: r.u32()?, owner: r.u32()? }))
+            .map(|_| {
+                Ok(Mark {
+                    at: r.u32()?,
+                    owner: r.u32()?,
+                })
+            })
             .collect::<Result<Vec<_>, String>>()?;
         let learned = (0..r.u32()?)
-            .map(|_| Ok(Span { from: r.u32()?, to: r.u32()?, owner: r.u32()? }))
+            .map(|_| {
+                Ok(Span {
+                    from: r.u32()?,
+                    to: r.u32()?,
+                    owner: r.u32()?,
+                })
+            })
             .collect::<Result<Vec<_>, String>>()?;
-        ips.insert(ip, IpRecord { timeline: Timeline::from_marks(marks), learned });
+        ips.insert(
+            ip,
+            IpRecord {
+                timeline: Timeline::from_marks(marks),
+                learned,
+            },
+        );
     }
     check_records(&ips, workloads.len())?;
-    if interfaces.iter().any(|(_, _, owner)| *owner as usize > workloads.len()) {
+    if interfaces
+        .iter()
+        .any(|(_, _, owner)| *owner as usize > workloads.len())
+    {
         return Err("interface owner beyond the workloads".into());
     }
-    Ok(AttributionIndex::restore(config, workloads, ips, interfaces, newest_at, vouched))
+    Ok(AttributionIndex::restore(
+        config, workloads, ips, interfaces, newest_at, vouched,
+    ))
 }
 
 fn put_u32(out: &mut Vec<u8>, value: u32) {

@@ -49,7 +49,11 @@ impl NetworkEntry {
     /// The workload attributed to addresses in this prefix.
     pub fn workload(&self) -> Workload {
         let mut labels = BTreeMap::new();
-        for (key, value) in [("network", &self.name), ("vpc", &self.vpc), ("subnet", &self.subnet)] {
+        for (key, value) in [
+            ("network", &self.name),
+            ("vpc", &self.vpc),
+            ("subnet", &self.subnet),
+        ] {
             if let Some(value) = value {
                 labels.insert(key.to_string(), value.clone());
             }
@@ -185,11 +189,29 @@ impl PrefixTables {
             source_name: source_name.to_string(),
             message: e.to_string(),
         })?;
-        let v4 = ranges.prefixes.into_iter().map(|r| (IpNet::V4(r.prefix), r.region, r.service, r.network_border_group));
-        let v6 = ranges.ipv6_prefixes.into_iter().map(|r| (IpNet::V6(r.prefix), r.region, r.service, r.network_border_group));
+        let v4 = ranges.prefixes.into_iter().map(|r| {
+            (
+                IpNet::V4(r.prefix),
+                r.region,
+                r.service,
+                r.network_border_group,
+            )
+        });
+        let v6 = ranges.ipv6_prefixes.into_iter().map(|r| {
+            (
+                IpNet::V6(r.prefix),
+                r.region,
+                r.service,
+                r.network_border_group,
+            )
+        });
         let mut count = 0;
         for (net, region, service, border_group) in v4.chain(v6) {
-            let existing = self.aws.get(net).and_then(|id| workloads.get(id)).and_then(|w| w.app.clone());
+            let existing = self
+                .aws
+                .get(net)
+                .and_then(|id| workloads.get(id))
+                .and_then(|w| w.app.clone());
             if existing.is_some_and(|app| app != "AMAZON") && service == "AMAZON" {
                 continue;
             }
@@ -242,7 +264,9 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || v6.is_unspecified()
                 || (first & 0xfe00) == 0xfc00
                 || (first & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_private(IpAddr::V4(v4)))
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
         }
     }
 }
@@ -260,27 +284,68 @@ mod tests {
         let mut workloads = WorkloadTable::default();
         let mut tables = PrefixTables::default();
         let entries: Vec<NetworkEntry> = vec![
-            NetworkEntry { cidr: "10.1.0.0/16".parse().unwrap(), name: Some("prod-east".into()), region: Some("us-east-1".into()), ..NetworkEntry::default() },
-            NetworkEntry { cidr: "10.1.2.0/24".parse().unwrap(), subnet: Some("subnet-1".into()), az: Some("use1-az2".into()), ..NetworkEntry::default() },
-            NetworkEntry { cidr: "2001:db8::/32".parse().unwrap(), kind: Some("on_premises".into()), ..NetworkEntry::default() },
+            NetworkEntry {
+                cidr: "10.1.0.0/16".parse().unwrap(),
+                name: Some("prod-east".into()),
+                region: Some("us-east-1".into()),
+                ..NetworkEntry::default()
+            },
+            NetworkEntry {
+                cidr: "10.1.2.0/24".parse().unwrap(),
+                subnet: Some("subnet-1".into()),
+                az: Some("use1-az2".into()),
+                ..NetworkEntry::default()
+            },
+            NetworkEntry {
+                cidr: "2001:db8::/32".parse().unwrap(),
+                kind: Some("on_premises".into()),
+                ..NetworkEntry::default()
+            },
         ];
         tables.add_networks(&entries, &mut workloads);
         let (source, net, id) = tables.lookup(ip("10.1.2.3")).unwrap();
-        assert_eq!((source, net.to_string()), (PrefixSource::Network, "10.1.2.0/24".into()));
+        assert_eq!(
+            (source, net.to_string()),
+            (PrefixSource::Network, "10.1.2.0/24".into())
+        );
         assert_eq!(workloads.get(id).unwrap().labels["subnet"], "subnet-1");
         let (_, net, id) = tables.lookup(ip("10.1.9.9")).unwrap();
         assert_eq!(net.to_string(), "10.1.0.0/16");
         assert_eq!(workloads.get(id).unwrap().kind.as_deref(), Some("network"));
-        assert_eq!(workloads.get(tables.lookup(ip("2001:db8::5")).unwrap().2).unwrap().kind.as_deref(), Some("on_premises"));
+        assert_eq!(
+            workloads
+                .get(tables.lookup(ip("2001:db8::5")).unwrap().2)
+                .unwrap()
+                .kind
+                .as_deref(),
+            Some("on_premises")
+        );
         assert!(tables.lookup(ip("10.2.0.1")).is_none());
     }
 
     #[test]
     fn private_and_public_classes() {
-        for private in ["10.0.0.1", "172.16.5.4", "192.168.1.1", "100.64.0.1", "127.0.0.1", "169.254.169.254", "fd00::1", "fe80::1", "::1", "::ffff:10.0.0.1"] {
+        for private in [
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "100.64.0.1",
+            "127.0.0.1",
+            "169.254.169.254",
+            "fd00::1",
+            "fe80::1",
+            "::1",
+            "::ffff:10.0.0.1",
+        ] {
             assert!(is_private(ip(private)), "{private}");
         }
-        for public in ["8.8.8.8", "52.94.133.131", "100.128.0.1", "172.32.0.1", "2600:1f18::1"] {
+        for public in [
+            "8.8.8.8",
+            "52.94.133.131",
+            "100.128.0.1",
+            "172.32.0.1",
+            "2600:1f18::1",
+        ] {
             assert!(!is_private(ip(public)), "{public}");
         }
     }

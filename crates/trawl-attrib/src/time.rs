@@ -14,7 +14,9 @@ pub type Secs = i64;
 
 /// Why a time was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid time {text:?}: expected RFC 3339 (2026-11-22T10:00:00Z) or epoch seconds between 1970 and 2106")]
+#[error(
+    "invalid time {text:?}: expected RFC 3339 (2026-11-22T10:00:00Z) or epoch seconds between 1970 and 2106"
+)]
 pub struct TimeError {
     /// The text as given.
     pub text: String,

@@ -112,7 +112,9 @@ impl Timeline {
     #[inline]
     pub fn owner_at(&self, t: u32) -> WorkloadId {
         let index = self.marks.partition_point(|m| m.at <= t);
-        index.checked_sub(1).map_or(NO_OWNER, |i| self.marks[i].owner)
+        index
+            .checked_sub(1)
+            .map_or(NO_OWNER, |i| self.marks[i].owner)
     }
 
     /// Every interval `[from, to)` with its owner, in time order.
@@ -164,7 +166,10 @@ impl Timeline {
     pub fn check(&self, workloads: usize) -> Result<(), String> {
         for pair in self.marks.windows(2) {
             if pair[0].at >= pair[1].at {
-                return Err(format!("marks out of order: {} then {}", pair[0].at, pair[1].at));
+                return Err(format!(
+                    "marks out of order: {} then {}",
+                    pair[0].at, pair[1].at
+                ));
             }
         }
         match self.marks.iter().find(|m| m.owner as usize > workloads) {
@@ -179,7 +184,11 @@ impl Timeline {
     }
 }
 
-fn settle_same_instant(existing: &mut Mark, owner: WorkloadId, workloads: &WorkloadTable) -> Inserted {
+fn settle_same_instant(
+    existing: &mut Mark,
+    owner: WorkloadId,
+    workloads: &WorkloadTable,
+) -> Inserted {
     let mut outcome = Inserted::default();
     if existing.owner == owner || owner == NO_OWNER {
         return outcome;
@@ -202,8 +211,18 @@ mod tests {
 
     fn table() -> (WorkloadTable, WorkloadId, WorkloadId) {
         let mut table = WorkloadTable::default();
-        let a = table.intern(&Workload { app: Some("a".into()), ..Workload::default() }).unwrap();
-        let b = table.intern(&Workload { app: Some("b".into()), ..Workload::default() }).unwrap();
+        let a = table
+            .intern(&Workload {
+                app: Some("a".into()),
+                ..Workload::default()
+            })
+            .unwrap();
+        let b = table
+            .intern(&Workload {
+                app: Some("b".into()),
+                ..Workload::default()
+            })
+            .unwrap();
         (table, a, b)
     }
 
@@ -211,13 +230,33 @@ mod tests {
     fn last_mark_at_or_before_wins_and_intervals_follow() {
         let (t, a, b) = table();
         let mut line = Timeline::default();
-        line.insert(Mark { at: 20, owner: NO_OWNER }, &t);
+        line.insert(
+            Mark {
+                at: 20,
+                owner: NO_OWNER,
+            },
+            &t,
+        );
         line.insert(Mark { at: 10, owner: a }, &t);
         line.insert(Mark { at: 30, owner: b }, &t);
         assert_eq!(line.owner_at(9), NO_OWNER);
-        assert_eq!(line.held_at(10), Some(Held { owner: a, from: 10, to: Some(20) }));
+        assert_eq!(
+            line.held_at(10),
+            Some(Held {
+                owner: a,
+                from: 10,
+                to: Some(20)
+            })
+        );
         assert_eq!(line.held_at(25), None);
-        assert_eq!(line.held_at(99), Some(Held { owner: b, from: 30, to: None }));
+        assert_eq!(
+            line.held_at(99),
+            Some(Held {
+                owner: b,
+                from: 30,
+                to: None
+            })
+        );
         assert_eq!(line.intervals().count(), 2);
     }
 
@@ -225,14 +264,26 @@ mod tests {
     fn same_instant_assign_beats_release_and_content_breaks_ties() {
         let (t, a, b) = table();
         let mut one = Timeline::default();
-        one.insert(Mark { at: 5, owner: NO_OWNER }, &t);
+        one.insert(
+            Mark {
+                at: 5,
+                owner: NO_OWNER,
+            },
+            &t,
+        );
         one.insert(Mark { at: 5, owner: b }, &t);
         let conflict = one.insert(Mark { at: 5, owner: a }, &t);
         assert!(conflict.conflict && !conflict.changed);
         let mut two = Timeline::default();
         two.insert(Mark { at: 5, owner: a }, &t);
         two.insert(Mark { at: 5, owner: b }, &t);
-        two.insert(Mark { at: 5, owner: NO_OWNER }, &t);
+        two.insert(
+            Mark {
+                at: 5,
+                owner: NO_OWNER,
+            },
+            &t,
+        );
         assert_eq!(one, two);
         assert_eq!(one.owner_at(5), b);
     }
@@ -250,14 +301,32 @@ mod tests {
     fn compaction_and_pruning_keep_answers_after_the_cutoff() {
         let (t, a, b) = table();
         let mut line = Timeline::default();
-        for (at, owner) in [(1, a), (2, a), (3, NO_OWNER), (4, NO_OWNER), (5, b), (6, b), (9, a)] {
+        for (at, owner) in [
+            (1, a),
+            (2, a),
+            (3, NO_OWNER),
+            (4, NO_OWNER),
+            (5, b),
+            (6, b),
+            (9, a),
+        ] {
             line.insert(Mark { at, owner }, &t);
         }
         let answers: Vec<_> = (0..12).map(|s| line.held_at(s)).collect();
         assert_eq!(line.compact_before(8), 3);
-        assert_eq!(answers, (0..12).map(|s| line.held_at(s)).collect::<Vec<_>>());
+        assert_eq!(
+            answers,
+            (0..12).map(|s| line.held_at(s)).collect::<Vec<_>>()
+        );
         line.prune_before(6);
-        assert_eq!(line.held_at(6), Some(Held { owner: b, from: 5, to: Some(9) }));
+        assert_eq!(
+            line.held_at(6),
+            Some(Held {
+                owner: b,
+                from: 5,
+                to: Some(9)
+            })
+        );
         assert_eq!(line.held_at(10).map(|h| h.owner), Some(a));
         line.check(2).unwrap();
     }

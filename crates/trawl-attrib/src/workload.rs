@@ -135,7 +135,10 @@ impl WorkloadTable {
                     .iter()
                     .map(|s| s.as_ref().map_or(0, String::capacity))
                     .sum::<usize>()
-                    + w.labels.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>()
+                    + w.labels
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + 48)
+                        .sum::<usize>()
             })
             .sum();
         self.list.capacity() * 8
@@ -179,7 +182,8 @@ mod tests {
 
     #[test]
     fn missing_fields_are_null_and_unknown_fields_refused() {
-        let w: Workload = serde_json::from_str(r#"{"app":"api","labels":{"team":"edge"}}"#).unwrap();
+        let w: Workload =
+            serde_json::from_str(r#"{"app":"api","labels":{"team":"edge"}}"#).unwrap();
         assert_eq!(w.cluster, None);
         assert_eq!(w.labels["team"], "edge");
         assert!(serde_json::from_str::<Workload>(r#"{"ap":"api"}"#).is_err());

@@ -34,7 +34,10 @@ fn assign(addr: &str, at: i64, name: &str, eni: Option<&str>) -> MetadataEvent {
 
 fn app_at(index: &AttributionIndex, addr: &str, t: i64) -> (Rule, Option<String>) {
     let answer = index.owner_at(ip(addr), t);
-    (answer.rule, index.workload(answer.owner).and_then(|w| w.app.clone()))
+    (
+        answer.rule,
+        index.workload(answer.owner).and_then(|w| w.app.clone()),
+    )
 }
 
 #[test]
@@ -47,24 +50,55 @@ fn fallbacks_in_order_declared_network_aws_internet_unknown() {
         region: Some("us-east-1".into()),
         ..NetworkEntry::default()
     }]);
-    let json = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ip-ranges.json")).unwrap();
+    let json = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/ip-ranges.json"
+    ))
+    .unwrap();
     assert_eq!(index.add_aws_ip_ranges(&json, "ip-ranges.json").unwrap(), 7);
 
-    assert_eq!(app_at(&index, "10.1.2.3", 1500), (Rule::Declared, Some("api".into())));
+    assert_eq!(
+        app_at(&index, "10.1.2.3", 1500),
+        (Rule::Declared, Some("api".into()))
+    );
     let before = index.owner_at(ip("10.1.2.3"), 999);
     assert_eq!(before.rule, Rule::Network);
-    assert_eq!(index.workload(before.owner).unwrap().labels["network"], "prod-east");
+    assert_eq!(
+        index.workload(before.owner).unwrap().labels["network"],
+        "prod-east"
+    );
     assert_eq!(before.prefix.unwrap().to_string(), "10.1.0.0/16");
-    assert_eq!(app_at(&index, "52.94.1.7", 0), (Rule::AwsIpRanges, Some("DYNAMODB".into())));
-    assert_eq!(app_at(&index, "52.94.200.1", 0), (Rule::AwsIpRanges, Some("AMAZON".into())));
-    assert_eq!(app_at(&index, "3.5.1.1", 0), (Rule::AwsIpRanges, Some("S3".into())));
-    assert_eq!(app_at(&index, "2600:1f18::5", 0), (Rule::AwsIpRanges, Some("EC2".into())));
+    assert_eq!(
+        app_at(&index, "52.94.1.7", 0),
+        (Rule::AwsIpRanges, Some("DYNAMODB".into()))
+    );
+    assert_eq!(
+        app_at(&index, "52.94.200.1", 0),
+        (Rule::AwsIpRanges, Some("AMAZON".into()))
+    );
+    assert_eq!(
+        app_at(&index, "3.5.1.1", 0),
+        (Rule::AwsIpRanges, Some("S3".into()))
+    );
+    assert_eq!(
+        app_at(&index, "2600:1f18::5", 0),
+        (Rule::AwsIpRanges, Some("EC2".into()))
+    );
     let s3 = index.owner_at(ip("3.5.1.1"), 0);
-    assert_eq!(index.workload(s3.owner).unwrap().kind.as_deref(), Some("aws_service"));
-    assert_eq!(index.workload(s3.owner).unwrap().region.as_deref(), Some("us-east-1"));
+    assert_eq!(
+        index.workload(s3.owner).unwrap().kind.as_deref(),
+        Some("aws_service")
+    );
+    assert_eq!(
+        index.workload(s3.owner).unwrap().region.as_deref(),
+        Some("us-east-1")
+    );
     let public = index.owner_at(ip("8.8.8.8"), 0);
     assert_eq!(public.rule, Rule::Internet);
-    assert_eq!(index.workload(public.owner).unwrap().kind.as_deref(), Some("internet"));
+    assert_eq!(
+        index.workload(public.owner).unwrap().kind.as_deref(),
+        Some("internet")
+    );
     assert_eq!(index.workload(public.owner).unwrap().app, None);
     assert_eq!(index.owner_at(ip("192.168.7.7"), 0).rule, Rule::Unknown);
 }
@@ -72,12 +106,17 @@ fn fallbacks_in_order_declared_network_aws_internet_unknown() {
 #[test]
 fn malformed_ip_ranges_names_the_file() {
     let mut index = AttributionIndex::default();
-    let error = index.add_aws_ip_ranges(br#"{"prefixes":[{"ip_prefix":"nope"}]}"#, "ranges.json").unwrap_err();
+    let error = index
+        .add_aws_ip_ranges(br#"{"prefixes":[{"ip_prefix":"nope"}]}"#, "ranges.json")
+        .unwrap_err();
     assert!(error.to_string().starts_with("ranges.json: "), "{error}");
 }
 
 fn v5_flow(line: &str) -> (LineDecoder, String) {
-    let format = LogFormat::parse("version interface-id srcaddr dstaddr start end flow-direction log-status").unwrap();
+    let format = LogFormat::parse(
+        "version interface-id srcaddr dstaddr start end flow-direction log-status",
+    )
+    .unwrap();
     (LineDecoder::new(format), line.to_string())
 }
 
@@ -85,7 +124,11 @@ fn v5_flow(line: &str) -> (LineDecoder, String) {
 fn flows_at_a_known_interface_teach_its_owner() {
     let mut index = AttributionIndex::default();
     index
-        .apply(&MetadataEvent::Interface { interface_id: "eni-b".into(), at: 900, workload: app("billing") })
+        .apply(&MetadataEvent::Interface {
+            interface_id: "eni-b".into(),
+            at: 900,
+            workload: app("billing"),
+        })
         .unwrap();
     let (decoder, line) = v5_flow("5 eni-b 10.0.0.7 10.9.9.9 1000 1060 egress OK");
     index.learn_from_flow(&decoder.decode(line.as_bytes()).unwrap());
@@ -93,7 +136,10 @@ fn flows_at_a_known_interface_teach_its_owner() {
     index.learn_from_flow(&decoder.decode(line.as_bytes()).unwrap());
     let (decoder, line) = v5_flow("5 eni-unknown 10.0.0.8 10.9.9.9 1000 1060 egress OK");
     index.learn_from_flow(&decoder.decode(line.as_bytes()).unwrap());
-    assert_eq!(app_at(&index, "10.0.0.7", 1130), (Rule::Learned, Some("billing".into())));
+    assert_eq!(
+        app_at(&index, "10.0.0.7", 1130),
+        (Rule::Learned, Some("billing".into()))
+    );
     let span = index.owner_at(ip("10.0.0.7"), 1000);
     assert_eq!((span.from, span.to), (Some(1000), Some(1160)));
     assert_eq!(index.owner_at(ip("10.0.0.7"), 1200).rule, Rule::Unknown);
@@ -105,22 +151,36 @@ fn flows_at_a_known_interface_teach_its_owner() {
 #[test]
 fn learned_evidence_beats_a_stale_declaration() {
     let mut index = AttributionIndex::default();
-    index.apply(&assign("10.0.0.5", 1000, "old", Some("eni-old"))).unwrap();
+    index
+        .apply(&assign("10.0.0.5", 1000, "old", Some("eni-old")))
+        .unwrap();
     // The release of `old` and the assignment to `new` were lost; only the
     // interface mapping of the new instance arrived.
     index
-        .apply(&MetadataEvent::Interface { interface_id: "eni-new".into(), at: 2000, workload: app("new") })
+        .apply(&MetadataEvent::Interface {
+            interface_id: "eni-new".into(),
+            at: 2000,
+            workload: app("new"),
+        })
         .unwrap();
     index.learn(ip("10.0.0.5"), "eni-new", 2100, 2200);
-    assert_eq!(app_at(&index, "10.0.0.5", 1500), (Rule::Declared, Some("old".into())));
-    assert_eq!(app_at(&index, "10.0.0.5", 2150), (Rule::Learned, Some("new".into())));
+    assert_eq!(
+        app_at(&index, "10.0.0.5", 1500),
+        (Rule::Declared, Some("old".into()))
+    );
+    assert_eq!(
+        app_at(&index, "10.0.0.5", 2150),
+        (Rule::Learned, Some("new".into()))
+    );
     assert_eq!(index.stats().learned_conflicts, 1);
 }
 
 #[test]
 fn without_flow_direction_the_side_declared_to_the_interface_is_local() {
     let mut index = AttributionIndex::default();
-    index.apply(&assign("10.0.0.5", 1000, "api", Some("eni-api"))).unwrap();
+    index
+        .apply(&assign("10.0.0.5", 1000, "api", Some("eni-api")))
+        .unwrap();
     let format = LogFormat::default();
     let decoder = LineDecoder::new(format);
     let line = "2 123456789010 eni-api 10.0.0.5 203.0.113.9 443 51000 6 10 840 1100 1160 ACCEPT OK";
@@ -131,7 +191,10 @@ fn without_flow_direction_the_side_declared_to_the_interface_is_local() {
 
 #[test]
 fn horizon_follows_the_newest_event_and_what_sources_vouch_for() {
-    let config = IndexConfig { reorder_window_secs: 60, ..IndexConfig::default() };
+    let config = IndexConfig {
+        reorder_window_secs: 60,
+        ..IndexConfig::default()
+    };
     let mut index = AttributionIndex::new(config);
     index.apply(&assign("10.0.0.1", 1000, "a", None)).unwrap();
     assert_eq!(index.horizon(), 940);
@@ -143,26 +206,54 @@ fn horizon_follows_the_newest_event_and_what_sources_vouch_for() {
 
 #[test]
 fn retention_prunes_old_history_but_keeps_the_current_owner() {
-    let config = IndexConfig { reorder_window_secs: 10, retention_secs: 1000, ..IndexConfig::default() };
+    let config = IndexConfig {
+        reorder_window_secs: 10,
+        retention_secs: 1000,
+        ..IndexConfig::default()
+    };
     let mut index = AttributionIndex::new(config);
     for i in 0..50 {
-        index.apply(&assign("10.0.0.1", 100 * i, &format!("app{}", i % 3), None)).unwrap();
+        index
+            .apply(&assign("10.0.0.1", 100 * i, &format!("app{}", i % 3), None))
+            .unwrap();
     }
-    index.apply(&MetadataEvent::Release { ip: ip("10.0.0.2"), at: 10 }).unwrap();
+    index
+        .apply(&MetadataEvent::Release {
+            ip: ip("10.0.0.2"),
+            at: 10,
+        })
+        .unwrap();
     let marks_before = index.mark_count();
     index.maintain();
-    assert!(index.mark_count() < marks_before / 3, "{} of {marks_before}", index.mark_count());
-    assert_eq!(app_at(&index, "10.0.0.1", 4950), (Rule::Declared, Some("app1".into())));
+    assert!(
+        index.mark_count() < marks_before / 3,
+        "{} of {marks_before}",
+        index.mark_count()
+    );
+    assert_eq!(
+        app_at(&index, "10.0.0.1", 4950),
+        (Rule::Declared, Some("app1".into()))
+    );
     assert_eq!(index.owner_at(ip("10.0.0.1"), 100).rule, Rule::Unknown);
-    assert_eq!(index.ip_count(), 1, "an IP with only old history is forgotten");
+    assert_eq!(
+        index.ip_count(),
+        1,
+        "an IP with only old history is forgotten"
+    );
 }
 
 #[test]
 fn mark_bound_prunes_further() {
-    let config = IndexConfig { reorder_window_secs: 10, marks_max: 20, ..IndexConfig::default() };
+    let config = IndexConfig {
+        reorder_window_secs: 10,
+        marks_max: 20,
+        ..IndexConfig::default()
+    };
     let mut index = AttributionIndex::new(config);
     for i in 0..200 {
-        index.apply(&assign("10.0.0.1", 100 * i, &format!("app{}", i % 2), None)).unwrap();
+        index
+            .apply(&assign("10.0.0.1", 100 * i, &format!("app{}", i % 2), None))
+            .unwrap();
     }
     index.maintain();
     assert!(index.mark_count() <= 20, "{}", index.mark_count());
@@ -172,10 +263,19 @@ fn mark_bound_prunes_further() {
 #[test]
 fn saved_index_loads_with_the_same_answers_and_damage_is_refused() {
     let mut index = AttributionIndex::default();
-    index.apply(&assign("10.0.0.1", 1000, "a", Some("eni-a"))).unwrap();
+    index
+        .apply(&assign("10.0.0.1", 1000, "a", Some("eni-a")))
+        .unwrap();
     index.apply(&assign("10.0.0.1", 2000, "b", None)).unwrap();
-    index.apply(&MetadataEvent::Release { ip: ip("2001:db8::7"), at: 1500 }).unwrap();
-    index.apply(&assign("2001:db8::7", 1200, "c", None)).unwrap();
+    index
+        .apply(&MetadataEvent::Release {
+            ip: ip("2001:db8::7"),
+            at: 1500,
+        })
+        .unwrap();
+    index
+        .apply(&assign("2001:db8::7", 1200, "c", None))
+        .unwrap();
     index.learn(ip("10.0.0.9"), "eni-a", 1000, 1100);
     index.advance_horizon(2500);
     let dir = tempfile::tempdir().unwrap();
@@ -186,11 +286,24 @@ fn saved_index_loads_with_the_same_answers_and_damage_is_refused() {
         for t in [999, 1000, 1050, 1499, 1500, 2000, 3000] {
             let (a, b) = (index.owner_at(ip(addr), t), loaded.owner_at(ip(addr), t));
             assert_eq!(a.rule, b.rule, "{addr} at {t}");
-            assert_eq!(index.workload(a.owner), loaded.workload(b.owner), "{addr} at {t}");
-            assert_eq!((a.from, a.to, a.settled), (b.from, b.to, b.settled), "{addr} at {t}");
+            assert_eq!(
+                index.workload(a.owner),
+                loaded.workload(b.owner),
+                "{addr} at {t}"
+            );
+            assert_eq!(
+                (a.from, a.to, a.settled),
+                (b.from, b.to, b.settled),
+                "{addr} at {t}"
+            );
         }
     }
-    assert_eq!(loaded.interface_owner("eni-a").and_then(|id| loaded.workload(id).cloned()), Some(app("a")));
+    assert_eq!(
+        loaded
+            .interface_owner("eni-a")
+            .and_then(|id| loaded.workload(id).cloned()),
+        Some(app("a"))
+    );
 
     let mut bytes = std::fs::read(&path).unwrap();
     let middle = bytes.len() / 2;
@@ -211,7 +324,15 @@ fn duplicate_and_overlapping_events_are_counted() {
     index.apply(&assign("10.0.0.1", 1100, "b", None)).unwrap();
     index.apply(&assign("10.0.0.1", 1100, "c", None)).unwrap();
     let stats = index.stats();
-    assert_eq!((stats.events, stats.unchanged_events, stats.overlaps, stats.conflicts), (4, 1, 1, 1));
+    assert_eq!(
+        (
+            stats.events,
+            stats.unchanged_events,
+            stats.overlaps,
+            stats.conflicts
+        ),
+        (4, 1, 1, 1)
+    );
     assert_eq!(app_at(&index, "10.0.0.1", 1200).1, Some("c".into()));
     let refused = index.apply(&assign("10.0.0.1", -5, "a", None));
     assert!(refused.is_err());

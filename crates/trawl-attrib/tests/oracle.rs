@@ -11,7 +11,13 @@ use proptest::prelude::*;
 use trawl_attrib::{AttributionIndex, IndexConfig, MetadataEvent, Rule, SnapshotOwner, Workload};
 
 const WINDOW: u32 = 300;
-const IPS: [&str; 5] = ["10.0.0.1", "10.0.0.2", "10.0.0.3", "2001:db8::1", "::ffff:10.0.0.9"];
+const IPS: [&str; 5] = [
+    "10.0.0.1",
+    "10.0.0.2",
+    "10.0.0.3",
+    "2001:db8::1",
+    "::ffff:10.0.0.9",
+];
 
 fn workload(n: u8) -> Workload {
     Workload {
@@ -51,10 +57,14 @@ fn points_of(events: &[MetadataEvent], target: IpAddr) -> Vec<Point> {
     let mut points = Vec::new();
     for event in events {
         match event {
-            MetadataEvent::Assign { ip, at, workload, .. } if ip.to_canonical() == target => {
+            MetadataEvent::Assign {
+                ip, at, workload, ..
+            } if ip.to_canonical() == target => {
                 points.push((*at, Some(workload.clone())));
             }
-            MetadataEvent::Release { ip, at } if ip.to_canonical() == target => points.push((*at, None)),
+            MetadataEvent::Release { ip, at } if ip.to_canonical() == target => {
+                points.push((*at, None))
+            }
             MetadataEvent::Snapshot { at, owners } => {
                 let listed = owners.iter().find(|o| o.ip.to_canonical() == target);
                 points.push((*at, listed.map(|o| o.workload.clone())));
@@ -74,7 +84,17 @@ fn oracle_intervals(points: &[Point]) -> Vec<(Workload, i64, Option<i64>)> {
     instants.dedup();
     let winners: Vec<(i64, Option<Workload>)> = instants
         .iter()
-        .map(|t| (*t, points.iter().filter(|p| p.0 == *t).map(|p| p.1.clone()).max().unwrap()))
+        .map(|t| {
+            (
+                *t,
+                points
+                    .iter()
+                    .filter(|p| p.0 == *t)
+                    .map(|p| p.1.clone())
+                    .max()
+                    .unwrap(),
+            )
+        })
         .collect();
     let mut intervals: Vec<(Workload, i64, Option<i64>)> = Vec::new();
     for (i, (at, owner)) in winners.iter().enumerate() {
@@ -92,7 +112,10 @@ fn oracle_intervals(points: &[Point]) -> Vec<(Workload, i64, Option<i64>)> {
     intervals
 }
 
-fn oracle_owner_at(intervals: &[(Workload, i64, Option<i64>)], t: i64) -> Option<(Workload, i64, Option<i64>)> {
+fn oracle_owner_at(
+    intervals: &[(Workload, i64, Option<i64>)],
+    t: i64,
+) -> Option<(Workload, i64, Option<i64>)> {
     intervals
         .iter()
         .find(|(_, from, to)| *from <= t && to.is_none_or(|to| t < to))
