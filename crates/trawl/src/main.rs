@@ -28,6 +28,8 @@ enum Command {
     Generate(commands::generate::GenerateArgs),
     /// Generate sample flow logs in memory, decode them, and show what came out.
     Demo(commands::demo::DemoArgs),
+    /// Who held an IP at a given time, from metadata files.
+    Whois(commands::whois::WhoisArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Command::Parse(args) => commands::parse::run(&args),
         Command::Generate(args) => commands::generate::run(&args),
         Command::Demo(args) => commands::demo::run(&args),
+        Command::Whois(args) => commands::whois::run(&args),
     };
     match result {
         Ok(code) => code,

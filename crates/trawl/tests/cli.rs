@@ -148,3 +148,96 @@ fn demo_runs_and_checks_itself() {
     assert!(stdout.contains("(equal)"), "{stdout}");
     assert!(stdout.contains("\"log_status\":"), "{stdout}");
 }
+
+const METADATA: &str = r#"{"type":"assign","ip":"10.1.2.3","at":"2026-11-22T10:00:00Z","workload":{"app":"api","cluster":"api-prod-v042","account":"123456789012","region":"us-east-1","az":"use1-az2","kind":"instance","labels":{"team":"edge"}}}
+{"type":"release","ip":"10.1.2.3","at":"2026-11-22T10:05:00Z"}
+{"type":"assign","ip":"10.1.2.3","at":1795342020,"workload":{"app":"billing","kind":"pod"}}
+{"type":"assign","ip":"10.1.2.3","at":"not a time","workload":{}}
+"#;
+
+fn whois(
+    dir: &Path,
+    ip: &str,
+    at: &str,
+    extra: &[&str],
+) -> (Option<i32>, serde_json::Value, String) {
+    let metadata = dir.join("meta.jsonl");
+    std::fs::write(&metadata, METADATA).unwrap();
+    let mut args = vec![
+        "whois",
+        "--metadata",
+        metadata.to_str().unwrap(),
+        ip,
+        "--at",
+        at,
+    ];
+    args.extend_from_slice(extra);
+    let output = trawl(&args);
+    let json = serde_json::from_slice(&output.stdout).unwrap_or(serde_json::Value::Null);
+    (
+        output.status.code(),
+        json,
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn whois_answers_with_the_owner_at_that_moment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, answer, stderr) = whois(dir.path(), "10.1.2.3", "2026-11-22T10:03:00Z", &[]);
+    assert_eq!(code, Some(1), "one bad line in the metadata");
+    assert!(
+        stderr.contains("meta.jsonl: line 4: invalid time"),
+        "{stderr}"
+    );
+    assert_eq!(answer["app"], "api");
+    assert_eq!(answer["cluster"], "api-prod-v042");
+    assert_eq!(answer["labels"]["team"], "edge");
+    assert_eq!(answer["rule"], "declared");
+    assert_eq!(answer["interval"]["from"], "2026-11-22T10:00:00Z");
+    assert_eq!(answer["interval"]["to"], "2026-11-22T10:05:00Z");
+    assert_eq!(answer["settled"], true);
+
+    let (_, later, _) = whois(dir.path(), "10.1.2.3", "1795342200", &[]);
+    assert_eq!(later["app"], "billing");
+    assert_eq!(later["interval"]["to"], serde_json::Value::Null);
+}
+
+#[test]
+fn whois_says_null_when_no_one_held_it_and_uses_networks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, gap, _) = whois(dir.path(), "10.1.2.3", "2026-11-22T10:06:00Z", &[]);
+    assert_eq!(gap["app"], serde_json::Value::Null);
+    assert_eq!(gap["rule"], "unknown");
+    let networks = dir.path().join("networks.toml");
+    std::fs::write(
+        &networks,
+        "[[networks]]\ncidr = \"10.1.0.0/16\"\nname = \"prod-east\"\nregion = \"us-east-1\"\n",
+    )
+    .unwrap();
+    let (_, net, _) = whois(
+        dir.path(),
+        "10.1.9.9",
+        "2026-11-22T10:06:00Z",
+        &["--networks", networks.to_str().unwrap()],
+    );
+    assert_eq!(net["rule"], "network");
+    assert_eq!(net["region"], "us-east-1");
+    assert_eq!(net["prefix"], "10.1.0.0/16");
+    let (_, public, _) = whois(dir.path(), "8.8.8.8", "0", &[]);
+    assert_eq!(
+        (public["rule"].as_str(), public["kind"].as_str()),
+        (Some("internet"), Some("internet"))
+    );
+}
+
+#[test]
+fn whois_refuses_a_bad_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, stderr) = whois(dir.path(), "10.1.2.3", "noon", &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        stderr.contains("--at") && stderr.contains("noon"),
+        "{stderr}"
+    );
+}

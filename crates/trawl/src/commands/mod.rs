@@ -3,3 +3,4 @@
 pub mod demo;
 pub mod generate;
 pub mod parse;
+pub mod whois;
