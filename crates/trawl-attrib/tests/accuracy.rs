@@ -52,7 +52,6 @@ struct Instance {
     ip: IpAddr,
     eni: String,
     workload: Workload,
-    from: i64,
     to: i64,
 }
 
@@ -63,7 +62,7 @@ struct Flow {
 }
 
 enum Arrival {
-    Meta(MetadataEvent),
+    Meta(Box<MetadataEvent>),
     Record { flow: usize, egress: bool },
 }
 
@@ -121,7 +120,6 @@ fn simulate(rng: &mut Rng) -> Estate {
                 ip: IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n)),
                 eni: format!("eni-{index:08x}"),
                 workload: workload(app, rng.below(5)),
-                from: t,
                 to: t + rng.range(120, 600),
             };
             events.push(MetadataEvent::Interface {
@@ -215,7 +213,7 @@ fn churning_estate_is_attributed_without_mistakes() {
         }
         arrivals.push((
             event.at() + rng.range(0, DELAY_MAX + 1),
-            Arrival::Meta(event.clone()),
+            Arrival::Meta(Box::new(event.clone())),
         ));
     }
     for (id, flow) in estate.flows.iter().enumerate() {
