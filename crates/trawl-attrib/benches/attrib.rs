@@ -145,6 +145,24 @@ fn bench_owner_at(c: &mut Criterion) {
                 .fold(0u64, |sum, a| sum.wrapping_add(u64::from(a.owner)))
         })
     });
+    // The same lookups confined to 20,000 IPs: what a lookup costs when the
+    // working set is in cache (the CPU's share of the figures above).
+    let hot: Vec<(IpAddr, i64)> = queries
+        .iter()
+        .map(|(ip, t)| match ip {
+            IpAddr::V4(v4) => (ip_of(v4.to_bits() % 20_000), *t),
+            IpAddr::V6(_) => (*ip, *t),
+        })
+        .collect();
+    group.bench_function("20k_hot_ips_batched", |b| {
+        let mut out = Vec::with_capacity(hot.len());
+        b.iter(|| {
+            out.clear();
+            index.owner_at_many(black_box(&hot), &mut out);
+            out.iter()
+                .fold(0u64, |sum, a| sum.wrapping_add(u64::from(a.owner)))
+        })
+    });
     group.bench_function("1M_ips_10M_intervals_random_batched", |b| {
         let mut out = Vec::with_capacity(queries.len());
         b.iter(|| {
