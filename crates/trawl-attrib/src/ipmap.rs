@@ -1,22 +1,25 @@
-//! A hash map keyed by IP address, with IPv4 keys stored as `u32` (half the
-//! size of a `u128` key; most estates are mostly IPv4). IPv4-mapped IPv6
-//! addresses are the same key as their IPv4 address.
+//! A hash map keyed by IP address. IPv4 keys (most estates are mostly
+//! IPv4) live in a [`FlatMap`] of `u32` keys beside their values, so a
+//! lookup costs one memory access; IPv6 keys in a `hashbrown` map.
+//! IPv4-mapped IPv6 addresses are the same key as their IPv4 address.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::flatmap::FlatMap;
 
 type Map<K, V> = hashbrown::HashMap<K, V, foldhash::fast::FixedState>;
 
 /// Map from IP address to `V`.
 #[derive(Debug, Clone)]
 pub struct IpMap<V> {
-    v4: Map<u32, V>,
+    v4: FlatMap<V>,
     v6: Map<u128, V>,
 }
 
-impl<V> Default for IpMap<V> {
+impl<V: Default> Default for IpMap<V> {
     fn default() -> Self {
         IpMap {
-            v4: Map::default(),
+            v4: FlatMap::default(),
             v6: Map::default(),
         }
     }
@@ -26,33 +29,47 @@ impl<V: Default> IpMap<V> {
     /// The value of `ip`, inserting a default one if absent.
     pub fn entry(&mut self, ip: IpAddr) -> &mut V {
         match ip.to_canonical() {
-            IpAddr::V4(v4) => self.v4.entry(v4.to_bits()).or_default(),
+            IpAddr::V4(v4) => self.v4.entry(v4.to_bits()),
             IpAddr::V6(v6) => self.v6.entry(v6.to_bits()).or_default(),
         }
     }
-}
 
-impl<V> IpMap<V> {
     /// The value of `ip`.
     #[inline]
     pub fn get(&self, ip: IpAddr) -> Option<&V> {
         match ip {
-            IpAddr::V4(v4) => self.v4.get(&v4.to_bits()),
+            IpAddr::V4(v4) => self.v4.get(v4.to_bits()),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => self.v4.get(&v4.to_bits()),
+                Some(v4) => self.v4.get(v4.to_bits()),
                 None => self.v6.get(&v6.to_bits()),
             },
         }
     }
 
-    /// Inserts or replaces.
-    pub fn insert(&mut self, ip: IpAddr, value: V) {
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => self.v4.insert(v4.to_bits(), value),
-            IpAddr::V6(v6) => self.v6.insert(v6.to_bits(), value),
-        };
+    /// Starts the memory accesses a later [`get`](Self::get) of `ip` needs
+    /// (IPv4 only): its slot, and what `value_part` reads of the value there;
+    /// returns a value for `std::hint::black_box`.
+    #[inline]
+    pub fn touch(&self, ip: IpAddr, value_part: impl Fn(&V) -> u32) -> u32 {
+        match ip {
+            IpAddr::V4(v4) => self.v4.touch(v4.to_bits(), value_part),
+            IpAddr::V6(_) => 0,
+        }
     }
 
+    /// Inserts or replaces.
+    pub fn insert(&mut self, ip: IpAddr, value: V) {
+        *self.entry(ip) = value;
+    }
+
+    /// Keeps the entries for which `keep` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
+        self.v4.retain(&mut keep);
+        self.v6.retain(|_, v| keep(v));
+    }
+}
+
+impl<V> IpMap<V> {
     /// Number of addresses.
     pub fn len(&self) -> usize {
         self.v4.len() + self.v6.len()
@@ -63,7 +80,7 @@ impl<V> IpMap<V> {
         let v4 = self
             .v4
             .iter()
-            .map(|(k, v)| (IpAddr::V4(Ipv4Addr::from_bits(*k)), v));
+            .map(|(k, v)| (IpAddr::V4(Ipv4Addr::from_bits(k)), v));
         let v6 = self
             .v6
             .iter()
@@ -76,7 +93,7 @@ impl<V> IpMap<V> {
         let v4 = self
             .v4
             .iter_mut()
-            .map(|(k, v)| (IpAddr::V4(Ipv4Addr::from_bits(*k)), v));
+            .map(|(k, v)| (IpAddr::V4(Ipv4Addr::from_bits(k)), v));
         let v6 = self
             .v6
             .iter_mut()
@@ -84,16 +101,9 @@ impl<V> IpMap<V> {
         v4.chain(v6)
     }
 
-    /// Keeps the entries for which `keep` is true.
-    pub fn retain(&mut self, mut keep: impl FnMut(&mut V) -> bool) {
-        self.v4.retain(|_, v| keep(v));
-        self.v6.retain(|_, v| keep(v));
-    }
-
     /// Heap bytes of the tables themselves (not of what values own).
     pub fn table_bytes(&self) -> usize {
-        let slot = |key: usize| key + std::mem::size_of::<V>() + 1;
-        self.v4.capacity() * slot(4) + self.v6.capacity() * slot(16)
+        self.v4.table_bytes() + self.v6.capacity() * (16 + std::mem::size_of::<V>() + 1)
     }
 }
 

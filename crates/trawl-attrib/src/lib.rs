@@ -19,6 +19,7 @@
 //! public event format, [`timeline`] for why delivery order does not matter.
 
 pub mod event;
+mod flatmap;
 pub mod index;
 mod ipmap;
 mod persist;
