@@ -115,11 +115,11 @@ impl<V: Default> FlatMap<V> {
         self.slots = (0..capacity).map(|_| Slot::default()).collect();
         self.len = 0;
         for mut slot in old.into_iter().filter(|s| s.used) {
-            if keep(&mut slot.value) {
-                if let Err(index) = self.find(slot.key) {
-                    self.slots[index] = slot;
-                    self.len += 1;
-                }
+            if keep(&mut slot.value)
+                && let Err(index) = self.find(slot.key)
+            {
+                self.slots[index] = slot;
+                self.len += 1;
             }
         }
     }
