@@ -136,8 +136,9 @@ pub struct Attribution {
 pub struct IndexStats {
     /// Events applied.
     pub events: u64,
-    /// Events that changed nothing (duplicates, re-assertions).
-    pub unchanged_events: u64,
+    /// Ownership marks that changed nothing (duplicate events, and snapshot
+    /// re-assertions of an instant already marked).
+    pub unchanged_marks: u64,
     /// Assignments over an interval of another owner that was never released.
     pub overlaps: u64,
     /// Different assignments of one IP at the same instant.
@@ -379,7 +380,7 @@ impl AttributionIndex {
     fn mark(&mut self, ip: IpAddr, mark: Mark) {
         let record = self.ips.entry(ip);
         let inserted = record.timeline.insert(mark, &self.workloads);
-        self.stats.unchanged_events += u64::from(!inserted.changed);
+        self.stats.unchanged_marks += u64::from(!inserted.changed);
         self.stats.overlaps += u64::from(inserted.overlap);
         self.stats.conflicts += u64::from(inserted.conflict);
     }

@@ -327,7 +327,7 @@ fn duplicate_and_overlapping_events_are_counted() {
     assert_eq!(
         (
             stats.events,
-            stats.unchanged_events,
+            stats.unchanged_marks,
             stats.overlaps,
             stats.conflicts
         ),
