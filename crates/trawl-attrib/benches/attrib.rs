@@ -19,17 +19,7 @@ const APPS: usize = 1000;
 const DAY: i64 = 86_400;
 const BASE: i64 = 1_795_305_600;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-}
+type Rng = trawl_flowlog::sample::SplitMix64;
 
 fn workloads() -> Vec<Workload> {
     (0..APPS)
@@ -59,8 +49,8 @@ fn events(
     let slot = DAY / i64::from(CHANGES_PER_IP);
     ips.map(|n| MetadataEvent::Assign {
         ip: ip_of(n),
-        at: BASE + i64::from(step) * slot + (rng.next() % slot as u64) as i64,
-        workload: pool[(rng.next() % APPS as u64) as usize].clone(),
+        at: BASE + i64::from(step) * slot + (rng.next_u64() % slot as u64) as i64,
+        workload: pool[(rng.next_u64() % APPS as u64) as usize].clone(),
         interface_id: None,
     })
     .collect()
@@ -82,7 +72,7 @@ fn zipf_ranks(n: usize, s: f64) -> Vec<f64> {
 
 fn big_index(pool: &[Workload]) -> AttributionIndex {
     let mut index = AttributionIndex::new(IndexConfig::default());
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     for step in 0..CHANGES_PER_IP {
         for chunk in (0..IPS).step_by(250_000) {
             for event in events(pool, &mut rng, chunk..chunk + 250_000, step) {
@@ -104,12 +94,12 @@ fn bench_owner_at(c: &mut Criterion) {
         bytes as f64 / 1e6,
         bytes as f64 / marks as f64
     );
-    let mut rng = Rng(11);
+    let mut rng = Rng::new(11);
     let queries: Vec<(IpAddr, i64)> = (0..1_000_000)
         .map(|_| {
             (
-                ip_of((rng.next() % u64::from(IPS)) as u32),
-                BASE + (rng.next() % DAY as u64) as i64,
+                ip_of((rng.next_u64() % u64::from(IPS)) as u32),
+                BASE + (rng.next_u64() % DAY as u64) as i64,
             )
         })
         .collect();
@@ -127,13 +117,13 @@ fn bench_owner_at(c: &mut Criterion) {
     // Flows are not uniform: a few talkers carry most of them. Zipf(1.0)
     // over the same 1M IPs, by inverse transform on a precomputed CDF.
     let zipf = zipf_ranks(IPS as usize, 1.0);
-    let mut rng = Rng(13);
+    let mut rng = Rng::new(13);
     let skewed: Vec<(IpAddr, i64)> = (0..1_000_000)
         .map(|_| {
-            let u = (rng.next() >> 11) as f64 / (1u64 << 53) as f64;
+            let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
             let rank = zipf.partition_point(|c| *c < u).min(IPS as usize - 1);
             let n = (rank as u64).wrapping_mul(2_654_435_761) % u64::from(IPS);
-            (ip_of(n as u32), BASE + (rng.next() % DAY as u64) as i64)
+            (ip_of(n as u32), BASE + (rng.next_u64() % DAY as u64) as i64)
         })
         .collect();
     group.bench_function("1M_ips_10M_intervals_zipf_batched", |b| {
@@ -177,7 +167,7 @@ fn bench_owner_at(c: &mut Criterion) {
 
 fn bench_apply(c: &mut Criterion) {
     let pool = workloads();
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     let batch: Vec<MetadataEvent> = (0..CHANGES_PER_IP)
         .flat_map(|step| events(&pool, &mut rng, 0..100_000, step))
         .collect();

@@ -29,23 +29,7 @@ const DELAY_MAX: i64 = 120;
 const LOSS_PER_MILLE: u64 = 10;
 const HOLD: i64 = 180;
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn range(&mut self, low: i64, high: i64) -> i64 {
-        low + self.below((high - low) as u64) as i64
-    }
-}
+type Rng = trawl_flowlog::sample::SplitMix64;
 
 #[derive(Clone)]
 struct Instance {
@@ -202,7 +186,7 @@ fn attributed(index: &AttributionIndex, ip: IpAddr, t: i64) -> (Option<Workload>
 
 #[test]
 fn churning_estate_is_attributed_without_mistakes() {
-    let mut rng = Rng(2026);
+    let mut rng = Rng::new(2026);
     let estate = simulate(&mut rng);
     let mut arrivals: Vec<(i64, Arrival)> = Vec::new();
     let mut lost = 0;

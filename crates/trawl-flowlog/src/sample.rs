@@ -31,10 +31,41 @@ pub struct SampleTotals {
     pub packets: u64,
 }
 
+/// splitmix64: a small, fast, seeded generator, good enough for sample data
+/// and simulations (not for anything that must be unpredictable).
+#[derive(Debug, Clone)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed ^ 0x9e37_79b9_7f4a_7c15)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n > 0`; slightly biased for huge `n`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// A number in `low..high`.
+    pub fn range(&mut self, low: i64, high: i64) -> i64 {
+        low + self.below(high.abs_diff(low)) as i64
+    }
+}
+
 /// An endless, seeded source of default-format record lines.
 #[derive(Debug, Clone)]
 pub struct SampleLines {
-    state: u64,
+    rng: SplitMix64,
     time: u64,
     format: LogFormat,
     totals: SampleTotals,
@@ -47,7 +78,7 @@ impl SampleLines {
     /// A generator seeded with `seed`.
     pub fn new(seed: u64) -> Self {
         SampleLines {
-            state: seed ^ 0x9e37_79b9_7f4a_7c15,
+            rng: SplitMix64::new(seed),
             time: SAMPLE_EPOCH_SECS,
             format: LogFormat::default(),
             totals: SampleTotals::default(),
@@ -64,17 +95,12 @@ impl SampleLines {
         &self.totals
     }
 
-    /// splitmix64: small, fast, and good enough for sample data.
     fn next(&mut self) -> u64 {
-        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.rng.next_u64()
     }
 
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.rng.below(n)
     }
 
     /// Appends one line (with its newline) to `out`.
