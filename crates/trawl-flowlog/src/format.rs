@@ -143,6 +143,13 @@ impl LogFormat {
     /// must be a field-like name and most of them known fields. Unknown names
     /// become extra columns.
     pub fn from_header_line(line: &[u8]) -> Option<Self> {
+        // Field names have no digits; IDs, addresses and numbers do. This
+        // keeps data lines of formats that start with an ID (`vpc-…`,
+        // `eni-…`) off the slower full check below.
+        let first = line.split(|&b| b == b' ').next()?;
+        if first.iter().any(u8::is_ascii_digit) {
+            return None;
+        }
         let text = std::str::from_utf8(line).ok()?.trim_end_matches('\r');
         let tokens: Vec<&str> = text.split_ascii_whitespace().collect();
         let known = tokens
