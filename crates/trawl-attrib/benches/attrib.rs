@@ -126,15 +126,12 @@ fn bench_owner_at(c: &mut Criterion) {
             (ip_of(n as u32), BASE + (rng.next_u64() % DAY as u64) as i64)
         })
         .collect();
-    group.bench_function("1M_ips_10M_intervals_zipf_batched", |b| {
-        let mut out = Vec::with_capacity(skewed.len());
-        b.iter(|| {
-            out.clear();
-            index.owner_at_many(black_box(&skewed), &mut out);
-            out.iter()
-                .fold(0u64, |sum, a| sum.wrapping_add(u64::from(a.owner)))
-        })
-    });
+    bench_batched(
+        &mut group,
+        "1M_ips_10M_intervals_zipf_batched",
+        &index,
+        &skewed,
+    );
     // The same lookups confined to 20,000 IPs: what a lookup costs when the
     // working set is in cache (the CPU's share of the figures above).
     let hot: Vec<(IpAddr, i64)> = queries
@@ -144,25 +141,32 @@ fn bench_owner_at(c: &mut Criterion) {
             IpAddr::V6(_) => (*ip, *t),
         })
         .collect();
-    group.bench_function("20k_hot_ips_batched", |b| {
-        let mut out = Vec::with_capacity(hot.len());
-        b.iter(|| {
-            out.clear();
-            index.owner_at_many(black_box(&hot), &mut out);
-            out.iter()
-                .fold(0u64, |sum, a| sum.wrapping_add(u64::from(a.owner)))
-        })
-    });
-    group.bench_function("1M_ips_10M_intervals_random_batched", |b| {
+    bench_batched(&mut group, "20k_hot_ips_batched", &index, &hot);
+    bench_batched(
+        &mut group,
+        "1M_ips_10M_intervals_random_batched",
+        &index,
+        &queries,
+    );
+    group.finish();
+}
+
+/// `owner_at_many` over `queries`, as the pipeline calls it per batch.
+fn bench_batched(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    index: &AttributionIndex,
+    queries: &[(IpAddr, i64)],
+) {
+    group.bench_function(name, |b| {
         let mut out = Vec::with_capacity(queries.len());
         b.iter(|| {
             out.clear();
-            index.owner_at_many(black_box(&queries), &mut out);
+            index.owner_at_many(black_box(queries), &mut out);
             out.iter()
                 .fold(0u64, |sum, a| sum.wrapping_add(u64::from(a.owner)))
         })
     });
-    group.finish();
 }
 
 fn bench_apply(c: &mut Criterion) {
