@@ -379,30 +379,25 @@ impl AttributionIndex {
 
     fn mark(&mut self, ip: IpAddr, mark: Mark) {
         let record = self.ips.entry(ip);
-        let inserted = record.timeline.insert(mark, &self.workloads);
-        self.stats.unchanged_marks += u64::from(!inserted.changed);
-        self.stats.overlaps += u64::from(inserted.overlap);
-        self.stats.conflicts += u64::from(inserted.conflict);
+        insert_counted(record, mark, &self.workloads, &mut self.stats);
     }
 
     fn assign(&mut self, ip: IpAddr, at: u32, owner: WorkloadId, interface_id: Option<&str>) {
-        self.mark(ip, Mark { at, owner });
-        if let Some(interface_id) = interface_id {
-            self.map_interface(interface_id, at, owner);
-        }
+        let record = self.ips.entry(ip);
+        insert_counted(record, Mark { at, owner }, &self.workloads, &mut self.stats);
         // Snapshots taken after `at` that do not list the IP released it.
         let canonical = ip.to_canonical();
-        let record = self.ips.entry(ip);
         for snapshot in &self.snapshots {
             if snapshot.at > at && !snapshot.listed.contains(&canonical) {
-                record.timeline.insert(
-                    Mark {
-                        at: snapshot.at,
-                        owner: NO_OWNER,
-                    },
-                    &self.workloads,
-                );
+                let release = Mark {
+                    at: snapshot.at,
+                    owner: NO_OWNER,
+                };
+                record.timeline.insert(release, &self.workloads);
             }
+        }
+        if let Some(interface_id) = interface_id {
+            self.map_interface(interface_id, at, owner);
         }
     }
 
@@ -571,9 +566,9 @@ impl AttributionIndex {
         out.reserve(queries.len());
         for group in queries.chunks(GROUP) {
             // Start every memory access of the group before waiting on any.
-            let touched = group.iter().fold(0u32, |sum, (ip, _)| {
-                sum.wrapping_add(self.ips.touch(*ip, |_| 0))
-            });
+            let touched = group
+                .iter()
+                .fold(0u32, |sum, (ip, _)| sum.wrapping_add(self.ips.touch(*ip)));
             std::hint::black_box(touched);
             for (ip, t) in group {
                 out.push(self.answer(self.ips.get(*ip), *ip, *t));
@@ -728,6 +723,19 @@ impl AttributionIndex {
         index.vouched_horizon = vouched_horizon;
         index
     }
+}
+
+/// Inserts a mark into an IP's timeline and counts what it did.
+fn insert_counted(
+    record: &mut IpRecord,
+    mark: Mark,
+    workloads: &WorkloadTable,
+    stats: &mut IndexStats,
+) {
+    let inserted = record.timeline.insert(mark, workloads);
+    stats.unchanged_marks += u64::from(!inserted.changed);
+    stats.overlaps += u64::from(inserted.overlap);
+    stats.conflicts += u64::from(inserted.conflict);
 }
 
 /// Declared, learned, or neither (see the module header).

@@ -46,13 +46,12 @@ impl<V: Default> IpMap<V> {
         }
     }
 
-    /// Starts the memory accesses a later [`get`](Self::get) of `ip` needs
-    /// (IPv4 only): its slot, and what `value_part` reads of the value there;
-    /// returns a value for `std::hint::black_box`.
+    /// Starts the memory access a later [`get`](Self::get) of `ip` needs
+    /// (IPv4 only); returns a value for `std::hint::black_box`.
     #[inline]
-    pub fn touch(&self, ip: IpAddr, value_part: impl Fn(&V) -> u32) -> u32 {
+    pub fn touch(&self, ip: IpAddr) -> u32 {
         match ip {
-            IpAddr::V4(v4) => self.v4.touch(v4.to_bits(), value_part),
+            IpAddr::V4(v4) => self.v4.touch(v4.to_bits()),
             IpAddr::V6(_) => 0,
         }
     }

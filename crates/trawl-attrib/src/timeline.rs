@@ -105,10 +105,7 @@ impl Timeline {
             .iter()
             .rposition(|m| m.owner != owner)
             .map_or(0, |i| i + 1);
-        let to = self.marks[index + 1..]
-            .iter()
-            .find(|m| m.owner != owner)
-            .map(|m| m.at);
+        let to = self.end_of_run(index);
         Some(Held {
             owner,
             from: self.marks[first].at,
@@ -132,12 +129,19 @@ impl Timeline {
             (starts_run && mark.owner != NO_OWNER).then(|| Held {
                 owner: mark.owner,
                 from: mark.at,
-                to: self.marks[i + 1..]
-                    .iter()
-                    .find(|m| m.owner != mark.owner)
-                    .map(|m| m.at),
+                to: self.end_of_run(i),
             })
         })
+    }
+
+    /// When the run of owners containing mark `index` ends: the first later
+    /// mark with another owner, if any.
+    fn end_of_run(&self, index: usize) -> Option<u32> {
+        let owner = self.marks[index].owner;
+        self.marks[index + 1..]
+            .iter()
+            .find(|m| m.owner != owner)
+            .map(|m| m.at)
     }
 
     /// Merges marks before `cutoff` that repeat their predecessor's owner
