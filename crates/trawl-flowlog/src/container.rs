@@ -306,8 +306,7 @@ fn decode_envelope(
     match envelope.message_type.as_deref() {
         Some("CONTROL_MESSAGE") => {}
         Some("DATA_MESSAGE") | None if envelope.log_events.is_some() => {
-            let record_index = text.record_index();
-            text.begin_record(record_index);
+            text.restart_lines();
             let mut record = FlowRecord::new();
             for event in envelope.log_events.iter().flatten() {
                 let line = event.message.trim_end_matches(['\n', '\r']);

@@ -145,10 +145,6 @@ impl TextDecoder {
         self.line_bytes_max
     }
 
-    pub(crate) fn record_index(&self) -> Option<u64> {
-        self.record_index
-    }
-
     pub(crate) fn add_input_bytes(&mut self, bytes: u64) {
         self.stats.input_bytes += bytes;
     }
@@ -157,6 +153,11 @@ impl TextDecoder {
     /// line numbers restart.
     pub(crate) fn begin_record(&mut self, index: Option<u64>) {
         self.record_index = index;
+        self.restart_lines();
+    }
+
+    /// Restarts line numbering (each CloudWatch payload numbers its events from 1).
+    pub(crate) fn restart_lines(&mut self) {
         self.line = 0;
         self.skipping_overlong = false;
     }
