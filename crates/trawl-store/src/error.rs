@@ -1,0 +1,51 @@
+//! Errors of the store; each names the file or table it concerns.
+
+use std::path::PathBuf;
+
+/// What went wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file-system operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A Parquet file could not be written or read.
+    #[error("{path}: parquet: {source}")]
+    Parquet {
+        /// The segment file.
+        path: PathBuf,
+        /// The underlying error.
+        source: parquet::errors::ParquetError,
+    },
+    /// The manifest is damaged or inconsistent.
+    #[error("{path}: corrupt manifest: {reason}")]
+    CorruptManifest {
+        /// The manifest file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A segment does not match what the manifest says of it.
+    #[error("{path}: segment does not match the manifest: {reason}")]
+    SegmentMismatch {
+        /// The segment file.
+        path: PathBuf,
+        /// What differs.
+        reason: String,
+    },
+    /// Building or reading Arrow data failed.
+    #[error("table {table}: {source}")]
+    Arrow {
+        /// The table.
+        table: String,
+        /// The underlying error.
+        source: arrow::error::ArrowError,
+    },
+    /// The configuration is invalid.
+    #[error("store configuration: {0}")]
+    Config(String),
+}

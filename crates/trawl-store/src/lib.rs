@@ -1,0 +1,44 @@
+//! `trawl-store`: the built-in OLAP store. It indexes attributed flows as
+//! they stream and answers SQL over them, with no external database.
+//!
+//! ```text
+//!  EnrichedFlow ──► Store::add_batch ──► open buckets (memory, per table and time chunk)
+//!                                              │  seal: watermark passed, memory cap, or caller
+//!                                              ▼
+//!                                   Parquet segments + MANIFEST (atomic, with source positions)
+//!                                              │  maintain: compaction, retention
+//!  SqlEngine (DataFusion) ◄── StoreTable: open buckets ∪ segments, pruned by time
+//!                        ◄── workloads, ip_history: the attribution index
+//! ```
+//!
+//! Tables (names are public interface): `flows` (one row per record, every
+//! field plus enrichment; hours), `flows_1m` and `flows_1h` (rollups over the
+//! dimensions of [`dims::Dim`], measures `bytes`, `packets`, `flows`; which
+//! dimensions each keeps is configurable), `workloads` and `ip_history`.
+//!
+//! Modules: [`dims`] (dimensions, service-port rule), [`dict`] (string
+//! codes), [`rollup`] and [`detail`] (open buckets), [`schema`], [`segment`]
+//! (Parquet files), [`manifest`] (durable state), [`store`] (the data flow),
+//! [`sql`] (DataFusion).
+
+pub mod detail;
+pub mod dict;
+pub mod dims;
+pub mod error;
+pub mod manifest;
+pub mod rollup;
+pub mod schema;
+pub mod segment;
+pub mod sql;
+pub mod store;
+
+pub use dims::{Dim, service_port};
+pub use error::StoreError;
+pub use manifest::{Manifest, SegmentMeta};
+pub use rollup::Measures;
+pub use schema::RollupSpec;
+
+pub use sql::{QueryResult, SharedIndex, SharedStore, SqlEngine, SqlError};
+pub use store::{
+    DETAIL_TABLE, DetailSpec, EnrichedFlow, SealReport, Store, StoreConfig, StoreStats,
+};

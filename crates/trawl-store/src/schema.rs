@@ -1,0 +1,228 @@
+//! The SQL tables' specifications and their Arrow schemas.
+//!
+//! Table names and column names are part of trawl's public interface (see
+//! DESIGN.md): `flows` (one row per record), `flows_1m` and `flows_1h`
+//! (rollups). A rollup row is `time` (bucket start), its dimensions, then the
+//! measures `bytes`, `packets`, `flows`.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BooleanArray, DictionaryArray, Int32Array, StringArray, UInt32Array};
+use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit, UInt32Type};
+use arrow::error::ArrowError;
+use trawl_flowlog::{Field, ValueType};
+
+use crate::dims::{Dim, DimType, NULL_CODE};
+
+/// Name of the time column of every table (bucket start, or flow start).
+pub const TIME_COLUMN: &str = "time";
+
+/// The type of `time` columns: seconds, UTC.
+pub fn time_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Second, Some("UTC".into()))
+}
+
+/// The Arrow type of a text dimension.
+pub fn text_type() -> DataType {
+    DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8))
+}
+
+/// The Arrow type of a dimension's column.
+pub fn dim_data_type(dim: Dim) -> DataType {
+    match dim.dim_type() {
+        DimType::Text => text_type(),
+        DimType::Int => DataType::Int32,
+        DimType::Bool => DataType::Boolean,
+    }
+}
+
+/// A rollup table: its grain, chunking, retention and dimensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollupSpec {
+    /// Table name (`flows_1m`).
+    pub name: String,
+    /// Width of a time bucket (seconds).
+    pub grain_secs: u32,
+    /// Width of a segment's time chunk (seconds, a multiple of the grain).
+    pub chunk_secs: u32,
+    /// History kept behind the watermark (seconds).
+    pub retention_secs: u32,
+    /// Dimensions kept, in column order.
+    pub dims: Vec<Dim>,
+}
+
+impl RollupSpec {
+    /// `flows_1m`: 1-minute buckets in 1-hour chunks, kept 7 days, every dimension.
+    pub fn minutely() -> Self {
+        RollupSpec {
+            name: "flows_1m".into(),
+            grain_secs: 60,
+            chunk_secs: 3600,
+            retention_secs: 7 * 86_400,
+            dims: Dim::ALL.to_vec(),
+        }
+    }
+
+    /// `flows_1h`: 1-hour buckets in 1-day chunks, kept 400 days, every dimension.
+    pub fn hourly() -> Self {
+        RollupSpec {
+            name: "flows_1h".into(),
+            grain_secs: 3600,
+            chunk_secs: 86_400,
+            retention_secs: 400 * 86_400,
+            dims: Dim::ALL.to_vec(),
+        }
+    }
+
+    /// Checks the spec; the message names the table.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.grain_secs == 0 || self.chunk_secs == 0 || self.chunk_secs % self.grain_secs != 0 {
+            return Err(format!(
+                "table {}: chunk_secs ({}) must be a positive multiple of grain_secs ({})",
+                self.name, self.chunk_secs, self.grain_secs
+            ));
+        }
+        for (i, d) in self.dims.iter().enumerate() {
+            if self.dims[..i].contains(d) {
+                return Err(format!(
+                    "table {}: dimension {} listed twice",
+                    self.name,
+                    d.name()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The table's Arrow schema.
+    pub fn schema(&self) -> SchemaRef {
+        let mut fields = vec![ArrowField::new(TIME_COLUMN, time_type(), false)];
+        fields.extend(
+            self.dims
+                .iter()
+                .map(|d| ArrowField::new(d.name(), dim_data_type(*d), true)),
+        );
+        fields.extend(
+            MEASURES
+                .iter()
+                .map(|m| ArrowField::new(*m, DataType::UInt64, false)),
+        );
+        Arc::new(Schema::new(fields))
+    }
+}
+
+/// The measure columns of a rollup, in order.
+pub const MEASURES: [&str; 3] = ["bytes", "packets", "flows"];
+
+/// The enrichment columns of `flows`, after the record's own fields.
+pub const DETAIL_ENRICHMENT: [Dim; 15] = [
+    Dim::SrcApp,
+    Dim::SrcCluster,
+    Dim::SrcAccount,
+    Dim::SrcRegion,
+    Dim::SrcAz,
+    Dim::SrcKind,
+    Dim::DstApp,
+    Dim::DstCluster,
+    Dim::DstAccount,
+    Dim::DstRegion,
+    Dim::DstAz,
+    Dim::DstKind,
+    Dim::ServicePort,
+    Dim::CrossAz,
+    Dim::CrossRegion,
+];
+
+/// How a record field is stored in `flows`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldColumn {
+    /// Integers up to 65535: `Int32`.
+    Small,
+    /// Larger integers (bytes, packets, times): `UInt64`.
+    Large,
+    /// Text, addresses and keywords: `Utf8`.
+    Text,
+}
+
+/// How `field` is stored in `flows`.
+pub fn field_column(field: Field) -> FieldColumn {
+    match field.value_type() {
+        ValueType::Int { max } if max <= u64::from(u16::MAX) => FieldColumn::Small,
+        ValueType::Int { .. } => FieldColumn::Large,
+        _ => FieldColumn::Text,
+    }
+}
+
+/// The schema of `flows`: `time`, every record field, then the enrichment.
+pub fn detail_schema() -> SchemaRef {
+    let mut fields = vec![ArrowField::new(TIME_COLUMN, time_type(), false)];
+    fields.extend(Field::ALL.iter().map(|f| {
+        let ty = match field_column(*f) {
+            FieldColumn::Small => DataType::Int32,
+            FieldColumn::Large => DataType::UInt64,
+            FieldColumn::Text => DataType::Utf8,
+        };
+        ArrowField::new(f.column(), ty, true)
+    }));
+    fields.extend(
+        DETAIL_ENRICHMENT
+            .iter()
+            .map(|d| ArrowField::new(d.name(), dim_data_type(*d), true)),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+/// One dimension's column from its codes (null where [`NULL_CODE`]).
+pub fn dim_array(
+    dim: Dim,
+    codes: impl Iterator<Item = u32>,
+    dictionary: &Arc<StringArray>,
+) -> Result<ArrayRef, ArrowError> {
+    let nullable = codes.map(|c| (c != NULL_CODE).then_some(c));
+    match dim.dim_type() {
+        DimType::Text => {
+            let keys: UInt32Array = nullable.collect();
+            // Codes are below the dictionary's length by construction (the
+            // store interns before it records a code); try_new checks it.
+            Ok(Arc::new(DictionaryArray::<UInt32Type>::try_new(
+                keys,
+                dictionary.clone(),
+            )?))
+        }
+        DimType::Int => Ok(Arc::new(
+            nullable
+                .map(|c| c.map(|v| v as i32))
+                .collect::<Int32Array>(),
+        )),
+        DimType::Bool => Ok(Arc::new(
+            nullable
+                .map(|c| c.map(|v| v != 0))
+                .collect::<BooleanArray>(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detail_columns_are_unique() {
+        let schema = detail_schema();
+        let mut names: Vec<_> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count);
+    }
+
+    #[test]
+    fn spec_validation_names_the_table() {
+        let mut spec = RollupSpec::minutely();
+        spec.chunk_secs = 90;
+        assert!(spec.validate().unwrap_err().contains("flows_1m"));
+        let mut spec = RollupSpec::hourly();
+        spec.dims.push(Dim::SrcApp);
+        assert!(spec.validate().unwrap_err().contains("src_app"));
+    }
+}

@@ -1,0 +1,491 @@
+//! SQL over the store and the attribution index, via DataFusion.
+//!
+//! Each store table is a [`StoreTable`] provider: a scan is the union of its
+//! live Parquet segments (read by DataFusion's Parquet source, with
+//! projection pushdown and the query's filters used for row-group pruning)
+//! and a snapshot of its open buckets (so a record is queryable as soon as
+//! [`Store::add_batch`](crate::Store::add_batch) returns). Filters on `time`
+//! prune whole segments and open chunks before anything is read; every
+//! filter stays in the plan above the scan (pushdown is inexact), so answers
+//! never depend on the pruning.
+//!
+//! `workloads` and `ip_history` are [`IndexTable`]s: the attribution index
+//! rendered as one batch per scan.
+
+use std::sync::{Arc, RwLock};
+
+use arrow::array::{ArrayRef, RecordBatch, StringBuilder, TimestampSecondBuilder, UInt32Builder};
+use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::{DFSchema, DataFusionError, ScalarValue};
+use datafusion::datasource::TableType;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::memory::MemorySourceConfig;
+use datafusion::datasource::object_store::ObjectStoreUrl;
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::union::UnionExec;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use trawl_attrib::{AttributionIndex, NO_OWNER, Workload};
+
+use crate::schema::{TIME_COLUMN, time_type};
+use crate::store::Store;
+
+/// A store shared between the writer and query threads.
+pub type SharedStore = Arc<RwLock<Store>>;
+
+/// An attribution index shared between the pipeline and query threads.
+pub type SharedIndex = Arc<RwLock<AttributionIndex>>;
+
+/// Rows per in-memory partition slice of an open bucket.
+const OPEN_SLICE_ROWS: usize = 64 * 1024;
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    /// The query is wrong: syntax, unknown table or column, bad types.
+    #[error("{0}")]
+    Invalid(DataFusionError),
+    /// The query was right but running it failed.
+    #[error("{0}")]
+    Failed(DataFusionError),
+}
+
+impl From<DataFusionError> for SqlError {
+    fn from(error: DataFusionError) -> Self {
+        match error.find_root() {
+            DataFusionError::SQL(..)
+            | DataFusionError::Plan(_)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_) => SqlError::Invalid(error),
+            _ => SqlError::Failed(error),
+        }
+    }
+}
+
+/// A query's answer: its schema (also when there are no rows) and batches.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    /// Columns of the answer.
+    pub schema: SchemaRef,
+    /// Rows of the answer.
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryResult {
+    /// Number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+/// SQL over a store (and, when given, an attribution index).
+#[derive(Clone)]
+pub struct SqlEngine {
+    ctx: SessionContext,
+}
+
+impl std::fmt::Debug for SqlEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlEngine").finish_non_exhaustive()
+    }
+}
+
+impl SqlEngine {
+    /// An engine with every store table, and `workloads` / `ip_history`
+    /// when `index` is given.
+    pub fn new(store: SharedStore, index: Option<SharedIndex>) -> Result<Self, SqlError> {
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        let config = SessionConfig::new()
+            .with_target_partitions(threads)
+            .with_information_schema(true);
+        let ctx = SessionContext::new_with_config(config);
+        let tables: Vec<(String, SchemaRef)> = {
+            let guard = store.read().unwrap_or_else(|e| e.into_inner());
+            guard
+                .table_names()
+                .into_iter()
+                .filter_map(|name| Some((name.to_string(), guard.table_schema(name)?)))
+                .collect()
+        };
+        for (name, schema) in tables {
+            let table = StoreTable {
+                name: name.clone(),
+                schema,
+                store: store.clone(),
+            };
+            ctx.register_table(name.as_str(), Arc::new(table))?;
+        }
+        if let Some(index) = index {
+            for kind in [IndexTableKind::Workloads, IndexTableKind::IpHistory] {
+                let table = IndexTable {
+                    kind,
+                    schema: kind.schema(),
+                    index: index.clone(),
+                };
+                ctx.register_table(kind.name(), Arc::new(table))?;
+            }
+        }
+        Ok(SqlEngine { ctx })
+    }
+
+    /// Runs one SQL statement.
+    pub async fn query(&self, sql: &str) -> Result<QueryResult, SqlError> {
+        let frame = self.ctx.sql(sql).await?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let batches = frame.collect().await?;
+        Ok(QueryResult { schema, batches })
+    }
+
+    /// The DataFusion session (to register more tables or functions).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+}
+
+/// A store table as DataFusion sees it.
+#[derive(Debug)]
+pub struct StoreTable {
+    name: String,
+    schema: SchemaRef,
+    store: SharedStore,
+}
+
+#[async_trait]
+impl TableProvider for StoreTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::common::Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let (from, to) = time_bounds(filters);
+        let (files, open) = {
+            let store = self.store.read().unwrap_or_else(|e| e.into_inner());
+            let files = store.segments(&self.name, from, to);
+            let open = store
+                .open_batches(&self.name, from, to)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            (files, open)
+        };
+        let partitions = state.config().target_partitions().max(1);
+        let mut inputs: Vec<Arc<dyn ExecutionPlan>> = Vec::new();
+        if !files.is_empty() {
+            inputs.push(self.parquet_scan(state, files, partitions, projection, filters, limit)?);
+        }
+        if !open.is_empty() {
+            inputs.push(MemorySourceConfig::try_new_exec(
+                &slice_round_robin(&open, partitions),
+                self.schema.clone(),
+                projection.cloned(),
+            )?);
+        }
+        if inputs.is_empty() {
+            let schema = match projection {
+                Some(p) => Arc::new(self.schema.project(p)?),
+                None => self.schema.clone(),
+            };
+            return Ok(Arc::new(EmptyExec::new(schema)));
+        }
+        UnionExec::try_new(inputs)
+    }
+}
+
+impl StoreTable {
+    fn parquet_scan(
+        &self,
+        state: &dyn Session,
+        files: Vec<(std::path::PathBuf, crate::SegmentMeta)>,
+        partitions: usize,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let mut source = ParquetSource::new(self.schema.clone());
+        if let Some(predicate) = conjunction(filters.iter().cloned()) {
+            let df_schema = DFSchema::try_from(self.schema.as_ref().clone())?;
+            source = source.with_predicate(state.create_physical_expr(predicate, &df_schema)?);
+        }
+        let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); partitions.min(files.len())];
+        let group_count = groups.len();
+        for (i, (path, meta)) in files.into_iter().enumerate() {
+            groups[i % group_count].push(PartitionedFile::new(path.to_string_lossy(), meta.bytes));
+        }
+        let config =
+            FileScanConfigBuilder::new(ObjectStoreUrl::local_filesystem(), Arc::new(source))
+                .with_file_groups(groups.into_iter().map(FileGroup::new).collect())
+                .with_projection_indices(projection.cloned())?
+                .with_limit(limit)
+                .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+}
+
+/// Splits batches into slices spread over `partitions` partitions.
+fn slice_round_robin(batches: &[RecordBatch], partitions: usize) -> Vec<Vec<RecordBatch>> {
+    let mut out = vec![Vec::new(); partitions];
+    let mut next = 0;
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let len = OPEN_SLICE_ROWS.min(batch.num_rows() - offset);
+            out[next % partitions].push(batch.slice(offset, len));
+            next += 1;
+            offset += len;
+        }
+    }
+    out.retain(|p| !p.is_empty());
+    out
+}
+
+/// The `[from, to]` range of seconds the filters allow on `time` (inclusive;
+/// the whole range when they do not bound it).
+pub fn time_bounds(filters: &[Expr]) -> (u32, u32) {
+    let mut bounds = (0u32, u32::MAX);
+    for filter in filters {
+        narrow(filter, &mut bounds);
+    }
+    bounds
+}
+
+fn narrow(expr: &Expr, bounds: &mut (u32, u32)) {
+    match expr {
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            if *op == Operator::And {
+                narrow(left, bounds);
+                narrow(right, bounds);
+                return;
+            }
+            let (op, secs) = match (is_time(left), is_time(right)) {
+                (true, false) => (*op, literal_secs(right)),
+                (false, true) => (op.swap().unwrap_or(*op), literal_secs(left)),
+                _ => return,
+            };
+            let Some(secs) = secs else { return };
+            let clamp = |v: i64| v.clamp(0, i64::from(u32::MAX)) as u32;
+            match op {
+                Operator::Gt | Operator::GtEq => bounds.0 = bounds.0.max(clamp(secs)),
+                Operator::Lt | Operator::LtEq => bounds.1 = bounds.1.min(clamp(secs)),
+                Operator::Eq => {
+                    bounds.0 = bounds.0.max(clamp(secs));
+                    bounds.1 = bounds.1.min(clamp(secs));
+                }
+                _ => {}
+            }
+        }
+        Expr::Between(between) if !between.negated && is_time(&between.expr) => {
+            if let (Some(low), Some(high)) =
+                (literal_secs(&between.low), literal_secs(&between.high))
+            {
+                let clamp = |v: i64| v.clamp(0, i64::from(u32::MAX)) as u32;
+                bounds.0 = bounds.0.max(clamp(low));
+                bounds.1 = bounds.1.min(clamp(high));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn is_time(expr: &Expr) -> bool {
+    match expr {
+        Expr::Column(c) => c.name == TIME_COLUMN,
+        Expr::Cast(c) => is_time(&c.expr),
+        Expr::TryCast(c) => is_time(&c.expr),
+        _ => false,
+    }
+}
+
+/// A timestamp literal in whole seconds (rounded down, so bounds only widen).
+fn literal_secs(expr: &Expr) -> Option<i64> {
+    let Expr::Literal(value, _) = expr else {
+        return None;
+    };
+    match value {
+        ScalarValue::TimestampSecond(Some(v), _) => Some(*v),
+        ScalarValue::TimestampMillisecond(Some(v), _) => Some(v.div_euclid(1_000)),
+        ScalarValue::TimestampMicrosecond(Some(v), _) => Some(v.div_euclid(1_000_000)),
+        ScalarValue::TimestampNanosecond(Some(v), _) => Some(v.div_euclid(1_000_000_000)),
+        _ => None,
+    }
+}
+
+/// Which view of the attribution index a table shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IndexTableKind {
+    /// `workloads`: every workload the index knows.
+    Workloads,
+    /// `ip_history`: every ownership interval, declared and learned.
+    IpHistory,
+}
+
+const WORKLOAD_COLUMNS: [&str; 6] = ["app", "cluster", "account", "region", "az", "kind"];
+
+impl IndexTableKind {
+    /// The table name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            IndexTableKind::Workloads => "workloads",
+            IndexTableKind::IpHistory => "ip_history",
+        }
+    }
+
+    /// The table's schema.
+    pub fn schema(self) -> SchemaRef {
+        let mut fields = match self {
+            IndexTableKind::Workloads => {
+                vec![ArrowField::new("workload_id", DataType::UInt32, false)]
+            }
+            IndexTableKind::IpHistory => vec![
+                ArrowField::new("ip", DataType::Utf8, false),
+                ArrowField::new("valid_from", time_type(), false),
+                ArrowField::new("valid_to", time_type(), true),
+                ArrowField::new("rule", DataType::Utf8, false),
+            ],
+        };
+        fields.extend(
+            WORKLOAD_COLUMNS
+                .iter()
+                .map(|c| ArrowField::new(*c, DataType::Utf8, true)),
+        );
+        if self == IndexTableKind::Workloads {
+            fields.push(ArrowField::new("labels", DataType::Utf8, true));
+        }
+        Arc::new(Schema::new(fields))
+    }
+}
+
+/// A view of the attribution index as a table.
+#[derive(Debug)]
+pub struct IndexTable {
+    kind: IndexTableKind,
+    schema: SchemaRef,
+    index: SharedIndex,
+}
+
+#[derive(Default)]
+struct WorkloadColumns {
+    columns: [StringBuilder; 6],
+}
+
+impl WorkloadColumns {
+    fn append(&mut self, w: Option<&Workload>) {
+        let values = [
+            w.and_then(|w| w.app.as_deref()),
+            w.and_then(|w| w.cluster.as_deref()),
+            w.and_then(|w| w.account.as_deref()),
+            w.and_then(|w| w.region.as_deref()),
+            w.and_then(|w| w.az.as_deref()),
+            w.and_then(|w| w.kind.as_deref()),
+        ];
+        for (builder, value) in self.columns.iter_mut().zip(values) {
+            builder.append_option(value);
+        }
+    }
+
+    fn finish(self) -> impl Iterator<Item = ArrayRef> {
+        self.columns
+            .into_iter()
+            .map(|mut b| Arc::new(b.finish()) as ArrayRef)
+    }
+}
+
+impl IndexTable {
+    fn batch(&self) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let index = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let mut workload = WorkloadColumns::default();
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        match self.kind {
+            IndexTableKind::Workloads => {
+                let mut ids = UInt32Builder::new();
+                let mut labels = StringBuilder::new();
+                for (id, w) in index.workloads().iter() {
+                    ids.append_value(id);
+                    workload.append(Some(w));
+                    if w.labels.is_empty() {
+                        labels.append_null();
+                    } else {
+                        labels.append_value(serde_json::to_string(&w.labels).unwrap_or_default());
+                    }
+                }
+                columns.push(Arc::new(ids.finish()));
+                columns.extend(workload.finish());
+                columns.push(Arc::new(labels.finish()));
+            }
+            IndexTableKind::IpHistory => {
+                let mut ips = StringBuilder::new();
+                let mut from = TimestampSecondBuilder::new().with_timezone("UTC");
+                let mut to = TimestampSecondBuilder::new().with_timezone("UTC");
+                let mut rules = StringBuilder::new();
+                let mut row = |ip: &str, f: u32, t: Option<u32>, rule: &str, owner| {
+                    ips.append_value(ip);
+                    from.append_value(i64::from(f));
+                    to.append_option(t.map(i64::from));
+                    rules.append_value(rule);
+                    workload.append(index.workload(owner));
+                };
+                for (ip, record) in index.records() {
+                    let ip = ip.to_string();
+                    for held in record.timeline.intervals().filter(|h| h.owner != NO_OWNER) {
+                        row(&ip, held.from, held.to, "declared", held.owner);
+                    }
+                    for span in &record.learned {
+                        row(&ip, span.from, Some(span.to), "learned", span.owner);
+                    }
+                }
+                columns.push(Arc::new(ips.finish()));
+                columns.push(Arc::new(from.finish()));
+                columns.push(Arc::new(to.finish()));
+                columns.push(Arc::new(rules.finish()));
+                columns.extend(workload.finish());
+            }
+        }
+        RecordBatch::try_new(self.schema.clone(), columns)
+    }
+}
+
+#[async_trait]
+impl TableProvider for IndexTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        let batch = self.batch()?;
+        Ok(MemorySourceConfig::try_new_exec(
+            &[vec![batch]],
+            self.schema.clone(),
+            projection.cloned(),
+        )?)
+    }
+}

@@ -1,0 +1,1019 @@
+//! The store: open buckets in memory, sealed segments on disk, one manifest.
+//!
+//! Data flow: [`Store::add_batch`] takes attributed flows and adds each to
+//! the open bucket of its time chunk in every table (`flows_1m`, `flows_1h`,
+//! and `flows` when enabled). The watermark is the newest event time seen
+//! minus the allowed lateness; a record older than it is still added (never
+//! dropped) and counted late. [`Store::seal`] turns every open bucket into a
+//! segment and commits the manifest with the source positions handed in
+//! with the batches; a chunk that already has segments gets another one (a
+//! delta), and queries sum across them. [`Store::maintain`] compacts the
+//! segments of a chunk once the watermark has passed it (or once it has too
+//! many), and applies each table's retention.
+//!
+//! When to seal: when the watermark passes an open chunk ([`Store::seal_due`]),
+//! when open-bucket memory passes `open_bytes_max` (checked after every
+//! batch, so memory stays under the cap plus one batch), and whenever the
+//! caller wants its positions durable. Every seal writes *all* open buckets,
+//! because a manifest's positions must cover everything added before them:
+//! nothing is lost or doubled by replaying from the manifest's positions
+//! after a crash at any point.
+//!
+//! Invariants: open buckets of a table are keyed by distinct chunk starts; a
+//! record's bucket is `start - start % grain_secs`, inside its chunk; the
+//! manifest lists only fsynced files; files leave the disk only after a
+//! manifest without them is published.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{Array, AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{SchemaRef, TimestampSecondType, UInt64Type};
+use trawl_attrib::{NO_OWNER, WorkloadId, WorkloadTable};
+use trawl_flowlog::{FlowRecord, LogStatus};
+
+use crate::detail::DetailBucket;
+use crate::dict::Dictionary;
+use crate::dims::{
+    ACTION_TEXTS, DIM_COUNT, DIRECTION_TEXTS, Dim, DimType, KeywordCodes, NULL_CODE, NULL_SIDE,
+    SideCodes, flow_dims,
+};
+use crate::error::StoreError;
+use crate::manifest::{Manifest, SegmentMeta, sync_dir};
+use crate::rollup::{Measures, RollupBucket};
+use crate::schema::{RollupSpec, detail_schema, text_type};
+use crate::segment::{read_segment, validate_batch, write_segment};
+
+/// Name of the detail table.
+pub const DETAIL_TABLE: &str = "flows";
+
+/// Configuration of the detail table `flows`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetailSpec {
+    /// Whether `flows` keeps one row per record.
+    pub enabled: bool,
+    /// Width of a segment's time chunk (seconds).
+    pub chunk_secs: u32,
+    /// History kept behind the watermark (seconds).
+    pub retention_secs: u32,
+}
+
+impl Default for DetailSpec {
+    fn default() -> Self {
+        DetailSpec {
+            enabled: true,
+            chunk_secs: 3600,
+            retention_secs: 6 * 3600,
+        }
+    }
+}
+
+/// Everything a store can be told; every field has a default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Where segments and the manifest live.
+    pub data_dir: PathBuf,
+    /// How far behind the newest event a record may start and still be on
+    /// time (seconds). Later records are kept too, and counted late.
+    pub lateness_secs: u32,
+    /// Cap on open-bucket memory; passing it seals early.
+    pub open_bytes_max: usize,
+    /// The rollup tables (default `flows_1m` and `flows_1h`).
+    pub rollups: Vec<RollupSpec>,
+    /// The detail table.
+    pub detail: DetailSpec,
+    /// A chunk with more segments than this is compacted even while open.
+    pub segments_per_chunk_max: usize,
+    /// Most distinct strings in the dictionary.
+    pub dictionary_strings_max: usize,
+    /// How long a file replaced by compaction or retention stays on disk for
+    /// queries that already planned to read it.
+    pub delete_delay: Duration,
+}
+
+impl StoreConfig {
+    /// The defaults, with data in `data_dir`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        StoreConfig {
+            data_dir: data_dir.into(),
+            lateness_secs: 15 * 60,
+            open_bytes_max: 1 << 30,
+            rollups: vec![RollupSpec::minutely(), RollupSpec::hourly()],
+            detail: DetailSpec::default(),
+            segments_per_chunk_max: 8,
+            dictionary_strings_max: 4_000_000,
+            delete_delay: Duration::from_secs(60),
+        }
+    }
+
+    fn validate(&self) -> Result<(), StoreError> {
+        let mut names = vec![DETAIL_TABLE];
+        for spec in &self.rollups {
+            spec.validate().map_err(StoreError::Config)?;
+            if names.contains(&spec.name.as_str()) {
+                return Err(StoreError::Config(format!(
+                    "table {} defined twice",
+                    spec.name
+                )));
+            }
+            names.push(&spec.name);
+        }
+        if self.detail.chunk_secs == 0 {
+            return Err(StoreError::Config(
+                "flows: chunk_secs must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One attributed flow, as the store takes it.
+#[derive(Debug, Clone, Copy)]
+pub struct EnrichedFlow<'r, 'a> {
+    /// The decoded record.
+    pub record: &'r FlowRecord<'a>,
+    /// Owner of the source address at the flow's time.
+    pub src: WorkloadId,
+    /// Owner of the destination address at the flow's time.
+    pub dst: WorkloadId,
+}
+
+/// Counters of a store since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Records added.
+    pub records: u64,
+    /// Records without a usable `start` (not stored).
+    pub records_without_time: u64,
+    /// NODATA / SKIPDATA records (kept in `flows`, not in rollups).
+    pub records_without_traffic: u64,
+    /// Records older than the watermark when they arrived (kept).
+    pub late_records: u64,
+    /// Records older than a table's retention (not stored in that table).
+    pub expired_records: u64,
+    /// Seals that committed.
+    pub seals: u64,
+    /// Seals forced by the memory cap.
+    pub early_seals: u64,
+    /// Segments written by seals.
+    pub segments_sealed: u64,
+    /// Of those, segments for a chunk that already had one (deltas).
+    pub delta_segments: u64,
+    /// Compactions (one per chunk merged).
+    pub compactions: u64,
+    /// Segments merged away by compaction.
+    pub segments_compacted: u64,
+    /// Segments removed by retention.
+    pub segments_expired: u64,
+}
+
+/// What a seal did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SealReport {
+    /// Segments written.
+    pub segments: usize,
+    /// Rows written across them.
+    pub rows: u64,
+}
+
+/// The open buckets of one table, by chunk start (few: a linear scan).
+#[derive(Debug)]
+struct OpenChunks<B> {
+    chunks: Vec<(u32, B)>,
+}
+
+impl<B> Default for OpenChunks<B> {
+    fn default() -> Self {
+        OpenChunks { chunks: Vec::new() }
+    }
+}
+
+impl<B> OpenChunks<B> {
+    #[inline]
+    fn get_or_insert(&mut self, chunk: u32, make: impl FnOnce() -> B) -> &mut B {
+        let i = match self.chunks.iter().position(|(c, _)| *c == chunk) {
+            Some(i) => i,
+            None => {
+                self.chunks.push((chunk, make()));
+                self.chunks.len() - 1
+            }
+        };
+        &mut self.chunks[i].1
+    }
+}
+
+#[derive(Debug)]
+struct RollupTable {
+    spec: RollupSpec,
+    schema: SchemaRef,
+    open: OpenChunks<RollupBucket>,
+}
+
+#[derive(Debug)]
+struct DetailTable {
+    spec: DetailSpec,
+    schema: SchemaRef,
+    open: OpenChunks<DetailBucket>,
+}
+
+/// A segment about to be written by a seal or compaction.
+struct PendingSegment {
+    meta: SegmentMeta,
+    batch: RecordBatch,
+    chunk_secs: u32,
+}
+
+/// The store. See the module header.
+#[derive(Debug)]
+pub struct Store {
+    config: StoreConfig,
+    dict: Dictionary,
+    keywords: KeywordCodes,
+    sides: Vec<Option<SideCodes>>,
+    rollups: Vec<RollupTable>,
+    detail: DetailTable,
+    manifest: Manifest,
+    pending_positions: BTreeMap<String, String>,
+    max_event_time: Option<u32>,
+    stats: StoreStats,
+    doomed: Vec<(PathBuf, Instant)>,
+}
+
+impl Store {
+    /// Opens (or creates) the data directory and restores its manifest's
+    /// state; deletes files the manifest does not list.
+    pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
+        config.validate()?;
+        let dir = config.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let manifest = Manifest::load(&dir)?;
+        for segment in &manifest.segments {
+            crate::segment::check_segment(&Manifest::segment_path(&dir, segment), segment)?;
+        }
+        let mut dict = Dictionary::new(config.dictionary_strings_max);
+        let keywords = KeywordCodes {
+            action: ACTION_TEXTS.map(|a| dict.code(a.as_str())),
+            direction: DIRECTION_TEXTS.map(|d| dict.code(d.as_str())),
+        };
+        let rollups = config
+            .rollups
+            .iter()
+            .map(|spec| RollupTable {
+                schema: spec.schema(),
+                spec: spec.clone(),
+                open: OpenChunks::default(),
+            })
+            .collect();
+        let store = Store {
+            detail: DetailTable {
+                spec: config.detail.clone(),
+                schema: detail_schema(),
+                open: OpenChunks::default(),
+            },
+            dict,
+            keywords,
+            sides: Vec::new(),
+            rollups,
+            pending_positions: manifest.positions.clone(),
+            max_event_time: manifest.max_event_time,
+            manifest,
+            stats: StoreStats::default(),
+            doomed: Vec::new(),
+            config,
+        };
+        store.remove_garbage()?;
+        Ok(store)
+    }
+
+    /// Deletes segment files and temporary files the manifest does not list.
+    fn remove_garbage(&self) -> Result<(), StoreError> {
+        let dir = &self.config.data_dir;
+        let live: std::collections::HashSet<PathBuf> = self
+            .manifest
+            .segments
+            .iter()
+            .map(|s| Manifest::segment_path(dir, s))
+            .collect();
+        let _ = std::fs::remove_file(dir.join("MANIFEST.tmp"));
+        for table in self.table_names() {
+            let table_dir = dir.join(table);
+            let Ok(entries) = std::fs::read_dir(&table_dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.extension().is_some_and(|e| e == "parquet") && !live.contains(&path) {
+                    std::fs::remove_file(&path).map_err(|source| StoreError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Counters since the store was opened.
+    pub fn stats(&self) -> StoreStats {
+        self.stats
+    }
+
+    /// The durable state (as of the last commit).
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Source positions of the last commit: where sources resume after a restart.
+    pub fn positions(&self) -> &BTreeMap<String, String> {
+        &self.manifest.positions
+    }
+
+    /// Newest event time minus the allowed lateness (0 before any record).
+    pub fn watermark(&self) -> u32 {
+        self.max_event_time
+            .map_or(0, |t| t.saturating_sub(self.config.lateness_secs))
+    }
+
+    /// Every table's name: `flows`, then the rollups.
+    pub fn table_names(&self) -> Vec<&str> {
+        std::iter::once(DETAIL_TABLE)
+            .chain(self.rollups.iter().map(|r| r.spec.name.as_str()))
+            .collect()
+    }
+
+    /// The schema and chunk width of `table`.
+    pub fn table_schema(&self, table: &str) -> Option<SchemaRef> {
+        if table == DETAIL_TABLE {
+            return Some(self.detail.schema.clone());
+        }
+        self.rollup(table).map(|r| r.schema.clone())
+    }
+
+    fn rollup(&self, table: &str) -> Option<&RollupTable> {
+        self.rollups.iter().find(|r| r.spec.name == table)
+    }
+
+    fn chunk_secs(&self, table: &str) -> u32 {
+        if table == DETAIL_TABLE {
+            return self.detail.spec.chunk_secs;
+        }
+        self.rollup(table).map_or(1, |r| r.spec.chunk_secs)
+    }
+
+    fn retention_floor(&self, retention_secs: u32) -> u32 {
+        self.watermark().saturating_sub(retention_secs)
+    }
+
+    /// Forgets the codes of every workload (call when the workload table
+    /// handed to [`Store::add_batch`] is replaced by another).
+    pub fn forget_workloads(&mut self) {
+        self.sides.clear();
+    }
+
+    fn side_codes(&mut self, id: WorkloadId, workloads: &WorkloadTable) -> SideCodes {
+        if let Some(Some(codes)) = self.sides.get(id as usize) {
+            return *codes;
+        }
+        let codes = match workloads.get(id) {
+            Some(w) if id != NO_OWNER => {
+                let mut code =
+                    |s: &Option<String>| s.as_deref().map_or(NULL_CODE, |s| self.dict.code(s));
+                [
+                    code(&w.app),
+                    code(&w.cluster),
+                    code(&w.account),
+                    code(&w.region),
+                    code(&w.az),
+                    code(&w.kind),
+                ]
+            }
+            _ => NULL_SIDE,
+        };
+        if self.sides.len() <= id as usize {
+            self.sides.resize(id as usize + 1, None);
+        }
+        self.sides[id as usize] = Some(codes);
+        codes
+    }
+
+    /// Adds attributed flows, then records `positions` (source → opaque
+    /// position) as covering everything added so far. Seals first if open
+    /// memory passed the cap.
+    pub fn add_batch(
+        &mut self,
+        flows: &[EnrichedFlow<'_, '_>],
+        workloads: &WorkloadTable,
+        positions: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        let watermark = self.watermark();
+        let mut newest = self.max_event_time;
+        for flow in flows {
+            let Some(start) = flow.record.start().and_then(|s| u32::try_from(s).ok()) else {
+                self.stats.records_without_time += 1;
+                continue;
+            };
+            self.stats.records += 1;
+            if start < watermark {
+                self.stats.late_records += 1;
+            }
+            newest = newest.max(Some(start));
+            let src = self.side_codes(flow.src, workloads);
+            let dst = self.side_codes(flow.dst, workloads);
+            let dims = flow_dims(flow.record, &src, &dst, &self.keywords);
+            self.add_one(start, flow.record, &dims, watermark);
+        }
+        self.max_event_time = newest;
+        for (source, position) in positions {
+            self.pending_positions
+                .insert((*source).to_string(), (*position).to_string());
+        }
+        if self.open_bytes() > self.config.open_bytes_max {
+            self.stats.early_seals += 1;
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    fn add_one(
+        &mut self,
+        start: u32,
+        record: &FlowRecord<'_>,
+        dims: &[u32; DIM_COUNT],
+        watermark: u32,
+    ) {
+        let mut expired = false;
+        let has_traffic = matches!(record.log_status(), None | Some(LogStatus::Ok));
+        if has_traffic {
+            let measures = Measures {
+                bytes: record.bytes().unwrap_or(0),
+                packets: record.packets().unwrap_or(0),
+                flows: 1,
+            };
+            for table in &mut self.rollups {
+                let spec = &table.spec;
+                if start < watermark.saturating_sub(spec.retention_secs) {
+                    // Past retention: `expire` would delete it at the next seal.
+                    expired = true;
+                    continue;
+                }
+                let width = spec.dims.len() + 1;
+                let mut key = [0u32; DIM_COUNT + 1];
+                key[0] = start - start % spec.grain_secs;
+                for (slot, dim) in key[1..width].iter_mut().zip(&spec.dims) {
+                    *slot = dims[*dim as usize];
+                }
+                table
+                    .open
+                    .get_or_insert(start - start % spec.chunk_secs, || RollupBucket::new(width))
+                    .add(&key[..width], measures);
+            }
+        } else {
+            self.stats.records_without_traffic += 1;
+        }
+        let detail = &mut self.detail;
+        if detail.spec.enabled {
+            if start < watermark.saturating_sub(detail.spec.retention_secs) {
+                expired = true;
+            } else {
+                detail
+                    .open
+                    .get_or_insert(
+                        start - start % detail.spec.chunk_secs,
+                        DetailBucket::default,
+                    )
+                    .add(start, record, dims);
+            }
+        }
+        self.stats.expired_records += u64::from(expired);
+    }
+
+    /// Approximate bytes held by open buckets and the dictionary.
+    pub fn open_bytes(&self) -> usize {
+        let rollups: usize = self
+            .rollups
+            .iter()
+            .flat_map(|t| &t.open.chunks)
+            .map(|(_, b)| b.memory_bytes())
+            .sum();
+        let detail: usize = self
+            .detail
+            .open
+            .chunks
+            .iter()
+            .map(|(_, b)| b.memory_bytes())
+            .sum();
+        rollups + detail + self.dict.memory_bytes()
+    }
+
+    /// Rows held in open buckets.
+    pub fn open_rows(&self) -> usize {
+        let rollups: usize = self
+            .rollups
+            .iter()
+            .flat_map(|t| &t.open.chunks)
+            .map(|(_, b)| b.len())
+            .sum();
+        rollups
+            + self
+                .detail
+                .open
+                .chunks
+                .iter()
+                .map(|(_, b)| b.len())
+                .sum::<usize>()
+    }
+
+    /// Whether the watermark has passed an open chunk (time to seal).
+    pub fn seal_due(&self) -> bool {
+        let watermark = u64::from(self.watermark());
+        let passed = |chunk: u32, secs: u32| u64::from(chunk) + u64::from(secs) <= watermark;
+        self.rollups.iter().any(|t| {
+            t.open
+                .chunks
+                .iter()
+                .any(|(c, _)| passed(*c, t.spec.chunk_secs))
+        }) || self
+            .detail
+            .open
+            .chunks
+            .iter()
+            .any(|(c, _)| passed(*c, self.detail.spec.chunk_secs))
+    }
+
+    /// The open rows of `table` whose chunks overlap `[from, to]`, as batches.
+    pub fn open_batches(
+        &self,
+        table: &str,
+        from: u32,
+        to: u32,
+    ) -> Result<Vec<RecordBatch>, StoreError> {
+        let arrow = |source| StoreError::Arrow {
+            table: table.to_string(),
+            source,
+        };
+        let dictionary = self.dict.values();
+        let overlaps = |chunk: u32, secs: u32| {
+            chunk <= to && u64::from(chunk) + u64::from(secs) > u64::from(from)
+        };
+        if table == DETAIL_TABLE {
+            let secs = self.detail.spec.chunk_secs;
+            return self
+                .detail
+                .open
+                .chunks
+                .iter()
+                .filter(|(c, b)| overlaps(*c, secs) && !b.is_empty())
+                .map(|(_, b)| b.to_batch(&self.detail.schema, &dictionary).map_err(arrow))
+                .collect();
+        }
+        let Some(rollup) = self.rollup(table) else {
+            return Ok(Vec::new());
+        };
+        rollup
+            .open
+            .chunks
+            .iter()
+            .filter(|(c, b)| overlaps(*c, rollup.spec.chunk_secs) && !b.is_empty())
+            .map(|(_, b)| {
+                b.to_batch(&rollup.schema, &rollup.spec.dims, &dictionary)
+                    .map_err(arrow)
+            })
+            .collect()
+    }
+
+    /// The live segments of `table` whose time ranges overlap `[from, to]`.
+    pub fn segments(&self, table: &str, from: u32, to: u32) -> Vec<(PathBuf, SegmentMeta)> {
+        self.manifest
+            .segments
+            .iter()
+            .filter(|s| s.table == table && s.time_min <= to && s.time_max >= from)
+            .map(|s| (Manifest::segment_path(&self.config.data_dir, s), s.clone()))
+            .collect()
+    }
+
+    /// Seals every open bucket into segments and commits the manifest with
+    /// the positions handed in so far.
+    pub fn seal(&mut self) -> Result<SealReport, StoreError> {
+        let (report, completed) = self.seal_steps(usize::MAX)?;
+        debug_assert!(completed);
+        Ok(report)
+    }
+
+    /// Runs only the first `steps` durable steps of a seal (each segment
+    /// write, the directory sync, the manifest write, the manifest publish)
+    /// and returns `false` if it stopped early, leaving memory untouched as
+    /// a crash would. For crash tests.
+    #[doc(hidden)]
+    pub fn seal_interrupted(&mut self, steps: usize) -> Result<bool, StoreError> {
+        self.seal_steps(steps).map(|(_, completed)| completed)
+    }
+
+    fn seal_steps(&mut self, steps_max: usize) -> Result<(SealReport, bool), StoreError> {
+        let pending = self.open_segments()?;
+        let mut next = self.manifest.clone();
+        next.segments.extend(pending.iter().map(|p| p.meta.clone()));
+        next.positions = self.pending_positions.clone();
+        next.max_event_time = self.max_event_time;
+        next.next_segment = self.manifest.next_segment + pending.len() as u64;
+        let expired = self.expire(&mut next);
+        let report = SealReport {
+            segments: pending.len(),
+            rows: pending.iter().map(|p| p.meta.rows).sum(),
+        };
+        let deltas = pending
+            .iter()
+            .filter(|p| {
+                self.manifest
+                    .segments
+                    .iter()
+                    .any(|s| s.table == p.meta.table && s.chunk_start == p.meta.chunk_start)
+            })
+            .count();
+        if !self.commit(pending, next, steps_max)? {
+            return Ok((report, false));
+        }
+        for table in &mut self.rollups {
+            table.open.chunks.clear();
+        }
+        self.detail.open.chunks.clear();
+        self.stats.seals += 1;
+        self.stats.segments_sealed += report.segments as u64;
+        self.stats.delta_segments += deltas as u64;
+        self.stats.segments_expired += expired as u64;
+        Ok((report, true))
+    }
+
+    /// Removes segments past their table's retention from `next`; returns how many.
+    fn expire(&mut self, next: &mut Manifest) -> usize {
+        let before = next.segments.len();
+        let mut doomed = Vec::new();
+        next.segments.retain(|s| {
+            let retention = if s.table == DETAIL_TABLE {
+                Some(self.detail.spec.retention_secs)
+            } else {
+                self.rollups
+                    .iter()
+                    .find(|r| r.spec.name == s.table)
+                    .map(|r| r.spec.retention_secs)
+            };
+            let keep = retention.is_none_or(|r| s.time_max >= self.retention_floor(r));
+            if !keep {
+                doomed.push(Manifest::segment_path(&self.config.data_dir, s));
+            }
+            keep
+        });
+        let now = Instant::now();
+        self.doomed.extend(doomed.into_iter().map(|p| (p, now)));
+        before - next.segments.len()
+    }
+
+    /// Batches of every open bucket, with the segment each becomes.
+    fn open_segments(&self) -> Result<Vec<PendingSegment>, StoreError> {
+        let mut out = Vec::new();
+        let mut id = self.manifest.next_segment;
+        let mut push = |table: &str, chunk: u32, chunk_secs: u32, batch: RecordBatch| {
+            out.push(self.pending_segment(table, chunk, chunk_secs, batch, id));
+            id += 1;
+        };
+        let arrow = |table: &str| {
+            let table = table.to_string();
+            move |source| StoreError::Arrow { table, source }
+        };
+        let dictionary = self.dict.values();
+        for table in &self.rollups {
+            for (chunk, bucket) in table.open.chunks.iter().filter(|(_, b)| !b.is_empty()) {
+                bucket.check().map_err(|reason| {
+                    StoreError::Config(format!("{}: {reason}", table.spec.name))
+                })?;
+                let batch = bucket
+                    .to_batch(&table.schema, &table.spec.dims, &dictionary)
+                    .map_err(arrow(&table.spec.name))?;
+                push(&table.spec.name, *chunk, table.spec.chunk_secs, batch);
+            }
+        }
+        for (chunk, bucket) in self
+            .detail
+            .open
+            .chunks
+            .iter()
+            .filter(|(_, b)| !b.is_empty())
+        {
+            let batch = bucket
+                .to_batch(&self.detail.schema, &dictionary)
+                .map_err(arrow(DETAIL_TABLE))?;
+            push(DETAIL_TABLE, *chunk, self.detail.spec.chunk_secs, batch);
+        }
+        Ok(out)
+    }
+
+    fn pending_segment(
+        &self,
+        table: &str,
+        chunk: u32,
+        chunk_secs: u32,
+        batch: RecordBatch,
+        id: u64,
+    ) -> PendingSegment {
+        PendingSegment {
+            meta: SegmentMeta {
+                id,
+                table: table.to_string(),
+                chunk_start: chunk,
+                file: format!("{table}/{chunk}-{id}.parquet"),
+                rows: batch.num_rows() as u64,
+                bytes: 0,
+                time_min: chunk,
+                time_max: chunk,
+            },
+            batch,
+            chunk_secs,
+        }
+    }
+
+    /// Writes `pending` segments, then publishes `next` (whose entries for
+    /// them get their sizes and time ranges here). Stops after `steps_max`
+    /// durable steps; returns whether it completed. On completion the
+    /// in-memory manifest is `next`.
+    fn commit(
+        &mut self,
+        pending: Vec<PendingSegment>,
+        mut next: Manifest,
+        steps_max: usize,
+    ) -> Result<bool, StoreError> {
+        let dir = self.config.data_dir.clone();
+        let mut steps = 0usize;
+        let mut step = || {
+            steps += 1;
+            steps <= steps_max
+        };
+        for segment in &pending {
+            if !step() {
+                return Ok(false);
+            }
+            let path = Manifest::segment_path(&dir, &segment.meta);
+            let (time_min, time_max) =
+                validate_batch(&segment.batch, segment.meta.chunk_start, segment.chunk_secs)
+                    .map_err(|reason| StoreError::SegmentMismatch {
+                        path: path.clone(),
+                        reason: format!("refused before writing: {reason}"),
+                    })?;
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
+            let bytes = write_segment(&path, &segment.batch)?;
+            let entry = next
+                .segments
+                .iter_mut()
+                .find(|s| s.id == segment.meta.id)
+                .ok_or_else(|| {
+                    StoreError::Config(format!(
+                        "segment {} missing from the next manifest",
+                        segment.meta.id
+                    ))
+                })?;
+            entry.bytes = bytes;
+            entry.time_min = time_min;
+            entry.time_max = time_max;
+        }
+        if !step() {
+            return Ok(false);
+        }
+        let tables: std::collections::BTreeSet<&str> =
+            pending.iter().map(|p| p.meta.table.as_str()).collect();
+        for table in tables {
+            sync_dir(&dir.join(table))?;
+        }
+        next.generation = self.manifest.generation + 1;
+        if !step() {
+            return Ok(false);
+        }
+        next.write_pending(&dir)?;
+        if !step() {
+            return Ok(false);
+        }
+        Manifest::publish_pending(&dir)?;
+        self.manifest = next;
+        Ok(true)
+    }
+
+    /// Compacts chunks (closed ones with several segments, open ones with
+    /// too many), applies retention, and deletes replaced files whose delay
+    /// has passed. Returns the number of chunks compacted.
+    pub fn maintain(&mut self) -> Result<usize, StoreError> {
+        let candidates = self.compaction_candidates();
+        let mut next = self.manifest.clone();
+        let mut pending = Vec::new();
+        let mut replaced = Vec::new();
+        for (table, chunk) in &candidates {
+            let (segments, rest): (Vec<_>, Vec<_>) = next
+                .segments
+                .into_iter()
+                .partition(|s| &s.table == table && s.chunk_start == *chunk);
+            next.segments = rest;
+            let batch = self.merge_segments(table, &segments)?;
+            let id = next.next_segment;
+            next.next_segment += 1;
+            let segment = self.pending_segment(table, *chunk, self.chunk_secs(table), batch, id);
+            next.segments.push(segment.meta.clone());
+            pending.push(segment);
+            replaced.extend(segments);
+        }
+        let expired = self.expire(&mut next);
+        if pending.is_empty() && expired == 0 {
+            self.delete_doomed(false);
+            return Ok(0);
+        }
+        self.commit(pending, next, usize::MAX)?;
+        let now = Instant::now();
+        self.doomed.extend(
+            replaced
+                .iter()
+                .map(|s| (Manifest::segment_path(&self.config.data_dir, s), now)),
+        );
+        self.stats.compactions += candidates.len() as u64;
+        self.stats.segments_compacted += replaced.len() as u64;
+        self.stats.segments_expired += expired as u64;
+        self.delete_doomed(false);
+        Ok(candidates.len())
+    }
+
+    /// Deletes replaced files (all of them with `now`, else those past the delay).
+    pub fn delete_doomed(&mut self, now: bool) {
+        let delay = self.config.delete_delay;
+        self.doomed.retain(|(path, since)| {
+            if now || since.elapsed() >= delay {
+                // A file already gone is what we wanted; a file we cannot
+                // delete is garbage the next open removes.
+                let _ = std::fs::remove_file(path);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    fn compaction_candidates(&self) -> Vec<(String, u32)> {
+        let mut counts: BTreeMap<(&str, u32), usize> = BTreeMap::new();
+        for s in &self.manifest.segments {
+            *counts.entry((&s.table, s.chunk_start)).or_default() += 1;
+        }
+        let watermark = u64::from(self.watermark());
+        counts
+            .into_iter()
+            .filter(|((table, chunk), n)| {
+                let closed = u64::from(*chunk) + u64::from(self.chunk_secs(table)) <= watermark;
+                (*n >= 2 && closed) || *n > self.config.segments_per_chunk_max
+            })
+            .map(|((table, chunk), _)| (table.to_string(), chunk))
+            .collect()
+    }
+
+    /// Reads segments of one chunk and merges them into one batch: rollup
+    /// rows with equal keys are summed, detail rows are concatenated.
+    fn merge_segments(
+        &mut self,
+        table: &str,
+        segments: &[SegmentMeta],
+    ) -> Result<RecordBatch, StoreError> {
+        let arrow = |source| StoreError::Arrow {
+            table: table.to_string(),
+            source,
+        };
+        let mut batches = Vec::new();
+        let schema = self
+            .table_schema(table)
+            .ok_or_else(|| StoreError::Config(format!("no table {table}")))?;
+        for s in segments {
+            let path = Manifest::segment_path(&self.config.data_dir, s);
+            for batch in read_segment(&path, s)? {
+                // Validate after reading: the file must hold the table's columns.
+                let types = |f: &arrow::datatypes::Fields| {
+                    f.iter().map(|f| f.data_type().clone()).collect::<Vec<_>>()
+                };
+                if types(batch.schema().fields()) != types(schema.fields()) {
+                    return Err(StoreError::SegmentMismatch {
+                        path,
+                        reason: format!("columns differ from table {table}'s"),
+                    });
+                }
+                batches.push(batch);
+            }
+        }
+        let Some(index) = self.rollups.iter().position(|r| r.spec.name == table) else {
+            return arrow::compute::concat_batches(&schema, &batches).map_err(arrow);
+        };
+        let dims = self.rollups[index].spec.dims.clone();
+        let mut bucket = RollupBucket::new(dims.len() + 1);
+        for batch in &batches {
+            self.add_rollup_batch(&mut bucket, &dims, batch)
+                .map_err(arrow)?;
+        }
+        let rollup = &self.rollups[index];
+        bucket
+            .to_batch(&rollup.schema, &rollup.spec.dims, &self.dict.values())
+            .map_err(arrow)
+    }
+
+    /// Adds the rows of a rollup batch (as read from a segment) to `bucket`.
+    fn add_rollup_batch(
+        &mut self,
+        bucket: &mut RollupBucket,
+        dims: &[Dim],
+        batch: &RecordBatch,
+    ) -> Result<(), arrow::error::ArrowError> {
+        let rows = batch.num_rows();
+        let mut columns: Vec<Vec<u32>> = Vec::with_capacity(dims.len() + 1);
+        let times = batch.column(0).as_primitive::<TimestampSecondType>();
+        columns.push(times.values().iter().map(|t| *t as u32).collect());
+        for (i, dim) in dims.iter().enumerate() {
+            columns.push(self.column_codes(*dim, batch.column(i + 1))?);
+        }
+        let measure = |i: usize| {
+            batch
+                .column(dims.len() + 1 + i)
+                .as_primitive::<UInt64Type>()
+                .clone()
+        };
+        let (bytes, packets, flows) = (measure(0), measure(1), measure(2));
+        let mut key = vec![0u32; dims.len() + 1];
+        for row in 0..rows {
+            for (slot, column) in key.iter_mut().zip(&columns) {
+                *slot = column[row];
+            }
+            bucket.add(
+                &key,
+                Measures {
+                    bytes: bytes.value(row),
+                    packets: packets.value(row),
+                    flows: flows.value(row),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// The codes of a dimension column read back from a segment.
+    fn column_codes(
+        &mut self,
+        dim: Dim,
+        column: &Arc<dyn Array>,
+    ) -> Result<Vec<u32>, arrow::error::ArrowError> {
+        match dim.dim_type() {
+            DimType::Text => {
+                let column = arrow::compute::cast(column, &text_type())?;
+                let dictionary = column.as_dictionary::<arrow::datatypes::UInt32Type>();
+                let values: &StringArray = dictionary.values().as_string();
+                let codes: Vec<u32> = (0..values.len())
+                    .map(|i| {
+                        if values.is_null(i) {
+                            NULL_CODE
+                        } else {
+                            self.dict.code(values.value(i))
+                        }
+                    })
+                    .collect();
+                Ok((0..dictionary.len())
+                    .map(|row| {
+                        if dictionary.is_null(row) {
+                            NULL_CODE
+                        } else {
+                            codes[dictionary.keys().value(row) as usize]
+                        }
+                    })
+                    .collect())
+            }
+            DimType::Int => {
+                let ints = column.as_primitive::<arrow::datatypes::Int32Type>();
+                Ok(ints
+                    .iter()
+                    .map(|v| v.map_or(NULL_CODE, |v| v as u32))
+                    .collect())
+            }
+            DimType::Bool => {
+                let bools = column.as_boolean();
+                Ok(bools
+                    .iter()
+                    .map(|v| v.map_or(NULL_CODE, u32::from))
+                    .collect())
+            }
+        }
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+}

@@ -1,0 +1,220 @@
+//! Synthetic attributed flows for the store's tests, and a naive oracle.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use trawl_attrib::{Workload, WorkloadId, WorkloadTable};
+use trawl_flowlog::{Action, Field, FlowDirection, FlowRecord, LogStatus, Value};
+use trawl_store::{EnrichedFlow, Store, service_port};
+
+/// Apps, regions and AZs of the synthetic estate.
+pub const APPS: [&str; 5] = ["api", "db", "cache", "auth", "web"];
+const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+
+/// One synthetic flow: what the test decides, before it becomes a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flow {
+    pub start: u32,
+    /// Index into the estate's workloads; `usize::MAX` = no owner.
+    pub src: usize,
+    pub dst: usize,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub protocol: u8,
+    pub bytes: u64,
+    pub packets: u64,
+    pub reject: bool,
+    pub egress: bool,
+}
+
+/// Workloads of the estate, interned.
+pub struct Estate {
+    pub table: WorkloadTable,
+    pub ids: Vec<WorkloadId>,
+    pub workloads: Vec<Workload>,
+}
+
+impl Estate {
+    pub fn new(count: usize) -> Self {
+        let mut table = WorkloadTable::default();
+        let mut ids = Vec::new();
+        let mut workloads = Vec::new();
+        for i in 0..count {
+            let region = REGIONS[i % 2];
+            let w = Workload {
+                app: Some(APPS[i % APPS.len()].to_string()),
+                cluster: Some(format!("{}-c{}", APPS[i % APPS.len()], i % 3)),
+                account: Some("123456789012".into()),
+                region: Some(region.into()),
+                az: Some(format!("{region}-az{}", i % 3)),
+                kind: Some(if i % 4 == 0 { "pod" } else { "instance" }.into()),
+                labels: Default::default(),
+            };
+            ids.push(table.intern(&w).expect("room"));
+            workloads.push(w);
+        }
+        Estate {
+            table,
+            ids,
+            workloads,
+        }
+    }
+
+    pub fn id(&self, index: usize) -> WorkloadId {
+        self.ids
+            .get(index)
+            .copied()
+            .unwrap_or(trawl_attrib::NO_OWNER)
+    }
+
+    pub fn app(&self, index: usize) -> Option<&str> {
+        self.workloads.get(index).and_then(|w| w.app.as_deref())
+    }
+
+    pub fn az(&self, index: usize) -> Option<&str> {
+        self.workloads.get(index).and_then(|w| w.az.as_deref())
+    }
+}
+
+/// The decoded record of a synthetic flow.
+pub fn record(flow: &Flow) -> FlowRecord<'static> {
+    let mut r = FlowRecord::new();
+    r.set(Field::Version, Value::Int(5));
+    r.set(Field::AccountId, Value::Str("123456789012"));
+    r.set(Field::InterfaceId, Value::Str("eni-0123456789abcdef0"));
+    r.set(
+        Field::SrcAddr,
+        Value::Addr([10, 0, 0, (flow.src % 250) as u8].into()),
+    );
+    r.set(
+        Field::DstAddr,
+        Value::Addr([10, 0, 1, (flow.dst % 250) as u8].into()),
+    );
+    r.set(Field::SrcPort, Value::Int(flow.src_port.into()));
+    r.set(Field::DstPort, Value::Int(flow.dst_port.into()));
+    r.set(Field::Protocol, Value::Int(flow.protocol.into()));
+    r.set(Field::Packets, Value::Int(flow.packets));
+    r.set(Field::Bytes, Value::Int(flow.bytes));
+    r.set(Field::Start, Value::Int(flow.start.into()));
+    r.set(Field::End, Value::Int(u64::from(flow.start) + 59));
+    let action = if flow.reject {
+        Action::Reject
+    } else {
+        Action::Accept
+    };
+    r.set(Field::Action, Value::Action(action));
+    r.set(Field::LogStatus, Value::LogStatus(LogStatus::Ok));
+    let direction = if flow.egress {
+        FlowDirection::Egress
+    } else {
+        FlowDirection::Ingress
+    };
+    r.set(Field::FlowDirection, Value::FlowDirection(direction));
+    r
+}
+
+/// Adds flows to the store in one batch with one position.
+pub fn add(store: &mut Store, estate: &Estate, flows: &[Flow], position: Option<(&str, &str)>) {
+    let records: Vec<_> = flows.iter().map(record).collect();
+    let enriched: Vec<_> = flows
+        .iter()
+        .zip(&records)
+        .map(|(f, r)| EnrichedFlow {
+            record: r,
+            src: estate.id(f.src),
+            dst: estate.id(f.dst),
+        })
+        .collect();
+    let positions: Vec<(&str, &str)> = position.into_iter().collect();
+    store
+        .add_batch(&enriched, &estate.table, &positions)
+        .expect("add");
+}
+
+/// Key of the oracle's 1-minute rollup: minute, src app, dst app, service
+/// port, action, cross-AZ.
+pub type OracleKey = (
+    i64,
+    Option<String>,
+    Option<String>,
+    Option<i32>,
+    String,
+    Option<bool>,
+);
+
+/// Sums (bytes, packets, flows) by [`OracleKey`], from a plain list.
+pub fn oracle(estate: &Estate, flows: &[Flow], grain: u32) -> BTreeMap<OracleKey, (u64, u64, u64)> {
+    let mut sums = BTreeMap::new();
+    for f in flows {
+        let cross_az = match (estate.az(f.src), estate.az(f.dst)) {
+            (Some(a), Some(b)) => Some(a != b),
+            _ => None,
+        };
+        let key = (
+            i64::from(f.start - f.start % grain),
+            estate.app(f.src).map(str::to_string),
+            estate.app(f.dst).map(str::to_string),
+            service_port(Some(f.src_port), Some(f.dst_port)).map(i32::from),
+            if f.reject { "REJECT" } else { "ACCEPT" }.to_string(),
+            cross_az,
+        );
+        let entry: &mut (u64, u64, u64) = sums.entry(key).or_default();
+        entry.0 += f.bytes;
+        entry.1 += f.packets;
+        entry.2 += 1;
+    }
+    sums
+}
+
+/// The same sums as the store answers them, through SQL.
+pub fn query_sums(
+    engine: &trawl_store::SqlEngine,
+    table: &str,
+) -> BTreeMap<OracleKey, (u64, u64, u64)> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{Int32Type, Int64Type, UInt64Type};
+    let sql = format!(
+        "SELECT CAST(time AS BIGINT) AS t, CAST(src_app AS VARCHAR) AS s, CAST(dst_app AS VARCHAR) AS d, \
+         service_port, CAST(action AS VARCHAR) AS a, cross_az, \
+         CAST(sum(bytes) AS BIGINT UNSIGNED) AS b, CAST(sum(packets) AS BIGINT UNSIGNED) AS p, \
+         CAST(sum(flows) AS BIGINT UNSIGNED) AS f \
+         FROM {table} GROUP BY 1, 2, 3, 4, 5, 6"
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let result = runtime.block_on(engine.query(&sql)).expect("query");
+    let mut sums = BTreeMap::new();
+    for batch in &result.batches {
+        let t = batch.column(0).as_primitive::<Int64Type>();
+        let utf8 = |i: usize| {
+            arrow::compute::cast(batch.column(i), &arrow::datatypes::DataType::Utf8).expect("cast")
+        };
+        let (s, d, a) = (utf8(1), utf8(2), utf8(4));
+        let (s, d, a) = (
+            s.as_string::<i32>(),
+            d.as_string::<i32>(),
+            a.as_string::<i32>(),
+        );
+        let port = batch.column(3).as_primitive::<Int32Type>();
+        let cross = batch.column(5).as_boolean();
+        let m = |i: usize| batch.column(i).as_primitive::<UInt64Type>().clone();
+        let (b, p, f) = (m(6), m(7), m(8));
+        for row in 0..batch.num_rows() {
+            let text =
+                |c: &arrow::array::StringArray| (!c.is_null(row)).then(|| c.value(row).to_string());
+            let key = (
+                t.value(row),
+                text(s),
+                text(d),
+                (!port.is_null(row)).then(|| port.value(row)),
+                a.value(row).to_string(),
+                (!cross.is_null(row)).then(|| cross.value(row)),
+            );
+            let previous = sums.insert(key, (b.value(row), p.value(row), f.value(row)));
+            assert!(previous.is_none(), "GROUP BY returned a key twice");
+        }
+    }
+    sums
+}

@@ -1,0 +1,225 @@
+//! The store end to end through SQL: open buckets, seals, deltas,
+//! compaction, retention, the memory cap, and reopening.
+
+mod common;
+
+use std::sync::{Arc, RwLock};
+
+use common::{Estate, Flow, add, oracle, query_sums};
+use trawl_store::{SqlEngine, Store, StoreConfig};
+
+const HOUR: u32 = 3600;
+const T0: u32 = 1_790_000_000 - 1_790_000_000 % 86_400;
+
+fn flow(start: u32, src: usize, dst: usize, bytes: u64) -> Flow {
+    Flow {
+        start,
+        src,
+        dst,
+        src_port: 40_000 + (bytes % 1000) as u16,
+        dst_port: if dst % 2 == 0 { 443 } else { 5432 },
+        protocol: 6,
+        bytes,
+        packets: bytes / 100 + 1,
+        reject: bytes % 13 == 0,
+        egress: src % 2 == 0,
+    }
+}
+
+fn flows(count: usize, start: u32, span_secs: u32) -> Vec<Flow> {
+    (0..count)
+        .map(|i| {
+            let i32_ = i as u32;
+            flow(
+                start + (i32_ * 7919) % span_secs,
+                i % 9,
+                (i * 3 + 1) % 11,
+                100 + (i as u64 * 37) % 5000,
+            )
+        })
+        .collect()
+}
+
+fn open(dir: &std::path::Path) -> (Arc<RwLock<Store>>, SqlEngine) {
+    let store = Arc::new(RwLock::new(
+        Store::open(StoreConfig::new(dir)).expect("open"),
+    ));
+    let engine = SqlEngine::new(store.clone(), None).expect("engine");
+    (store, engine)
+}
+
+fn check(engine: &SqlEngine, estate: &Estate, all: &[Flow]) {
+    assert_eq!(
+        query_sums(engine, "flows_1m"),
+        oracle(estate, all, 60),
+        "flows_1m"
+    );
+    assert_eq!(
+        query_sums(engine, "flows_1h"),
+        oracle(estate, all, 3600),
+        "flows_1h"
+    );
+}
+
+#[test]
+fn records_are_queryable_before_and_after_sealing_and_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let estate = Estate::new(10);
+    let batch = flows(2000, T0, 2 * HOUR);
+    let (store, engine) = open(dir.path());
+    add(
+        &mut store.write().unwrap(),
+        &estate,
+        &batch,
+        Some(("file:a", "100")),
+    );
+    check(&engine, &estate, &batch);
+
+    let report = store.write().unwrap().seal().unwrap();
+    assert_eq!(
+        report.segments,
+        2 + 1 + 2,
+        "two hours of flows_1m, one day of flows_1h, two hours of flows"
+    );
+    assert_eq!(store.read().unwrap().open_rows(), 0);
+    check(&engine, &estate, &batch);
+    drop((store, engine));
+
+    let (store, engine) = open(dir.path());
+    assert_eq!(store.read().unwrap().positions()["file:a"], "100");
+    check(&engine, &estate, &batch);
+}
+
+#[test]
+fn late_records_land_in_delta_segments_and_compaction_merges_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let estate = Estate::new(10);
+    let (store, engine) = open(dir.path());
+    let first = flows(1000, T0, HOUR);
+    add(&mut store.write().unwrap(), &estate, &first, None);
+    store.write().unwrap().seal().unwrap();
+
+    // Time moves three hours on; then a record for the first hour arrives.
+    let later = flows(500, T0 + 3 * HOUR, HOUR);
+    let late = flows(300, T0, HOUR);
+    {
+        let mut s = store.write().unwrap();
+        add(&mut s, &estate, &later, None);
+        add(&mut s, &estate, &late, None);
+        assert_eq!(s.stats().late_records, 300);
+        s.seal().unwrap();
+        assert!(s.stats().delta_segments >= 1, "{:?}", s.stats());
+    }
+    let all: Vec<Flow> = [first, later, late].concat();
+    check(&engine, &estate, &all);
+
+    let segments_before = store.read().unwrap().manifest().segments.len();
+    let compacted = store.write().unwrap().maintain().unwrap();
+    assert!(
+        compacted >= 2,
+        "flows_1m and flows hour 0 each had two segments"
+    );
+    assert!(store.read().unwrap().manifest().segments.len() < segments_before);
+    check(&engine, &estate, &all);
+    store.write().unwrap().delete_doomed(true);
+    drop((store, engine));
+    let (_store, engine) = open(dir.path());
+    check(&engine, &estate, &all);
+}
+
+#[test]
+fn retention_removes_old_chunks_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let estate = Estate::new(10);
+    let mut config = StoreConfig::new(dir.path());
+    config.rollups[0].retention_secs = 2 * HOUR;
+    let store = Arc::new(RwLock::new(Store::open(config).unwrap()));
+    let engine = SqlEngine::new(store.clone(), None).unwrap();
+    let old = flows(200, T0, HOUR);
+    let new = flows(200, T0 + 5 * HOUR, HOUR);
+    {
+        let mut s = store.write().unwrap();
+        add(&mut s, &estate, &old, None);
+        s.seal().unwrap();
+        add(&mut s, &estate, &new, None);
+        s.seal().unwrap();
+        assert!(s.stats().segments_expired >= 1);
+    }
+    assert_eq!(
+        query_sums(&engine, "flows_1m"),
+        oracle(&estate, &new, 60),
+        "old hour gone from flows_1m"
+    );
+    let all = [old, new].concat();
+    assert_eq!(
+        query_sums(&engine, "flows_1h"),
+        oracle(&estate, &all, 3600),
+        "flows_1h keeps it"
+    );
+}
+
+#[test]
+fn the_memory_cap_seals_early_instead_of_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let estate = Estate::new(10);
+    let mut config = StoreConfig::new(dir.path());
+    config.open_bytes_max = 256 * 1024;
+    let store = Arc::new(RwLock::new(Store::open(config).unwrap()));
+    let engine = SqlEngine::new(store.clone(), None).unwrap();
+    let mut all = Vec::new();
+    for i in 0..20u32 {
+        let batch = flows(500, T0 + i * 60, HOUR);
+        let mut s = store.write().unwrap();
+        add(&mut s, &estate, &batch, Some(("src", &i.to_string())));
+        assert!(
+            s.open_bytes() <= 256 * 1024,
+            "open memory {} over the cap",
+            s.open_bytes()
+        );
+        all.extend(batch);
+    }
+    assert!(store.read().unwrap().stats().early_seals > 0);
+    check(&engine, &estate, &all);
+}
+
+#[test]
+fn time_filters_prune_and_still_answer_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let estate = Estate::new(10);
+    let (store, engine) = open(dir.path());
+    let batch = flows(3000, T0, 3 * HOUR);
+    add(&mut store.write().unwrap(), &estate, &batch, None);
+    store.write().unwrap().seal().unwrap();
+    let from = T0 + HOUR + 600;
+    let sql = format!(
+        "SELECT CAST(sum(bytes) AS BIGINT UNSIGNED) FROM flows_1m \
+         WHERE time >= to_timestamp_seconds({from}) AND time < to_timestamp_seconds({})",
+        from + 1800
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let result = runtime.block_on(engine.query(&sql)).unwrap();
+    use arrow::array::AsArray;
+    let got = result.batches[0]
+        .column(0)
+        .as_primitive::<arrow::datatypes::UInt64Type>()
+        .value(0);
+    let expected: u64 = batch
+        .iter()
+        .filter(|f| f.start - f.start % 60 >= from && f.start - f.start % 60 < from + 1800)
+        .map(|f| f.bytes)
+        .sum();
+    assert_eq!(got, expected);
+    let plan = runtime
+        .block_on(engine.query(&format!("EXPLAIN {sql}")))
+        .unwrap();
+    let text = arrow::util::pretty::pretty_format_batches(&plan.batches)
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        text.matches(".parquet").count(),
+        1,
+        "only the one hour's segment is read:\n{text}"
+    );
+}
