@@ -48,4 +48,7 @@ pub enum StoreError {
     /// The configuration is invalid.
     #[error("store configuration: {0}")]
     Config(String),
+    /// A crash test stopped a commit part-way (never happens otherwise).
+    #[error("commit interrupted by a crash test")]
+    Interrupted,
 }

@@ -239,6 +239,7 @@ pub struct Store {
     max_event_time: Option<u32>,
     stats: StoreStats,
     doomed: Vec<(PathBuf, Instant)>,
+    interrupt_after_steps: Option<usize>,
 }
 
 impl Store {
@@ -284,6 +285,7 @@ impl Store {
             manifest,
             stats: StoreStats::default(),
             doomed: Vec::new(),
+            interrupt_after_steps: None,
             config,
         };
         store.remove_garbage()?;
@@ -604,21 +606,6 @@ impl Store {
     /// Seals every open bucket into segments and commits the manifest with
     /// the positions handed in so far.
     pub fn seal(&mut self) -> Result<SealReport, StoreError> {
-        let (report, completed) = self.seal_steps(usize::MAX)?;
-        debug_assert!(completed);
-        Ok(report)
-    }
-
-    /// Runs only the first `steps` durable steps of a seal (each segment
-    /// write, the directory sync, the manifest write, the manifest publish)
-    /// and returns `false` if it stopped early, leaving memory untouched as
-    /// a crash would. For crash tests.
-    #[doc(hidden)]
-    pub fn seal_interrupted(&mut self, steps: usize) -> Result<bool, StoreError> {
-        self.seal_steps(steps).map(|(_, completed)| completed)
-    }
-
-    fn seal_steps(&mut self, steps_max: usize) -> Result<(SealReport, bool), StoreError> {
         let pending = self.open_segments()?;
         let mut next = self.manifest.clone();
         next.segments.extend(pending.iter().map(|p| p.meta.clone()));
@@ -639,9 +626,7 @@ impl Store {
                     .any(|s| s.table == p.meta.table && s.chunk_start == p.meta.chunk_start)
             })
             .count();
-        if !self.commit(pending, next, steps_max)? {
-            return Ok((report, false));
-        }
+        self.commit(pending, next)?;
         for table in &mut self.rollups {
             table.open.chunks.clear();
         }
@@ -650,7 +635,16 @@ impl Store {
         self.stats.segments_sealed += report.segments as u64;
         self.stats.delta_segments += deltas as u64;
         self.stats.segments_expired += expired as u64;
-        Ok((report, true))
+        Ok(report)
+    }
+
+    /// Makes the next commit (of a seal or of [`Store::maintain`]) stop after
+    /// `steps` durable steps (each segment write, the directory sync, the
+    /// manifest write, the manifest publish) with [`StoreError::Interrupted`],
+    /// leaving disk and memory as a crash at that point would. For crash tests.
+    #[doc(hidden)]
+    pub fn interrupt_next_commit_after(&mut self, steps: usize) {
+        self.interrupt_after_steps = Some(steps);
     }
 
     /// Removes segments past their table's retention from `next`; returns how many.
@@ -724,6 +718,9 @@ impl Store {
         batch: RecordBatch,
         id: u64,
     ) -> PendingSegment {
+        // Validated for real before writing; this range only has to be
+        // right for retention, which runs before the write.
+        let (time_min, time_max) = crate::segment::time_range(&batch).unwrap_or((chunk, chunk));
         PendingSegment {
             meta: SegmentMeta {
                 id,
@@ -732,8 +729,8 @@ impl Store {
                 file: format!("{table}/{chunk}-{id}.parquet"),
                 rows: batch.num_rows() as u64,
                 bytes: 0,
-                time_min: chunk,
-                time_max: chunk,
+                time_min,
+                time_max,
             },
             batch,
             chunk_secs,
@@ -741,25 +738,31 @@ impl Store {
     }
 
     /// Writes `pending` segments, then publishes `next` (whose entries for
-    /// them get their sizes and time ranges here). Stops after `steps_max`
-    /// durable steps; returns whether it completed. On completion the
-    /// in-memory manifest is `next`.
+    /// them get their sizes and time ranges here); then the in-memory
+    /// manifest is `next`.
     fn commit(
         &mut self,
         pending: Vec<PendingSegment>,
         mut next: Manifest,
-        steps_max: usize,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<(), StoreError> {
         let dir = self.config.data_dir.clone();
+        let steps_max = self.interrupt_after_steps.take().unwrap_or(usize::MAX);
         let mut steps = 0usize;
         let mut step = || {
             steps += 1;
-            steps <= steps_max
-        };
-        for segment in &pending {
-            if !step() {
-                return Ok(false);
+            if steps <= steps_max {
+                Ok(())
+            } else {
+                Err(StoreError::Interrupted)
             }
+        };
+        // Retention may have dropped a pending segment from `next` already.
+        let pending: Vec<_> = pending
+            .into_iter()
+            .filter(|p| next.segments.iter().any(|s| s.id == p.meta.id))
+            .collect();
+        for segment in &pending {
+            step()?;
             let path = Manifest::segment_path(&dir, &segment.meta);
             let (time_min, time_max) =
                 validate_batch(&segment.batch, segment.meta.chunk_start, segment.chunk_secs)
@@ -788,25 +791,19 @@ impl Store {
             entry.time_min = time_min;
             entry.time_max = time_max;
         }
-        if !step() {
-            return Ok(false);
-        }
+        step()?;
         let tables: std::collections::BTreeSet<&str> =
             pending.iter().map(|p| p.meta.table.as_str()).collect();
         for table in tables {
             sync_dir(&dir.join(table))?;
         }
         next.generation = self.manifest.generation + 1;
-        if !step() {
-            return Ok(false);
-        }
+        step()?;
         next.write_pending(&dir)?;
-        if !step() {
-            return Ok(false);
-        }
+        step()?;
         Manifest::publish_pending(&dir)?;
         self.manifest = next;
-        Ok(true)
+        Ok(())
     }
 
     /// Compacts chunks (closed ones with several segments, open ones with
@@ -836,7 +833,7 @@ impl Store {
             self.delete_doomed(false);
             return Ok(0);
         }
-        self.commit(pending, next, usize::MAX)?;
+        self.commit(pending, next)?;
         let now = Instant::now();
         self.doomed.extend(
             replaced
