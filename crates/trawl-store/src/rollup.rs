@@ -1,25 +1,95 @@
 //! An open rollup bucket: the rows of one table's time chunk while it is
-//! still in memory, keyed by time bucket and dimension codes.
+//! still in memory, and the layout that turns a flow's dimensions into a
+//! row key.
 //!
-//! Layout: keys are stored row-major in one `Vec<u32>` (`width` codes per
-//! row: bucket start, then the dimensions), measures beside them, and a
-//! `hashbrown::HashTable` of row numbers finds a key's row. Adding a flow is
-//! one hash of a short integer array and one probe. Rows are never removed;
-//! the bucket is dropped whole once sealed.
+//! A row key is nine `u32`s ([`RowKey`]): the bucket start, a *side key*
+//! for each side, then protocol, service port, action, direction, cross-AZ
+//! and cross-region (null when the table does not keep them). A side key
+//! stands for the tuple of workload attributes the table keeps for that side
+//! (say app and AZ); tuples are interned per table, and each workload's side
+//! keys are cached by workload id, so the hot path reads two cached ids
+//! instead of twelve codes. Rows live inline in a `hashbrown` map (key and
+//! measures in one 64-byte entry): adding a flow is one hash of 36 bytes
+//! and one probe.
 //!
-//! Invariant: a key appears in at most one row (checked by [`RollupBucket::check`]).
+//! Invariant: a key maps to one row; a side key expands to exactly the
+//! codes it was interned from (see [`RollupLayout::expand`]).
 
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampSecondArray, UInt64Array};
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
-use std::hash::BuildHasher as _;
+use trawl_attrib::WorkloadId;
 
-use hashbrown::HashTable;
-
-use crate::dims::Dim;
+use crate::dims::{DIM_COUNT, Dim, NULL_CODE, SideCodes};
 use crate::schema::dim_array;
+
+/// Codes of a row key (see the module header).
+pub const KEY_WIDTH: usize = 9;
+
+/// A rollup row key.
+pub type RowKey = [u32; KEY_WIDTH];
+
+/// First dimension after the side fields (`protocol`).
+const OTHER_DIMS_START: usize = Dim::Protocol as usize;
+
+type Hasher = std::hash::BuildHasherDefault<KeyHasher>;
+
+fn hasher() -> Hasher {
+    Hasher::default()
+}
+
+/// A hasher for short integer keys: folds 8 bytes at a time with a
+/// multiply, then mixes with murmur3's finalizer so every input bit reaches
+/// the top bits hashbrown uses as tags.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, word: u64) {
+        self.0 = (self.0 ^ word)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+
+    #[inline]
+    fn write_u32(&mut self, word: u32) {
+        self.write_u64(u64::from(word));
+    }
+
+    #[inline]
+    fn write_usize(&mut self, word: usize) {
+        self.write_u64(word as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
 
 /// The measures of a rollup row.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,7 +103,7 @@ pub struct Measures {
 }
 
 impl Measures {
-    /// Adds `other` (wrapping never happens in practice: u64 bytes).
+    /// Adds `other`, saturating.
     pub fn add(&mut self, other: Measures) {
         self.bytes = self.bytes.saturating_add(other.bytes);
         self.packets = self.packets.saturating_add(other.packets);
@@ -41,108 +111,225 @@ impl Measures {
     }
 }
 
-/// The rows of one open time chunk of a rollup table.
+/// Which dimensions a table keeps, and its interned side tuples.
 #[derive(Debug)]
-pub struct RollupBucket {
-    width: usize,
-    keys: Vec<u32>,
-    measures: Vec<Measures>,
-    rows: HashTable<u32>,
-    hasher: foldhash::fast::FixedState,
+pub struct RollupLayout {
+    dims: Vec<Dim>,
+    kept: [bool; DIM_COUNT],
+    tuples: Vec<SideCodes>,
+    tuple_ids: hashbrown::HashMap<SideCodes, u32, Hasher>,
+    /// Side keys of each workload id: `[as source, as destination]`.
+    by_workload: Vec<[u32; 2]>,
 }
 
-impl RollupBucket {
-    /// An empty bucket whose keys are `width` codes long.
-    pub fn new(width: usize) -> Self {
-        RollupBucket {
-            width,
-            keys: Vec::new(),
-            measures: Vec::new(),
-            rows: HashTable::new(),
-            hasher: foldhash::fast::FixedState::with_seed(0x7472_6177),
+impl RollupLayout {
+    /// The layout of a table keeping `dims`.
+    pub fn new(dims: &[Dim]) -> Self {
+        let mut kept = [false; DIM_COUNT];
+        for d in dims {
+            kept[*d as usize] = true;
+        }
+        RollupLayout {
+            dims: dims.to_vec(),
+            kept,
+            tuples: Vec::new(),
+            tuple_ids: hashbrown::HashMap::with_hasher(hasher()),
+            by_workload: Vec::new(),
         }
     }
 
-    /// Adds `measures` to the row of `key` (`key[0]` is the bucket start).
-    #[inline]
-    pub fn add(&mut self, key: &[u32], measures: Measures) {
-        debug_assert_eq!(key.len(), self.width);
-        let hash = self.hasher.hash_one(key);
-        let width = self.width;
-        let keys = &self.keys;
-        if let Some(row) = self
-            .rows
-            .find(hash, |&row| &keys[row as usize * width..][..width] == key)
+    /// The dimensions kept, in column order.
+    pub fn dims(&self) -> &[Dim] {
+        &self.dims
+    }
+
+    /// Forgets the per-workload cache (the workload table was replaced).
+    pub fn forget_workloads(&mut self) {
+        self.by_workload.clear();
+    }
+
+    /// The side key of the kept part of `codes` (side `offset` 0 = src, 6 = dst).
+    fn side_key(&mut self, codes: &[u32], offset: usize) -> u32 {
+        let mut tuple = [NULL_CODE; 6];
+        for (i, slot) in tuple.iter_mut().enumerate() {
+            if self.kept[offset + i] {
+                *slot = codes[offset + i];
+            }
+        }
+        if let Some(id) = self.tuple_ids.get(&tuple) {
+            return *id;
+        }
+        let id = self.tuples.len() as u32;
+        self.tuples.push(tuple);
+        self.tuple_ids.insert(tuple, id);
+        id
+    }
+
+    fn cached_side_key(
+        &mut self,
+        workload: WorkloadId,
+        side: usize,
+        codes: &[u32; DIM_COUNT],
+    ) -> u32 {
+        if let Some(keys) = self.by_workload.get(workload as usize)
+            && keys[side] != NULL_CODE
         {
-            self.measures[*row as usize].add(measures);
-            return;
+            return keys[side];
         }
-        let row = self.measures.len() as u32;
-        self.keys.extend_from_slice(key);
-        self.measures.push(measures);
-        let (keys, hasher) = (&self.keys, &self.hasher);
-        self.rows.insert_unique(hash, row, |&r| {
-            hasher.hash_one(&keys[r as usize * width..][..width])
-        });
+        let key = self.side_key(codes, side * 6);
+        if self.by_workload.len() <= workload as usize {
+            self.by_workload
+                .resize(workload as usize + 1, [NULL_CODE; 2]);
+        }
+        self.by_workload[workload as usize][side] = key;
+        key
     }
 
-    /// Number of rows.
-    pub fn len(&self) -> usize {
-        self.measures.len()
+    /// The row key of a flow in bucket `bucket_start` with all dimension
+    /// `codes`; `workloads` are the sides' workload ids (for the cache).
+    #[inline]
+    pub fn key(
+        &mut self,
+        bucket_start: u32,
+        workloads: Option<[WorkloadId; 2]>,
+        codes: &[u32; DIM_COUNT],
+    ) -> RowKey {
+        let (src, dst) = match workloads {
+            Some([src, dst]) => (
+                self.cached_side_key(src, 0, codes),
+                self.cached_side_key(dst, 1, codes),
+            ),
+            None => (self.side_key(codes, 0), self.side_key(codes, 6)),
+        };
+        let mut key = [NULL_CODE; KEY_WIDTH];
+        key[0] = bucket_start;
+        key[1] = src;
+        key[2] = dst;
+        for (i, slot) in key[3..].iter_mut().enumerate() {
+            if self.kept[OTHER_DIMS_START + i] {
+                *slot = codes[OTHER_DIMS_START + i];
+            }
+        }
+        key
     }
 
-    /// Whether the bucket has no rows.
-    pub fn is_empty(&self) -> bool {
-        self.measures.is_empty()
-    }
-
-    /// Every row's key and measures.
-    pub fn rows(&self) -> impl Iterator<Item = (&[u32], Measures)> + '_ {
-        self.keys
-            .chunks_exact(self.width)
-            .zip(self.measures.iter().copied())
+    /// The code of `dim` in the row of `key`.
+    #[inline]
+    pub fn expand(&self, key: &RowKey, dim: Dim) -> u32 {
+        let d = dim as usize;
+        if d < 6 {
+            self.tuples[key[1] as usize][d]
+        } else if d < OTHER_DIMS_START {
+            self.tuples[key[2] as usize][d - 6]
+        } else {
+            key[3 + d - OTHER_DIMS_START]
+        }
     }
 
     /// Approximate heap bytes held.
     pub fn memory_bytes(&self) -> usize {
-        self.keys.capacity() * 4
-            + self.measures.capacity() * std::mem::size_of::<Measures>()
-            + self.rows.capacity() * 5
+        self.tuples.capacity() * 24
+            + self.tuple_ids.capacity() * 29
+            + self.by_workload.capacity() * 8
+    }
+}
+
+/// The rows of one open time chunk of a rollup table, one map per time
+/// bucket: flows arrive roughly in time order, so the map being filled is
+/// the current minute's, small enough to stay in cache.
+#[derive(Debug, Default)]
+pub struct RollupBucket {
+    by_time: Vec<(u32, hashbrown::HashMap<RowKey, Measures, Hasher>)>,
+    last: usize,
+}
+
+impl RollupBucket {
+    /// Adds `measures` to the row of `key`.
+    #[inline]
+    pub fn add(&mut self, key: RowKey, measures: Measures) {
+        let time = key[0];
+        if self.by_time.get(self.last).is_none_or(|(t, _)| *t != time) {
+            self.last = match self.by_time.iter().position(|(t, _)| *t == time) {
+                Some(i) => i,
+                None => {
+                    self.by_time
+                        .push((time, hashbrown::HashMap::with_hasher(hasher())));
+                    self.by_time.len() - 1
+                }
+            };
+        }
+        self.by_time[self.last]
+            .1
+            .entry(key)
+            .or_default()
+            .add(measures);
     }
 
-    /// The rows as a batch of `schema` (time, `dims`, measures).
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.by_time.iter().map(|(_, rows)| rows.len()).sum()
+    }
+
+    /// Whether the bucket has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.by_time.iter().all(|(_, rows)| rows.is_empty())
+    }
+
+    /// Every row's key and measures.
+    pub fn rows(&self) -> impl Iterator<Item = (&RowKey, &Measures)> + '_ {
+        self.by_time.iter().flat_map(|(_, rows)| rows.iter())
+    }
+
+    /// Checks every row before sealing: bucket starts on the grain, side
+    /// keys interned by `layout`.
+    pub fn check(&self, layout: &RollupLayout, grain_secs: u32) -> Result<(), String> {
+        let sides = layout.tuples.len() as u32;
+        match self
+            .rows()
+            .map(|(k, _)| k)
+            .find(|k| k[0] % grain_secs != 0 || k[1] >= sides || k[2] >= sides)
+        {
+            Some(key) => Err(format!(
+                "rollup row key {key:?} is not one this table makes"
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// Approximate heap bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        let entry = std::mem::size_of::<(RowKey, Measures)>() + 1;
+        self.by_time
+            .iter()
+            .map(|(_, rows)| rows.capacity() * entry)
+            .sum()
+    }
+
+    /// The rows as a batch of `schema` (time, the layout's dims, measures).
     pub fn to_batch(
         &self,
         schema: &SchemaRef,
-        dims: &[Dim],
+        layout: &RollupLayout,
         dictionary: &Arc<StringArray>,
     ) -> Result<RecordBatch, ArrowError> {
-        let column = |i: usize| self.keys.iter().skip(i).step_by(self.width).copied();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
         columns.push(Arc::new(
-            TimestampSecondArray::from_iter_values(column(0).map(i64::from)).with_timezone("UTC"),
+            TimestampSecondArray::from_iter_values(self.rows().map(|(k, _)| i64::from(k[0])))
+                .with_timezone("UTC"),
         ));
-        for (i, dim) in dims.iter().enumerate() {
-            columns.push(dim_array(*dim, column(i + 1), dictionary)?);
+        for dim in layout.dims() {
+            let codes = self.rows().map(|(k, _)| layout.expand(k, *dim));
+            columns.push(dim_array(*dim, codes, dictionary)?);
         }
         let measure = |f: fn(&Measures) -> u64| -> ArrayRef {
-            Arc::new(UInt64Array::from_iter_values(self.measures.iter().map(f)))
+            Arc::new(UInt64Array::from_iter_values(
+                self.rows().map(|(_, m)| f(m)),
+            ))
         };
         columns.push(measure(|m| m.bytes));
         columns.push(measure(|m| m.packets));
         columns.push(measure(|m| m.flows));
         RecordBatch::try_new(schema.clone(), columns)
-    }
-
-    /// Checks that no key appears twice (a paired check at sealing).
-    pub fn check(&self) -> Result<(), String> {
-        let mut seen = hashbrown::HashSet::with_capacity(self.len());
-        for (key, _) in self.rows() {
-            if !seen.insert(key) {
-                return Err(format!("rollup key {key:?} appears twice"));
-            }
-        }
-        Ok(())
     }
 }
 
@@ -151,24 +338,65 @@ mod tests {
     use super::*;
 
     #[test]
+    fn side_keys_expand_to_the_kept_codes() {
+        let mut layout = RollupLayout::new(&[Dim::SrcApp, Dim::DstAz, Dim::ServicePort]);
+        let mut codes = [NULL_CODE; DIM_COUNT];
+        codes[Dim::SrcApp as usize] = 7;
+        codes[Dim::SrcAz as usize] = 9; // not kept
+        codes[Dim::DstAz as usize] = 11;
+        codes[Dim::ServicePort as usize] = 443;
+        codes[Dim::Protocol as usize] = 6; // not kept
+        let key = layout.key(60, Some([3, 4]), &codes);
+        assert_eq!(layout.expand(&key, Dim::SrcApp), 7);
+        assert_eq!(layout.expand(&key, Dim::SrcAz), NULL_CODE);
+        assert_eq!(layout.expand(&key, Dim::DstAz), 11);
+        assert_eq!(layout.expand(&key, Dim::ServicePort), 443);
+        assert_eq!(layout.expand(&key, Dim::Protocol), NULL_CODE);
+        assert_eq!(
+            layout.key(60, None, &codes),
+            key,
+            "cache and interning agree"
+        );
+        codes[Dim::SrcAz as usize] = 10;
+        assert_eq!(
+            layout.key(60, None, &codes),
+            key,
+            "unkept fields do not split rows"
+        );
+    }
+
+    #[test]
     fn equal_keys_share_a_row() {
-        let mut bucket = RollupBucket::new(3);
+        let mut bucket = RollupBucket::default();
         let m = |b| Measures {
             bytes: b,
             packets: 1,
             flows: 1,
         };
-        bucket.add(&[60, 1, 2], m(10));
-        bucket.add(&[60, 1, 3], m(5));
-        bucket.add(&[60, 1, 2], m(7));
+        let key = |t, a| {
+            let mut k = [NULL_CODE; KEY_WIDTH];
+            k[0] = t;
+            k[1] = a;
+            k
+        };
+        bucket.add(key(60, 1), m(10));
+        bucket.add(key(60, 2), m(5));
+        bucket.add(key(60, 1), m(7));
         for i in 0..10_000u32 {
-            bucket.add(&[120, i % 100, 0], m(1));
+            bucket.add(key(120, i % 100), m(1));
         }
         assert_eq!(bucket.len(), 102);
-        let rows: Vec<_> = bucket.rows().take(2).collect();
-        assert_eq!(rows[0].1.bytes, 17);
-        assert_eq!(rows[0].1.flows, 2);
-        assert_eq!(rows[1].1.bytes, 5);
-        bucket.check().unwrap();
+        let row = bucket
+            .rows()
+            .find(|(k, _)| **k == key(60, 1))
+            .map(|(_, m)| *m);
+        assert_eq!(
+            row,
+            Some(Measures {
+                bytes: 17,
+                packets: 2,
+                flows: 2
+            })
+        );
     }
 }

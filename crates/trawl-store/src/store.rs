@@ -42,7 +42,7 @@ use crate::dims::{
 };
 use crate::error::StoreError;
 use crate::manifest::{Manifest, SegmentMeta, sync_dir};
-use crate::rollup::{Measures, RollupBucket};
+use crate::rollup::{Measures, RollupBucket, RollupLayout};
 use crate::schema::{RollupSpec, detail_schema, text_type};
 use crate::segment::{read_segment, validate_batch, write_segment};
 
@@ -208,6 +208,7 @@ impl<B> OpenChunks<B> {
 struct RollupTable {
     spec: RollupSpec,
     schema: SchemaRef,
+    layout: RollupLayout,
     open: OpenChunks<RollupBucket>,
 }
 
@@ -266,6 +267,7 @@ impl Store {
             .iter()
             .map(|spec| RollupTable {
                 schema: spec.schema(),
+                layout: RollupLayout::new(&spec.dims),
                 spec: spec.clone(),
                 open: OpenChunks::default(),
             })
@@ -380,6 +382,9 @@ impl Store {
     /// handed to [`Store::add_batch`] is replaced by another).
     pub fn forget_workloads(&mut self) {
         self.sides.clear();
+        for table in &mut self.rollups {
+            table.layout.forget_workloads();
+        }
     }
 
     fn side_codes(&mut self, id: WorkloadId, workloads: &WorkloadTable) -> SideCodes {
@@ -432,7 +437,7 @@ impl Store {
             let src = self.side_codes(flow.src, workloads);
             let dst = self.side_codes(flow.dst, workloads);
             let dims = flow_dims(flow.record, &src, &dst, &self.keywords);
-            self.add_one(start, flow.record, &dims, watermark);
+            self.add_one(start, flow.record, [flow.src, flow.dst], &dims, watermark);
         }
         self.max_event_time = newest;
         for (source, position) in positions {
@@ -450,6 +455,7 @@ impl Store {
         &mut self,
         start: u32,
         record: &FlowRecord<'_>,
+        workloads: [WorkloadId; 2],
         dims: &[u32; DIM_COUNT],
         watermark: u32,
     ) {
@@ -468,16 +474,13 @@ impl Store {
                     expired = true;
                     continue;
                 }
-                let width = spec.dims.len() + 1;
-                let mut key = [0u32; DIM_COUNT + 1];
-                key[0] = start - start % spec.grain_secs;
-                for (slot, dim) in key[1..width].iter_mut().zip(&spec.dims) {
-                    *slot = dims[*dim as usize];
-                }
+                let key = table
+                    .layout
+                    .key(start - start % spec.grain_secs, Some(workloads), dims);
                 table
                     .open
-                    .get_or_insert(start - start % spec.chunk_secs, || RollupBucket::new(width))
-                    .add(&key[..width], measures);
+                    .get_or_insert(start - start % spec.chunk_secs, RollupBucket::default)
+                    .add(key, measures);
             }
         } else {
             self.stats.records_without_traffic += 1;
@@ -587,7 +590,7 @@ impl Store {
             .iter()
             .filter(|(c, b)| overlaps(*c, rollup.spec.chunk_secs) && !b.is_empty())
             .map(|(_, b)| {
-                b.to_batch(&rollup.schema, &rollup.spec.dims, &dictionary)
+                b.to_batch(&rollup.schema, &rollup.layout, &dictionary)
                     .map_err(arrow)
             })
             .collect()
@@ -686,11 +689,13 @@ impl Store {
         let dictionary = self.dict.values();
         for table in &self.rollups {
             for (chunk, bucket) in table.open.chunks.iter().filter(|(_, b)| !b.is_empty()) {
-                bucket.check().map_err(|reason| {
-                    StoreError::Config(format!("{}: {reason}", table.spec.name))
-                })?;
+                bucket
+                    .check(&table.layout, table.spec.grain_secs)
+                    .map_err(|reason| {
+                        StoreError::Config(format!("{}: {reason}", table.spec.name))
+                    })?;
                 let batch = bucket
-                    .to_batch(&table.schema, &table.spec.dims, &dictionary)
+                    .to_batch(&table.schema, &table.layout, &dictionary)
                     .map_err(arrow(&table.spec.name))?;
                 push(&table.spec.name, *chunk, table.spec.chunk_secs, batch);
             }
@@ -912,25 +917,25 @@ impl Store {
         let Some(index) = self.rollups.iter().position(|r| r.spec.name == table) else {
             return arrow::compute::concat_batches(&schema, &batches).map_err(arrow);
         };
-        let dims = self.rollups[index].spec.dims.clone();
-        let mut bucket = RollupBucket::new(dims.len() + 1);
+        let mut bucket = RollupBucket::default();
         for batch in &batches {
-            self.add_rollup_batch(&mut bucket, &dims, batch)
+            self.add_rollup_batch(index, &mut bucket, batch)
                 .map_err(arrow)?;
         }
         let rollup = &self.rollups[index];
         bucket
-            .to_batch(&rollup.schema, &rollup.spec.dims, &self.dict.values())
+            .to_batch(&rollup.schema, &rollup.layout, &self.dict.values())
             .map_err(arrow)
     }
 
     /// Adds the rows of a rollup batch (as read from a segment) to `bucket`.
     fn add_rollup_batch(
         &mut self,
+        table: usize,
         bucket: &mut RollupBucket,
-        dims: &[Dim],
         batch: &RecordBatch,
     ) -> Result<(), arrow::error::ArrowError> {
+        let dims = self.rollups[table].spec.dims.clone();
         let rows = batch.num_rows();
         let mut columns: Vec<Vec<u32>> = Vec::with_capacity(dims.len() + 1);
         let times = batch.column(0).as_primitive::<TimestampSecondType>();
@@ -945,13 +950,14 @@ impl Store {
                 .clone()
         };
         let (bytes, packets, flows) = (measure(0), measure(1), measure(2));
-        let mut key = vec![0u32; dims.len() + 1];
+        let layout = &mut self.rollups[table].layout;
+        let mut codes = [NULL_CODE; DIM_COUNT];
         for row in 0..rows {
-            for (slot, column) in key.iter_mut().zip(&columns) {
-                *slot = column[row];
+            for (dim, column) in dims.iter().zip(&columns[1..]) {
+                codes[*dim as usize] = column[row];
             }
             bucket.add(
-                &key,
+                layout.key(columns[0][row], None, &codes),
                 Measures {
                     bytes: bytes.value(row),
                     packets: packets.value(row),

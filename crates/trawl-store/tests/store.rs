@@ -223,3 +223,73 @@ fn time_filters_prune_and_still_answer_exactly() {
         "only the one hour's segment is read:\n{text}"
     );
 }
+
+#[test]
+fn workloads_and_ip_history_show_the_attribution_index() {
+    let events = r#"{"type":"assign","ip":"10.1.2.3","at":"2026-11-22T10:00:00Z","workload":{"app":"api","region":"us-east-1","labels":{"team":"edge"}}}
+{"type":"release","ip":"10.1.2.3","at":"2026-11-22T10:05:00Z"}
+{"type":"assign","ip":"10.1.2.3","at":"2026-11-22T10:06:00Z","workload":{"app":"db","kind":"instance"}}
+"#;
+    let mut index = trawl_attrib::AttributionIndex::default();
+    trawl_attrib::read_json_lines(
+        events.as_bytes(),
+        "events.jsonl",
+        |e| index.apply(&e).unwrap(),
+        |e| panic!("{e}"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(RwLock::new(
+        Store::open(StoreConfig::new(dir.path())).unwrap(),
+    ));
+    let engine = SqlEngine::new(store, Some(Arc::new(RwLock::new(index)))).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let show = |sql: &str| {
+        let result = runtime.block_on(engine.query(sql)).unwrap();
+        arrow::util::pretty::pretty_format_batches(&result.batches)
+            .unwrap()
+            .to_string()
+    };
+    let history = show(
+        "SELECT ip, CAST(valid_from AS VARCHAR) AS f, CAST(valid_to AS VARCHAR) AS t, rule, app \
+         FROM ip_history ORDER BY valid_from",
+    );
+    let expected = "\
++----------+----------------------+----------------------+----------+-----+
+| ip       | f                    | t                    | rule     | app |
++----------+----------------------+----------------------+----------+-----+
+| 10.1.2.3 | 2026-11-22T10:00:00Z | 2026-11-22T10:05:00Z | declared | api |
+| 10.1.2.3 | 2026-11-22T10:06:00Z |                      | declared | db  |
++----------+----------------------+----------------------+----------+-----+";
+    assert_eq!(history, expected);
+    let workloads =
+        show("SELECT app, region, kind, labels FROM workloads WHERE app IS NOT NULL ORDER BY app");
+    assert!(
+        workloads.contains(r#"| api | us-east-1 |          | {"team":"edge"} |"#),
+        "{workloads}"
+    );
+    assert!(
+        workloads.contains("| db  |           | instance |                 |"),
+        "{workloads}"
+    );
+}
+
+#[test]
+fn bad_sql_is_an_invalid_query_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_store, engine) = open(dir.path());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    for sql in [
+        "SELEC 1",
+        "SELECT nope FROM flows_1m",
+        "SELECT * FROM missing",
+    ] {
+        match runtime.block_on(engine.query(sql)) {
+            Err(trawl_store::SqlError::Invalid(e)) => assert!(!e.to_string().is_empty()),
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+}
