@@ -246,13 +246,16 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the data directory and restores its manifest's
     /// state; deletes files the manifest does not list.
-    pub fn open(config: StoreConfig) -> Result<Store, StoreError> {
+    pub fn open(mut config: StoreConfig) -> Result<Store, StoreError> {
         config.validate()?;
-        let dir = config.data_dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
-            path: dir.clone(),
+        let io_error = |source| StoreError::Io {
+            path: config.data_dir.clone(),
             source,
-        })?;
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(io_error)?;
+        // Segment paths go to DataFusion's object store, which needs them absolute.
+        let dir = std::fs::canonicalize(&config.data_dir).map_err(io_error)?;
+        config.data_dir = dir.clone();
         let manifest = Manifest::load(&dir)?;
         for segment in &manifest.segments {
             crate::segment::check_segment(&Manifest::segment_path(&dir, segment), segment)?;

@@ -293,3 +293,20 @@ fn bad_sql_is_an_invalid_query_error() {
         }
     }
 }
+
+#[test]
+fn a_relative_data_dir_is_queryable_after_sealing() {
+    // Regression: segment paths relative to the working directory reached
+    // DataFusion's object store, which could not find them.
+    let dir = tempfile::tempdir_in(".").unwrap();
+    let relative = dir
+        .path()
+        .strip_prefix(std::env::current_dir().unwrap())
+        .unwrap();
+    let estate = Estate::new(10);
+    let (store, engine) = open(relative);
+    let batch = flows(100, T0, HOUR);
+    add(&mut store.write().unwrap(), &estate, &batch, None);
+    store.write().unwrap().seal().unwrap();
+    check(&engine, &estate, &batch);
+}
