@@ -287,7 +287,7 @@ impl RollupBucket {
         match self
             .rows()
             .map(|(k, _)| k)
-            .find(|k| k[0] % grain_secs != 0 || k[1] >= sides || k[2] >= sides)
+            .find(|k| !k[0].is_multiple_of(grain_secs) || k[1] >= sides || k[2] >= sides)
         {
             Some(key) => Err(format!(
                 "rollup row key {key:?} is not one this table makes"

@@ -76,7 +76,10 @@ impl RollupSpec {
 
     /// Checks the spec; the message names the table.
     pub fn validate(&self) -> Result<(), String> {
-        if self.grain_secs == 0 || self.chunk_secs == 0 || self.chunk_secs % self.grain_secs != 0 {
+        if self.grain_secs == 0
+            || self.chunk_secs == 0
+            || !self.chunk_secs.is_multiple_of(self.grain_secs)
+        {
             return Err(format!(
                 "table {}: chunk_secs ({}) must be a positive multiple of grain_secs ({})",
                 self.name, self.chunk_secs, self.grain_secs

@@ -6,6 +6,9 @@
 //! is a crash, after which the test replays the batches the manifest's
 //! position does not cover, as a source would.
 
+// Test helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::{Arc, RwLock};

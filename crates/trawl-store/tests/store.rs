@@ -1,6 +1,9 @@
 //! The store end to end through SQL: open buckets, seals, deltas,
 //! compaction, retention, the memory cap, and reopening.
 
+// Test helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::sync::{Arc, RwLock};
@@ -17,12 +20,12 @@ fn flow(start: u32, src: usize, dst: usize, bytes: u64) -> Flow {
         src,
         dst,
         src_port: 40_000 + (bytes % 1000) as u16,
-        dst_port: if dst % 2 == 0 { 443 } else { 5432 },
+        dst_port: if dst.is_multiple_of(2) { 443 } else { 5432 },
         protocol: 6,
         bytes,
         packets: bytes / 100 + 1,
-        reject: bytes % 13 == 0,
-        egress: src % 2 == 0,
+        reject: bytes.is_multiple_of(13),
+        egress: src.is_multiple_of(2),
     }
 }
 
