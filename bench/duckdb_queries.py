@@ -24,7 +24,9 @@ queries = {
     ),
     "region_series_1h": (
         "SELECT time, src_region, sum(bytes) AS bytes FROM flows_1m "
-        f"WHERE time >= to_timestamp({hour}) AND time < to_timestamp({hour + 3600}) "
+        # trawl writes `time` as Arrow Timestamp(Second); Parquet has no
+        # seconds unit, so other readers see the epoch seconds as BIGINT.
+        f"WHERE time >= {hour} AND time < {hour + 3600} "
         "GROUP BY time, src_region ORDER BY time, src_region"
     ),
 }

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use trawl_store::{DetailSpec, EnrichedFlow, SqlEngine, Store, StoreConfig};
+use trawl_store::{DetailSpec, SqlEngine, Store, StoreConfig};
 
 mod synth;
 
@@ -62,14 +62,7 @@ fn main() {
         let generated: Vec<_> = (done..done + count)
             .map(|i| day.flow(DAY_START + (i as u64 * 86_400 / flows as u64) as u32))
             .collect();
-        let batch: Vec<_> = generated
-            .iter()
-            .map(|g| EnrichedFlow {
-                record: &g.record,
-                src: g.src,
-                dst: g.dst,
-            })
-            .collect();
+        let batch: Vec<_> = generated.iter().map(synth::Generated::enriched).collect();
         let mut s = store.write().expect("lock");
         let t = Instant::now();
         s.add_batch(

@@ -2,7 +2,7 @@
 //! 1-minute rollup (target: 5 M flows/s on one core).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use trawl_store::{DetailSpec, EnrichedFlow, RollupSpec, Store, StoreConfig};
+use trawl_store::{DetailSpec, RollupSpec, Store, StoreConfig};
 
 mod synth;
 
@@ -26,14 +26,7 @@ fn bench_add(c: &mut Criterion) {
     let flows: Vec<_> = (0..FLOWS)
         .map(|i| day.flow(1_790_000_000 + (i as u32 * 600 / FLOWS as u32)))
         .collect();
-    let enriched: Vec<_> = flows
-        .iter()
-        .map(|g| EnrichedFlow {
-            record: &g.record,
-            src: g.src,
-            dst: g.dst,
-        })
-        .collect();
+    let enriched: Vec<_> = flows.iter().map(synth::Generated::enriched).collect();
     let mut group = c.benchmark_group("store_add");
     group.throughput(Throughput::Elements(FLOWS as u64));
     group.sample_size(20);

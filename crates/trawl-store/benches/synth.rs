@@ -9,6 +9,7 @@
 use trawl_attrib::{Workload, WorkloadId, WorkloadTable};
 use trawl_flowlog::sample::SplitMix64;
 use trawl_flowlog::{Action, Field, FlowDirection, FlowRecord, LogStatus, Value};
+use trawl_store::EnrichedFlow;
 
 /// Applications in the estate.
 pub const APPS: usize = 1000;
@@ -34,6 +35,17 @@ pub struct Generated {
     pub src: WorkloadId,
     /// Destination owner.
     pub dst: WorkloadId,
+}
+
+impl Generated {
+    /// The flow as the store takes it.
+    pub fn enriched(&self) -> EnrichedFlow<'_, 'static> {
+        EnrichedFlow {
+            record: &self.record,
+            src: self.src,
+            dst: self.dst,
+        }
+    }
 }
 
 impl Day {

@@ -505,31 +505,17 @@ impl Store {
         self.stats.expired_records += u64::from(expired);
     }
 
-    /// Approximate bytes held by open buckets and the dictionary.
-    pub fn open_bytes(&self) -> usize {
+    /// Sums `rollup` over the open rollup buckets and `detail` over the open detail buckets.
+    fn sum_open(
+        &self,
+        rollup: impl Fn(&RollupBucket) -> usize,
+        detail: impl Fn(&DetailBucket) -> usize,
+    ) -> usize {
         let rollups: usize = self
             .rollups
             .iter()
             .flat_map(|t| &t.open.chunks)
-            .map(|(_, b)| b.memory_bytes())
-            .sum();
-        let detail: usize = self
-            .detail
-            .open
-            .chunks
-            .iter()
-            .map(|(_, b)| b.memory_bytes())
-            .sum();
-        rollups + detail + self.dict.memory_bytes()
-    }
-
-    /// Rows held in open buckets.
-    pub fn open_rows(&self) -> usize {
-        let rollups: usize = self
-            .rollups
-            .iter()
-            .flat_map(|t| &t.open.chunks)
-            .map(|(_, b)| b.len())
+            .map(|(_, b)| rollup(b))
             .sum();
         rollups
             + self
@@ -537,8 +523,19 @@ impl Store {
                 .open
                 .chunks
                 .iter()
-                .map(|(_, b)| b.len())
+                .map(|(_, b)| detail(b))
                 .sum::<usize>()
+    }
+
+    /// Approximate bytes held by open buckets and the dictionary.
+    pub fn open_bytes(&self) -> usize {
+        self.sum_open(RollupBucket::memory_bytes, DetailBucket::memory_bytes)
+            + self.dict.memory_bytes()
+    }
+
+    /// Rows held in open buckets.
+    pub fn open_rows(&self) -> usize {
+        self.sum_open(RollupBucket::len, DetailBucket::len)
     }
 
     /// Whether the watermark has passed an open chunk (time to seal).
