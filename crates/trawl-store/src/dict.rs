@@ -19,6 +19,9 @@ pub struct Dictionary {
     codes: hashbrown::HashMap<Arc<str>, u32, foldhash::fast::FixedState>,
     strings: Vec<Arc<str>>,
     strings_max: usize,
+    /// Bytes of the strings held (with their `Arc` headers), kept as they
+    /// are added so the memory count is O(1) on the add path.
+    text_bytes: usize,
     overflowed: u64,
     snapshot: std::sync::Mutex<Option<Arc<StringArray>>>,
 }
@@ -30,6 +33,7 @@ impl Dictionary {
             codes: hashbrown::HashMap::default(),
             strings: Vec::new(),
             strings_max: strings_max.max(1),
+            text_bytes: 0,
             overflowed: 0,
             snapshot: std::sync::Mutex::new(None),
         };
@@ -40,6 +44,7 @@ impl Dictionary {
     fn insert(&mut self, text: &str) -> u32 {
         let code = u32::try_from(self.strings.len()).unwrap_or(u32::MAX - 1);
         let shared: Arc<str> = Arc::from(text);
+        self.text_bytes += text.len() + 16;
         self.strings.push(shared.clone());
         self.codes.insert(shared, code);
         *self.snapshot.get_mut().unwrap_or_else(|e| e.into_inner()) = None;
@@ -93,8 +98,7 @@ impl Dictionary {
 
     /// Approximate heap bytes held.
     pub fn memory_bytes(&self) -> usize {
-        let text: usize = self.strings.iter().map(|s| s.len() + 16).sum();
-        text + self.codes.capacity() * 24 + self.strings.capacity() * 16
+        self.text_bytes + self.codes.capacity() * 24 + self.strings.capacity() * 16
     }
 }
 
@@ -116,5 +120,7 @@ mod tests {
         let values = dict.values();
         assert_eq!(values.value(b as usize), "db");
         assert_eq!(values.len(), 3);
+        let text: usize = dict.strings.iter().map(|s| s.len() + 16).sum();
+        assert_eq!(dict.text_bytes, text, "the running count equals a recount");
     }
 }
