@@ -283,13 +283,13 @@ fn narrow(expr: &Expr, bounds: &mut (u32, u32)) {
                 _ => return,
             };
             let Some(secs) = secs else { return };
-            let clamp = |v: i64| v.clamp(0, i64::from(u32::MAX)) as u32;
+            let secs = secs_u32(secs);
             match op {
-                Operator::Gt | Operator::GtEq => bounds.0 = bounds.0.max(clamp(secs)),
-                Operator::Lt | Operator::LtEq => bounds.1 = bounds.1.min(clamp(secs)),
+                Operator::Gt | Operator::GtEq => bounds.0 = bounds.0.max(secs),
+                Operator::Lt | Operator::LtEq => bounds.1 = bounds.1.min(secs),
                 Operator::Eq => {
-                    bounds.0 = bounds.0.max(clamp(secs));
-                    bounds.1 = bounds.1.min(clamp(secs));
+                    bounds.0 = bounds.0.max(secs);
+                    bounds.1 = bounds.1.min(secs);
                 }
                 _ => {}
             }
@@ -298,13 +298,17 @@ fn narrow(expr: &Expr, bounds: &mut (u32, u32)) {
             if let (Some(low), Some(high)) =
                 (literal_secs(&between.low), literal_secs(&between.high))
             {
-                let clamp = |v: i64| v.clamp(0, i64::from(u32::MAX)) as u32;
-                bounds.0 = bounds.0.max(clamp(low));
-                bounds.1 = bounds.1.min(clamp(high));
+                bounds.0 = bounds.0.max(secs_u32(low));
+                bounds.1 = bounds.1.min(secs_u32(high));
             }
         }
         _ => {}
     }
+}
+
+/// Seconds clamped to the store's `u32` time range.
+fn secs_u32(secs: i64) -> u32 {
+    secs.clamp(0, i64::from(u32::MAX)) as u32
 }
 
 fn is_time(expr: &Expr) -> bool {

@@ -370,11 +370,25 @@ impl Store {
         self.rollups.iter().find(|r| r.spec.name == table)
     }
 
-    fn chunk_secs(&self, table: &str) -> u32 {
+    /// `(chunk_secs, retention_secs)` of `table`; `None` for a table the
+    /// configuration no longer has.
+    fn table_limits(&self, table: &str) -> Option<(u32, u32)> {
         if table == DETAIL_TABLE {
-            return self.detail.spec.chunk_secs;
+            let spec = &self.detail.spec;
+            return Some((spec.chunk_secs, spec.retention_secs));
         }
-        self.rollup(table).map_or(1, |r| r.spec.chunk_secs)
+        self.rollup(table)
+            .map(|r| (r.spec.chunk_secs, r.spec.retention_secs))
+    }
+
+    fn chunk_secs(&self, table: &str) -> u32 {
+        self.table_limits(table)
+            .map_or(1, |(chunk_secs, _)| chunk_secs)
+    }
+
+    /// Whether the watermark has passed the end of the chunk starting at `chunk`.
+    fn chunk_closed(&self, chunk: u32, chunk_secs: u32) -> bool {
+        u64::from(chunk) + u64::from(chunk_secs) <= u64::from(self.watermark())
     }
 
     fn retention_floor(&self, retention_secs: u32) -> u32 {
@@ -540,19 +554,17 @@ impl Store {
 
     /// Whether the watermark has passed an open chunk (time to seal).
     pub fn seal_due(&self) -> bool {
-        let watermark = u64::from(self.watermark());
-        let passed = |chunk: u32, secs: u32| u64::from(chunk) + u64::from(secs) <= watermark;
         self.rollups.iter().any(|t| {
             t.open
                 .chunks
                 .iter()
-                .any(|(c, _)| passed(*c, t.spec.chunk_secs))
+                .any(|(c, _)| self.chunk_closed(*c, t.spec.chunk_secs))
         }) || self
             .detail
             .open
             .chunks
             .iter()
-            .any(|(c, _)| passed(*c, self.detail.spec.chunk_secs))
+            .any(|(c, _)| self.chunk_closed(*c, self.detail.spec.chunk_secs))
     }
 
     /// The open rows of `table` whose chunks overlap `[from, to]`, as batches.
@@ -655,14 +667,7 @@ impl Store {
         let before = next.segments.len();
         let mut doomed = Vec::new();
         next.segments.retain(|s| {
-            let retention = if s.table == DETAIL_TABLE {
-                Some(self.detail.spec.retention_secs)
-            } else {
-                self.rollups
-                    .iter()
-                    .find(|r| r.spec.name == s.table)
-                    .map(|r| r.spec.retention_secs)
-            };
+            let retention = self.table_limits(&s.table).map(|(_, r)| r);
             let keep = retention.is_none_or(|r| s.time_max >= self.retention_floor(r));
             if !keep {
                 doomed.push(Manifest::segment_path(&self.config.data_dir, s));
@@ -872,11 +877,10 @@ impl Store {
         for s in &self.manifest.segments {
             *counts.entry((&s.table, s.chunk_start)).or_default() += 1;
         }
-        let watermark = u64::from(self.watermark());
         counts
             .into_iter()
             .filter(|((table, chunk), n)| {
-                let closed = u64::from(*chunk) + u64::from(self.chunk_secs(table)) <= watermark;
+                let closed = self.chunk_closed(*chunk, self.chunk_secs(table));
                 (*n >= 2 && closed) || *n > self.config.segments_per_chunk_max
             })
             .map(|((table, chunk), _)| (table.to_string(), chunk))

@@ -212,12 +212,19 @@ fn crash_after(steps: usize, maintain: bool) -> bool {
     interrupted
 }
 
-#[test]
-fn a_crash_between_any_two_steps_of_a_seal_loses_and_doubles_nothing() {
+/// Crashes a commit after 0, 1, 2, … steps until one completes; returns
+/// how many crash points there were.
+fn crash_points(maintain: bool) -> usize {
     let mut steps = 0;
-    while crash_after(steps, false) {
+    while crash_after(steps, maintain) {
         steps += 1;
     }
+    steps
+}
+
+#[test]
+fn a_crash_between_any_two_steps_of_a_seal_loses_and_doubles_nothing() {
+    let steps = crash_points(false);
     // Segments of flows_1m, flows_1h and flows, the directory sync, the
     // manifest write and its publication: every one of them was a crash point.
     assert!(steps >= 6, "only {steps} steps");
@@ -225,10 +232,7 @@ fn a_crash_between_any_two_steps_of_a_seal_loses_and_doubles_nothing() {
 
 #[test]
 fn a_crash_between_any_two_steps_of_a_compaction_loses_and_doubles_nothing() {
-    let mut steps = 0;
-    while crash_after(steps, true) {
-        steps += 1;
-    }
+    let steps = crash_points(true);
     assert!(steps >= 3, "only {steps} steps");
 }
 
