@@ -151,9 +151,15 @@ impl RollupLayout {
     /// The side key of the kept part of `codes` (side `offset` 0 = src, 6 = dst).
     fn side_key(&mut self, codes: &[u32], offset: usize) -> u32 {
         let mut tuple = [NULL_CODE; 6];
+        tuple.copy_from_slice(&codes[offset..offset + 6]);
+        self.intern(tuple, offset)
+    }
+
+    /// The side key of the kept part of a side's six workload codes.
+    fn intern(&mut self, mut tuple: SideCodes, offset: usize) -> u32 {
         for (i, slot) in tuple.iter_mut().enumerate() {
-            if self.kept[offset + i] {
-                *slot = codes[offset + i];
+            if !self.kept[offset + i] {
+                *slot = NULL_CODE;
             }
         }
         if let Some(id) = self.tuple_ids.get(&tuple) {
@@ -211,6 +217,42 @@ impl RollupLayout {
             }
         }
         key
+    }
+
+    /// The key in this layout, at `grain_secs`, of the row `key` of layout
+    /// `from` (which keeps at least this layout's dimensions). `sides`
+    /// caches `from`'s side keys translated to this layout's.
+    #[inline]
+    pub fn rekey(
+        &mut self,
+        from: &RollupLayout,
+        key: &RowKey,
+        grain_secs: u32,
+        sides: &mut Vec<u32>,
+    ) -> RowKey {
+        let mut out = [NULL_CODE; KEY_WIDTH];
+        out[0] = key[0] - key[0] % grain_secs;
+        for side in 0..2 {
+            let from_side = key[1 + side] as usize;
+            if sides.len() <= from_side {
+                sides.resize(from_side + 1, NULL_CODE);
+            }
+            if sides[from_side] == NULL_CODE {
+                sides[from_side] = self.intern(from.tuples[from_side], side * 6);
+            }
+            out[1 + side] = sides[from_side];
+        }
+        for (i, slot) in out[3..].iter_mut().enumerate() {
+            if self.kept[OTHER_DIMS_START + i] {
+                *slot = key[3 + i];
+            }
+        }
+        out
+    }
+
+    /// Whether this layout keeps every dimension `other` keeps.
+    pub fn keeps_all_of(&self, other: &RollupLayout) -> bool {
+        other.dims.iter().all(|d| self.kept[*d as usize])
     }
 
     /// The code of `dim` in the row of `key`.

@@ -74,6 +74,18 @@ impl RollupSpec {
         }
     }
 
+    /// `flows_1d`: 1-day buckets in 1-day chunks, kept 1,000 days, every
+    /// dimension (what long-range queries are routed to).
+    pub fn daily() -> Self {
+        RollupSpec {
+            name: "flows_1d".into(),
+            grain_secs: 86_400,
+            chunk_secs: 86_400,
+            retention_secs: 1_000 * 86_400,
+            dims: Dim::ALL.to_vec(),
+        }
+    }
+
     /// Checks the spec; the message names the table.
     pub fn validate(&self) -> Result<(), String> {
         if self.grain_secs == 0

@@ -1,8 +1,13 @@
 //! The store: open buckets in memory, sealed segments on disk, one manifest.
 //!
 //! Data flow: [`Store::add_batch`] takes attributed flows and adds each to
-//! the open bucket of its time chunk in every table (`flows_1m`, `flows_1h`,
-//! and `flows` when enabled). The watermark is the newest event time seen
+//! the open bucket of its time chunk in every *base* table (`flows_1m`, and
+//! `flows` when enabled). A coarser rollup whose dimensions a finer one
+//! keeps (`flows_1h`, `flows_1d`) is *derived*: its open rows are the finer
+//! table's open rows regrouped, at seal and at query time, so each flow
+//! costs one hash-map update however many rollups there are (a flow past
+//! the finer table's retention but within the coarser one's is added to the
+//! coarser table directly). The watermark is the newest event time seen
 //! minus the allowed lateness; a record older than it is still added (never
 //! dropped) and counted late. [`Store::seal`] turns every open bucket into a
 //! segment and commits the manifest with the source positions handed in
@@ -80,7 +85,7 @@ pub struct StoreConfig {
     pub lateness_secs: u32,
     /// Cap on open-bucket memory; passing it seals early.
     pub open_bytes_max: usize,
-    /// The rollup tables (default `flows_1m` and `flows_1h`).
+    /// The rollup tables (default `flows_1m`, `flows_1h`, `flows_1d`).
     pub rollups: Vec<RollupSpec>,
     /// The detail table.
     pub detail: DetailSpec,
@@ -100,7 +105,11 @@ impl StoreConfig {
             data_dir: data_dir.into(),
             lateness_secs: 15 * 60,
             open_bytes_max: 1 << 30,
-            rollups: vec![RollupSpec::minutely(), RollupSpec::hourly()],
+            rollups: vec![
+                RollupSpec::minutely(),
+                RollupSpec::hourly(),
+                RollupSpec::daily(),
+            ],
             detail: DetailSpec::default(),
             segments_per_chunk_max: 8,
             dictionary_strings_max: 4_000_000,
@@ -178,6 +187,23 @@ pub struct SealReport {
     pub rows: u64,
 }
 
+/// The open rows of a rollup table as queries and seals see them.
+enum OpenRollup<'a> {
+    /// A base table's own buckets.
+    Base(&'a RollupLayout, &'a OpenChunks<RollupBucket>),
+    /// A derived table's rows, regrouped from its source's and its own.
+    Derived(RollupLayout, OpenChunks<RollupBucket>),
+}
+
+impl OpenRollup<'_> {
+    fn parts(&self) -> (&RollupLayout, &OpenChunks<RollupBucket>) {
+        match self {
+            OpenRollup::Base(layout, open) => (layout, open),
+            OpenRollup::Derived(layout, open) => (layout, open),
+        }
+    }
+}
+
 /// The open buckets of one table, by chunk start (few: a linear scan).
 #[derive(Debug)]
 struct OpenChunks<B> {
@@ -209,7 +235,41 @@ struct RollupTable {
     spec: RollupSpec,
     schema: SchemaRef,
     layout: RollupLayout,
+    /// Rows added to this table directly (all of them for a base table).
     open: OpenChunks<RollupBucket>,
+    /// The base table this one is derived from, if any (see [`derive_sources`]).
+    source: Option<usize>,
+    /// The retention of that source: flows past it are added here directly.
+    source_retention_secs: Option<u32>,
+}
+
+/// For each rollup, the base table it is derived from: a derived table is
+/// not fed per flow; its open rows are the open rows of its source,
+/// regrouped (at seal and at query time). The source is the coarsest other
+/// table that is fed per flow, keeps every dimension the derived one keeps,
+/// and whose grain divides the derived one's.
+fn derive_sources(specs: &[RollupSpec]) -> Vec<Option<usize>> {
+    let mut order: Vec<usize> = (0..specs.len()).collect();
+    order.sort_by_key(|i| specs[*i].grain_secs);
+    let mut sources = vec![None; specs.len()];
+    let mut bases: Vec<usize> = Vec::new();
+    for i in order {
+        let fits = |j: &&usize| {
+            let (base, spec) = (&specs[**j], &specs[i]);
+            base.grain_secs < spec.grain_secs
+                && spec.grain_secs.is_multiple_of(base.grain_secs)
+                && spec.dims.iter().all(|d| base.dims.contains(d))
+        };
+        sources[i] = bases
+            .iter()
+            .filter(fits)
+            .max_by_key(|j| specs[**j].grain_secs)
+            .copied();
+        if sources[i].is_none() {
+            bases.push(i);
+        }
+    }
+    sources
 }
 
 #[derive(Debug)]
@@ -268,11 +328,14 @@ impl Store {
         let rollups = config
             .rollups
             .iter()
-            .map(|spec| RollupTable {
+            .zip(derive_sources(&config.rollups))
+            .map(|(spec, source)| RollupTable {
                 schema: spec.schema(),
                 layout: RollupLayout::new(&spec.dims),
                 spec: spec.clone(),
                 open: OpenChunks::default(),
+                source,
+                source_retention_secs: source.map(|j| config.rollups[j].retention_secs),
             })
             .collect();
         let store = Store {
@@ -484,11 +547,16 @@ impl Store {
                 packets: record.packets().unwrap_or(0),
                 flows: 1,
             };
+            let past = |retention_secs: u32| start < watermark.saturating_sub(retention_secs);
             for table in &mut self.rollups {
                 let spec = &table.spec;
-                if start < watermark.saturating_sub(spec.retention_secs) {
+                if past(spec.retention_secs) {
                     // Past retention: `expire` would delete it at the next seal.
                     expired = true;
+                    continue;
+                }
+                if table.source_retention_secs.is_some_and(|r| !past(r)) {
+                    // Derived from its source's rows, which hold this one.
                     continue;
                 }
                 let key = table
@@ -567,6 +635,27 @@ impl Store {
             .any(|(c, _)| self.chunk_closed(*c, self.detail.spec.chunk_secs))
     }
 
+    /// The open rows of rollup `index`: for a derived table, its source's
+    /// open rows regrouped to its grain and dimensions, plus its own.
+    fn open_rollup(&self, index: usize) -> OpenRollup<'_> {
+        let table = &self.rollups[index];
+        let Some(source) = table.source.map(|j| &self.rollups[j]) else {
+            return OpenRollup::Base(&table.layout, &table.open);
+        };
+        let spec = &table.spec;
+        let mut layout = RollupLayout::new(&spec.dims);
+        let mut open = OpenChunks::default();
+        for (from, chunks) in [(&source.layout, &source.open), (&table.layout, &table.open)] {
+            let mut sides = Vec::new();
+            for (key, measures) in chunks.chunks.iter().flat_map(|(_, b)| b.rows()) {
+                let key = layout.rekey(from, key, spec.grain_secs, &mut sides);
+                open.get_or_insert(key[0] - key[0] % spec.chunk_secs, RollupBucket::default)
+                    .add(key, *measures);
+            }
+        }
+        OpenRollup::Derived(layout, open)
+    }
+
     /// The open rows of `table` whose chunks overlap `[from, to]`, as batches.
     pub fn open_batches(
         &self,
@@ -593,16 +682,18 @@ impl Store {
                 .map(|(_, b)| b.to_batch(&self.detail.schema, &dictionary).map_err(arrow))
                 .collect();
         }
-        let Some(rollup) = self.rollup(table) else {
+        let Some(index) = self.rollups.iter().position(|r| r.spec.name == table) else {
             return Ok(Vec::new());
         };
-        rollup
-            .open
+        let rollup = &self.rollups[index];
+        let open = self.open_rollup(index);
+        let (layout, chunks) = open.parts();
+        chunks
             .chunks
             .iter()
             .filter(|(c, b)| overlaps(*c, rollup.spec.chunk_secs) && !b.is_empty())
             .map(|(_, b)| {
-                b.to_batch(&rollup.schema, &rollup.layout, &dictionary)
+                b.to_batch(&rollup.schema, layout, &dictionary)
                     .map_err(arrow)
             })
             .collect()
@@ -692,15 +783,17 @@ impl Store {
             move |source| StoreError::Arrow { table, source }
         };
         let dictionary = self.dict.values();
-        for table in &self.rollups {
-            for (chunk, bucket) in table.open.chunks.iter().filter(|(_, b)| !b.is_empty()) {
+        for (index, table) in self.rollups.iter().enumerate() {
+            let open = self.open_rollup(index);
+            let (layout, chunks) = open.parts();
+            for (chunk, bucket) in chunks.chunks.iter().filter(|(_, b)| !b.is_empty()) {
                 bucket
-                    .check(&table.layout, table.spec.grain_secs)
+                    .check(layout, table.spec.grain_secs)
                     .map_err(|reason| {
                         StoreError::Config(format!("{}: {reason}", table.spec.name))
                     })?;
                 let batch = bucket
-                    .to_batch(&table.schema, &table.layout, &dictionary)
+                    .to_batch(&table.schema, layout, &dictionary)
                     .map_err(arrow(&table.spec.name))?;
                 push(&table.spec.name, *chunk, table.spec.chunk_secs, batch);
             }

@@ -124,6 +124,7 @@ proptest! {
         let all: Vec<Flow> = batches.concat();
         prop_assert_eq!(query_sums(&engine, "flows_1m"), oracle(&estate, &all, 60));
         prop_assert_eq!(query_sums(&engine, "flows_1h"), oracle(&estate, &all, 3600));
+        prop_assert_eq!(query_sums(&engine, "flows_1d"), oracle(&estate, &all, 86_400));
         let expected_rows = all.len();
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let result = runtime.block_on(engine.query("SELECT count(*) FROM flows")).unwrap();
@@ -199,16 +200,13 @@ fn crash_after(steps: usize, maintain: bool) -> bool {
     } else {
         batches[..2].concat()
     };
-    assert_eq!(
-        query_sums(&engine, "flows_1m"),
-        oracle(&estate, &all, 60),
-        "crash after {steps} steps"
-    );
-    assert_eq!(
-        query_sums(&engine, "flows_1h"),
-        oracle(&estate, &all, 3600),
-        "crash after {steps} steps"
-    );
+    for (table, grain_secs) in [("flows_1m", 60), ("flows_1h", 3600), ("flows_1d", 86_400)] {
+        assert_eq!(
+            query_sums(&engine, table),
+            oracle(&estate, &all, grain_secs),
+            "{table}: crash after {steps} steps"
+        );
+    }
     interrupted
 }
 
@@ -225,9 +223,9 @@ fn crash_points(maintain: bool) -> usize {
 #[test]
 fn a_crash_between_any_two_steps_of_a_seal_loses_and_doubles_nothing() {
     let steps = crash_points(false);
-    // Segments of flows_1m, flows_1h and flows, the directory sync, the
+    // Segments of flows_1m, flows_1h, flows_1d and flows, the directory sync, the
     // manifest write and its publication: every one of them was a crash point.
-    assert!(steps >= 6, "only {steps} steps");
+    assert!(steps >= 7, "only {steps} steps");
 }
 
 #[test]

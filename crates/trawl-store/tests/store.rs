@@ -62,6 +62,11 @@ fn check(engine: &SqlEngine, estate: &Estate, all: &[Flow]) {
         oracle(estate, all, 3600),
         "flows_1h"
     );
+    assert_eq!(
+        query_sums(engine, "flows_1d"),
+        oracle(estate, all, 86_400),
+        "flows_1d"
+    );
 }
 
 #[test]
@@ -81,8 +86,8 @@ fn records_are_queryable_before_and_after_sealing_and_reopening() {
     let report = store.write().unwrap().seal().unwrap();
     assert_eq!(
         report.segments,
-        2 + 1 + 2,
-        "two hours of flows_1m, one day of flows_1h, two hours of flows"
+        2 + 1 + 1 + 2,
+        "two hours of flows_1m, one day of flows_1h, one day of flows_1d, two hours of flows"
     );
     assert_eq!(store.read().unwrap().open_rows(), 0);
     check(&engine, &estate, &batch);
@@ -159,6 +164,39 @@ fn retention_removes_old_chunks_only() {
         oracle(&estate, &all, 3600),
         "flows_1h keeps it"
     );
+}
+
+#[test]
+fn a_flow_past_the_minute_retention_still_reaches_the_derived_rollups() {
+    let dir = tempfile::tempdir().unwrap();
+    let estate = Estate::new(10);
+    let mut config = StoreConfig::new(dir.path());
+    config.rollups[0].retention_secs = 2 * HOUR;
+    let store = Arc::new(RwLock::new(Store::open(config).unwrap()));
+    let engine = SqlEngine::new(store.clone(), None).unwrap();
+    let new = flows(200, T0 + 5 * HOUR, HOUR);
+    let late = flows(50, T0, HOUR);
+    {
+        let mut s = store.write().unwrap();
+        add(&mut s, &estate, &new, None);
+        add(&mut s, &estate, &late, None);
+        assert_eq!(s.stats().expired_records, 50, "too old for flows_1m");
+    }
+    let all = [new.clone(), late].concat();
+    for sealed in [false, true] {
+        assert_eq!(query_sums(&engine, "flows_1m"), oracle(&estate, &new, 60));
+        assert_eq!(
+            query_sums(&engine, "flows_1h"),
+            oracle(&estate, &all, 3600),
+            "sealed: {sealed}"
+        );
+        assert_eq!(
+            query_sums(&engine, "flows_1d"),
+            oracle(&estate, &all, 86_400),
+            "sealed: {sealed}"
+        );
+        store.write().unwrap().seal().unwrap();
+    }
 }
 
 #[test]
