@@ -166,7 +166,7 @@ impl DetailBucket {
         for (i, dim) in DETAIL_ENRICHMENT.iter().enumerate() {
             columns.push(dim_array(
                 *dim,
-                self.enrichment.iter().map(|row| row[i]),
+                self.enrichment.iter().map(|row| row[i]).collect(),
                 dictionary,
             )?);
         }

@@ -17,8 +17,11 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampSecondArray, UInt64Array};
+use arrow::array::{
+    ArrayRef, AsArray, RecordBatch, StringArray, TimestampSecondArray, UInt64Array,
+};
 use arrow::datatypes::SchemaRef;
+use arrow::datatypes::TimestampSecondType;
 use arrow::error::ArrowError;
 use trawl_attrib::WorkloadId;
 
@@ -276,12 +279,32 @@ impl RollupLayout {
     }
 }
 
-/// The rows of one open time chunk of a rollup table, one map per time
-/// bucket: flows arrive roughly in time order, so the map being filled is
-/// the current minute's, small enough to stay in cache.
+/// The hash of a row key: four 8-byte words and the last code through
+/// [`KeyHasher`].
+#[inline]
+fn key_hash(key: &RowKey) -> u64 {
+    use std::hash::Hasher as _;
+    let mut hasher = KeyHasher::default();
+    for pair in key.chunks_exact(2) {
+        hasher.write_u64(u64::from(pair[0]) | (u64::from(pair[1]) << 32));
+    }
+    hasher.write_u64(u64::from(key[KEY_WIDTH - 1]));
+    hasher.finish()
+}
+
+/// Row-key equality without a call to `memcmp` (which `==` on a 36-byte
+/// array becomes, and which showed as a third of the time of regrouping).
+#[inline]
+fn key_eq(a: &RowKey, b: &RowKey) -> bool {
+    a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// The rows of one open time chunk of a rollup table, one hash table per
+/// time bucket: flows arrive roughly in time order, so the table being
+/// filled is the current minute's, small enough to stay in cache.
 #[derive(Debug, Default)]
 pub struct RollupBucket {
-    by_time: Vec<(u32, hashbrown::HashMap<RowKey, Measures, Hasher>)>,
+    by_time: Vec<(u32, hashbrown::HashTable<(RowKey, Measures)>)>,
     last: usize,
 }
 
@@ -294,17 +317,19 @@ impl RollupBucket {
             self.last = match self.by_time.iter().position(|(t, _)| *t == time) {
                 Some(i) => i,
                 None => {
-                    self.by_time
-                        .push((time, hashbrown::HashMap::with_hasher(hasher())));
+                    self.by_time.push((time, hashbrown::HashTable::new()));
                     self.by_time.len() - 1
                 }
             };
         }
-        self.by_time[self.last]
-            .1
-            .entry(key)
-            .or_default()
-            .add(measures);
+        let rows = &mut self.by_time[self.last].1;
+        let hash = key_hash(&key);
+        match rows.find_mut(hash, |(k, _)| key_eq(k, &key)) {
+            Some((_, row)) => row.add(measures),
+            None => {
+                rows.insert_unique(hash, (key, measures), |(k, _)| key_hash(k));
+            }
+        }
     }
 
     /// Number of rows.
@@ -319,7 +344,9 @@ impl RollupBucket {
 
     /// Every row's key and measures.
     pub fn rows(&self) -> impl Iterator<Item = (&RowKey, &Measures)> + '_ {
-        self.by_time.iter().flat_map(|(_, rows)| rows.iter())
+        self.by_time
+            .iter()
+            .flat_map(|(_, rows)| rows.iter().map(|(key, measures)| (key, measures)))
     }
 
     /// Checks every row before sealing: bucket starts on the grain, side
@@ -354,25 +381,55 @@ impl RollupBucket {
         layout: &RollupLayout,
         dictionary: &Arc<StringArray>,
     ) -> Result<RecordBatch, ArrowError> {
+        // One pass over the (sparse, cache-missing) hash tables that writes
+        // every column's codes; each array is then built from a plain vector.
+        let len = self.len();
+        let dims = layout.dims();
+        let mut times = Vec::with_capacity(len);
+        let mut codes = vec![Vec::with_capacity(len); dims.len()];
+        let mut measures = [(); 3].map(|_| Vec::with_capacity(len));
+        for (key, m) in self.rows() {
+            times.push(i64::from(key[0]));
+            for (column, dim) in codes.iter_mut().zip(dims) {
+                column.push(layout.expand(key, *dim));
+            }
+            for (column, value) in measures.iter_mut().zip([m.bytes, m.packets, m.flows]) {
+                column.push(value);
+            }
+        }
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
         columns.push(Arc::new(
-            TimestampSecondArray::from_iter_values(self.rows().map(|(k, _)| i64::from(k[0])))
-                .with_timezone("UTC"),
+            TimestampSecondArray::new(times.into(), None).with_timezone("UTC"),
         ));
-        for dim in layout.dims() {
-            let codes = self.rows().map(|(k, _)| layout.expand(k, *dim));
-            columns.push(dim_array(*dim, codes, dictionary)?);
+        for (dim, column) in dims.iter().zip(codes) {
+            columns.push(dim_array(*dim, column, dictionary)?);
         }
-        let measure = |f: fn(&Measures) -> u64| -> ArrayRef {
-            Arc::new(UInt64Array::from_iter_values(
-                self.rows().map(|(_, m)| f(m)),
-            ))
-        };
-        columns.push(measure(|m| m.bytes));
-        columns.push(measure(|m| m.packets));
-        columns.push(measure(|m| m.flows));
+        for column in measures {
+            columns.push(Arc::new(UInt64Array::new(column.into(), None)));
+        }
         RecordBatch::try_new(schema.clone(), columns)
     }
+}
+
+/// The rows of `batch` (a finer rollup's, with a superset of the columns)
+/// as rows of `schema`: `time` floored to `grain_secs`, the columns
+/// `schema` names taken as they are. Rows are not merged.
+pub fn regrain(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    grain_secs: u32,
+) -> Result<RecordBatch, ArrowError> {
+    let grain = i64::from(grain_secs);
+    let times = batch.column(0).as_primitive::<TimestampSecondType>();
+    let floored: TimestampSecondArray = times.unary(|t| t - t.rem_euclid(grain));
+    let mut columns: Vec<ArrayRef> = vec![Arc::new(floored.with_timezone("UTC"))];
+    for field in &schema.fields()[1..] {
+        let column = batch.column_by_name(field.name()).ok_or_else(|| {
+            ArrowError::SchemaError(format!("no column {} to derive from", field.name()))
+        })?;
+        columns.push(column.clone());
+    }
+    RecordBatch::try_new(schema.clone(), columns)
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, DictionaryArray, Int32Array, StringArray, UInt32Array};
+use arrow::buffer::{BooleanBuffer, NullBuffer};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit, UInt32Type};
 use arrow::error::ArrowError;
 use trawl_flowlog::{Field, ValueType};
@@ -188,15 +189,23 @@ pub fn detail_schema() -> SchemaRef {
 }
 
 /// One dimension's column from its codes (null where [`NULL_CODE`]).
+/// Values and validity are built as whole buffers (no per-value option
+/// handling): this runs for every column of every open bucket a query reads.
 pub fn dim_array(
     dim: Dim,
-    codes: impl Iterator<Item = u32>,
+    codes: Vec<u32>,
     dictionary: &Arc<StringArray>,
 ) -> Result<ArrayRef, ArrowError> {
-    let nullable = codes.map(|c| (c != NULL_CODE).then_some(c));
+    let valid = BooleanBuffer::collect_bool(codes.len(), |i| codes[i] != NULL_CODE);
+    let nulls = Some(NullBuffer::new(valid)).filter(|n| n.null_count() > 0);
     match dim.dim_type() {
         DimType::Text => {
-            let keys: UInt32Array = nullable.collect();
+            // Null slots keep a valid key (0) so the dictionary check passes.
+            let keys: Vec<u32> = codes
+                .iter()
+                .map(|c| if *c == NULL_CODE { 0 } else { *c })
+                .collect();
+            let keys = UInt32Array::new(keys.into(), nulls);
             // Codes are below the dictionary's length by construction (the
             // store interns before it records a code); try_new checks it.
             Ok(Arc::new(DictionaryArray::<UInt32Type>::try_new(
@@ -204,16 +213,14 @@ pub fn dim_array(
                 dictionary.clone(),
             )?))
         }
-        DimType::Int => Ok(Arc::new(
-            nullable
-                .map(|c| c.map(|v| v as i32))
-                .collect::<Int32Array>(),
-        )),
-        DimType::Bool => Ok(Arc::new(
-            nullable
-                .map(|c| c.map(|v| v != 0))
-                .collect::<BooleanArray>(),
-        )),
+        DimType::Int => {
+            let values: Vec<i32> = codes.iter().map(|c| *c as i32).collect();
+            Ok(Arc::new(Int32Array::new(values.into(), nulls)))
+        }
+        DimType::Bool => {
+            let values = BooleanBuffer::collect_bool(codes.len(), |i| codes[i] != 0);
+            Ok(Arc::new(BooleanArray::new(values, nulls)))
+        }
     }
 }
 

@@ -47,7 +47,7 @@ use crate::dims::{
 };
 use crate::error::StoreError;
 use crate::manifest::{Manifest, SegmentMeta, sync_dir};
-use crate::rollup::{Measures, RollupBucket, RollupLayout};
+use crate::rollup::{Measures, RollupBucket, RollupLayout, regrain};
 use crate::schema::{RollupSpec, detail_schema, text_type};
 use crate::segment::{read_segment, validate_batch, write_segment};
 
@@ -635,8 +635,9 @@ impl Store {
             .any(|(c, _)| self.chunk_closed(*c, self.detail.spec.chunk_secs))
     }
 
-    /// The open rows of rollup `index`: for a derived table, its source's
-    /// open rows regrouped to its grain and dimensions, plus its own.
+    /// The open rows of rollup `index` as a seal writes them: for a derived
+    /// table, its source's open rows regrouped to its grain and dimensions,
+    /// plus its own.
     fn open_rollup(&self, index: usize) -> OpenRollup<'_> {
         let table = &self.rollups[index];
         let Some(source) = table.source.map(|j| &self.rollups[j]) else {
@@ -686,17 +687,36 @@ impl Store {
             return Ok(Vec::new());
         };
         let rollup = &self.rollups[index];
-        let open = self.open_rollup(index);
-        let (layout, chunks) = open.parts();
-        chunks
+        let mut batches: Vec<RecordBatch> = rollup
+            .open
             .chunks
             .iter()
             .filter(|(c, b)| overlaps(*c, rollup.spec.chunk_secs) && !b.is_empty())
             .map(|(_, b)| {
-                b.to_batch(&rollup.schema, layout, &dictionary)
+                b.to_batch(&rollup.schema, &rollup.layout, &dictionary)
                     .map_err(arrow)
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        let Some(source) = rollup.source.map(|j| &self.rollups[j]) else {
+            return Ok(batches);
+        };
+        // A derived table's open rows are its source's with `time` floored to
+        // its grain, not merged: queries sum rows of equal keys anyway (as
+        // across segments), so nothing is hashed per query. A source chunk
+        // counts if its floored times can fall in `[from, to]`.
+        let grain = rollup.spec.grain_secs;
+        for (_, bucket) in source.open.chunks.iter().filter(|(c, b)| {
+            !b.is_empty()
+                && c - c % grain <= to
+                && u64::from(*c) + u64::from(source.spec.chunk_secs) > u64::from(from)
+        }) {
+            let batch = bucket
+                .to_batch(&source.schema, &source.layout, &dictionary)
+                .and_then(|b| regrain(&b, &rollup.schema, grain))
+                .map_err(arrow)?;
+            batches.push(batch);
+        }
+        Ok(batches)
     }
 
     /// The live segments of `table` whose time ranges overlap `[from, to]`.
