@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Runs the store bench's queries with DuckDB over the same flows_1m Parquet
-segments trawl wrote, and prints one JSON line of p50 latencies (ms).
+"""Runs the store bench's queries with DuckDB over the same Parquet segments
+trawl wrote (flows_1m, and flows_1d: the rows trawl's rollup routing reads
+for the whole-day query), and prints one JSON line of p50 latencies (ms).
 
 usage: duckdb_queries.py DATA_DIR HOUR_START_EPOCH RUNS THREADS
 """
@@ -14,12 +15,17 @@ import duckdb
 data_dir, hour, runs, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 con = duckdb.connect()
 con.execute(f"SET threads = {threads}")
-con.execute(
-    f"CREATE VIEW flows_1m AS SELECT * FROM read_parquet('{data_dir}/flows_1m/*.parquet')"
-)
+for table in ("flows_1m", "flows_1d"):
+    con.execute(
+        f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{data_dir}/{table}/*.parquet')"
+    )
 queries = {
     "top20_app_pairs_day": (
         "SELECT src_app, dst_app, sum(bytes) AS bytes FROM flows_1m "
+        "GROUP BY src_app, dst_app ORDER BY bytes DESC LIMIT 20"
+    ),
+    "top20_app_pairs_day_from_flows_1d": (
+        "SELECT src_app, dst_app, sum(bytes) AS bytes FROM flows_1d "
         "GROUP BY src_app, dst_app ORDER BY bytes DESC LIMIT 20"
     ),
     "region_series_1h": (

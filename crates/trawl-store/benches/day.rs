@@ -1,9 +1,11 @@
 //! End-to-end store bench: one simulated day of attributed flows (default
 //! 100 M, 1,000 apps; `TRAWL_DAY_FLOWS` to change) added in time order with
 //! the store sealing as the watermark passes each hour, then the two
-//! reference queries on `flows_1m` (top-20 app pairs for the day; a 1-hour
-//! time series by region), p50 over `TRAWL_DAY_RUNS` runs (default 11), and
-//! the same queries with DuckDB over the same Parquet segments when
+//! reference queries on `flows_1m` (top-20 app pairs for the day, which
+//! rollup routing answers from `flows_1d`, and also without routing; a
+//! 1-hour time series by region), p50 over `TRAWL_DAY_RUNS` runs (default
+//! 11), and the same queries with DuckDB over the same Parquet segments
+//! (`flows_1m`, and `flows_1d` for the rows routing reads) when
 //! `target/peer-venv` has it (`bench/duckdb_queries.py`).
 //!
 //! Run: `cargo bench -p trawl-store --bench day`.
@@ -88,27 +90,24 @@ fn main() {
         s.seal().expect("seal");
         sealing += t.elapsed();
         let stats = s.stats();
-        let rows: u64 = s
-            .manifest()
-            .segments
-            .iter()
-            .filter(|m| m.table == "flows_1m")
-            .map(|m| m.rows)
-            .sum();
-        let rows_1h: u64 = s
-            .manifest()
-            .segments
-            .iter()
-            .filter(|m| m.table == "flows_1h")
-            .map(|m| m.rows)
-            .sum();
+        let rows = |table: &str| -> u64 {
+            s.manifest()
+                .segments
+                .iter()
+                .filter(|m| m.table == table)
+                .map(|m| m.rows)
+                .sum()
+        };
         println!(
             "ingest: {flows} flows, add_batch {:.2} M flows/s ({:.1} s), seal+compact {:.1} s; \
-             flows_1m {rows} rows, flows_1h {rows_1h} rows, {} segments; open buckets peak {} MiB; \
-             peak RSS {} MiB; seals {}, compactions {}",
+             flows_1m {} rows, flows_1h {} rows, flows_1d {} rows, {} segments; \
+             open buckets peak {} MiB; peak RSS {} MiB; seals {}, compactions {}",
             flows as f64 / adding.as_secs_f64() / 1e6,
             adding.as_secs_f64(),
             sealing.as_secs_f64(),
+            rows("flows_1m"),
+            rows("flows_1h"),
+            rows("flows_1d"),
             s.manifest().segments.len(),
             open_bytes_max >> 20,
             peak_rss_mib(),
@@ -118,30 +117,58 @@ fn main() {
     }
 
     let engine = SqlEngine::new(store.clone(), None).expect("engine");
+    let unrouted = SqlEngine::new(store.clone(), None)
+        .expect("engine")
+        .without_rollup_routing();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let hour = DAY_START + 14 * 3600;
+    let top20 = "SELECT src_app, dst_app, sum(bytes) AS bytes FROM flows_1m \
+                 GROUP BY src_app, dst_app ORDER BY bytes DESC LIMIT 20"
+        .to_string();
+    let series = format!(
+        "SELECT time, src_region, sum(bytes) AS bytes FROM flows_1m \
+         WHERE time >= to_timestamp_seconds({hour}) AND time < to_timestamp_seconds({}) \
+         GROUP BY time, src_region ORDER BY time, src_region",
+        hour + 3600
+    );
+    // (name, engine, SQL, DuckDB's query of the same name to compare with)
     let queries = [
         (
             "top20_app_pairs_day",
-            "SELECT src_app, dst_app, sum(bytes) AS bytes FROM flows_1m \
-             GROUP BY src_app, dst_app ORDER BY bytes DESC LIMIT 20"
-                .to_string(),
+            &engine,
+            &top20,
+            "top20_app_pairs_day",
         ),
         (
-            "region_series_1h",
-            format!(
-                "SELECT time, src_region, sum(bytes) AS bytes FROM flows_1m \
-                 WHERE time >= to_timestamp_seconds({hour}) AND time < to_timestamp_seconds({}) \
-                 GROUP BY time, src_region ORDER BY time, src_region",
-                hour + 3600
-            ),
+            "top20_app_pairs_day",
+            &engine,
+            &top20,
+            "top20_app_pairs_day_from_flows_1d",
         ),
+        (
+            "top20_app_pairs_day_unrouted",
+            &unrouted,
+            &top20,
+            "top20_app_pairs_day",
+        ),
+        ("region_series_1h", &engine, &series, "region_series_1h"),
     ];
+    let answer = |engine: &SqlEngine, sql: &str| {
+        let result = runtime.block_on(engine.query(sql)).expect("query");
+        arrow::util::pretty::pretty_format_batches(&result.batches)
+            .expect("format")
+            .to_string()
+    };
+    assert_eq!(
+        answer(&engine, &top20),
+        answer(&unrouted, &top20),
+        "routing changed the answer"
+    );
     let mut trawl_p50 = Vec::new();
-    for (name, sql) in &queries {
+    for (name, engine, sql, _) in &queries {
         let rows = runtime
             .block_on(engine.query(sql))
             .expect("query")
@@ -179,11 +206,12 @@ fn main() {
             String::from_utf8_lossy(&output.stderr)
         )
     });
-    for ((name, _), trawl) in queries.iter().zip(&trawl_p50) {
-        let duck = answer[name]["p50_ms"].as_f64().unwrap_or(f64::NAN);
+    for ((name, _, _, duck_name), trawl) in queries.iter().zip(&trawl_p50) {
+        let duck = answer[duck_name]["p50_ms"].as_f64().unwrap_or(f64::NAN);
         println!(
-            "duckdb {name}: p50 {duck:.1} ms ({} rows); trawl/duckdb time ratio {:.2}",
-            answer[name]["rows"],
+            "trawl {name} vs duckdb {duck_name}: {trawl:.1} vs {duck:.1} ms ({} rows); \
+             trawl/duckdb time ratio {:.2}",
+            answer[duck_name]["rows"],
             trawl / duck
         );
     }

@@ -8,18 +8,20 @@
 //!                                   Parquet segments + MANIFEST (atomic, with source positions)
 //!                                              │  maintain: compaction, retention
 //!  SqlEngine (DataFusion) ◄── StoreTable: open buckets ∪ segments, pruned by time
+//!        (route: fine rollup → coarser one when equal)
 //!                        ◄── workloads, ip_history: the attribution index
 //! ```
 //!
 //! Tables (names are public interface): `flows` (one row per record, every
-//! field plus enrichment; hours), `flows_1m` and `flows_1h` (rollups over the
-//! dimensions of [`dims::Dim`], measures `bytes`, `packets`, `flows`; which
-//! dimensions each keeps is configurable), `workloads` and `ip_history`.
+//! field plus enrichment; hours), `flows_1m`, `flows_1h` and `flows_1d`
+//! (rollups over the dimensions of [`dims::Dim`], measures `bytes`,
+//! `packets`, `flows`; which dimensions each keeps is configurable; the
+//! coarser two are derived from `flows_1m`), `workloads` and `ip_history`.
 //!
 //! Modules: [`dims`] (dimensions, service-port rule), [`dict`] (string
 //! codes), [`rollup`] and [`detail`] (open buckets), [`schema`], [`segment`]
 //! (Parquet files), [`manifest`] (durable state), [`store`] (the data flow),
-//! [`sql`] (DataFusion).
+//! [`sql`] (DataFusion), [`route`] (answering from a coarser rollup).
 
 pub mod detail;
 pub mod dict;
@@ -27,6 +29,7 @@ pub mod dims;
 pub mod error;
 pub mod manifest;
 pub mod rollup;
+pub mod route;
 pub mod schema;
 pub mod segment;
 pub mod sql;

@@ -62,6 +62,11 @@ pub struct Manifest {
     pub segments: Vec<SegmentMeta>,
     /// Source positions covered by the live segments.
     pub positions: BTreeMap<String, String>,
+    /// Per table, the time below which it may lack flows (some were past
+    /// its retention when they arrived, or its segments there expired);
+    /// absent: the table has every flow ever added.
+    #[serde(default)]
+    pub dropped_below: BTreeMap<String, u32>,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -183,6 +188,7 @@ mod tests {
                 time_max: 3660,
             }],
             positions: [("file:a.log".to_string(), "1234".to_string())].into(),
+            dropped_below: [("flows_1m".to_string(), 1800)].into(),
         }
     }
 

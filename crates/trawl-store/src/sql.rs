@@ -9,6 +9,9 @@
 //! filter stays in the plan above the scan (pushdown is inexact), so answers
 //! never depend on the pruning.
 //!
+//! Aggregates over a fine rollup are answered from a coarser one when that
+//! cannot change the answer (`route.rs`).
+//!
 //! `workloads` and `ip_history` are [`IndexTable`]s: the attribution index
 //! rendered as one batch per scan.
 
@@ -33,6 +36,7 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use trawl_attrib::{AttributionIndex, NO_OWNER, Workload};
 
+use crate::route::{RULE_NAME, RollupRouting};
 use crate::schema::{TIME_COLUMN, time_type};
 use crate::store::Store;
 
@@ -114,13 +118,10 @@ impl SqlEngine {
                 .collect()
         };
         for (name, schema) in tables {
-            let table = StoreTable {
-                name: name.clone(),
-                schema,
-                store: store.clone(),
-            };
+            let table = StoreTable::new(&name, schema, store.clone());
             ctx.register_table(name.as_str(), Arc::new(table))?;
         }
+        ctx.add_optimizer_rule(Arc::new(RollupRouting::new(store.clone())));
         if let Some(index) = index {
             for kind in [IndexTableKind::Workloads, IndexTableKind::IpHistory] {
                 let table = IndexTable {
@@ -132,6 +133,13 @@ impl SqlEngine {
             }
         }
         Ok(SqlEngine { ctx })
+    }
+
+    /// The same engine without rollup routing (see `route.rs`): every
+    /// query reads the table it names. For comparisons and benches.
+    pub fn without_rollup_routing(self) -> Self {
+        self.ctx.remove_optimizer_rule(RULE_NAME);
+        self
     }
 
     /// Runs one SQL statement.
@@ -154,6 +162,17 @@ pub struct StoreTable {
     name: String,
     schema: SchemaRef,
     store: SharedStore,
+}
+
+impl StoreTable {
+    /// The provider of store table `name` with columns `schema`.
+    pub fn new(name: &str, schema: SchemaRef, store: SharedStore) -> Self {
+        StoreTable {
+            name: name.to_string(),
+            schema,
+            store,
+        }
+    }
 }
 
 #[async_trait]

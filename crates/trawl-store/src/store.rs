@@ -187,6 +187,17 @@ pub struct SealReport {
     pub rows: u64,
 }
 
+/// Records that `table` lacks a flow at `time` (see [`Manifest::dropped_below`]).
+fn note_dropped(dropped_below: &mut BTreeMap<String, u32>, table: &str, time: u32) {
+    let below = time.saturating_add(1);
+    match dropped_below.get_mut(table) {
+        Some(t) => *t = (*t).max(below),
+        None => {
+            dropped_below.insert(table.to_string(), below);
+        }
+    }
+}
+
 /// The open rows of a rollup table as queries and seals see them.
 enum OpenRollup<'a> {
     /// A base table's own buckets.
@@ -297,6 +308,8 @@ pub struct Store {
     detail: DetailTable,
     manifest: Manifest,
     pending_positions: BTreeMap<String, String>,
+    /// See [`Manifest::dropped_below`]; committed with the next manifest.
+    dropped_below: BTreeMap<String, u32>,
     max_event_time: Option<u32>,
     stats: StoreStats,
     doomed: Vec<(PathBuf, Instant)>,
@@ -349,6 +362,7 @@ impl Store {
             sides: Vec::new(),
             rollups,
             pending_positions: manifest.positions.clone(),
+            dropped_below: manifest.dropped_below.clone(),
             max_event_time: manifest.max_event_time,
             manifest,
             stats: StoreStats::default(),
@@ -406,6 +420,12 @@ impl Store {
     /// Source positions of the last commit: where sources resume after a restart.
     pub fn positions(&self) -> &BTreeMap<String, String> {
         &self.manifest.positions
+    }
+
+    /// The time below which `table` may lack flows (0: it has them all);
+    /// see [`Manifest::dropped_below`].
+    pub fn dropped_below(&self, table: &str) -> u32 {
+        self.dropped_below.get(table).copied().unwrap_or(0)
     }
 
     /// Newest event time minus the allowed lateness (0 before any record).
@@ -553,6 +573,7 @@ impl Store {
                 if past(spec.retention_secs) {
                     // Past retention: `expire` would delete it at the next seal.
                     expired = true;
+                    note_dropped(&mut self.dropped_below, &spec.name, start);
                     continue;
                 }
                 if table.source_retention_secs.is_some_and(|r| !past(r)) {
@@ -574,6 +595,7 @@ impl Store {
         if detail.spec.enabled {
             if start < watermark.saturating_sub(detail.spec.retention_secs) {
                 expired = true;
+                note_dropped(&mut self.dropped_below, DETAIL_TABLE, start);
             } else {
                 detail
                     .open
@@ -777,14 +799,20 @@ impl Store {
     fn expire(&mut self, next: &mut Manifest) -> usize {
         let before = next.segments.len();
         let mut doomed = Vec::new();
+        let mut dropped = Vec::new();
         next.segments.retain(|s| {
             let retention = self.table_limits(&s.table).map(|(_, r)| r);
             let keep = retention.is_none_or(|r| s.time_max >= self.retention_floor(r));
             if !keep {
                 doomed.push(Manifest::segment_path(&self.config.data_dir, s));
+                dropped.push((s.table.clone(), s.time_max));
             }
             keep
         });
+        for (table, time_max) in dropped {
+            note_dropped(&mut self.dropped_below, &table, time_max);
+        }
+        next.dropped_below = self.dropped_below.clone();
         let now = Instant::now();
         self.doomed.extend(doomed.into_iter().map(|p| (p, now)));
         before - next.segments.len()
