@@ -21,13 +21,13 @@
 use std::io::{BufRead, Read};
 use std::net::IpAddr;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::time::{Secs, deserialize_time, parse_time};
 use crate::workload::Workload;
 
 /// One metadata event.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum MetadataEvent {
     /// `ip` belongs to `workload` from `at` on (closing any earlier interval).
@@ -72,7 +72,7 @@ pub enum MetadataEvent {
 }
 
 /// One owner listed in a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotOwner {
     /// The address.
