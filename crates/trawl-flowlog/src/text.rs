@@ -241,6 +241,12 @@ impl TextDecoder {
         consumed
     }
 
+    /// Counts `lines` lines as read without decoding them (a source that
+    /// resumes past them), so that later errors name the right line.
+    pub fn skip_lines(&mut self, lines: u64) {
+        self.line += lines;
+    }
+
     /// Decodes one line (without its newline) into `record` and hands the
     /// outcome to `sink`.
     pub fn decode_line<'a>(

@@ -422,6 +422,12 @@ impl Store {
         &self.manifest.positions
     }
 
+    /// Source positions handed in so far, committed or not: where a source
+    /// running in this process goes on from.
+    pub fn pending_positions(&self) -> &BTreeMap<String, String> {
+        &self.pending_positions
+    }
+
     /// The time below which `table` may lack flows (0: it has them all);
     /// see [`Manifest::dropped_below`].
     pub fn dropped_below(&self, table: &str) -> u32 {

@@ -1,0 +1,51 @@
+//! Pipeline settings. Every field has a default and a line of docs; the
+//! binary reads them from the `[pipeline]` table of `trawl.toml`.
+
+use serde::Deserialize;
+
+/// How the pipeline runs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Decode and attribution workers (default: one per core).
+    pub workers: usize,
+    /// Records decoded, attributed and added to the store together.
+    pub batch_records: usize,
+    /// Decompressed text read from a file or stream per step (bytes).
+    pub chunk_bytes: usize,
+    /// Jobs (files, streams) queued for the workers before sources wait.
+    pub queued_jobs_max: usize,
+    /// Longest a flow whose address is unknown at its time, while metadata
+    /// lags, is held for metadata to catch up (seconds; 0 = never hold).
+    pub hold_secs: u64,
+    /// Most flows held at once; past it the oldest is attributed at once.
+    pub held_records_max: usize,
+    /// Seal open buckets at least this often (seconds), so a restart
+    /// replays at most this much input.
+    pub seal_interval_secs: u64,
+    /// Seal when open-bucket memory passes this share (percent) of the
+    /// store's cap, before the store would seal by itself.
+    pub seal_at_open_percent: u8,
+    /// How often the index and store are maintained (compaction,
+    /// retention, pruning) (seconds).
+    pub maintain_interval_secs: u64,
+    /// How often a followed directory is listed for new files (milliseconds).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            workers: std::thread::available_parallelism().map_or(2, usize::from),
+            batch_records: 1024,
+            chunk_bytes: 4 << 20,
+            queued_jobs_max: 16,
+            hold_secs: 120,
+            held_records_max: 1_000_000,
+            seal_interval_secs: 300,
+            seal_at_open_percent: 75,
+            maintain_interval_secs: 10,
+            poll_interval_ms: 1000,
+        }
+    }
+}

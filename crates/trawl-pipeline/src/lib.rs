@@ -1,0 +1,36 @@
+//! # trawl-pipeline
+//!
+//! The running system: sources feed decode-and-attribute workers, which
+//! add to the store; a ticker releases held flows, seals and maintains.
+//!
+//! ```text
+//!  files / dirs (followed) ─┐
+//!  stdin                    ├─► bounded job queue ─► workers (one per core):
+//!  HTTP push, Firehose ─────┘   (caller's thread)      decode (trawl-flowlog)
+//!                                                       learn + owner_at (trawl-attrib)
+//!  metadata events ─► index                             add_batch + position (trawl-store)
+//!                                                        └─► hold (unknown while metadata lags)
+//!  ticker: release held (settled / deadline) · seal (watermark, memory, interval) · maintain
+//! ```
+//!
+//! Modules: [`pipeline`] (threads and the public calls), [`worker`] (one
+//! chunk: decode → attribute → store), [`source`] (files, streams,
+//! payloads), [`hold`] (held flows), [`position`] (file positions in the
+//! manifest), [`stats`] (counters, Prometheus text), [`config`].
+//!
+//! The crate knows the decoder, the index and the store; it knows nothing
+//! of HTTP (trawl-server) or of the command line (the binary).
+
+pub mod config;
+pub mod hold;
+pub mod pipeline;
+pub mod position;
+pub mod source;
+pub mod stats;
+pub mod worker;
+
+pub use config::PipelineConfig;
+pub use pipeline::{Pipeline, PipelineError, now_secs};
+pub use position::FilePosition;
+pub use source::{PushReport, list_files};
+pub use stats::{PipelineStats, ReleaseReason};

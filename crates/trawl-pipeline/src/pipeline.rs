@@ -1,0 +1,460 @@
+//! The running pipeline: worker threads fed by a bounded job queue, a
+//! ticker that releases held flows, seals and maintains, and the calls
+//! sources and servers use.
+//!
+//! ```text
+//! watch_dir / add_files ─► jobs (bounded: sources wait) ─► workers × N ─► store
+//! read_stream (stdin)   ─┘                                   (decode, attribute)
+//! push_payload (HTTP)   ──────── in the caller's thread ─────────┘
+//! apply_metadata ─► index                  ticker: release held, seal, maintain
+//! ```
+//!
+//! Backpressure: the queue holds `queued_jobs_max` jobs; a worker holds one
+//! chunk; the store lock serialises adds, so a slow store slows every
+//! source instead of growing memory.
+//!
+//! Exactly-once from files: each batch's position goes into the store with
+//! the batch; a seal commits the positions with the data (after emptying
+//! the hold). On start, files resume from the manifest's positions; a file
+//! whose recorded size equals its size is skipped.
+
+use std::collections::HashSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{Receiver, Sender};
+use trawl_attrib::{AttributionIndex, EventError, MetadataEvent, read_json_lines};
+use trawl_flowlog::DecodeOptions;
+use trawl_store::{SealReport, SharedIndex, SharedStore, Store, StoreError};
+
+use crate::config::PipelineConfig;
+use crate::hold::HoldBuffer;
+use crate::position::FilePosition;
+use crate::source::{PushReport, list_files, push_payload, read_file, read_stream};
+use crate::stats::{PipelineStats, render_metrics};
+use crate::worker::{Context, release_all, release_ready};
+
+/// Why the pipeline failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A file or directory could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A worker thread could not be started.
+    #[error("starting a thread: {0}")]
+    Thread(std::io::Error),
+}
+
+enum Job {
+    File {
+        path: PathBuf,
+        key: String,
+        resume: FilePosition,
+    },
+    Stream {
+        name: String,
+        reader: Box<dyn Read + Send>,
+    },
+}
+
+/// Jobs queued or running, and the files among them.
+#[derive(Default)]
+struct InFlight {
+    state: Mutex<(usize, HashSet<String>)>,
+    idle: Condvar,
+}
+
+impl InFlight {
+    fn start(&self, key: Option<&str>) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(key) = key
+            && !state.1.insert(key.to_string())
+        {
+            return false;
+        }
+        state.0 += 1;
+        true
+    }
+
+    fn finish(&self, key: Option<&str>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.0 -= 1;
+        if let Some(key) = key {
+            state.1.remove(key);
+        }
+        if state.0 == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    fn wait_idle(&self) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while state.0 > 0 {
+            state = self
+                .idle
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Queues jobs: what the pipeline and its follow threads share.
+#[derive(Clone)]
+struct Feeder {
+    cx: Arc<Context>,
+    jobs: Sender<Job>,
+    in_flight: Arc<InFlight>,
+}
+
+impl Feeder {
+    fn add_files(&self, files: &[PathBuf]) -> Result<usize, PipelineError> {
+        let mut queued = 0;
+        for path in files {
+            let io_error = |source| PipelineError::Io {
+                path: path.clone(),
+                source,
+            };
+            let size = std::fs::metadata(path).map_err(io_error)?.len();
+            let absolute = std::fs::canonicalize(path).map_err(io_error)?;
+            let key = FilePosition::key(&absolute.to_string_lossy());
+            let resume = self
+                .cx
+                .store_read()
+                .pending_positions()
+                .get(&key)
+                .and_then(|v| FilePosition::decode(v))
+                .unwrap_or_default();
+            if resume.is_complete(size) || !self.in_flight.start(Some(&key)) {
+                continue;
+            }
+            self.send(Job::File {
+                path: absolute,
+                key,
+                resume,
+            })?;
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
+    fn add_dir(&self, dir: &Path) -> Result<usize, PipelineError> {
+        let files = list_files(dir).map_err(|source| PipelineError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        self.add_files(&files)
+    }
+
+    fn send(&self, job: Job) -> Result<(), PipelineError> {
+        self.jobs
+            .send(job)
+            .map_err(|_| PipelineError::Thread(std::io::Error::other("the pipeline has stopped")))
+    }
+}
+
+/// A running pipeline. See the module header.
+pub struct Pipeline {
+    cx: Arc<Context>,
+    feeder: Feeder,
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<()>>,
+    background: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline").finish_non_exhaustive()
+    }
+}
+
+fn spawn(
+    name: &str,
+    work: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>, PipelineError> {
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(work)
+        .map_err(PipelineError::Thread)
+}
+
+/// Seconds since the epoch, now.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl Pipeline {
+    /// Starts workers and the ticker over `store` and `index`.
+    pub fn start(
+        config: PipelineConfig,
+        store: Store,
+        index: AttributionIndex,
+    ) -> Result<Pipeline, PipelineError> {
+        let cx = Arc::new(Context {
+            hold: Mutex::new(HoldBuffer::new(config.held_records_max)),
+            store: Arc::new(RwLock::new(store)),
+            index: Arc::new(RwLock::new(index)),
+            stats: PipelineStats::default(),
+            decode_options: DecodeOptions::default(),
+            config,
+        });
+        let (sender, receiver) = crossbeam_channel::bounded(cx.config.queued_jobs_max.max(1));
+        let in_flight = Arc::new(InFlight::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut workers = Vec::new();
+        for i in 0..cx.config.workers.max(1) {
+            let (cx, receiver, in_flight) = (cx.clone(), receiver.clone(), in_flight.clone());
+            workers.push(spawn(&format!("trawl-worker-{i}"), move || {
+                work(&cx, &receiver, &in_flight)
+            })?);
+        }
+        let ticker = {
+            let (cx, stop) = (cx.clone(), stop.clone());
+            spawn("trawl-ticker", move || tick_until(&cx, &stop))?
+        };
+        Ok(Pipeline {
+            feeder: Feeder {
+                cx: cx.clone(),
+                jobs: sender,
+                in_flight,
+            },
+            cx,
+            stop,
+            workers,
+            background: vec![ticker],
+        })
+    }
+
+    /// The store (for queries).
+    pub fn store(&self) -> SharedStore {
+        self.cx.store.clone()
+    }
+
+    /// The attribution index (for queries).
+    pub fn index(&self) -> SharedIndex {
+        self.cx.index.clone()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &PipelineStats {
+        &self.cx.stats
+    }
+
+    /// Queues `files` that have anything left to read (by the positions
+    /// handed to the store so far); returns how many. Waits while the
+    /// queue is full.
+    pub fn add_files(&self, files: &[PathBuf]) -> Result<usize, PipelineError> {
+        self.feeder.add_files(files)
+    }
+
+    /// Queues every flow-log file under `dir` with anything left to read.
+    pub fn add_dir(&self, dir: &Path) -> Result<usize, PipelineError> {
+        self.feeder.add_dir(dir)
+    }
+
+    /// Follows `dir` in the background: lists it every `poll_interval_ms`
+    /// and queues new and grown files.
+    pub fn follow_dir(&mut self, dir: PathBuf) -> Result<(), PipelineError> {
+        let (feeder, stop) = (self.feeder.clone(), self.stop.clone());
+        let handle = spawn("trawl-follow", move || {
+            let interval = Duration::from_millis(feeder.cx.config.poll_interval_ms.max(10));
+            let mut reported = false;
+            while !stop.load(Ordering::Relaxed) {
+                match feeder.add_dir(&dir) {
+                    Ok(_) => reported = false,
+                    Err(error) if !reported => {
+                        eprintln!("trawl: following {}: {error}", dir.display());
+                        reported = true;
+                    }
+                    Err(_) => {}
+                }
+                std::thread::sleep(interval);
+            }
+        })?;
+        self.background.push(handle);
+        Ok(())
+    }
+
+    /// Queues a byte stream (stdin), read to its end by one worker.
+    pub fn add_stream(
+        &self,
+        name: &str,
+        reader: Box<dyn Read + Send>,
+    ) -> Result<(), PipelineError> {
+        self.feeder.in_flight.start(None);
+        self.feeder.send(Job::Stream {
+            name: name.to_string(),
+            reader,
+        })
+    }
+
+    /// Decodes and processes a pushed payload in the calling thread.
+    pub fn push(&self, source: &str, payload: &[u8]) -> PushReport {
+        push_payload(&self.cx, source, payload)
+    }
+
+    /// Applies metadata events; with `complete_to`, vouches that metadata
+    /// is complete up to that time (a source read to its end).
+    pub fn apply_events(&self, events: &[MetadataEvent], complete_to: Option<i64>) -> usize {
+        let mut index = self.cx.index_write();
+        let mut applied = 0;
+        for event in events {
+            match index.apply(event) {
+                Ok(()) => applied += 1,
+                Err(error) => {
+                    self.cx
+                        .stats
+                        .metadata_errors
+                        .fetch_add(1, Ordering::Relaxed);
+                    eprintln!("trawl: metadata event at {}: {error}", event.at());
+                }
+            }
+        }
+        if let Some(t) = complete_to {
+            index.advance_horizon(t);
+        }
+        self.cx
+            .stats
+            .metadata_events
+            .fetch_add(applied as u64, Ordering::Relaxed);
+        applied
+    }
+
+    /// Reads JSON-lines metadata events from `reader` and applies them;
+    /// returns the events applied and the errors (each names its line).
+    /// With `complete`, the source is taken as complete up to its newest event.
+    pub fn apply_metadata(
+        &self,
+        reader: impl std::io::BufRead,
+        source_name: &str,
+        complete: bool,
+    ) -> (usize, Vec<EventError>) {
+        let mut events = Vec::new();
+        let mut errors = Vec::new();
+        read_json_lines(reader, source_name, |e| events.push(e), |e| errors.push(e));
+        self.cx
+            .stats
+            .metadata_errors
+            .fetch_add(errors.len() as u64, Ordering::Relaxed);
+        let newest = events.iter().map(MetadataEvent::at).max();
+        let applied = self.apply_events(&events, newest.filter(|_| complete));
+        (applied, errors)
+    }
+
+    /// Blocks until every queued job is done.
+    pub fn wait_idle(&self) {
+        self.feeder.in_flight.wait_idle();
+    }
+
+    /// Releases held flows and seals now.
+    pub fn seal(&self) -> Result<SealReport, PipelineError> {
+        seal(&self.cx).map_err(PipelineError::from)
+    }
+
+    /// Prometheus text of the pipeline, store and index counters.
+    pub fn metrics_text(&self) -> String {
+        let index = self.cx.index_read();
+        let store = self.cx.store_read();
+        render_metrics(&self.cx.stats, &store, &index, now_secs())
+    }
+
+    /// Stops sources, finishes queued jobs, releases held flows and seals.
+    pub fn shutdown(self) -> Result<SealReport, PipelineError> {
+        let Pipeline {
+            cx,
+            feeder,
+            stop,
+            workers,
+            background,
+        } = self;
+        stop.store(true, Ordering::Relaxed);
+        for handle in background {
+            let _ = handle.join();
+        }
+        drop(feeder);
+        for handle in workers {
+            let _ = handle.join();
+        }
+        seal(&cx).map_err(PipelineError::from)
+    }
+}
+
+fn work(cx: &Context, jobs: &Receiver<Job>, in_flight: &InFlight) {
+    while let Ok(job) = jobs.recv() {
+        match job {
+            Job::File { path, key, resume } => {
+                if let Err(error) = read_file(cx, &path, &key, resume) {
+                    cx.stats.file_errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("trawl: {}: {error}", path.display());
+                }
+                in_flight.finish(Some(&key));
+            }
+            Job::Stream { name, reader } => {
+                if let Err(error) = read_stream(cx, &name, reader) {
+                    cx.stats.file_errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("trawl: {name}: {error}");
+                }
+                in_flight.finish(None);
+            }
+        }
+    }
+}
+
+fn seal(cx: &Context) -> Result<SealReport, StoreError> {
+    let index = cx.index_read();
+    let mut store = cx.store_write();
+    release_all(cx, &index, &mut store);
+    let report = store.seal()?;
+    cx.stats.seals.fetch_add(1, Ordering::Relaxed);
+    Ok(report)
+}
+
+fn seal_wanted(cx: &Context, since_seal: Duration) -> bool {
+    let store = cx.store_read();
+    let cap = store.config().open_bytes_max as u128;
+    let percent = u128::from(cx.config.seal_at_open_percent.min(100));
+    store.seal_due()
+        || store.open_bytes() as u128 * 100 >= cap * percent
+        || (since_seal.as_secs() >= cx.config.seal_interval_secs && store.open_rows() > 0)
+}
+
+fn tick_until(cx: &Context, stop: &AtomicBool) {
+    let mut last_seal = Instant::now();
+    let mut last_maintain = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(200));
+        release_ready(cx);
+        if seal_wanted(cx, last_seal.elapsed()) {
+            match seal(cx) {
+                Ok(_) => last_seal = Instant::now(),
+                Err(error) => {
+                    cx.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("trawl: seal failed (retrying): {error}");
+                }
+            }
+        }
+        if last_maintain.elapsed().as_secs() >= cx.config.maintain_interval_secs {
+            last_maintain = Instant::now();
+            cx.index_write().maintain();
+            let mut store = cx.store_write();
+            if let Err(error) = store.maintain() {
+                cx.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                eprintln!("trawl: store maintenance failed: {error}");
+            }
+            store.delete_doomed(false);
+        }
+    }
+}

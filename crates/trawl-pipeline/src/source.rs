@@ -1,0 +1,276 @@
+//! Sources: flow-log files (plain or gzip, resumed from their manifest
+//! position), directories of them (flat or in S3 delivery layout, listed
+//! again to pick up new files), byte streams (stdin) and pushed payloads
+//! (HTTP bodies, Firehose requests, CloudWatch envelopes).
+//!
+//! A file is read in chunks of whole lines (`chunk_bytes` of decompressed
+//! text); each chunk goes through [`process_text`]. Resuming at a
+//! decompressed offset reads the file's first line again (its header names
+//! the format), then skips to the offset, counting the skipped lines so
+//! that errors still name the right line.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use flate2::read::MultiGzDecoder;
+use trawl_flowlog::{
+    DecodeError, FlowRecord, LogFormat, PayloadSummary, RecordSink, TextDecoder, decode_payload,
+    write_line,
+};
+
+use crate::position::FilePosition;
+use crate::worker::{ChunkPosition, Context, process_text, report_decode_error};
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Counts bytes as they are read (compressed bytes, for progress).
+struct Counting<'c, R> {
+    inner: R,
+    cx: &'c Context,
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.cx
+            .stats
+            .input_bytes
+            .fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Plain or gzip text of `reader`, told apart by the gzip magic bytes.
+fn text_reader<'r>(reader: impl Read + 'r) -> io::Result<Box<dyn Read + 'r>> {
+    let mut buffered = BufReader::with_capacity(1 << 16, reader);
+    let gzip = buffered.fill_buf()?.starts_with(&GZIP_MAGIC);
+    Ok(if gzip {
+        Box::new(MultiGzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    })
+}
+
+/// Reads `path` from `resume` to its end; the last batch records the
+/// file's size, marking it complete.
+pub fn read_file(cx: &Context, path: &Path, key: &str, resume: FilePosition) -> io::Result<()> {
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut decoder = TextDecoder::new(path.display().to_string(), &cx.decode_options);
+    let reader = text_reader(Counting { inner: file, cx })?;
+    let offset = read_chunks(cx, reader, &mut decoder, Some(key), resume.offset)?;
+    let done = FilePosition {
+        offset,
+        size: Some(size),
+    }
+    .encode();
+    let index = cx.index_read();
+    let mut store = cx.store_write();
+    if let Err(error) = store.add_batch(&[], index.workloads(), &[(key, &done)]) {
+        cx.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+        eprintln!("trawl: {}: recording the end: {error}", path.display());
+    }
+    cx.stats.files_done.fetch_add(1, Ordering::Relaxed);
+    Ok(())
+}
+
+/// Reads a stream (stdin) to its end, without positions.
+pub fn read_stream(cx: &Context, name: &str, reader: impl Read) -> io::Result<()> {
+    let mut decoder = TextDecoder::new(name.to_string(), &cx.decode_options);
+    let reader = text_reader(Counting { inner: reader, cx })?;
+    read_chunks(cx, reader, &mut decoder, None, 0)?;
+    Ok(())
+}
+
+/// Reads whole-line chunks and processes them; returns the decompressed
+/// offset reached. Bytes before `skip_to` are not processed, except the
+/// first line when it is a header.
+fn read_chunks(
+    cx: &Context,
+    mut reader: impl Read,
+    decoder: &mut TextDecoder,
+    key: Option<&str>,
+    skip_to: u64,
+) -> io::Result<u64> {
+    let chunk = cx.config.chunk_bytes.max(1 << 12);
+    let line_max = cx.decode_options.line_bytes_max;
+    let mut buffer: Vec<u8> = Vec::with_capacity(chunk + (1 << 16));
+    let mut offset = 0u64;
+    let mut at_start = true;
+    loop {
+        let eof = fill(&mut reader, &mut buffer, chunk)?;
+        if eof && !buffer.is_empty() && buffer.last() != Some(&b'\n') {
+            buffer.push(b'\n');
+        }
+        let mut end = memchr::memrchr(b'\n', &buffer).map_or(0, |i| i + 1);
+        if end == 0 && buffer.len() > line_max + chunk {
+            // One line longer than the limit: the decoder reports and skips it.
+            buffer.push(b'\n');
+            end = buffer.len();
+        }
+        let mut begin = 0;
+        if at_start && skip_to > 0 && end > 0 {
+            begin = skip_header(cx, decoder, &buffer[..end]);
+        }
+        at_start = at_start && end == 0;
+        if offset + (begin as u64) < skip_to {
+            let skip_end = usize::try_from(skip_to - offset).map_or(end, |s| s.min(end));
+            let skipped = memchr::memchr_iter(b'\n', &buffer[begin..skip_end]).count();
+            decoder.skip_lines(skipped as u64);
+            begin = skip_end.max(begin);
+        }
+        if begin < end {
+            let at = key.map(|key| ChunkPosition {
+                key,
+                offset: offset + begin as u64,
+            });
+            process_text(cx, decoder, &buffer[begin..end], at);
+        }
+        offset += end as u64;
+        buffer.drain(..end);
+        if eof {
+            return Ok(offset);
+        }
+    }
+}
+
+/// Decodes the first line of a resumed file when it is a header; returns
+/// the bytes it took.
+fn skip_header(cx: &Context, decoder: &mut TextDecoder, text: &[u8]) -> usize {
+    let first = memchr::memchr(b'\n', text).map_or(text.len(), |i| i + 1);
+    if LogFormat::from_header_line(&text[..first - 1]).is_some() {
+        let mut record = FlowRecord::new();
+        let mut sink = ErrorsOnly(cx);
+        decoder.decode_line(&text[..first - 1], &mut record, &mut sink);
+        first
+    } else {
+        0
+    }
+}
+
+struct ErrorsOnly<'c>(&'c Context);
+
+impl RecordSink for ErrorsOnly<'_> {
+    fn record(&mut self, _: &FlowRecord<'_>, _: &LogFormat) {}
+
+    fn error(&mut self, error: DecodeError) {
+        report_decode_error(&self.0.stats, &error);
+    }
+}
+
+/// Reads until `buffer` holds `chunk` bytes or the input ends (`true`).
+fn fill(reader: &mut impl Read, buffer: &mut Vec<u8>, chunk: usize) -> io::Result<bool> {
+    while buffer.len() < chunk {
+        let start = buffer.len();
+        buffer.resize(chunk.max(start + (1 << 16)), 0);
+        let n = loop {
+            match reader.read(&mut buffer[start..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                buffer.truncate(start);
+                return Err(e);
+            }
+        };
+        buffer.truncate(start + n);
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// What a pushed payload held.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushReport {
+    /// Records decoded (and added, or held).
+    pub records: u64,
+    /// Decode errors.
+    pub errors: u64,
+    /// The container's own facts (Firehose request id, …).
+    pub summary: PayloadSummary,
+}
+
+/// Turns a payload's records back into lines (with a header per format),
+/// so that pushed and read data take one path.
+struct Lines<'c> {
+    cx: &'c Context,
+    text: Vec<u8>,
+    format: Option<LogFormat>,
+    records: u64,
+    errors: u64,
+}
+
+impl RecordSink for Lines<'_> {
+    fn record(&mut self, record: &FlowRecord<'_>, format: &LogFormat) {
+        if self.format.as_ref() != Some(format) {
+            self.text.extend_from_slice(format.header_line().as_bytes());
+            self.text.push(b'\n');
+            self.format = Some(format.clone());
+        }
+        write_line(format, record, &mut self.text);
+        self.text.push(b'\n');
+        self.records += 1;
+    }
+
+    fn error(&mut self, error: DecodeError) {
+        self.errors += 1;
+        report_decode_error(&self.cx.stats, &error);
+    }
+}
+
+/// Decodes a pushed payload (record lines, gzip, CloudWatch Logs or
+/// Firehose envelopes) and processes its records.
+pub fn push_payload(cx: &Context, source: &str, payload: &[u8]) -> PushReport {
+    let mut decoder = TextDecoder::new(source.to_string(), &cx.decode_options);
+    let mut lines = Lines {
+        cx,
+        text: Vec::with_capacity(payload.len()),
+        format: None,
+        records: 0,
+        errors: 0,
+    };
+    let summary = decode_payload(payload, &mut decoder, &mut lines);
+    cx.stats
+        .input_bytes
+        .fetch_add(payload.len() as u64, Ordering::Relaxed);
+    cx.stats.payloads.fetch_add(1, Ordering::Relaxed);
+    let mut again = TextDecoder::new(source.to_string(), &cx.decode_options);
+    process_text(cx, &mut again, &lines.text, None);
+    PushReport {
+        records: lines.records,
+        errors: lines.errors,
+        summary,
+    }
+}
+
+/// Flow-log files under `dir` (any depth), sorted: names ending in `.log`,
+/// `.log.gz`, `.gz` or `.txt`, not hidden, not `.tmp`.
+pub fn list_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') {
+                continue;
+            }
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if [".log", ".gz", ".txt"].iter().any(|s| name.ends_with(s)) {
+                files.push(entry.path());
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,325 @@
+//! Pipeline counters and their Prometheus text form.
+//!
+//! Counters are plain atomics owned by one pipeline (no global registry, so
+//! several pipelines — tests — never mix). [`render_metrics`] adds the
+//! store's and the index's own counters at the moment of the scrape.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use trawl_attrib::AttributionIndex;
+use trawl_flowlog::ErrorKind;
+use trawl_store::Store;
+
+/// Why a held flow left the hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReleaseReason {
+    /// Metadata caught up (the flow's time is behind the horizon).
+    Settled,
+    /// The hold delay passed.
+    Deadline,
+    /// A seal was due (held flows are added before every seal).
+    Seal,
+    /// The hold was full.
+    Full,
+}
+
+impl ReleaseReason {
+    const ALL: [ReleaseReason; 4] = [Self::Settled, Self::Deadline, Self::Seal, Self::Full];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Settled => "settled",
+            Self::Deadline => "deadline",
+            Self::Seal => "seal",
+            Self::Full => "full",
+        }
+    }
+}
+
+/// Counters of a running pipeline.
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    /// Flow records decoded.
+    pub records: AtomicU64,
+    /// Input bytes read (as stored: compressed for gzip files).
+    pub input_bytes: AtomicU64,
+    /// Files read to their end.
+    pub files_done: AtomicU64,
+    /// Files that could not be opened or read.
+    pub file_errors: AtomicU64,
+    /// Payloads pushed (HTTP, Firehose, demo).
+    pub payloads: AtomicU64,
+    /// Metadata events applied.
+    pub metadata_events: AtomicU64,
+    /// Metadata lines refused.
+    pub metadata_errors: AtomicU64,
+    /// Flows held now.
+    pub held: AtomicU64,
+    /// Flows ever held.
+    pub held_total: AtomicU64,
+    released: [AtomicU64; 4],
+    decode_errors: [AtomicU64; ErrorKind::ALL.len()],
+    /// Newest record `start` seen (epoch seconds).
+    pub newest_event_secs: AtomicU64,
+    /// Seals the pipeline asked for.
+    pub seals: AtomicU64,
+    /// Store errors (seal or maintenance failures), each also printed.
+    pub store_errors: AtomicU64,
+}
+
+impl PipelineStats {
+    /// Counts a decode error of `kind`.
+    pub fn decode_error(&self, kind: ErrorKind) {
+        if let Some(i) = ErrorKind::ALL.iter().position(|k| *k == kind) {
+            self.decode_errors[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Decode errors so far, all kinds.
+    pub fn decode_errors_total(&self) -> u64 {
+        self.decode_errors
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Counts `n` flows released from the hold for `reason`.
+    pub fn released(&self, reason: ReleaseReason, n: u64) {
+        let i = ReleaseReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.released[i].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Flows released for `reason` so far.
+    pub fn released_for(&self, reason: ReleaseReason) -> u64 {
+        let i = ReleaseReason::ALL
+            .iter()
+            .position(|r| *r == reason)
+            .unwrap_or(0);
+        self.released[i].load(Ordering::Relaxed)
+    }
+}
+
+fn get(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::Relaxed)
+}
+
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(&str, u64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (labels, value) in samples {
+        let _ = writeln!(out, "{name}{labels} {value}");
+    }
+}
+
+/// The Prometheus text exposition of the pipeline, store and index.
+pub fn render_metrics(
+    stats: &PipelineStats,
+    store: &Store,
+    index: &AttributionIndex,
+    now_secs: u64,
+) -> String {
+    let mut out = String::with_capacity(4096);
+    let m = &mut out;
+    metric(
+        m,
+        "trawl_records_in_total",
+        "counter",
+        "Flow records decoded.",
+        &[("", get(&stats.records))],
+    );
+    metric(
+        m,
+        "trawl_input_bytes_total",
+        "counter",
+        "Input bytes read.",
+        &[("", get(&stats.input_bytes))],
+    );
+    let errors: Vec<(String, u64)> = ErrorKind::ALL
+        .iter()
+        .zip(&stats.decode_errors)
+        .map(|(kind, c)| (format!("{{kind=\"{}\"}}", kind.name()), get(c)))
+        .collect();
+    let errors: Vec<(&str, u64)> = errors.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    metric(
+        m,
+        "trawl_decode_errors_total",
+        "counter",
+        "Lines or payloads that failed to decode, by kind.",
+        &errors,
+    );
+    metric(
+        m,
+        "trawl_files_done_total",
+        "counter",
+        "Files read to their end.",
+        &[("", get(&stats.files_done))],
+    );
+    metric(
+        m,
+        "trawl_file_errors_total",
+        "counter",
+        "Files that could not be read.",
+        &[("", get(&stats.file_errors))],
+    );
+    metric(
+        m,
+        "trawl_payloads_total",
+        "counter",
+        "Payloads pushed.",
+        &[("", get(&stats.payloads))],
+    );
+    metric(
+        m,
+        "trawl_metadata_events_total",
+        "counter",
+        "Metadata events applied.",
+        &[("", get(&stats.metadata_events))],
+    );
+    metric(
+        m,
+        "trawl_metadata_errors_total",
+        "counter",
+        "Metadata lines refused.",
+        &[("", get(&stats.metadata_errors))],
+    );
+    metric(
+        m,
+        "trawl_held_records",
+        "gauge",
+        "Flows held for metadata to catch up.",
+        &[("", get(&stats.held))],
+    );
+    let released: Vec<(String, u64)> = ReleaseReason::ALL
+        .iter()
+        .map(|r| {
+            (
+                format!("{{reason=\"{}\"}}", r.name()),
+                stats.released_for(*r),
+            )
+        })
+        .collect();
+    let released: Vec<(&str, u64)> = released.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    metric(
+        m,
+        "trawl_held_released_total",
+        "counter",
+        "Held flows released, by reason.",
+        &released,
+    );
+    let newest = get(&stats.newest_event_secs);
+    metric(
+        m,
+        "trawl_event_time_newest_seconds",
+        "gauge",
+        "Newest flow start seen.",
+        &[("", newest)],
+    );
+    let lag = if newest == 0 {
+        0
+    } else {
+        now_secs.saturating_sub(newest)
+    };
+    metric(
+        m,
+        "trawl_lag_seconds",
+        "gauge",
+        "Wall clock minus the newest flow start.",
+        &[("", lag)],
+    );
+    let s = store.stats();
+    metric(
+        m,
+        "trawl_late_records_total",
+        "counter",
+        "Records older than the watermark on arrival (kept).",
+        &[("", s.late_records)],
+    );
+    metric(
+        m,
+        "trawl_store_records_total",
+        "counter",
+        "Records added to the store.",
+        &[("", s.records)],
+    );
+    metric(
+        m,
+        "trawl_store_seals_total",
+        "counter",
+        "Seals committed.",
+        &[("", s.seals)],
+    );
+    metric(
+        m,
+        "trawl_store_segments_sealed_total",
+        "counter",
+        "Segments written by seals.",
+        &[("", s.segments_sealed)],
+    );
+    metric(
+        m,
+        "trawl_store_compactions_total",
+        "counter",
+        "Chunks compacted.",
+        &[("", s.compactions)],
+    );
+    metric(
+        m,
+        "trawl_store_segments",
+        "gauge",
+        "Live segments.",
+        &[("", store.manifest().segments.len() as u64)],
+    );
+    metric(
+        m,
+        "trawl_store_open_bytes",
+        "gauge",
+        "Open-bucket memory.",
+        &[("", store.open_bytes() as u64)],
+    );
+    metric(
+        m,
+        "trawl_store_open_rows",
+        "gauge",
+        "Open-bucket rows.",
+        &[("", store.open_rows() as u64)],
+    );
+    metric(
+        m,
+        "trawl_store_errors_total",
+        "counter",
+        "Seal or maintenance failures.",
+        &[("", get(&stats.store_errors))],
+    );
+    metric(
+        m,
+        "trawl_index_ips",
+        "gauge",
+        "IPs with ownership history.",
+        &[("", index.ip_count() as u64)],
+    );
+    metric(
+        m,
+        "trawl_index_memory_bytes",
+        "gauge",
+        "Attribution index memory.",
+        &[("", index.memory_bytes() as u64)],
+    );
+    metric(
+        m,
+        "trawl_index_events_total",
+        "counter",
+        "Metadata events applied to the index.",
+        &[("", index.stats().events)],
+    );
+    metric(
+        m,
+        "trawl_index_heartbeats_total",
+        "counter",
+        "Ownership confirmations learned from flows.",
+        &[("", index.stats().heartbeats)],
+    );
+    out
+}

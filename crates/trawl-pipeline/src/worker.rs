@@ -1,0 +1,363 @@
+//! The work on one chunk of text: decode its lines, attribute both sides
+//! of every record at the record's time, and add the batch to the store
+//! together with the source position just past its last line.
+//!
+//! ```text
+//! text chunk ─► TextDecoder (lines → FlowRecords, errors counted)
+//!            ─► index (write): learn from every record, owner_at(src|dst, start)
+//!            ─► index (read) + store (write): add_batch(flows, position); push held flows
+//! ```
+//!
+//! Lock order everywhere: index, then store, then hold. Held flows enter
+//! the hold under the store lock, in the same step that records the
+//! position covering them, so a seal (which empties the hold first) sees
+//! either the batch, its held flows and its position, or none of them.
+
+use std::net::IpAddr;
+use std::ops::Range;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use trawl_attrib::{AttributionIndex, NO_OWNER, Secs, WorkloadId, is_private};
+use trawl_flowlog::{
+    DecodeError, DecodeOptions, FlowRecord, LineDecoder, LogFormat, RecordSink, TextDecoder,
+};
+use trawl_store::{EnrichedFlow, SharedIndex, SharedStore, Store};
+
+use crate::config::PipelineConfig;
+use crate::hold::{HeldFlow, HoldBuffer};
+use crate::position::FilePosition;
+use crate::stats::{PipelineStats, ReleaseReason};
+
+/// Everything the stages share.
+#[derive(Debug)]
+pub struct Context {
+    /// Settings.
+    pub config: PipelineConfig,
+    /// The store.
+    pub store: SharedStore,
+    /// The attribution index.
+    pub index: SharedIndex,
+    /// Counters.
+    pub stats: PipelineStats,
+    /// Held flows.
+    pub hold: Mutex<HoldBuffer>,
+    /// Decoder limits.
+    pub decode_options: DecodeOptions,
+}
+
+impl Context {
+    /// The index for reading (a poisoned lock still holds consistent data:
+    /// every writer leaves it whole between calls).
+    pub fn index_read(&self) -> RwLockReadGuard<'_, AttributionIndex> {
+        self.index.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The index for writing.
+    pub fn index_write(&self) -> RwLockWriteGuard<'_, AttributionIndex> {
+        self.index.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The store for writing.
+    pub fn store_write(&self) -> RwLockWriteGuard<'_, Store> {
+        self.store.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The store for reading.
+    pub fn store_read(&self) -> RwLockReadGuard<'_, Store> {
+        self.store.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn hold_lock(&self) -> std::sync::MutexGuard<'_, HoldBuffer> {
+        self.hold.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Where a chunk starts in a file: its position key and decompressed offset.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkPosition<'k> {
+    /// The manifest key of the file.
+    pub key: &'k str,
+    /// Decompressed offset of the chunk's first byte.
+    pub offset: u64,
+}
+
+/// Counts decode errors and prints the first ones (then one in 10,000).
+struct Outcome<'s> {
+    decoded: bool,
+    stats: &'s PipelineStats,
+}
+
+impl RecordSink for Outcome<'_> {
+    fn record(&mut self, _: &FlowRecord<'_>, _: &LogFormat) {
+        self.decoded = true;
+    }
+
+    fn error(&mut self, error: DecodeError) {
+        report_decode_error(self.stats, &error);
+    }
+}
+
+/// Counts and (for the first 20, then every 10,000th) prints a decode error.
+pub fn report_decode_error(stats: &PipelineStats, error: &DecodeError) {
+    stats.decode_error(error.kind());
+    let n = stats.decode_errors_total();
+    if n <= 20 || n.is_multiple_of(10_000) {
+        eprintln!("trawl: decode error #{n}: {error}");
+    }
+}
+
+/// The format of the records being decoded, shared with held flows.
+struct FormatCache(Option<Arc<LogFormat>>);
+
+impl FormatCache {
+    fn get(&mut self, decoder: &TextDecoder) -> Arc<LogFormat> {
+        self.0
+            .get_or_insert_with(|| Arc::new(decoder.format().clone()))
+            .clone()
+    }
+}
+
+/// Decodes, attributes and stores every line of `text` (which must end
+/// with a newline; a final line without one is left out). With `at`, each
+/// batch records the position just past its last line.
+pub fn process_text(
+    cx: &Context,
+    decoder: &mut TextDecoder,
+    text: &[u8],
+    at: Option<ChunkPosition<'_>>,
+) {
+    let valid = std::str::from_utf8(text).ok();
+    let batch = cx.config.batch_records.max(1);
+    let mut records = vec![FlowRecord::new(); batch];
+    let mut lines: Vec<Range<usize>> = Vec::with_capacity(batch);
+    let mut format = FormatCache(None);
+    let mut outcome = Outcome {
+        decoded: false,
+        stats: &cx.stats,
+    };
+    let mut start = 0;
+    for newline in memchr::memchr_iter(b'\n', text) {
+        let range = start..newline;
+        let n = lines.len();
+        let headers = decoder.stats().header_lines;
+        outcome.decoded = false;
+        match valid.and_then(|v| v.get(range.clone())) {
+            Some(line) => decoder.decode_text_line(line, &mut records[n], &mut outcome),
+            None => decoder.decode_line(&text[range.clone()], &mut records[n], &mut outcome),
+        }
+        if outcome.decoded {
+            lines.push(range);
+        }
+        if decoder.stats().header_lines != headers {
+            // A header may change the format: what came before is stored
+            // with the old one, and every slot starts again empty.
+            let position = at.map(|a| (a, start));
+            flush(
+                cx,
+                &records[..lines.len()],
+                &lines,
+                text,
+                &mut format,
+                decoder,
+                position,
+            );
+            lines.clear();
+            records.iter_mut().for_each(|r| *r = FlowRecord::new());
+            format = FormatCache(None);
+        } else if lines.len() == batch {
+            let position = at.map(|a| (a, newline + 1));
+            flush(cx, &records, &lines, text, &mut format, decoder, position);
+            lines.clear();
+        }
+        start = newline + 1;
+    }
+    let position = at.map(|a| (a, start));
+    flush(
+        cx,
+        &records[..lines.len()],
+        &lines,
+        text,
+        &mut format,
+        decoder,
+        position,
+    );
+}
+
+/// The owner of one side, and whether the flow should wait for metadata:
+/// a private address nobody held at `t`, while metadata is not yet
+/// complete up to `t`.
+fn side(index: &AttributionIndex, ip: Option<IpAddr>, t: Secs) -> (WorkloadId, bool) {
+    let Some(ip) = ip else {
+        return (NO_OWNER, false);
+    };
+    let answer = index.owner_at(ip, t);
+    let wait = !answer.settled && !answer.rule.is_interval() && is_private(ip);
+    (answer.owner, wait)
+}
+
+fn flush(
+    cx: &Context,
+    records: &[FlowRecord<'_>],
+    lines: &[Range<usize>],
+    text: &[u8],
+    format: &mut FormatCache,
+    decoder: &TextDecoder,
+    position: Option<(ChunkPosition<'_>, usize)>,
+) {
+    if records.is_empty() && position.is_none() {
+        return;
+    }
+    let hold_enabled = cx.config.hold_secs > 0;
+    let mut owners: Vec<(WorkloadId, WorkloadId, bool)> = Vec::with_capacity(records.len());
+    {
+        let mut index = cx.index_write();
+        records.iter().for_each(|r| index.learn_from_flow(r));
+        for record in records {
+            let t = record.start().map_or(0, |s| s as Secs);
+            let (src, wait_src) = side(&index, record.src_addr(), t);
+            let (dst, wait_dst) = side(&index, record.dst_addr(), t);
+            owners.push((src, dst, hold_enabled && (wait_src || wait_dst)));
+        }
+    }
+    let newest = records
+        .iter()
+        .filter_map(FlowRecord::start)
+        .max()
+        .unwrap_or(0);
+    cx.stats
+        .newest_event_secs
+        .fetch_max(newest, Ordering::Relaxed);
+    cx.stats
+        .records
+        .fetch_add(records.len() as u64, Ordering::Relaxed);
+    let flows: Vec<EnrichedFlow<'_, '_>> = records
+        .iter()
+        .zip(&owners)
+        .filter(|(_, (_, _, wait))| !wait)
+        .map(|(record, &(src, dst, _))| EnrichedFlow { record, src, dst })
+        .collect();
+    let value = position.map(|(at, end)| {
+        FilePosition {
+            offset: at.offset + end as u64,
+            size: None,
+        }
+        .encode()
+    });
+    let positions: Vec<(&str, &str)> = position
+        .iter()
+        .zip(&value)
+        .map(|((at, _), v)| (at.key, v.as_str()))
+        .collect();
+    let index = cx.index_read();
+    let mut store = cx.store_write();
+    add_or_report(cx, &mut store, &flows, &index, &positions);
+    if flows.len() == records.len() {
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(cx.config.hold_secs);
+    let mut evicted = Vec::new();
+    let mut hold = cx.hold_lock();
+    for ((record, range), _) in records.iter().zip(lines).zip(&owners).filter(|(_, o)| o.2) {
+        let held = HeldFlow {
+            line: String::from_utf8_lossy(&text[range.clone()]).into(),
+            format: format.get(decoder),
+            start: record.start().map_or(0, |s| s as i64),
+            deadline,
+        };
+        evicted.extend(hold.push(held));
+    }
+    cx.stats.held.store(hold.len() as u64, Ordering::Relaxed);
+    drop(hold);
+    let held = records.len() - flows.len();
+    cx.stats
+        .held_total
+        .fetch_add(held as u64, Ordering::Relaxed);
+    add_held(cx, &index, &mut store, evicted, ReleaseReason::Full);
+}
+
+fn add_or_report(
+    cx: &Context,
+    store: &mut Store,
+    flows: &[EnrichedFlow<'_, '_>],
+    index: &AttributionIndex,
+    positions: &[(&str, &str)],
+) {
+    if let Err(error) = store.add_batch(flows, index.workloads(), positions) {
+        cx.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+        eprintln!("trawl: adding {} flows to the store: {error}", flows.len());
+    }
+}
+
+/// Attributes held flows with what the index knows now (no more holding)
+/// and adds them to the store. The caller holds the index and the store.
+pub fn add_held(
+    cx: &Context,
+    index: &AttributionIndex,
+    store: &mut Store,
+    held: Vec<HeldFlow>,
+    reason: ReleaseReason,
+) {
+    if held.is_empty() {
+        return;
+    }
+    let mut decoders: Vec<(Arc<LogFormat>, LineDecoder)> = Vec::new();
+    for group in held.chunks(cx.config.batch_records.max(1)) {
+        let mut flows = Vec::with_capacity(group.len());
+        let mut records = Vec::with_capacity(group.len());
+        for flow in group {
+            let decoder = match decoders
+                .iter()
+                .position(|(f, _)| Arc::ptr_eq(f, &flow.format))
+            {
+                Some(i) => &decoders[i].1,
+                None => {
+                    let decoder = LineDecoder::new((*flow.format).clone());
+                    decoders.push((flow.format.clone(), decoder));
+                    &decoders[decoders.len() - 1].1
+                }
+            };
+            // Held lines decoded once already; one that fails now is dropped.
+            if let Ok(record) = decoder.decode(flow.line.as_bytes()) {
+                records.push(record);
+            }
+        }
+        for record in &records {
+            let t = record.start().map_or(0, |s| s as Secs);
+            let (src, _) = side(index, record.src_addr(), t);
+            let (dst, _) = side(index, record.dst_addr(), t);
+            flows.push(EnrichedFlow { record, src, dst });
+        }
+        add_or_report(cx, store, &flows, index, &[]);
+    }
+    cx.stats.released(reason, held.len() as u64);
+}
+
+/// Empties the hold into the store (before a seal). The caller holds the
+/// index and the store.
+pub fn release_all(cx: &Context, index: &AttributionIndex, store: &mut Store) {
+    let held = {
+        let mut hold = cx.hold_lock();
+        cx.stats.held.store(0, Ordering::Relaxed);
+        hold.take_all()
+    };
+    add_held(cx, index, store, held, ReleaseReason::Seal);
+}
+
+/// Releases held flows that metadata now covers or whose delay passed.
+pub fn release_ready(cx: &Context) {
+    if cx.stats.held.load(Ordering::Relaxed) == 0 {
+        return;
+    }
+    let index = cx.index_read();
+    let mut store = cx.store_write();
+    let (settled, late) = {
+        let mut hold = cx.hold_lock();
+        let ready = hold.take_ready(Instant::now(), index.horizon());
+        cx.stats.held.store(hold.len() as u64, Ordering::Relaxed);
+        ready
+    };
+    add_held(cx, &index, &mut store, settled, ReleaseReason::Settled);
+    add_held(cx, &index, &mut store, late, ReleaseReason::Deadline);
+}
