@@ -99,6 +99,10 @@ impl InFlight {
         }
     }
 
+    fn pending(&self) -> usize {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).0
+    }
+
     fn wait_idle(&self) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         while state.0 > 0 {
@@ -170,7 +174,7 @@ pub struct Pipeline {
     feeder: Feeder,
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
-    background: Vec<JoinHandle<()>>,
+    background: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -234,7 +238,7 @@ impl Pipeline {
             cx,
             stop,
             workers,
-            background: vec![ticker],
+            background: Mutex::new(vec![ticker]),
         })
     }
 
@@ -267,7 +271,7 @@ impl Pipeline {
 
     /// Follows `dir` in the background: lists it every `poll_interval_ms`
     /// and queues new and grown files.
-    pub fn follow_dir(&mut self, dir: PathBuf) -> Result<(), PipelineError> {
+    pub fn follow_dir(&self, dir: PathBuf) -> Result<(), PipelineError> {
         let (feeder, stop) = (self.feeder.clone(), self.stop.clone());
         let handle = spawn("trawl-follow", move || {
             let interval = Duration::from_millis(feeder.cx.config.poll_interval_ms.max(10));
@@ -284,7 +288,10 @@ impl Pipeline {
                 std::thread::sleep(interval);
             }
         })?;
-        self.background.push(handle);
+        self.background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(handle);
         Ok(())
     }
 
@@ -354,6 +361,11 @@ impl Pipeline {
         (applied, errors)
     }
 
+    /// Jobs queued or running.
+    pub fn pending_jobs(&self) -> usize {
+        self.feeder.in_flight.pending()
+    }
+
     /// Blocks until every queued job is done.
     pub fn wait_idle(&self) {
         self.feeder.in_flight.wait_idle();
@@ -381,6 +393,9 @@ impl Pipeline {
             background,
         } = self;
         stop.store(true, Ordering::Relaxed);
+        let background = background
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner);
         for handle in background {
             let _ = handle.join();
         }

@@ -7,6 +7,7 @@
 //! with the input named, and a non-zero exit.
 
 mod commands;
+mod setup;
 
 use std::process::ExitCode;
 
@@ -24,10 +25,16 @@ struct Cli {
 enum Command {
     /// Decode flow-log files (or stdin) and print records as JSON lines.
     Parse(commands::parse::ParseArgs),
-    /// Write deterministic sample flow logs in AWS's S3 delivery format.
+    /// Generate a synthetic churning estate: flow logs, metadata events, truth.
     Generate(commands::generate::GenerateArgs),
-    /// Generate sample flow logs in memory, decode them, and show what came out.
+    /// A live churning estate through the whole pipeline, served over HTTP.
     Demo(commands::demo::DemoArgs),
+    /// Run the service: sources, pipeline, store, HTTP server.
+    Run(commands::run::RunArgs),
+    /// Load flow-log files into a data directory (progress bar, summary).
+    Ingest(commands::ingest::IngestArgs),
+    /// Run one SQL statement against a data directory or a server.
+    Query(commands::query::QueryArgs),
     /// Who held an IP at a given time, from metadata files.
     Whois(commands::whois::WhoisArgs),
 }
@@ -39,6 +46,9 @@ fn main() -> ExitCode {
         Command::Generate(args) => commands::generate::run(&args),
         Command::Demo(args) => commands::demo::run(&args),
         Command::Whois(args) => commands::whois::run(&args),
+        Command::Run(args) => commands::run::run(&args),
+        Command::Ingest(args) => commands::ingest::run(&args),
+        Command::Query(args) => commands::query::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,114 +1,162 @@
-//! `trawl demo`: the first thing to run. Generates sample VPC flow logs in
-//! memory as S3 delivers them (header line, gzip), decodes them with the
-//! same code `trawl parse` uses, and shows a few records, the counts, and
-//! the decode rate — nothing to configure, no files left behind.
+//! `trawl demo`: the first thing to run. A churning estate (trawl-gen:
+//! 300 apps across 3 regions × 3 AZs, IPs passing between apps) streams
+//! flow logs and metadata events live, at wall-clock time, through the
+//! whole pipeline into a store, served over HTTP. Nothing to configure:
+//! it prints the URLs of the UI and of the SQL endpoint and runs until
+//! Ctrl-C (or `--duration-secs`). The last `--backfill-secs` are generated
+//! at once, so there is something to query from the first second.
 
-use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::Context;
 use clap::Args;
-use flate2::Compression;
-use flate2::write::GzEncoder;
-use trawl_flowlog::sample::SampleLines;
-use trawl_flowlog::{
-    DecodeError, DecodeOptions, FlowRecord, LogFormat, RecordSink, TextDecoder, decode_reader,
-    write_json,
-};
+use trawl_gen::{Estate, EstateConfig, LogGroup, TickOutput};
+use trawl_pipeline::Pipeline;
+
+use crate::setup::{self, Config, LISTEN_DEFAULT};
 
 /// Arguments of `trawl demo`.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Records to generate and decode.
-    #[arg(long, default_value_t = 2_000_000)]
-    records: u64,
-    /// Records to print as JSON.
-    #[arg(long, default_value_t = 3)]
-    show: usize,
+    /// HTTP address (a free port on the same host if the default is taken).
+    #[arg(long, value_name = "ADDR", default_value = LISTEN_DEFAULT)]
+    listen: String,
+    /// Keep the data here (default: a temporary directory, deleted at exit).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Applications in the estate.
+    #[arg(long, default_value_t = 300)]
+    apps: usize,
+    /// Flow records per second.
+    #[arg(long, default_value_t = 2000)]
+    rate: u32,
+    /// Share of instances replaced per hour.
+    #[arg(long, default_value_t = 4.0)]
+    churn: f64,
+    /// Seconds of history generated at start.
+    #[arg(long, default_value_t = 900)]
+    backfill_secs: u32,
+    /// Stop after this many seconds (default: at Ctrl-C).
+    #[arg(long)]
+    duration_secs: Option<u64>,
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Runs `trawl demo`.
 pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
-    let mut lines = SampleLines::new(2026);
-    let mut text = lines.format().header_line().into_bytes();
-    text.push(b'\n');
-    for _ in 0..args.records {
-        lines.write_next(&mut text);
-    }
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::fast());
-    encoder.write_all(&text).context("compressing the sample")?;
-    let gzip = encoder.finish().context("compressing the sample")?;
-    println!(
-        "trawl demo: {} sample VPC flow-log records, {:.1} MB of text, {:.1} MB as a .log.gz",
-        args.records,
-        text.len() as f64 / 1e6,
-        gzip.len() as f64 / 1e6
-    );
-
-    let mut sink = DemoSink {
-        shown: Vec::new(),
-        show: args.show,
-        bytes: 0,
-        errors: 0,
+    let temp = match &args.data_dir {
+        Some(_) => None,
+        None => Some(tempfile::Builder::new().prefix("trawl-demo-").tempdir()?),
     };
-    for (label, input) in [("plain text", &text), ("gzip", &gzip)] {
-        let started = Instant::now();
-        let mut decoder =
-            TextDecoder::new(format!("demo.log ({label})"), &DecodeOptions::default());
-        decode_reader(input.as_slice(), &mut decoder, &mut sink);
-        let seconds = started.elapsed().as_secs_f64();
-        let stats = decoder.stats();
+    let mut config = Config {
+        listen: args.listen.clone(),
+        ..Config::default()
+    };
+    config.data_dir = match (&args.data_dir, &temp) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(temp)) => temp.path().to_path_buf(),
+        (None, None) => PathBuf::from("trawl-data"),
+    };
+    config.pipeline.seal_interval_secs = 60;
+    let running = setup::start(&config)?;
+    let estate = Estate::new(EstateConfig {
+        apps: args.apps,
+        records_per_sec: args.rate,
+        churn_per_hour: args.churn,
+        start_secs: now_secs() - i64::from(args.backfill_secs),
+        snapshot_every_secs: 600,
+        ..EstateConfig::default()
+    });
+    {
+        let index = running.pipeline.index();
+        let mut index = index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        index.add_aws_ip_ranges(
+            estate.aws_ip_ranges_json().as_bytes(),
+            "demo ip-ranges.json",
+        )?;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let generator = {
+        let (pipeline, stop) = (running.pipeline.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("trawl-demo-estate".into())
+            .spawn(move || feed(estate, &pipeline, &stop))?
+    };
+    let state = running.app_state(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = setup::bind(&config.listen).await?;
+        let addr = listener.local_addr()?;
         println!(
-            "decoded {label:>10}: {} records ({} NODATA, {} SKIPDATA), {} errors in {:.3} s = {:.2} M records/s",
-            stats.records,
-            stats.nodata_records,
-            stats.skipdata_records,
-            stats.errors.total(),
-            seconds,
-            stats.records as f64 / seconds / 1e6
+            "trawl demo: {} apps across 3 regions x 3 AZs, ~{} flow records/s, IPs churning between apps",
+            args.apps, args.rate
         );
-    }
-    println!("first records as `trawl parse` prints them:");
-    for record in &sink.shown {
-        println!("  {record}");
-    }
-    let expected = lines.totals();
-    println!(
-        "sum of bytes: decoded {} per pass, generated {} ({})",
-        sink.bytes / 2,
-        expected.bytes,
-        if sink.bytes / 2 == expected.bytes && sink.errors == 0 {
-            "equal"
-        } else {
-            "DIFFERENT"
+        println!("  UI:      http://{addr}/");
+        println!("  SQL:     http://{addr}/api/v1/sql");
+        println!(
+            "  try:     curl -s http://{addr}/api/v1/sql -d '{{\"sql\": \"SELECT src_app, dst_app, sum(bytes) AS bytes FROM flows_1m GROUP BY 1, 2 ORDER BY bytes DESC LIMIT 10\"}}'"
+        );
+        println!("  metrics: http://{addr}/metrics");
+        println!("  data:    {}", config.data_dir.display());
+        println!("Ctrl-C to stop.");
+        let until = async {
+            match args.duration_secs {
+                Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
+                None => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        };
+        tokio::select! {
+            served = trawl_server::serve(listener, state.clone()) => served?,
+            () = until => {}
         }
-    );
-    println!(
-        "next: `trawl generate --records 100000 -o flows.log.gz` then `trawl parse --stats flows.log.gz`"
-    );
+        anyhow::Ok(())
+    })?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = generator.join();
+    drop(runtime);
+    drop(state);
+    running.stop()?;
     Ok(ExitCode::SUCCESS)
 }
 
-struct DemoSink {
-    shown: Vec<String>,
-    show: usize,
-    bytes: u64,
-    errors: u64,
-}
-
-impl RecordSink for DemoSink {
-    fn record(&mut self, record: &FlowRecord<'_>, format: &LogFormat) {
-        self.bytes += record.bytes().unwrap_or(0);
-        if self.shown.len() < self.show {
-            let mut json = Vec::new();
-            write_json(format, record, &mut json);
-            self.shown.push(String::from_utf8_lossy(&json).into_owned());
+/// Ticks the estate: as fast as it goes while behind the wall clock
+/// (backfill), then once a second. Events go to the index first (and
+/// vouch for metadata up to the tick), then each log group's lines.
+fn feed(mut estate: Estate, pipeline: &Pipeline, stop: &AtomicBool) {
+    let mut tick = TickOutput::default();
+    let header = estate.format().header_line();
+    let mut payload = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        if estate.now() > now_secs() {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
         }
-    }
-
-    fn error(&mut self, error: DecodeError) {
-        self.errors += 1;
-        eprintln!("trawl: {error}");
+        tick.clear();
+        estate.tick(&mut tick);
+        pipeline.apply_events(&tick.events, Some(estate.now()));
+        for (group, lines) in tick.lines.iter().enumerate().filter(|(_, l)| !l.is_empty()) {
+            let group = LogGroup::of_index(group);
+            payload.clear();
+            payload.extend_from_slice(header.as_bytes());
+            payload.push(b'\n');
+            payload.extend_from_slice(lines);
+            let source = format!("demo/{}/{}", group.account_id(), group.region_name());
+            pipeline.push(&source, &payload);
+        }
     }
 }

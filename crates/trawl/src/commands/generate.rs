@@ -1,89 +1,196 @@
-//! `trawl generate`: write deterministic sample flow logs as AWS delivers
-//! them to S3 (header line, default format, optionally gzip), and print
-//! what was written (records, sums of bytes and packets) as JSON on stderr,
-//! so that a decode of the output can be checked against it.
+//! `trawl generate`: a seeded synthetic estate (trawl-gen) and its flow
+//! logs. With `--out-dir`: files as AWS delivers them to S3 (one gzip file
+//! per account, region and 5 minutes), `metadata.jsonl`, `ip-ranges.json`
+//! and `truth.json`. Otherwise: flow-log lines (header first) to a file or
+//! stdout and metadata events to `--metadata-out`, optionally paced at
+//! wall-clock time (`--live`). A JSON summary of what was written goes to
+//! stderr, so that a decode of the output can be checked against it.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Args;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use trawl_flowlog::sample::{SampleLines, SampleTotals};
+use trawl_attrib::parse_time;
+use trawl_gen::files::Layout;
+use trawl_gen::{Estate, EstateConfig, TickOutput, Truth, write_estate};
 
 /// Arguments of `trawl generate`.
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
-    /// Number of records to write.
-    #[arg(long, default_value_t = 1_000_000)]
-    records: u64,
-    /// Seed: the same seed writes the same file.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Output file; stdout when absent or `-`.
-    #[arg(long, short)]
+    /// Write S3-layout files, metadata.jsonl, ip-ranges.json and truth.json here.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    /// Without --out-dir: the flow-log file (stdout when absent or `-`;
+    /// gzip when it ends in `.gz` or with --gzip).
+    #[arg(long, short, value_name = "FILE")]
     output: Option<PathBuf>,
-    /// Compress with gzip (implied by an output name ending in `.gz`).
+    /// Without --out-dir: write metadata events (JSON lines) here.
+    #[arg(long, value_name = "FILE")]
+    metadata_out: Option<PathBuf>,
+    /// Compress the --output stream.
     #[arg(long)]
     gzip: bool,
-    /// Leave out the header line S3 delivery writes.
+    /// With --out-dir: plain `.log` files instead of `.log.gz`.
+    #[arg(long)]
+    plain: bool,
+    /// With --out-dir: every file directly in the directory.
+    #[arg(long)]
+    flat: bool,
+    /// Leave out the header line.
     #[arg(long)]
     no_header: bool,
+    /// Applications in the estate.
+    #[arg(long, default_value_t = 300)]
+    apps: usize,
+    /// Simulated seconds (0 with --live: until stopped).
+    #[arg(long, default_value_t = 3600)]
+    duration_secs: u32,
+    /// Flow records per simulated second.
+    #[arg(long, default_value_t = 2000)]
+    rate: u32,
+    /// Share of instances replaced per hour (IPs then pass to other apps).
+    #[arg(long, default_value_t = 1.0)]
+    churn: f64,
+    /// Seed: the same arguments write the same bytes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// First second, RFC 3339 or epoch seconds (default 2026-11-22T00:00:00Z; now with --live).
+    #[arg(long, value_name = "TIME")]
+    start: Option<String>,
+    /// Stop after at least this many records.
+    #[arg(long)]
+    records: Option<u64>,
+    /// Pace at wall-clock time.
+    #[arg(long)]
+    live: bool,
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl GenerateArgs {
+    fn estate_config(&self) -> anyhow::Result<EstateConfig> {
+        let mut config = EstateConfig {
+            seed: self.seed,
+            apps: self.apps,
+            records_per_sec: self.rate,
+            churn_per_hour: self.churn,
+            ..EstateConfig::default()
+        };
+        if let Some(start) = &self.start {
+            config.start_secs = parse_time(start).context("--start")?;
+        } else if self.live {
+            config.start_secs = now_secs();
+        }
+        Ok(config)
+    }
+}
+
+fn summary(truth: &Truth, output: &str) -> String {
+    serde_json::json!({
+        "output": output,
+        "records": truth.records,
+        "bytes": truth.bytes,
+        "packets": truth.packets,
+        "rejected_records": truth.rejected_records,
+        "events": truth.events,
+        "app_pairs": truth.app_pairs.len(),
+    })
+    .to_string()
 }
 
 /// Runs `trawl generate`.
 pub fn run(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
+    let config = args.estate_config()?;
+    if let Some(dir) = &args.out_dir {
+        let layout = Layout {
+            gzip: !args.plain,
+            flat: args.flat,
+        };
+        let (estate, report) = write_estate(config, args.duration_secs, dir, layout)?;
+        eprintln!("{}", summary(&estate.truth(), &dir.display().to_string()));
+        eprintln!(
+            "trawl: {} files, {} metadata events",
+            report.files, report.events
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let to_file = args.output.as_ref().filter(|p| p.as_os_str() != "-");
     let name = to_file.map_or("stdout".to_string(), |p| p.display().to_string());
     let sink: Box<dyn Write> = match to_file {
         Some(path) => Box::new(File::create(path).with_context(|| format!("creating {name}"))?),
         None => Box::new(io::stdout().lock()),
     };
-    let gzip = args.gzip || name.ends_with(".gz");
-    let totals = if gzip {
-        let mut encoder = GzEncoder::new(sink, Compression::fast());
-        let totals = write_lines(args, &mut encoder)?;
-        encoder.finish()?.flush()?;
-        totals
+    let mut out: Box<dyn Write> = if args.gzip || name.ends_with(".gz") {
+        Box::new(GzEncoder::new(
+            BufWriter::with_capacity(1 << 20, sink),
+            Compression::fast(),
+        ))
     } else {
-        let mut out = sink;
-        let totals = write_lines(args, &mut out)?;
-        out.flush()?;
-        totals
+        Box::new(BufWriter::with_capacity(1 << 20, sink))
     };
-    eprintln!(
-        "{}",
-        serde_json::json!({
-            "output": name,
-            "records": totals.records,
-            "nodata_records": totals.nodata_records,
-            "skipdata_records": totals.skipdata_records,
-            "rejected_records": totals.rejected_records,
-            "flow_bytes": totals.bytes,
-            "flow_packets": totals.packets,
-        })
-    );
+    let mut metadata = match &args.metadata_out {
+        Some(path) => Some(BufWriter::new(
+            File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let truth = stream(args, config, &mut out, metadata.as_mut())?;
+    out.flush()?;
+    drop(out);
+    if let Some(mut metadata) = metadata {
+        metadata.flush()?;
+    }
+    eprintln!("{}", summary(&truth, &name));
     Ok(ExitCode::SUCCESS)
 }
 
-fn write_lines(args: &GenerateArgs, out: &mut impl Write) -> anyhow::Result<SampleTotals> {
-    let mut out = BufWriter::with_capacity(1 << 20, out);
-    let mut lines = SampleLines::new(args.seed);
+fn stream(
+    args: &GenerateArgs,
+    config: EstateConfig,
+    out: &mut dyn Write,
+    mut metadata: Option<&mut BufWriter<File>>,
+) -> anyhow::Result<Truth> {
+    let mut estate = Estate::new(config);
     if !args.no_header {
-        writeln!(out, "{}", lines.format().header_line())?;
+        writeln!(out, "{}", estate.format().header_line())?;
     }
-    let mut buffer = Vec::with_capacity(1 << 16);
-    for _ in 0..args.records {
-        lines.write_next(&mut buffer);
-        if buffer.len() >= 1 << 15 {
-            out.write_all(&buffer).context("writing sample lines")?;
-            buffer.clear();
+    let mut tick = TickOutput::default();
+    let mut records = 0;
+    let mut second = 0;
+    while (args.duration_secs == 0 && args.live) || second < args.duration_secs {
+        if args.live {
+            let wait = estate.now() - now_secs();
+            if wait > 0 {
+                out.flush()?;
+                std::thread::sleep(Duration::from_secs(wait as u64));
+            }
+        }
+        tick.clear();
+        estate.tick(&mut tick);
+        for lines in &tick.lines {
+            out.write_all(lines)?;
+        }
+        if let Some(metadata) = metadata.as_deref_mut() {
+            for event in &tick.events {
+                serde_json::to_writer(&mut *metadata, event)?;
+                metadata.write_all(b"\n")?;
+            }
+        }
+        records += tick.records;
+        second += 1;
+        if args.records.is_some_and(|n| records >= n) {
+            break;
         }
     }
-    out.write_all(&buffer).context("writing sample lines")?;
-    out.flush()?;
-    Ok(*lines.totals())
+    Ok(estate.truth())
 }

@@ -2,5 +2,8 @@
 
 pub mod demo;
 pub mod generate;
+pub mod ingest;
 pub mod parse;
+pub mod query;
+pub mod run;
 pub mod whois;

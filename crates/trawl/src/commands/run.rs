@@ -1,0 +1,116 @@
+//! `trawl run`: the long-running service. Sources from the config file
+//! and flags (directories followed for new files, stdin, metadata files,
+//! HTTP pushes), the pipeline, and the HTTP server; Ctrl-C seals and
+//! exits. With `--once`: read the directories to their end, seal, exit.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+
+use clap::Args;
+
+use crate::setup::{self, Config};
+
+/// Arguments of `trawl run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Config file (`trawl.example.toml` lists every option).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides `data_dir`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// A directory of flow-log files, flat or S3 layout (repeatable).
+    #[arg(long = "flows-dir", value_name = "DIR")]
+    flows_dirs: Vec<PathBuf>,
+    /// A metadata events file, JSON lines (repeatable).
+    #[arg(long = "metadata", value_name = "FILE")]
+    metadata: Vec<PathBuf>,
+    /// AWS's `ip-ranges.json`.
+    #[arg(long, value_name = "FILE")]
+    aws_ip_ranges: Option<PathBuf>,
+    /// HTTP address (default 127.0.0.1:8941).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
+    /// Also read flow-log lines from stdin.
+    #[arg(long)]
+    stdin: bool,
+    /// Read the directories (and stdin) once, seal and exit; no server.
+    #[arg(long)]
+    once: bool,
+}
+
+impl RunArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref())?;
+        if let Some(dir) = &self.data_dir {
+            config.data_dir = dir.clone();
+        }
+        config
+            .sources
+            .flows_dirs
+            .extend(self.flows_dirs.iter().cloned());
+        config
+            .sources
+            .metadata_files
+            .extend(self.metadata.iter().cloned());
+        if let Some(path) = &self.aws_ip_ranges {
+            config.sources.aws_ip_ranges = Some(path.clone());
+        }
+        if let Some(listen) = &self.listen {
+            config.listen = listen.clone();
+        }
+        config.sources.stdin |= self.stdin;
+        config.sources.follow &= !self.once;
+        Ok(config)
+    }
+}
+
+/// Runs `trawl run`.
+pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let config = args.config()?;
+    let running = setup::start(&config)?;
+    let pipeline = running.pipeline.clone();
+    if config.sources.stdin {
+        pipeline.add_stream("stdin", Box::new(std::io::stdin()))?;
+    }
+    if args.once {
+        for dir in &config.sources.flows_dirs {
+            pipeline.add_dir(dir)?;
+        }
+        pipeline.wait_idle();
+        drop(pipeline);
+        running.stop()?;
+        eprintln!("trawl: done");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for dir in &config.sources.flows_dirs {
+        if config.sources.follow {
+            pipeline.follow_dir(dir.clone())?;
+        } else {
+            pipeline.add_dir(dir)?;
+        }
+    }
+    let state = running.app_state(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = setup::bind(&config.listen).await?;
+        let addr = listener.local_addr()?;
+        println!("trawl: serving http://{addr}/ (SQL: POST http://{addr}/api/v1/sql, metrics: http://{addr}/metrics)");
+        tokio::select! {
+            served = trawl_server::serve(listener, state.clone()) => served?,
+            _ = tokio::signal::ctrl_c() => eprintln!("trawl: stopping: sealing open buckets"),
+        }
+        anyhow::Ok(())
+    })?;
+    drop(runtime);
+    drop(state);
+    let records = pipeline.stats().records.load(Ordering::Relaxed);
+    drop(pipeline);
+    running.stop()?;
+    eprintln!("trawl: stopped after {records} records");
+    Ok(ExitCode::SUCCESS)
+}

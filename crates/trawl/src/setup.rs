@@ -1,0 +1,312 @@
+//! The config file (`trawl.toml`) and what `run`, `ingest` and `demo`
+//! build from it: a locked data directory, the store, the attribution
+//! index (reloaded from its snapshot, plus networks, AWS ranges and
+//! metadata files), the pipeline, and the HTTP server.
+//!
+//! Every option has a default; `trawl.example.toml` at the repository root
+//! lists them all with a line of docs, and a test keeps it in step.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use trawl_attrib::{AttributionIndex, IndexConfig, NetworkEntry};
+use trawl_pipeline::{Pipeline, PipelineConfig};
+use trawl_server::AppState;
+use trawl_store::{DetailSpec, SqlEngine, Store, StoreConfig};
+
+/// Default address of the HTTP server.
+pub const LISTEN_DEFAULT: &str = "127.0.0.1:8941";
+
+/// Name of the attribution snapshot in the data directory.
+const INDEX_SNAPSHOT: &str = "attribution.snapshot";
+
+/// The whole config file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Segments, manifest and attribution snapshot.
+    pub data_dir: PathBuf,
+    /// Address of the HTTP server.
+    pub listen: String,
+    /// Where flows and metadata come from.
+    pub sources: SourcesConfig,
+    /// The store.
+    pub store: StoreSection,
+    /// Attribution.
+    pub attribution: AttributionSection,
+    /// Workers, batches, hold-back, sealing.
+    pub pipeline: PipelineConfig,
+    /// Static prefixes (VPCs, subnets, on-premises ranges).
+    pub networks: Vec<NetworkEntry>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("trawl-data"),
+            listen: LISTEN_DEFAULT.to_string(),
+            sources: SourcesConfig::default(),
+            store: StoreSection::default(),
+            attribution: AttributionSection::default(),
+            pipeline: PipelineConfig::default(),
+            networks: Vec::new(),
+        }
+    }
+}
+
+/// `[sources]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourcesConfig {
+    /// Directories of flow-log files (flat or S3 layout).
+    pub flows_dirs: Vec<PathBuf>,
+    /// Keep listing the directories for new files.
+    pub follow: bool,
+    /// Also read flow-log lines from stdin.
+    pub stdin: bool,
+    /// Metadata event files (JSON lines), applied at start.
+    pub metadata_files: Vec<PathBuf>,
+    /// AWS's `ip-ranges.json`.
+    pub aws_ip_ranges: Option<PathBuf>,
+    /// Access key Firehose must send (`X-Amz-Firehose-Access-Key`); none: any.
+    pub firehose_access_key: Option<String>,
+}
+
+impl Default for SourcesConfig {
+    fn default() -> Self {
+        SourcesConfig {
+            flows_dirs: Vec::new(),
+            follow: true,
+            stdin: false,
+            metadata_files: Vec::new(),
+            aws_ip_ranges: None,
+            firehose_access_key: None,
+        }
+    }
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// How far behind the newest flow a flow is still on time (seconds).
+    pub lateness_secs: u32,
+    /// Cap on open-bucket memory (bytes).
+    pub open_bytes_max: usize,
+    /// Keep one row per record in `flows`.
+    pub detail: bool,
+    /// History kept in `flows` (seconds).
+    pub detail_retention_secs: u32,
+    /// Segments of one chunk before it is compacted.
+    pub segments_per_chunk_max: usize,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        let store = StoreConfig::new("");
+        StoreSection {
+            lateness_secs: store.lateness_secs,
+            open_bytes_max: store.open_bytes_max,
+            detail: store.detail.enabled,
+            detail_retention_secs: store.detail.retention_secs,
+            segments_per_chunk_max: store.segments_per_chunk_max,
+        }
+    }
+}
+
+/// `[attribution]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AttributionSection {
+    /// How late a metadata event may arrive and still be placed exactly (seconds).
+    pub reorder_window_secs: u32,
+    /// Ownership history kept (seconds).
+    pub retention_secs: u32,
+}
+
+impl Default for AttributionSection {
+    fn default() -> Self {
+        let index = IndexConfig::default();
+        AttributionSection {
+            reorder_window_secs: index.reorder_window_secs,
+            retention_secs: index.retention_secs,
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`, or the defaults when there is none.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{}", path.display()))
+    }
+
+    fn store_config(&self) -> StoreConfig {
+        let mut config = StoreConfig::new(&self.data_dir);
+        config.lateness_secs = self.store.lateness_secs;
+        config.open_bytes_max = self.store.open_bytes_max;
+        config.detail = DetailSpec {
+            enabled: self.store.detail,
+            retention_secs: self.store.detail_retention_secs,
+            ..DetailSpec::default()
+        };
+        config.segments_per_chunk_max = self.store.segments_per_chunk_max;
+        config
+    }
+
+    fn index_config(&self) -> IndexConfig {
+        IndexConfig {
+            reorder_window_secs: self.attribution.reorder_window_secs,
+            retention_secs: self.attribution.retention_secs,
+            ..IndexConfig::default()
+        }
+    }
+}
+
+/// An exclusive lock on a data directory, held while the process uses it.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+}
+
+impl DataDirLock {
+    /// Locks `dir` (creating it), or fails naming the directory.
+    pub fn acquire(dir: &Path) -> anyhow::Result<DataDirLock> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("LOCK");
+        let file = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+        if file.try_lock().is_err() {
+            bail!(
+                "{} is in use by another trawl process (query it with --server URL)",
+                dir.display()
+            );
+        }
+        Ok(DataDirLock { _file: file })
+    }
+}
+
+/// A running pipeline over a locked data directory.
+#[derive(Debug)]
+pub struct Running {
+    /// The pipeline.
+    pub pipeline: Arc<Pipeline>,
+    data_dir: PathBuf,
+    _lock: DataDirLock,
+}
+
+/// Opens the data directory and starts the pipeline (metadata files applied).
+pub fn start(config: &Config) -> anyhow::Result<Running> {
+    let lock = DataDirLock::acquire(&config.data_dir)?;
+    let store = Store::open(config.store_config())
+        .with_context(|| format!("opening {}", config.data_dir.display()))?;
+    let snapshot = config.data_dir.join(INDEX_SNAPSHOT);
+    let mut index = if snapshot.exists() {
+        AttributionIndex::load(&snapshot, config.index_config())
+            .with_context(|| format!("loading {}", snapshot.display()))?
+    } else {
+        AttributionIndex::new(config.index_config())
+    };
+    index.add_networks(&config.networks);
+    if let Some(path) = &config.sources.aws_ip_ranges {
+        let json = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        index.add_aws_ip_ranges(&json, &path.display().to_string())?;
+    }
+    let pipeline = Pipeline::start(config.pipeline.clone(), store, index)?;
+    for path in &config.sources.metadata_files {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let name = path.display().to_string();
+        let (applied, errors) = pipeline.apply_metadata(BufReader::new(file), &name, true);
+        for error in errors.iter().take(20) {
+            eprintln!("trawl: {error}");
+        }
+        eprintln!(
+            "trawl: {name}: {applied} metadata events applied, {} refused",
+            errors.len()
+        );
+    }
+    Ok(Running {
+        pipeline: Arc::new(pipeline),
+        data_dir: config.data_dir.clone(),
+        _lock: lock,
+    })
+}
+
+impl Running {
+    /// Seals everything, saves the attribution snapshot, and unlocks.
+    pub fn stop(self) -> anyhow::Result<()> {
+        let Running {
+            pipeline, data_dir, ..
+        } = self;
+        let Ok(pipeline) = Arc::try_unwrap(pipeline) else {
+            bail!("the pipeline is still in use");
+        };
+        let index = pipeline.index();
+        pipeline.shutdown().context("sealing at shutdown")?;
+        let index = index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        index
+            .save(&data_dir.join(INDEX_SNAPSHOT))
+            .context("saving the attribution snapshot")?;
+        Ok(())
+    }
+
+    /// The HTTP server's state over this pipeline.
+    pub fn app_state(&self, config: &Config) -> anyhow::Result<Arc<AppState>> {
+        let engine = SqlEngine::new(self.pipeline.store(), Some(self.pipeline.index()))?;
+        Ok(Arc::new(AppState {
+            pipeline: self.pipeline.clone(),
+            engine,
+            firehose_access_key: config.sources.firehose_access_key.clone(),
+        }))
+    }
+}
+
+/// Binds `listen`; when that is the default address and it is taken, a
+/// free port on the same host instead.
+pub async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--listen {listen}: not an address like 127.0.0.1:8941"))?;
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => Ok(listener),
+        Err(e) if listen == LISTEN_DEFAULT && e.kind() == std::io::ErrorKind::AddrInUse => {
+            let fallback = SocketAddr::new(addr.ip(), 0);
+            Ok(tokio::net::TcpListener::bind(fallback).await?)
+        }
+        Err(e) => Err(e).with_context(|| format!("listening on {listen}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_states_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../trawl.example.toml");
+        let example = Config::load(Some(&path)).expect("example config parses");
+        let mut expected = Config::default();
+        expected.sources.flows_dirs = vec![PathBuf::from("flows")];
+        expected.sources.metadata_files = vec![PathBuf::from("flows/metadata.jsonl")];
+        expected.pipeline.workers = example.pipeline.workers;
+        expected.networks = example.networks.clone();
+        assert_eq!(example, expected);
+        assert_eq!(example.networks.len(), 1);
+    }
+
+    #[test]
+    fn an_unknown_option_is_refused_with_its_name() {
+        let error = toml::from_str::<Config>("[store]\nlatenes_secs = 3\n").expect_err("refused");
+        assert!(error.to_string().contains("latenes_secs"), "{error}");
+    }
+}
