@@ -475,14 +475,20 @@ impl AttributionIndex {
             self.stats.learned_conflicts += 1;
         }
         self.stats.heartbeats += 1;
-        let joinable = record.learned.iter_mut().rev().find(|s| {
+        let joinable = record.learned.iter().rposition(|s| {
             s.owner == owner
                 && s.from <= end.saturating_add(gap)
                 && start <= s.to.saturating_add(gap)
         });
-        if let Some(span) = joinable {
+        if let Some(mut i) = joinable {
+            let span = &mut record.learned[i];
             span.from = span.from.min(start);
             span.to = span.to.max(end);
+            // Extended backwards, it may now start before spans listed ahead of it.
+            while i > 0 && record.learned[i - 1].from > record.learned[i].from {
+                record.learned.swap(i - 1, i);
+                i -= 1;
+            }
             return;
         }
         let index = record.learned.partition_point(|s| s.from <= start);

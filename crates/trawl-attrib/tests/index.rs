@@ -338,3 +338,31 @@ fn duplicate_and_overlapping_events_are_counted() {
     assert!(refused.is_err());
     assert_eq!(index.stats().refused_events, 1);
 }
+
+/// Regression: a learned span joined by an earlier heartbeat moved its
+/// start before the span listed ahead of it, and saving the index then
+/// failed its own check ("learned spans out of order").
+#[test]
+fn learned_span_extended_backwards_stays_in_order_and_saves() {
+    let mut index = AttributionIndex::default();
+    for (eni, name) in [("eni-a", "a"), ("eni-b", "b")] {
+        index
+            .apply(&MetadataEvent::Interface {
+                interface_id: eni.into(),
+                at: 0,
+                workload: app(name),
+            })
+            .unwrap();
+    }
+    index.learn(ip("10.0.0.5"), "eni-a", 1000, 1010);
+    index.learn(ip("10.0.0.5"), "eni-b", 1200, 1210);
+    // Joins b's span (within the gap) and extends it to start before a's.
+    index.learn(ip("10.0.0.5"), "eni-b", 900, 1100);
+    let spans = &index.records().next().unwrap().1.learned;
+    assert!(
+        spans.windows(2).all(|w| w[0].from <= w[1].from),
+        "{spans:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    index.save(&dir.path().join("index")).unwrap();
+}

@@ -112,17 +112,11 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         println!("  metrics: http://{addr}/metrics");
         println!("  data:    {}", config.data_dir.display());
         println!("Ctrl-C to stop.");
-        let until = async {
-            match args.duration_secs {
-                Some(secs) => tokio::time::sleep(Duration::from_secs(secs)).await,
-                None => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-        };
+        let duration = Duration::from_secs(args.duration_secs.unwrap_or(u64::MAX / 4));
         tokio::select! {
             served = trawl_server::serve(listener, state.clone()) => served?,
-            () = until => {}
+            _ = tokio::signal::ctrl_c() => {}
+            () = tokio::time::sleep(duration) => {}
         }
         anyhow::Ok(())
     })?;
