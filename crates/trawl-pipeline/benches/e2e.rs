@@ -114,19 +114,19 @@ fn main() {
     let root = Path::new(&root);
     let (dir, truth) = inputs(root, flows);
     let data = root.join("bench-e2e-data");
-    run(
-        "rollups only (flows detail off)",
-        &dir,
-        &data,
-        false,
-        &truth,
-    );
-    run(
-        "rollups + flows detail (default)",
-        &dir,
-        &data,
-        true,
-        &truth,
-    );
+    // `cargo bench --bench e2e -- off` runs only the runs whose label contains "off".
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let runs = [
+        ("rollups only (flows detail off)", false),
+        ("rollups + flows detail (default)", true),
+    ];
+    for (label, detail) in runs {
+        if filter.is_empty() || filter.iter().any(|f| label.contains(f.as_str())) {
+            run(label, &dir, &data, detail, &truth);
+        }
+    }
     let _ = std::fs::remove_dir_all(&data);
 }

@@ -15,12 +15,13 @@
 //!
 //! Modules: [`pipeline`] (threads and the public calls), [`worker`] (one
 //! chunk: decode → attribute → store), [`source`] (files, streams,
-//! payloads), [`hold`] (held flows), [`position`] (file positions in the
+//! payloads), [`chunks`] (whole-line chunks of a stream), [`hold`] (held flows), [`position`] (file positions in the
 //! manifest), [`stats`] (counters, Prometheus text), [`config`].
 //!
 //! The crate knows the decoder, the index and the store; it knows nothing
 //! of HTTP (trawl-server) or of the command line (the binary).
 
+pub mod chunks;
 pub mod config;
 pub mod hold;
 pub mod pipeline;

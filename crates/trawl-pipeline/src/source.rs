@@ -20,6 +20,7 @@ use trawl_flowlog::{
     write_line,
 };
 
+use crate::chunks::{Chunk, LineChunks};
 use crate::position::FilePosition;
 use crate::worker::{ChunkPosition, Context, process_text, report_decode_error};
 
@@ -89,51 +90,43 @@ pub fn read_stream(cx: &Context, name: &str, reader: impl Read) -> io::Result<()
 /// first line when it is a header.
 fn read_chunks(
     cx: &Context,
-    mut reader: impl Read,
+    reader: impl Read,
     decoder: &mut TextDecoder,
     key: Option<&str>,
     skip_to: u64,
 ) -> io::Result<u64> {
-    let chunk = cx.config.chunk_bytes.max(1 << 12);
     let line_max = cx.decode_options.line_bytes_max;
-    let mut buffer: Vec<u8> = Vec::with_capacity(chunk + (1 << 16));
-    let mut offset = 0u64;
+    let mut chunks = LineChunks::new(reader, cx.config.chunk_bytes.max(1 << 12), line_max);
     let mut at_start = true;
-    loop {
-        let eof = fill(&mut reader, &mut buffer, chunk)?;
-        if eof && !buffer.is_empty() && buffer.last() != Some(&b'\n') {
-            buffer.push(b'\n');
-        }
-        let mut end = memchr::memrchr(b'\n', &buffer).map_or(0, |i| i + 1);
-        if end == 0 && buffer.len() > line_max + chunk {
-            // One line longer than the limit: the decoder reports and skips it.
-            buffer.push(b'\n');
-            end = buffer.len();
-        }
+    while let Some(chunk) = chunks.next_chunk()? {
+        let (offset, text) = match chunk {
+            Chunk::Lines { offset, text } => (offset, text),
+            Chunk::Overlong(head) => {
+                // No newline in it: the decoder reports the line as too long.
+                decoder.decode_chunk(head, false, &mut ErrorsOnly(cx));
+                continue;
+            }
+        };
         let mut begin = 0;
-        if at_start && skip_to > 0 && end > 0 {
-            begin = skip_header(cx, decoder, &buffer[..end]);
+        if std::mem::take(&mut at_start) && skip_to > 0 {
+            begin = skip_header(cx, decoder, text);
         }
-        at_start = at_start && end == 0;
         if offset + (begin as u64) < skip_to {
-            let skip_end = usize::try_from(skip_to - offset).map_or(end, |s| s.min(end));
-            let skipped = memchr::memchr_iter(b'\n', &buffer[begin..skip_end]).count();
+            let skip_end =
+                usize::try_from(skip_to - offset).map_or(text.len(), |s| s.min(text.len()));
+            let skipped = memchr::memchr_iter(b'\n', &text[begin..skip_end]).count();
             decoder.skip_lines(skipped as u64);
             begin = skip_end.max(begin);
         }
-        if begin < end {
+        if begin < text.len() {
             let at = key.map(|key| ChunkPosition {
                 key,
                 offset: offset + begin as u64,
             });
-            process_text(cx, decoder, &buffer[begin..end], at);
-        }
-        offset += end as u64;
-        buffer.drain(..end);
-        if eof {
-            return Ok(offset);
+            process_text(cx, decoder, &text[begin..], at);
         }
     }
+    Ok(chunks.offset())
 }
 
 /// Decodes the first line of a resumed file when it is a header; returns
@@ -158,32 +151,6 @@ impl RecordSink for ErrorsOnly<'_> {
     fn error(&mut self, error: DecodeError) {
         report_decode_error(&self.0.stats, &error);
     }
-}
-
-/// Reads until `buffer` holds `chunk` bytes or the input ends (`true`).
-fn fill(reader: &mut impl Read, buffer: &mut Vec<u8>, chunk: usize) -> io::Result<bool> {
-    while buffer.len() < chunk {
-        let start = buffer.len();
-        buffer.resize(chunk.max(start + (1 << 16)), 0);
-        let n = loop {
-            match reader.read(&mut buffer[start..]) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other,
-            }
-        };
-        let n = match n {
-            Ok(n) => n,
-            Err(e) => {
-                buffer.truncate(start);
-                return Err(e);
-            }
-        };
-        buffer.truncate(start + n);
-        if n == 0 {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// What a pushed payload held.

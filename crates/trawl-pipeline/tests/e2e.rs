@@ -197,3 +197,51 @@ fn a_file_resumes_at_its_manifest_position_with_its_header() {
     assert!(end.size.is_some());
     pipeline.shutdown().unwrap();
 }
+
+#[test]
+fn lines_longer_than_a_chunk_are_read_and_overlong_ones_skipped_alone() {
+    // Regression: a line longer than chunk_bytes made the file reader spin.
+    let inputs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let header = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status vpc-id";
+    let line = |vpc: &str, bytes: u64| {
+        format!(
+            "2 123456789012 eni-1 10.0.0.1 10.0.0.2 40000 443 6 1 {bytes} 1795305600 1795305660 ACCEPT OK {vpc}\n"
+        )
+    };
+    let long_vpc = format!("vpc-{}", "a".repeat(6000));
+    let overlong_vpc = format!("vpc-{}", "b".repeat(70_000));
+    let text = [
+        format!("{header}\n"),
+        line("vpc-1", 1),
+        line(&long_vpc, 10),
+        line("vpc-2", 100),
+        line(&overlong_vpc, 1000),
+        line("vpc-3", 10_000),
+    ]
+    .concat();
+    let path = inputs.path().join("flows.log");
+    std::fs::write(&path, &text).unwrap();
+    let store = Store::open(StoreConfig::new(data.path())).unwrap();
+    let config = PipelineConfig {
+        chunk_bytes: 4096,
+        hold_secs: 0,
+        ..PipelineConfig::default()
+    };
+    let pipeline = Pipeline::start(config, store, AttributionIndex::default()).unwrap();
+    pipeline.add_files(std::slice::from_ref(&path)).unwrap();
+    pipeline.wait_idle();
+    assert_eq!(
+        query(&pipeline, "SELECT count(*), sum(bytes) FROM flows"),
+        [["4".to_string(), "10111".to_string()]]
+    );
+    assert_eq!(
+        query(
+            &pipeline,
+            "SELECT length(vpc_id) FROM flows WHERE bytes = 10"
+        ),
+        [[long_vpc.len().to_string()]]
+    );
+    assert_eq!(pipeline.stats().decode_errors_total(), 1);
+    pipeline.shutdown().unwrap();
+}
