@@ -95,7 +95,14 @@ fn run(label: &str, inputs: &Path, data: &Path, detail: bool, truth: &Truth) {
         .stats()
         .records
         .load(std::sync::atomic::Ordering::Relaxed);
+    let metrics = pipeline.metrics_text();
+    let seals = metrics
+        .lines()
+        .find(|l| l.starts_with("trawl_store_seals_total"))
+        .unwrap_or("")
+        .to_string();
     pipeline.shutdown().expect("seal");
+    println!("{label}: {seals}");
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(stats_records, truth.records, "every record decoded");
     let gz = dir_bytes(inputs) as f64 / 1e6;

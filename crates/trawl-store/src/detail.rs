@@ -7,11 +7,12 @@
 //! chunk is read or sealed.
 
 use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use arrow::array::{
     ArrayBuilder, ArrayRef, Int32Builder, RecordBatch, StringArray, StringBuilder,
-    TimestampSecondArray, UInt64Builder,
+    TimestampSecondArray, UInt64Builder, new_null_array,
 };
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
@@ -47,6 +48,14 @@ impl FieldBuilder {
         8
     }
 
+    fn append_nulls(&mut self, n: usize) {
+        match self {
+            FieldBuilder::Small(b) => b.append_nulls(n),
+            FieldBuilder::Large(b) => b.append_nulls(n),
+            FieldBuilder::Text(b) => b.append_nulls(n),
+        }
+    }
+
     fn finish_cloned(&self) -> ArrayRef {
         match self {
             FieldBuilder::Small(b) => Arc::new(b.finish_cloned()),
@@ -75,6 +84,12 @@ fn append_text(builder: &mut StringBuilder, value: Value<'_>) -> usize {
             builder.append_value("");
             return 12;
         }
+        Value::Addr(IpAddr::V4(ip)) => {
+            let mut buffer = [0u8; 15];
+            let text = format_ipv4(ip, &mut buffer);
+            builder.append_value(text);
+            return text.len() + 4;
+        }
         Value::Addr(ip) => {
             let _ = write!(builder, "{ip}");
             builder.append_value("");
@@ -91,10 +106,37 @@ fn append_text(builder: &mut StringBuilder, value: Value<'_>) -> usize {
     text.len() + 4
 }
 
+/// Dotted-quad text of `ip` in `buffer` (what `Display` writes, without
+/// the formatter: addresses are most of the detail table's text).
+fn format_ipv4(ip: Ipv4Addr, buffer: &mut [u8; 15]) -> &str {
+    let mut len = 0;
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            buffer[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            buffer[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            buffer[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        buffer[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    // Only ASCII digits and dots were written.
+    std::str::from_utf8(&buffer[..len]).unwrap_or_default()
+}
+
 /// The rows of one open time chunk of `flows`.
 pub struct DetailBucket {
     time: Vec<i64>,
-    fields: Vec<FieldBuilder>,
+    /// One builder per field of [`Field::ALL`], created at the field's first
+    /// value (nulls before it are filled in then): a format's absent fields
+    /// cost nothing per row.
+    fields: Vec<Option<FieldBuilder>>,
     enrichment: Vec<[u32; DETAIL_ENRICHMENT.len()]>,
     bytes: usize,
 }
@@ -112,10 +154,7 @@ impl Default for DetailBucket {
     fn default() -> Self {
         DetailBucket {
             time: Vec::new(),
-            fields: Field::ALL
-                .iter()
-                .map(|f| FieldBuilder::for_field(*f))
-                .collect(),
+            fields: Field::ALL.iter().map(|_| None).collect(),
             enrichment: Vec::new(),
             bytes: 0,
         }
@@ -125,9 +164,20 @@ impl Default for DetailBucket {
 impl DetailBucket {
     /// Adds one record starting at `start` with its dimension codes.
     pub fn add(&mut self, start: u32, record: &FlowRecord<'_>, dims: &[u32; DIM_COUNT]) {
+        let row = self.time.len();
         self.time.push(i64::from(start));
-        for (field, builder) in Field::ALL.iter().zip(&mut self.fields) {
-            self.bytes += builder.append(record.get(*field));
+        for (field, slot) in Field::ALL.iter().zip(&mut self.fields) {
+            let value = record.get(*field);
+            match slot {
+                Some(builder) => self.bytes += builder.append(value),
+                None if value.is_null() => {}
+                None => {
+                    let mut builder = FieldBuilder::for_field(*field);
+                    builder.append_nulls(row);
+                    self.bytes += builder.append(value) + 8 * row;
+                    *slot = Some(builder);
+                }
+            }
         }
         self.enrichment
             .push(DETAIL_ENRICHMENT.map(|d| dims[d as usize]));
@@ -159,9 +209,14 @@ impl DetailBucket {
         columns.push(Arc::new(
             TimestampSecondArray::from(self.time.clone()).with_timezone("UTC"),
         ));
-        for builder in &self.fields {
-            debug_assert_eq!(builder.len(), self.time.len());
-            columns.push(builder.finish_cloned());
+        for (builder, field) in self.fields.iter().zip(schema.fields().iter().skip(1)) {
+            columns.push(match builder {
+                Some(builder) => {
+                    debug_assert_eq!(builder.len(), self.time.len());
+                    builder.finish_cloned()
+                }
+                None => new_null_array(field.data_type(), self.time.len()),
+            });
         }
         for (i, dim) in DETAIL_ENRICHMENT.iter().enumerate() {
             columns.push(dim_array(
@@ -171,5 +226,25 @@ impl DetailBucket {
             )?);
         }
         RecordBatch::try_new(schema.clone(), columns)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_text_is_what_display_writes() {
+        for ip in [
+            "0.0.0.0",
+            "10.0.0.57",
+            "255.255.255.255",
+            "1.20.100.9",
+            "192.168.10.200",
+        ] {
+            let ip: Ipv4Addr = ip.parse().unwrap();
+            let mut buffer = [0u8; 15];
+            assert_eq!(format_ipv4(ip, &mut buffer), ip.to_string());
+        }
     }
 }
