@@ -11,8 +11,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, Int32Builder, RecordBatch, StringArray, StringBuilder,
-    TimestampSecondArray, UInt64Builder, new_null_array,
+    ArrayRef, Int32Builder, RecordBatch, StringArray, StringBuilder, TimestampSecondArray,
+    UInt64Builder, new_null_array,
 };
 use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
@@ -56,19 +56,19 @@ impl FieldBuilder {
         }
     }
 
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            FieldBuilder::Small(b) => Arc::new(b.finish()),
+            FieldBuilder::Large(b) => Arc::new(b.finish()),
+            FieldBuilder::Text(b) => Arc::new(b.finish()),
+        }
+    }
+
     fn finish_cloned(&self) -> ArrayRef {
         match self {
             FieldBuilder::Small(b) => Arc::new(b.finish_cloned()),
             FieldBuilder::Large(b) => Arc::new(b.finish_cloned()),
             FieldBuilder::Text(b) => Arc::new(b.finish_cloned()),
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            FieldBuilder::Small(b) => b.len(),
-            FieldBuilder::Large(b) => b.len(),
-            FieldBuilder::Text(b) => b.len(),
         }
     }
 }
@@ -130,40 +130,63 @@ fn format_ipv4(ip: Ipv4Addr, buffer: &mut [u8; 15]) -> &str {
     std::str::from_utf8(&buffer[..len]).unwrap_or_default()
 }
 
-/// The rows of one open time chunk of `flows`.
-pub struct DetailBucket {
+/// Rows per part: the active part is frozen into Arrow arrays at this size,
+/// so a query or a seal copies at most one part, and the memory count of
+/// frozen parts is exact (their buffers no longer grow).
+pub const PART_ROWS: usize = 64 * 1024;
+
+type Enrichment = [u32; DETAIL_ENRICHMENT.len()];
+
+/// Rows being appended, column by column.
+struct ActivePart {
     time: Vec<i64>,
     /// One builder per field of [`Field::ALL`], created at the field's first
     /// value (nulls before it are filled in then): a format's absent fields
     /// cost nothing per row.
     fields: Vec<Option<FieldBuilder>>,
-    enrichment: Vec<[u32; DETAIL_ENRICHMENT.len()]>,
+    enrichment: Vec<Enrichment>,
     bytes: usize,
 }
 
-impl std::fmt::Debug for DetailBucket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DetailBucket")
-            .field("rows", &self.time.len())
-            .field("bytes", &self.bytes)
-            .finish()
-    }
-}
-
-impl Default for DetailBucket {
+impl Default for ActivePart {
     fn default() -> Self {
-        DetailBucket {
-            time: Vec::new(),
+        ActivePart {
+            time: Vec::with_capacity(PART_ROWS),
             fields: Field::ALL.iter().map(|_| None).collect(),
-            enrichment: Vec::new(),
+            enrichment: Vec::with_capacity(PART_ROWS),
             bytes: 0,
         }
     }
 }
 
-impl DetailBucket {
-    /// Adds one record starting at `start` with its dimension codes.
-    pub fn add(&mut self, start: u32, record: &FlowRecord<'_>, dims: &[u32; DIM_COUNT]) {
+/// Rows frozen into arrays: `time` and every record field, in schema order.
+struct FrozenPart {
+    columns: Vec<ArrayRef>,
+    enrichment: Vec<Enrichment>,
+    bytes: usize,
+}
+
+/// The rows of one open time chunk of `flows`.
+#[derive(Default)]
+pub struct DetailBucket {
+    frozen: Vec<FrozenPart>,
+    active: ActivePart,
+    rows: usize,
+    frozen_bytes: usize,
+}
+
+impl std::fmt::Debug for DetailBucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetailBucket")
+            .field("rows", &self.rows)
+            .field("parts", &(self.frozen.len() + 1))
+            .field("bytes", &self.memory_bytes())
+            .finish()
+    }
+}
+
+impl ActivePart {
+    fn add(&mut self, start: u32, record: &FlowRecord<'_>, dims: &[u32; DIM_COUNT]) {
         let row = self.time.len();
         self.time.push(i64::from(start));
         for (field, slot) in Field::ALL.iter().zip(&mut self.fields) {
@@ -184,54 +207,189 @@ impl DetailBucket {
         self.bytes += 8 + 4 * DETAIL_ENRICHMENT.len();
     }
 
+    /// `time` and the field columns, copied (the part stays as it is).
+    fn cloned_columns(&self, schema: &SchemaRef) -> Vec<ArrayRef> {
+        let fields = self
+            .fields
+            .iter()
+            .map(|b| b.as_ref().map(FieldBuilder::finish_cloned));
+        columns(schema, self.time.clone(), fields)
+    }
+
+    /// `time` and the field columns, taking the buffers (the part is left empty).
+    fn finished_columns(&mut self, schema: &SchemaRef) -> Vec<ArrayRef> {
+        let fields = self
+            .fields
+            .iter_mut()
+            .map(|b| b.as_mut().map(FieldBuilder::finish));
+        columns(schema, std::mem::take(&mut self.time), fields)
+    }
+}
+
+/// `time` then one column per record field (all null where `fields` has none).
+fn columns(
+    schema: &SchemaRef,
+    time: Vec<i64>,
+    fields: impl Iterator<Item = Option<ArrayRef>>,
+) -> Vec<ArrayRef> {
+    let rows = time.len();
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    columns.push(Arc::new(
+        TimestampSecondArray::from(time).with_timezone("UTC"),
+    ));
+    for (array, field) in fields.zip(schema.fields().iter().skip(1)) {
+        let array = array.unwrap_or_else(|| new_null_array(field.data_type(), rows));
+        debug_assert_eq!(array.len(), rows);
+        columns.push(array);
+    }
+    columns
+}
+
+impl DetailBucket {
+    /// Adds one record starting at `start` with its dimension codes.
+    pub fn add(
+        &mut self,
+        start: u32,
+        record: &FlowRecord<'_>,
+        dims: &[u32; DIM_COUNT],
+        schema: &SchemaRef,
+    ) {
+        self.active.add(start, record, dims);
+        self.rows += 1;
+        if self.active.time.len() >= PART_ROWS {
+            self.freeze(schema);
+        }
+    }
+
+    fn freeze(&mut self, schema: &SchemaRef) {
+        let mut active = std::mem::take(&mut self.active);
+        let columns = active.finished_columns(schema);
+        let enrichment = active.enrichment;
+        let bytes = columns
+            .iter()
+            .map(|c| c.get_array_memory_size())
+            .sum::<usize>()
+            + enrichment.capacity() * std::mem::size_of::<Enrichment>();
+        self.frozen_bytes += bytes;
+        self.frozen.push(FrozenPart {
+            columns,
+            enrichment,
+            bytes,
+        });
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
-        self.time.len()
+        self.rows
     }
 
     /// Whether the bucket has no rows.
     pub fn is_empty(&self) -> bool {
-        self.time.is_empty()
+        self.rows == 0
     }
 
-    /// Approximate heap bytes held.
+    /// Heap bytes held: exact for frozen parts, an estimate for the active one.
     pub fn memory_bytes(&self) -> usize {
-        self.bytes
+        debug_assert_eq!(
+            self.frozen_bytes,
+            self.frozen.iter().map(|p| p.bytes).sum::<usize>()
+        );
+        self.frozen_bytes + self.active.bytes
     }
 
-    /// The rows as a batch of the `flows` schema.
-    pub fn to_batch(
+    /// The rows as batches of the `flows` schema, one per part (frozen parts
+    /// are shared, not copied).
+    pub fn to_batches(
         &self,
         schema: &SchemaRef,
         dictionary: &Arc<StringArray>,
-    ) -> Result<RecordBatch, ArrowError> {
-        let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-        columns.push(Arc::new(
-            TimestampSecondArray::from(self.time.clone()).with_timezone("UTC"),
-        ));
-        for (builder, field) in self.fields.iter().zip(schema.fields().iter().skip(1)) {
-            columns.push(match builder {
-                Some(builder) => {
-                    debug_assert_eq!(builder.len(), self.time.len());
-                    builder.finish_cloned()
-                }
-                None => new_null_array(field.data_type(), self.time.len()),
-            });
-        }
-        for (i, dim) in DETAIL_ENRICHMENT.iter().enumerate() {
-            columns.push(dim_array(
-                *dim,
-                self.enrichment.iter().map(|row| row[i]).collect(),
+    ) -> Result<Vec<RecordBatch>, ArrowError> {
+        let mut batches = Vec::with_capacity(self.frozen.len() + 1);
+        for part in &self.frozen {
+            batches.push(batch(
+                schema,
+                part.columns.clone(),
+                &part.enrichment,
                 dictionary,
             )?);
         }
-        RecordBatch::try_new(schema.clone(), columns)
+        if !self.active.time.is_empty() {
+            // A copy of at most PART_ROWS rows.
+            let columns = self.active.cloned_columns(schema);
+            batches.push(batch(schema, columns, &self.active.enrichment, dictionary)?);
+        }
+        Ok(batches)
     }
+}
+
+/// A batch from `time` + field columns and the enrichment codes.
+fn batch(
+    schema: &SchemaRef,
+    mut columns: Vec<ArrayRef>,
+    enrichment: &[Enrichment],
+    dictionary: &Arc<StringArray>,
+) -> Result<RecordBatch, ArrowError> {
+    for (i, dim) in DETAIL_ENRICHMENT.iter().enumerate() {
+        columns.push(dim_array(
+            *dim,
+            enrichment.iter().map(|row| row[i]).collect(),
+            dictionary,
+        )?);
+    }
+    RecordBatch::try_new(schema.clone(), columns)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_freeze_at_part_rows_and_keep_every_row_in_order() {
+        let schema = crate::schema::detail_schema();
+        let dictionary = Arc::new(StringArray::from(vec![""]));
+        let mut bucket = DetailBucket::default();
+        let rows = 2 * PART_ROWS + 5;
+        for i in 0..rows {
+            let mut record = FlowRecord::new();
+            record.set(Field::Bytes, Value::Int(i as u64));
+            if i == PART_ROWS + 1 {
+                // A field first seen mid-part: the rows before it are null.
+                record.set(Field::VpcId, Value::Str("vpc-1"));
+            }
+            bucket.add(
+                1_000,
+                &record,
+                &[crate::dims::NULL_CODE; DIM_COUNT],
+                &schema,
+            );
+        }
+        assert_eq!(bucket.frozen.len(), 2);
+        assert_eq!(bucket.len(), rows);
+        let batches = bucket.to_batches(&schema, &dictionary).unwrap();
+        assert_eq!(
+            batches
+                .iter()
+                .map(RecordBatch::num_rows)
+                .collect::<Vec<_>>(),
+            [PART_ROWS, PART_ROWS, 5]
+        );
+        let bytes: Vec<u64> = batches
+            .iter()
+            .flat_map(|b| {
+                let column = b.column_by_name("bytes").unwrap();
+                let column = column
+                    .as_any()
+                    .downcast_ref::<arrow::array::UInt64Array>()
+                    .unwrap();
+                column.values().to_vec()
+            })
+            .collect();
+        assert_eq!(bytes, (0..rows as u64).collect::<Vec<_>>());
+        let vpc = batches[1].column_by_name("vpc_id").unwrap();
+        assert_eq!(vpc.null_count(), PART_ROWS - 1);
+        assert!(batches[0].column_by_name("vpc_id").unwrap().null_count() == PART_ROWS);
+        assert!(bucket.memory_bytes() >= rows * 8);
+    }
 
     #[test]
     fn ipv4_text_is_what_display_writes() {

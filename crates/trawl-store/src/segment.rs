@@ -33,16 +33,34 @@ pub fn time_range(batch: &RecordBatch) -> Option<(u32, u32)> {
     Some((u32::try_from(min).ok()?, u32::try_from(max).ok()?))
 }
 
-/// Checks a batch before it becomes a segment of chunk `[start, start + secs)`.
-pub fn validate_batch(
-    batch: &RecordBatch,
+/// Time range of several batches (`None` when none has rows).
+pub fn time_range_of(batches: &[RecordBatch]) -> Option<(u32, u32)> {
+    batches
+        .iter()
+        .filter(|b| b.num_rows() > 0)
+        .map(time_range)
+        .try_fold(None, |acc: Option<(u32, u32)>, range| {
+            let (min, max) = range?;
+            Some(Some(
+                acc.map_or((min, max), |(a, b)| (a.min(min), b.max(max))),
+            ))
+        })?
+}
+
+/// Checks the batches of a segment of chunk `[start, start + secs)` before
+/// they are written: rows present, one schema, every `time` in the chunk.
+pub fn validate_batches(
+    batches: &[RecordBatch],
     chunk_start: u32,
     chunk_secs: u32,
 ) -> Result<(u32, u32), String> {
-    if batch.num_rows() == 0 {
+    if batches.iter().all(|b| b.num_rows() == 0) {
         return Err("no rows".into());
     }
-    let (min, max) = time_range(batch).ok_or("no valid time column")?;
+    if batches.windows(2).any(|w| w[0].schema() != w[1].schema()) {
+        return Err("batches of different schemas".into());
+    }
+    let (min, max) = time_range_of(batches).ok_or("no valid time column")?;
     let end = u64::from(chunk_start) + u64::from(chunk_secs);
     if min < chunk_start || u64::from(max) >= end {
         return Err(format!(
@@ -52,8 +70,9 @@ pub fn validate_batch(
     Ok((min, max))
 }
 
-/// Writes `batch` to `path` and fsyncs it; returns the file's size.
-pub fn write_segment(path: &Path, batch: &RecordBatch) -> Result<u64, StoreError> {
+/// Writes `batches` (of one schema, at least one) to `path` as one file
+/// and fsyncs it; returns the file's size.
+pub fn write_segment(path: &Path, batches: &[RecordBatch]) -> Result<u64, StoreError> {
     let parquet_error = |source| StoreError::Parquet {
         path: path.to_path_buf(),
         source,
@@ -71,9 +90,18 @@ pub fn write_segment(path: &Path, batch: &RecordBatch) -> Result<u64, StoreError
         .set_statistics_enabled(EnabledStatistics::None)
         .set_column_statistics_enabled(ColumnPath::from(TIME_COLUMN), EnabledStatistics::Page)
         .build();
-    let mut writer =
-        ArrowWriter::try_new(file, batch.schema(), Some(properties)).map_err(parquet_error)?;
-    writer.write(batch).map_err(parquet_error)?;
+    let schema =
+        batches
+            .first()
+            .map(RecordBatch::schema)
+            .ok_or_else(|| StoreError::SegmentMismatch {
+                path: path.to_path_buf(),
+                reason: "no batches to write".into(),
+            })?;
+    let mut writer = ArrowWriter::try_new(file, schema, Some(properties)).map_err(parquet_error)?;
+    for batch in batches {
+        writer.write(batch).map_err(parquet_error)?;
+    }
     let file = writer.into_inner().map_err(parquet_error)?;
     file.sync_all().map_err(io_error)?;
     Ok(file.metadata().map_err(io_error)?.len())

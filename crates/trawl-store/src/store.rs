@@ -49,7 +49,7 @@ use crate::error::StoreError;
 use crate::manifest::{Manifest, SegmentMeta, sync_dir};
 use crate::rollup::{Measures, RollupBucket, RollupLayout, regrain};
 use crate::schema::{RollupSpec, detail_schema, text_type};
-use crate::segment::{read_segment, validate_batch, write_segment};
+use crate::segment::{read_segment, validate_batches, write_segment};
 
 /// Name of the detail table.
 pub const DETAIL_TABLE: &str = "flows";
@@ -293,7 +293,8 @@ struct DetailTable {
 /// A segment about to be written by a seal or compaction.
 struct PendingSegment {
     meta: SegmentMeta,
-    batch: RecordBatch,
+    /// The segment's rows, written as one file.
+    batches: Vec<RecordBatch>,
     chunk_secs: u32,
 }
 
@@ -609,7 +610,7 @@ impl Store {
                         start - start % detail.spec.chunk_secs,
                         DetailBucket::default,
                     )
-                    .add(start, record, dims);
+                    .add(start, record, dims, &detail.schema);
             }
         }
         self.stats.expired_records += u64::from(expired);
@@ -708,8 +709,10 @@ impl Store {
                 .chunks
                 .iter()
                 .filter(|(c, b)| overlaps(*c, secs) && !b.is_empty())
-                .map(|(_, b)| b.to_batch(&self.detail.schema, &dictionary).map_err(arrow))
-                .collect();
+                .map(|(_, b)| b.to_batches(&self.detail.schema, &dictionary))
+                .collect::<Result<Vec<_>, _>>()
+                .map(|parts| parts.into_iter().flatten().collect())
+                .map_err(arrow);
         }
         let Some(index) = self.rollups.iter().position(|r| r.spec.name == table) else {
             return Ok(Vec::new());
@@ -828,8 +831,8 @@ impl Store {
     fn open_segments(&self) -> Result<Vec<PendingSegment>, StoreError> {
         let mut out = Vec::new();
         let mut id = self.manifest.next_segment;
-        let mut push = |table: &str, chunk: u32, chunk_secs: u32, batch: RecordBatch| {
-            out.push(self.pending_segment(table, chunk, chunk_secs, batch, id));
+        let mut push = |table: &str, chunk: u32, chunk_secs: u32, batches: Vec<RecordBatch>| {
+            out.push(self.pending_segment(table, chunk, chunk_secs, batches, id));
             id += 1;
         };
         let arrow = |table: &str| {
@@ -849,7 +852,7 @@ impl Store {
                 let batch = bucket
                     .to_batch(&table.schema, layout, &dictionary)
                     .map_err(arrow(&table.spec.name))?;
-                push(&table.spec.name, *chunk, table.spec.chunk_secs, batch);
+                push(&table.spec.name, *chunk, table.spec.chunk_secs, vec![batch]);
             }
         }
         for (chunk, bucket) in self
@@ -859,10 +862,10 @@ impl Store {
             .iter()
             .filter(|(_, b)| !b.is_empty())
         {
-            let batch = bucket
-                .to_batch(&self.detail.schema, &dictionary)
+            let batches = bucket
+                .to_batches(&self.detail.schema, &dictionary)
                 .map_err(arrow(DETAIL_TABLE))?;
-            push(DETAIL_TABLE, *chunk, self.detail.spec.chunk_secs, batch);
+            push(DETAIL_TABLE, *chunk, self.detail.spec.chunk_secs, batches);
         }
         Ok(out)
     }
@@ -872,24 +875,25 @@ impl Store {
         table: &str,
         chunk: u32,
         chunk_secs: u32,
-        batch: RecordBatch,
+        batches: Vec<RecordBatch>,
         id: u64,
     ) -> PendingSegment {
         // Validated for real before writing; this range only has to be
         // right for retention, which runs before the write.
-        let (time_min, time_max) = crate::segment::time_range(&batch).unwrap_or((chunk, chunk));
+        let (time_min, time_max) =
+            crate::segment::time_range_of(&batches).unwrap_or((chunk, chunk));
         PendingSegment {
             meta: SegmentMeta {
                 id,
                 table: table.to_string(),
                 chunk_start: chunk,
                 file: format!("{table}/{chunk}-{id}.parquet"),
-                rows: batch.num_rows() as u64,
+                rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
                 bytes: 0,
                 time_min,
                 time_max,
             },
-            batch,
+            batches,
             chunk_secs,
         }
     }
@@ -921,19 +925,22 @@ impl Store {
         for segment in &pending {
             step()?;
             let path = Manifest::segment_path(&dir, &segment.meta);
-            let (time_min, time_max) =
-                validate_batch(&segment.batch, segment.meta.chunk_start, segment.chunk_secs)
-                    .map_err(|reason| StoreError::SegmentMismatch {
-                        path: path.clone(),
-                        reason: format!("refused before writing: {reason}"),
-                    })?;
+            let (time_min, time_max) = validate_batches(
+                &segment.batches,
+                segment.meta.chunk_start,
+                segment.chunk_secs,
+            )
+            .map_err(|reason| StoreError::SegmentMismatch {
+                path: path.clone(),
+                reason: format!("refused before writing: {reason}"),
+            })?;
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
                     path: parent.to_path_buf(),
                     source,
                 })?;
             }
-            let bytes = write_segment(&path, &segment.batch)?;
+            let bytes = write_segment(&path, &segment.batches)?;
             let entry = next
                 .segments
                 .iter_mut()
@@ -977,10 +984,10 @@ impl Store {
                 .into_iter()
                 .partition(|s| &s.table == table && s.chunk_start == *chunk);
             next.segments = rest;
-            let batch = self.merge_segments(table, &segments)?;
+            let batches = self.merge_segments(table, &segments)?;
             let id = next.next_segment;
             next.next_segment += 1;
-            let segment = self.pending_segment(table, *chunk, self.chunk_secs(table), batch, id);
+            let segment = self.pending_segment(table, *chunk, self.chunk_secs(table), batches, id);
             next.segments.push(segment.meta.clone());
             pending.push(segment);
             replaced.extend(segments);
@@ -1040,7 +1047,7 @@ impl Store {
         &mut self,
         table: &str,
         segments: &[SegmentMeta],
-    ) -> Result<RecordBatch, StoreError> {
+    ) -> Result<Vec<RecordBatch>, StoreError> {
         let arrow = |source| StoreError::Arrow {
             table: table.to_string(),
             source,
@@ -1066,7 +1073,7 @@ impl Store {
             }
         }
         let Some(index) = self.rollups.iter().position(|r| r.spec.name == table) else {
-            return arrow::compute::concat_batches(&schema, &batches).map_err(arrow);
+            return Ok(batches);
         };
         let mut bucket = RollupBucket::default();
         for batch in &batches {
@@ -1076,6 +1083,7 @@ impl Store {
         let rollup = &self.rollups[index];
         bucket
             .to_batch(&rollup.schema, &rollup.layout, &self.dict.values())
+            .map(|batch| vec![batch])
             .map_err(arrow)
     }
 
