@@ -271,6 +271,15 @@ impl Running {
     }
 }
 
+/// The runtime the HTTP server runs on (two threads: the pipeline's
+/// workers have the cores).
+pub fn server_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
 /// Binds `listen`; when that is the default address and it is taken, a
 /// free port on the same host instead.
 pub async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {

@@ -92,10 +92,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let state = running.app_state(&config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = setup::server_runtime()?;
     runtime.block_on(async {
         let listener = setup::bind(&config.listen).await?;
         let addr = listener.local_addr()?;
