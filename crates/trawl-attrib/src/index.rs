@@ -187,6 +187,9 @@ pub struct Span {
 }
 
 /// What the index knows of one IP.
+///
+/// Two cache lines (checked below): a lookup reads one record, and the
+/// IPv4 table keeps each record on whole lines of its own.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IpRecord {
     /// Declared ownership.
@@ -194,6 +197,8 @@ pub struct IpRecord {
     /// Learned spans, ordered by `from`.
     pub learned: Vec<Span>,
 }
+
+const _: () = assert!(std::mem::size_of::<IpRecord>() <= 128);
 
 impl IpRecord {
     fn learned_at(&self, t: u32) -> Option<&Span> {
@@ -559,32 +564,42 @@ impl AttributionIndex {
     /// Who held `ip` at `t`, and which rule says so.
     #[inline]
     pub fn owner_at(&self, ip: IpAddr, t: Secs) -> Attribution {
-        self.answer(self.ips.get(ip), ip, t)
+        self.answer(self.ips.get(ip), ip, t, self.horizon())
     }
 
     /// [`owner_at`](Self::owner_at) for many queries at once, appending to
-    /// `out` in query order. Lookups in a large index wait on memory; here
-    /// each group of queries first touches the table slots of all its IPs
-    /// (marks of up to ten intervals live in the slot), then answers, so the memory accesses of a group overlap
-    /// instead of queueing one behind the other.
+    /// `out` in query order. A lookup in a large index waits on memory
+    /// twice: the probe's line of the key array, then the IP's record.
+    /// Here both are prefetched ahead of need (the key line
+    /// `2 * LOOKAHEAD` queries ahead, the record `LOOKAHEAD` ahead), so
+    /// the memory accesses of many lookups are in flight at once instead
+    /// of queueing one behind the other.
     pub fn owner_at_many(&self, queries: &[(IpAddr, Secs)], out: &mut Vec<Attribution>) {
-        const GROUP: usize = 16;
+        const LOOKAHEAD: usize = 12;
         out.reserve(queries.len());
-        for group in queries.chunks(GROUP) {
-            // Start every memory access of the group before waiting on any.
-            let touched = group
-                .iter()
-                .fold(0u32, |sum, (ip, _)| sum.wrapping_add(self.ips.touch(*ip)));
-            std::hint::black_box(touched);
-            for (ip, t) in group {
-                out.push(self.answer(self.ips.get(*ip), *ip, *t));
+        let horizon = self.horizon();
+        let mut found: [Option<&IpRecord>; LOOKAHEAD] = [None; LOOKAHEAD];
+        for (ip, _) in queries.iter().take(2 * LOOKAHEAD) {
+            self.ips.prefetch_probe(*ip);
+        }
+        for (slot, (ip, _)) in found.iter_mut().zip(queries) {
+            *slot = self.ips.get_prefetched(*ip);
+        }
+        for (i, (ip, t)) in queries.iter().enumerate() {
+            if let Some((ahead, _)) = queries.get(i + 2 * LOOKAHEAD) {
+                self.ips.prefetch_probe(*ahead);
             }
+            let record = found[i % LOOKAHEAD];
+            if let Some((ahead, _)) = queries.get(i + LOOKAHEAD) {
+                found[i % LOOKAHEAD] = self.ips.get_prefetched(*ahead);
+            }
+            out.push(self.answer(record, *ip, *t, horizon));
         }
     }
 
     #[inline]
-    fn answer(&self, record: Option<&IpRecord>, ip: IpAddr, t: Secs) -> Attribution {
-        let settled = t <= self.horizon();
+    fn answer(&self, record: Option<&IpRecord>, ip: IpAddr, t: Secs, horizon: Secs) -> Attribution {
+        let settled = t <= horizon;
         let t32 = clamp_time(t);
         if let Some(record) = record {
             let held = record.timeline.held_at(t32);

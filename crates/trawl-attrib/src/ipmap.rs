@@ -1,6 +1,7 @@
 //! A hash map keyed by IP address. IPv4 keys (most estates are mostly
-//! IPv4) live in a [`FlatMap`] of `u32` keys beside their values, so a
-//! lookup costs one memory access; IPv6 keys in a `hashbrown` map.
+//! IPv4) live in a [`FlatMap`] of `u32` keys, where a lookup costs one
+//! memory access that a batch can start early ([`IpMap::prefetch_probe`],
+//! then [`IpMap::get_prefetched`]); IPv6 keys in a `hashbrown` map.
 //! IPv4-mapped IPv6 addresses are the same key as their IPv4 address.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -46,13 +47,22 @@ impl<V: Default> IpMap<V> {
         }
     }
 
-    /// Starts the memory access a later [`get`](Self::get) of `ip` needs
-    /// (IPv4 only); returns a value for `std::hint::black_box`.
+    /// Starts loading the memory the probe for `ip` reads (IPv4 only).
     #[inline]
-    pub fn touch(&self, ip: IpAddr) -> u32 {
+    pub fn prefetch_probe(&self, ip: IpAddr) {
+        if let IpAddr::V4(v4) = ip {
+            self.v4.prefetch_key(v4.to_bits());
+        }
+    }
+
+    /// The value of `ip`, as [`get`](Self::get), after starting to load it
+    /// (IPv4 only) without reading it: call it some lookups ahead of using
+    /// the value.
+    #[inline]
+    pub fn get_prefetched(&self, ip: IpAddr) -> Option<&V> {
         match ip {
-            IpAddr::V4(v4) => self.v4.touch(v4.to_bits()),
-            IpAddr::V6(_) => 0,
+            IpAddr::V4(v4) => self.v4.get_prefetched(v4.to_bits()),
+            IpAddr::V6(_) => self.get(ip),
         }
     }
 

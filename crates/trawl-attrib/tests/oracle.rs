@@ -168,5 +168,16 @@ proptest! {
                 .collect();
             prop_assert_eq!(history, intervals);
         }
+        // The batched lookup (records prefetched ahead, kept in a ring)
+        // answers every query as the single one does, in query order.
+        let queries: Vec<(IpAddr, i64)> = (990..3100)
+            .step_by(13)
+            .enumerate()
+            .map(|(k, t)| (if k % 7 == 6 { "8.8.8.8".parse().unwrap() } else { ip(k % IPS.len()) }, t))
+            .collect();
+        let mut batched = Vec::new();
+        index.owner_at_many(&queries, &mut batched);
+        let single: Vec<_> = queries.iter().map(|(ip, t)| index.owner_at(*ip, *t)).collect();
+        prop_assert_eq!(batched, single);
     }
 }
