@@ -185,16 +185,41 @@ pub fn process_text(
     );
 }
 
-/// The owner of one side, and whether the flow should wait for metadata:
-/// a private address nobody held at `t`, while metadata is not yet
-/// complete up to `t`.
-fn side(index: &AttributionIndex, ip: Option<IpAddr>, t: Secs) -> (WorkloadId, bool) {
-    let Some(ip) = ip else {
-        return (NO_OWNER, false);
+/// The owners of both sides of every record at the record's start, and
+/// whether the flow should wait for metadata: a side is a private address
+/// nobody held at `t`, while metadata is not yet complete up to `t`. The
+/// lookups go to the index as one batch ([`AttributionIndex::owner_at_many`]).
+fn owners(
+    index: &AttributionIndex,
+    records: &[FlowRecord<'_>],
+    hold: bool,
+) -> Vec<(WorkloadId, WorkloadId, bool)> {
+    let sides = |r: &FlowRecord<'_>| [r.src_addr(), r.dst_addr()];
+    let queries: Vec<(IpAddr, Secs)> = records
+        .iter()
+        .flat_map(|r| {
+            let t = r.start().map_or(0, |s| s as Secs);
+            sides(r).into_iter().flatten().map(move |ip| (ip, t))
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(queries.len());
+    index.owner_at_many(&queries, &mut answers);
+    let mut answers = queries.iter().zip(answers).map(|((ip, _), answer)| {
+        let wait = !answer.settled && !answer.rule.is_interval() && is_private(*ip);
+        (answer.owner, wait)
+    });
+    let mut side = |ip: Option<IpAddr>| match ip {
+        Some(_) => answers.next().unwrap_or((NO_OWNER, false)),
+        None => (NO_OWNER, false),
     };
-    let answer = index.owner_at(ip, t);
-    let wait = !answer.settled && !answer.rule.is_interval() && is_private(ip);
-    (answer.owner, wait)
+    records
+        .iter()
+        .map(|r| {
+            let (src, wait_src) = side(r.src_addr());
+            let (dst, wait_dst) = side(r.dst_addr());
+            (src, dst, hold && (wait_src || wait_dst))
+        })
+        .collect()
 }
 
 fn flush(
@@ -209,18 +234,11 @@ fn flush(
     if records.is_empty() && position.is_none() {
         return;
     }
-    let hold_enabled = cx.config.hold_secs > 0;
-    let mut owners: Vec<(WorkloadId, WorkloadId, bool)> = Vec::with_capacity(records.len());
-    {
+    let owners = {
         let mut index = cx.index_write();
         records.iter().for_each(|r| index.learn_from_flow(r));
-        for record in records {
-            let t = record.start().map_or(0, |s| s as Secs);
-            let (src, wait_src) = side(&index, record.src_addr(), t);
-            let (dst, wait_dst) = side(&index, record.dst_addr(), t);
-            owners.push((src, dst, hold_enabled && (wait_src || wait_dst)));
-        }
-    }
+        owners(&index, records, cx.config.hold_secs > 0)
+    };
     let newest = records
         .iter()
         .filter_map(FlowRecord::start)
@@ -323,10 +341,7 @@ pub fn add_held(
                 records.push(record);
             }
         }
-        for record in &records {
-            let t = record.start().map_or(0, |s| s as Secs);
-            let (src, _) = side(index, record.src_addr(), t);
-            let (dst, _) = side(index, record.dst_addr(), t);
+        for (record, (src, dst, _)) in records.iter().zip(owners(index, &records, false)) {
             flows.push(EnrichedFlow { record, src, dst });
         }
         add_or_report(cx, store, &flows, index, &[]);
