@@ -66,6 +66,8 @@ pub struct PipelineStats {
     pub seals: AtomicU64,
     /// Store errors (seal or maintenance failures), each also printed.
     pub store_errors: AtomicU64,
+    /// Batches that waited for a seal to free memory (open memory past the cap).
+    pub full_waits: AtomicU64,
 }
 
 impl PipelineStats {
@@ -292,6 +294,13 @@ pub fn render_metrics(
         "counter",
         "Seal or maintenance failures.",
         &[("", get(&stats.store_errors))],
+    );
+    metric(
+        m,
+        "trawl_pipeline_full_waits_total",
+        "counter",
+        "Batches that waited for a seal to free memory.",
+        &[("", get(&stats.full_waits))],
     );
     metric(
         m,

@@ -185,6 +185,20 @@ pub fn process_text(
     );
 }
 
+/// Waits while open memory is past the store's cap and a seal is writing
+/// (it frees the memory when it publishes): memory stays under the cap plus
+/// one batch per worker. Checked every few milliseconds; counted.
+fn wait_while_full(cx: &Context) {
+    let mut waited = false;
+    while cx.store_read().full_while_sealing() {
+        waited = true;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if waited {
+        cx.stats.full_waits.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The owners of both sides of every record at the record's start, and
 /// whether the flow should wait for metadata: a side is a private address
 /// nobody held at `t`, while metadata is not yet complete up to `t`. The
@@ -268,6 +282,7 @@ fn flush(
         .zip(&value)
         .map(|((at, _), v)| (at.key, v.as_str()))
         .collect();
+    wait_while_full(cx);
     let index = cx.index_read();
     let mut store = cx.store_write();
     add_or_report(cx, &mut store, &flows, &index, &positions);

@@ -48,6 +48,9 @@ pub enum StoreError {
     /// The configuration is invalid.
     #[error("store configuration: {0}")]
     Config(String),
+    /// A seal was begun while another one's segments were being written.
+    #[error("a seal is already in progress")]
+    SealInFlight,
     /// A crash test stopped a commit part-way (never happens otherwise).
     #[error("commit interrupted by a crash test")]
     Interrupted,

@@ -23,6 +23,7 @@
 //! (Parquet files), [`manifest`] (durable state), [`store`] (the data flow),
 //! [`sql`] (DataFusion), [`route`] (answering from a coarser rollup).
 
+pub mod commit;
 pub mod detail;
 pub mod dict;
 pub mod dims;
@@ -35,6 +36,7 @@ pub mod segment;
 pub mod sql;
 pub mod store;
 
+pub use commit::SealJob;
 pub use dims::{Dim, service_port};
 pub use error::StoreError;
 pub use manifest::{Manifest, SegmentMeta};

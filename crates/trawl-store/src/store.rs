@@ -12,7 +12,10 @@
 //! dropped) and counted late. [`Store::seal`] turns every open bucket into a
 //! segment and commits the manifest with the source positions handed in
 //! with the batches; a chunk that already has segments gets another one (a
-//! delta), and queries sum across them. [`Store::maintain`] compacts the
+//! delta), and queries sum across them. A seal can also run in three steps
+//! ([`Store::seal_begin`], [`crate::SealJob::write`] without the store lock,
+//! [`Store::seal_finish`]; see [`crate::commit`]) so that adding and
+//! querying go on while Parquet is encoded and synced. [`Store::maintain`] compacts the
 //! segments of a chunk once the watermark has passed it (or once it has too
 //! many), and applies each table's retention.
 //!
@@ -39,6 +42,7 @@ use arrow::datatypes::{SchemaRef, TimestampSecondType, UInt64Type};
 use trawl_attrib::{NO_OWNER, WorkloadId, WorkloadTable};
 use trawl_flowlog::{FlowRecord, LogStatus};
 
+use crate::commit::{PendingSegment, SealJob, Steps, write_segments};
 use crate::detail::DetailBucket;
 use crate::dict::Dictionary;
 use crate::dims::{
@@ -46,10 +50,10 @@ use crate::dims::{
     SideCodes, flow_dims,
 };
 use crate::error::StoreError;
-use crate::manifest::{Manifest, SegmentMeta, sync_dir};
+use crate::manifest::{Manifest, SegmentMeta};
 use crate::rollup::{Measures, RollupBucket, RollupLayout, regrain};
 use crate::schema::{RollupSpec, detail_schema, text_type};
-use crate::segment::{read_segment, validate_batches, write_segment};
+use crate::segment::read_segment;
 
 /// Name of the detail table.
 pub const DETAIL_TABLE: &str = "flows";
@@ -290,14 +294,6 @@ struct DetailTable {
     open: OpenChunks<DetailBucket>,
 }
 
-/// A segment about to be written by a seal or compaction.
-struct PendingSegment {
-    meta: SegmentMeta,
-    /// The segment's rows, written as one file.
-    batches: Vec<RecordBatch>,
-    chunk_secs: u32,
-}
-
 /// The store. See the module header.
 #[derive(Debug)]
 pub struct Store {
@@ -315,6 +311,12 @@ pub struct Store {
     stats: StoreStats,
     doomed: Vec<(PathBuf, Instant)>,
     interrupt_after_steps: Option<usize>,
+    /// Rows a seal took from the open buckets and has not yet published
+    /// (being written, or left by a failed seal for the next one); queries
+    /// read them as open rows.
+    sealing: Arc<[PendingSegment]>,
+    /// Whether a [`SealJob`] is out (between `seal_begin` and `seal_finish`).
+    seal_in_flight: bool,
 }
 
 impl Store {
@@ -369,6 +371,8 @@ impl Store {
             stats: StoreStats::default(),
             doomed: Vec::new(),
             interrupt_after_steps: None,
+            sealing: Arc::from([]),
+            seal_in_flight: false,
             config,
         };
         store.remove_garbage()?;
@@ -551,7 +555,7 @@ impl Store {
             self.pending_positions
                 .insert((*source).to_string(), (*position).to_string());
         }
-        if self.open_bytes() > self.config.open_bytes_max {
+        if self.open_bytes() > self.config.open_bytes_max && !self.seal_in_flight {
             self.stats.early_seals += 1;
             self.seal()?;
         }
@@ -638,15 +642,36 @@ impl Store {
                 .sum::<usize>()
     }
 
-    /// Approximate bytes held by open buckets and the dictionary.
+    /// Approximate bytes held by open buckets, rows being sealed, and the dictionary.
     pub fn open_bytes(&self) -> usize {
+        let sealing: usize = self
+            .sealing
+            .iter()
+            .flat_map(|p| &p.batches)
+            .map(RecordBatch::get_array_memory_size)
+            .sum();
         self.sum_open(RollupBucket::memory_bytes, DetailBucket::memory_bytes)
+            + sealing
             + self.dict.memory_bytes()
     }
 
-    /// Rows held in open buckets.
+    /// Whether a seal's segments are being written (see [`crate::commit`]).
+    pub fn seal_in_flight(&self) -> bool {
+        self.seal_in_flight
+    }
+
+    /// Whether open memory (rows being sealed included) is past the cap
+    /// while a seal is writing: the one case where the cap cannot be kept by
+    /// sealing at once, so writers should wait for the seal to finish.
+    pub fn full_while_sealing(&self) -> bool {
+        self.seal_in_flight && self.open_bytes() > self.config.open_bytes_max
+    }
+
+    /// Rows held in open buckets and rows being sealed: rows not yet in a
+    /// published segment.
     pub fn open_rows(&self) -> usize {
-        self.sum_open(RollupBucket::len, DetailBucket::len)
+        let sealing: u64 = self.sealing.iter().map(|p| p.meta.rows).sum();
+        self.sum_open(RollupBucket::len, DetailBucket::len) + sealing as usize
     }
 
     /// Whether the watermark has passed an open chunk (time to seal).
@@ -701,33 +726,44 @@ impl Store {
         let overlaps = |chunk: u32, secs: u32| {
             chunk <= to && u64::from(chunk) + u64::from(secs) > u64::from(from)
         };
+        // Rows a seal is writing are still open rows until it publishes.
+        let mut batches: Vec<RecordBatch> = self
+            .sealing
+            .iter()
+            .filter(|p| p.meta.table == table && overlaps(p.meta.chunk_start, p.chunk_secs))
+            .flat_map(|p| p.batches.iter().cloned())
+            .collect();
         if table == DETAIL_TABLE {
             let secs = self.detail.spec.chunk_secs;
-            return self
+            for (_, bucket) in self
                 .detail
                 .open
                 .chunks
                 .iter()
                 .filter(|(c, b)| overlaps(*c, secs) && !b.is_empty())
-                .map(|(_, b)| b.to_batches(&self.detail.schema, &dictionary))
-                .collect::<Result<Vec<_>, _>>()
-                .map(|parts| parts.into_iter().flatten().collect())
-                .map_err(arrow);
+            {
+                let parts = bucket
+                    .to_batches(&self.detail.schema, &dictionary)
+                    .map_err(arrow)?;
+                batches.extend(parts);
+            }
+            return Ok(batches);
         }
         let Some(index) = self.rollups.iter().position(|r| r.spec.name == table) else {
             return Ok(Vec::new());
         };
         let rollup = &self.rollups[index];
-        let mut batches: Vec<RecordBatch> = rollup
+        for (_, bucket) in rollup
             .open
             .chunks
             .iter()
             .filter(|(c, b)| overlaps(*c, rollup.spec.chunk_secs) && !b.is_empty())
-            .map(|(_, b)| {
-                b.to_batch(&rollup.schema, &rollup.layout, &dictionary)
-                    .map_err(arrow)
-            })
-            .collect::<Result<_, _>>()?;
+        {
+            let batch = bucket
+                .to_batch(&rollup.schema, &rollup.layout, &dictionary)
+                .map_err(arrow)?;
+            batches.push(batch);
+        }
         let Some(source) = rollup.source.map(|j| &self.rollups[j]) else {
             return Ok(batches);
         };
@@ -761,19 +797,40 @@ impl Store {
     }
 
     /// Seals every open bucket into segments and commits the manifest with
-    /// the positions handed in so far.
+    /// the positions handed in so far: [`seal_begin`](Self::seal_begin),
+    /// [`SealJob::write`] and [`seal_finish`](Self::seal_finish) in one go.
+    /// A caller that shares the store between threads runs the write
+    /// without the lock instead.
     pub fn seal(&mut self) -> Result<SealReport, StoreError> {
-        let pending = self.open_segments()?;
+        let mut job = self.seal_begin()?;
+        job.write();
+        self.seal_finish(job)
+    }
+
+    /// First step of a seal (see [`crate::commit`]): takes every open bucket
+    /// (and the rows a failed seal left) as the segments of a [`SealJob`],
+    /// and drafts the manifest that lists them with the positions handed in
+    /// so far. Until [`seal_finish`](Self::seal_finish) the rows stay
+    /// visible to queries, and new flows go to fresh open buckets.
+    pub fn seal_begin(&mut self) -> Result<SealJob, StoreError> {
+        if self.seal_in_flight {
+            return Err(StoreError::SealInFlight);
+        }
+        let mut id = self.manifest.next_segment;
+        let mut pending = Vec::new();
+        for left in self.sealing.iter() {
+            let (table, chunk) = (&left.meta.table, left.meta.chunk_start);
+            let batches = left.batches.clone();
+            pending.push(self.pending_segment(table, chunk, left.chunk_secs, batches, id));
+            id += 1;
+        }
+        pending.extend(self.open_segments(id)?);
         let mut next = self.manifest.clone();
         next.segments.extend(pending.iter().map(|p| p.meta.clone()));
         next.positions = self.pending_positions.clone();
         next.max_event_time = self.max_event_time;
         next.next_segment = self.manifest.next_segment + pending.len() as u64;
         let expired = self.expire(&mut next);
-        let report = SealReport {
-            segments: pending.len(),
-            rows: pending.iter().map(|p| p.meta.rows).sum(),
-        };
         let deltas = pending
             .iter()
             .filter(|p| {
@@ -783,16 +840,56 @@ impl Store {
                     .any(|s| s.table == p.meta.table && s.chunk_start == p.meta.chunk_start)
             })
             .count();
-        self.commit(pending, next)?;
+        let pending: Arc<[PendingSegment]> = pending.into();
+        self.sealing = Arc::clone(&pending);
         for table in &mut self.rollups {
             table.open.chunks.clear();
         }
         self.detail.open.chunks.clear();
+        self.seal_in_flight = true;
+        Ok(SealJob {
+            pending,
+            next,
+            dir: self.config.data_dir.clone(),
+            steps: Steps::new(self.interrupt_after_steps.take()),
+            deltas,
+            expired,
+            written: None,
+        })
+    }
+
+    /// Last step of a seal: if the job's segments were written, publishes
+    /// its manifest (the sealing rows are segments from then on). If not,
+    /// or if publishing fails, the rows stay for the next seal and the
+    /// error is returned.
+    pub fn seal_finish(&mut self, job: SealJob) -> Result<SealReport, StoreError> {
+        self.seal_in_flight = false;
+        let SealJob {
+            pending,
+            next,
+            mut steps,
+            deltas,
+            expired,
+            written,
+            ..
+        } = job;
+        written.unwrap_or_else(|| {
+            Err(StoreError::Config(
+                "a seal was finished before its segments were written".into(),
+            ))
+        })?;
+        self.publish(next, &mut steps)?;
+        if Arc::ptr_eq(&self.sealing, &pending) {
+            self.sealing = Arc::from([]);
+        }
         self.stats.seals += 1;
-        self.stats.segments_sealed += report.segments as u64;
+        self.stats.segments_sealed += pending.len() as u64;
         self.stats.delta_segments += deltas as u64;
         self.stats.segments_expired += expired as u64;
-        Ok(report)
+        Ok(SealReport {
+            segments: pending.len(),
+            rows: pending.iter().map(|p| p.meta.rows).sum(),
+        })
     }
 
     /// Makes the next commit (of a seal or of [`Store::maintain`]) stop after
@@ -828,9 +925,9 @@ impl Store {
     }
 
     /// Batches of every open bucket, with the segment each becomes.
-    fn open_segments(&self) -> Result<Vec<PendingSegment>, StoreError> {
+    fn open_segments(&self, first_id: u64) -> Result<Vec<PendingSegment>, StoreError> {
         let mut out = Vec::new();
-        let mut id = self.manifest.next_segment;
+        let mut id = first_id;
         let mut push = |table: &str, chunk: u32, chunk_secs: u32, batches: Vec<RecordBatch>| {
             out.push(self.pending_segment(table, chunk, chunk_secs, batches, id));
             id += 1;
@@ -906,66 +1003,20 @@ impl Store {
         pending: Vec<PendingSegment>,
         mut next: Manifest,
     ) -> Result<(), StoreError> {
-        let dir = self.config.data_dir.clone();
-        let steps_max = self.interrupt_after_steps.take().unwrap_or(usize::MAX);
-        let mut steps = 0usize;
-        let mut step = || {
-            steps += 1;
-            if steps <= steps_max {
-                Ok(())
-            } else {
-                Err(StoreError::Interrupted)
-            }
-        };
-        // Retention may have dropped a pending segment from `next` already.
-        let pending: Vec<_> = pending
-            .into_iter()
-            .filter(|p| next.segments.iter().any(|s| s.id == p.meta.id))
-            .collect();
-        for segment in &pending {
-            step()?;
-            let path = Manifest::segment_path(&dir, &segment.meta);
-            let (time_min, time_max) = validate_batches(
-                &segment.batches,
-                segment.meta.chunk_start,
-                segment.chunk_secs,
-            )
-            .map_err(|reason| StoreError::SegmentMismatch {
-                path: path.clone(),
-                reason: format!("refused before writing: {reason}"),
-            })?;
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
-                    path: parent.to_path_buf(),
-                    source,
-                })?;
-            }
-            let bytes = write_segment(&path, &segment.batches)?;
-            let entry = next
-                .segments
-                .iter_mut()
-                .find(|s| s.id == segment.meta.id)
-                .ok_or_else(|| {
-                    StoreError::Config(format!(
-                        "segment {} missing from the next manifest",
-                        segment.meta.id
-                    ))
-                })?;
-            entry.bytes = bytes;
-            entry.time_min = time_min;
-            entry.time_max = time_max;
-        }
-        step()?;
-        let tables: std::collections::BTreeSet<&str> =
-            pending.iter().map(|p| p.meta.table.as_str()).collect();
-        for table in tables {
-            sync_dir(&dir.join(table))?;
-        }
+        let mut steps = Steps::new(self.interrupt_after_steps.take());
+        write_segments(&self.config.data_dir, &pending, &mut next, &mut steps)?;
+        self.publish(next, &mut steps)
+    }
+
+    /// Writes and publishes `next` (segments already on disk); then the
+    /// in-memory manifest is `next`.
+    fn publish(&mut self, mut next: Manifest, steps: &mut Steps) -> Result<(), StoreError> {
+        let dir = &self.config.data_dir;
         next.generation = self.manifest.generation + 1;
-        step()?;
-        next.write_pending(&dir)?;
-        step()?;
-        Manifest::publish_pending(&dir)?;
+        steps.step()?;
+        next.write_pending(dir)?;
+        steps.step()?;
+        Manifest::publish_pending(dir)?;
         self.manifest = next;
         Ok(())
     }
@@ -974,6 +1025,9 @@ impl Store {
     /// too many), applies retention, and deletes replaced files whose delay
     /// has passed. Returns the number of chunks compacted.
     pub fn maintain(&mut self) -> Result<usize, StoreError> {
+        if self.seal_in_flight {
+            return Ok(0);
+        }
         let candidates = self.compaction_candidates();
         let mut next = self.manifest.clone();
         let mut pending = Vec::new();

@@ -9,7 +9,7 @@ mod common;
 use std::sync::{Arc, RwLock};
 
 use common::{Estate, Flow, add, oracle, query_sums};
-use trawl_store::{SqlEngine, Store, StoreConfig};
+use trawl_store::{SqlEngine, Store, StoreConfig, StoreError};
 
 const HOUR: u32 = 3600;
 const T0: u32 = 1_790_000_000 - 1_790_000_000 % 86_400;
@@ -96,6 +96,70 @@ fn records_are_queryable_before_and_after_sealing_and_reopening() {
     let (store, engine) = open(dir.path());
     assert_eq!(store.read().unwrap().positions()["file:a"], "100");
     check(&engine, &estate, &batch);
+}
+
+/// A seal writes its segments without the store lock: the rows it took
+/// are answered while it writes, flows added meanwhile wait for the next
+/// seal, and a seal that fails keeps its rows for the next one.
+#[test]
+fn rows_being_sealed_stay_answered_and_a_failed_seal_is_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let estate = Estate::new(10);
+    let first = flows(2000, T0, 2 * HOUR);
+    let (store, engine) = open(dir.path());
+    add(
+        &mut store.write().unwrap(),
+        &estate,
+        &first,
+        Some(("file:a", "100")),
+    );
+
+    let mut job = store.write().unwrap().seal_begin().unwrap();
+    check(&engine, &estate, &first);
+    let sealing_rows = store.read().unwrap().open_rows();
+    assert!(sealing_rows > 0 && job.segments() > 0);
+    let second = flows(1500, T0 + HOUR, 2 * HOUR);
+    add(
+        &mut store.write().unwrap(),
+        &estate,
+        &second,
+        Some(("file:a", "200")),
+    );
+    let both: Vec<Flow> = first.iter().chain(&second).cloned().collect();
+    check(&engine, &estate, &both);
+    assert!(matches!(
+        store.write().unwrap().seal_begin(),
+        Err(StoreError::SealInFlight)
+    ));
+    assert_eq!(store.write().unwrap().maintain().unwrap(), 0);
+
+    job.write();
+    check(&engine, &estate, &both);
+    let report = store.write().unwrap().seal_finish(job).unwrap();
+    assert_eq!(
+        report.rows, sealing_rows as u64,
+        "the rows taken at the start"
+    );
+    assert!(
+        store.read().unwrap().open_rows() > 0,
+        "the second batch waits"
+    );
+    assert_eq!(store.read().unwrap().positions()["file:a"], "100");
+    check(&engine, &estate, &both);
+
+    // The next seal fails before its first segment: nothing is lost.
+    store.write().unwrap().interrupt_next_commit_after(0);
+    assert!(store.write().unwrap().seal().is_err());
+    assert!(store.read().unwrap().open_rows() > 0);
+    check(&engine, &estate, &both);
+    store.write().unwrap().seal().unwrap();
+    assert_eq!(store.read().unwrap().open_rows(), 0);
+    check(&engine, &estate, &both);
+    drop((store, engine));
+
+    let (store, engine) = open(dir.path());
+    assert_eq!(store.read().unwrap().positions()["file:a"], "200");
+    check(&engine, &estate, &both);
 }
 
 #[test]

@@ -1,0 +1,153 @@
+//! The disk half of a commit: writing the segments of a seal or a
+//! compaction, which needs no store lock.
+//!
+//! A seal runs in three steps so that adding flows and answering queries
+//! never wait on Parquet encoding or `fsync`:
+//!
+//! ```text
+//! Store::seal_begin   (store lock)   open buckets ─► batches of a SealJob, visible
+//!                                    to queries as "sealing" rows; next manifest drafted
+//! SealJob::write      (no lock)      validate ─► write each segment ─► sync the directories
+//! Store::seal_finish  (store lock)   publish the manifest; the sealing rows are now segments
+//! ```
+//!
+//! If writing or publishing fails, the sealing rows stay in the store (still
+//! answered by queries) and the next seal writes them again under new ids;
+//! files of the failed attempt are in no manifest and are never read.
+//!
+//! Invariant: a segment is validated against its chunk before it is
+//! written (and again after every read, in `segment`); the manifest entry
+//! of a written segment carries the file's size and time range.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+
+use crate::error::StoreError;
+use crate::manifest::{Manifest, SegmentMeta, sync_dir};
+use crate::segment::{validate_batches, write_segment};
+
+/// A segment about to be written by a seal or compaction.
+#[derive(Debug, Clone)]
+pub(crate) struct PendingSegment {
+    /// Its manifest entry (size and time range filled in when written).
+    pub meta: SegmentMeta,
+    /// The segment's rows, written as one file.
+    pub batches: Vec<RecordBatch>,
+    /// Length of its table's chunks.
+    pub chunk_secs: u32,
+}
+
+/// Counts the durable steps of a commit and stops after a set number of
+/// them (crash tests: see `Store::interrupt_next_commit_after`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Steps {
+    done: usize,
+    max: usize,
+}
+
+impl Steps {
+    /// No limit unless `max` is given.
+    pub fn new(max: Option<usize>) -> Self {
+        Steps {
+            done: 0,
+            max: max.unwrap_or(usize::MAX),
+        }
+    }
+
+    /// Takes the next step, or stops the commit as a crash would.
+    pub fn step(&mut self) -> Result<(), StoreError> {
+        self.done += 1;
+        if self.done <= self.max {
+            Ok(())
+        } else {
+            Err(StoreError::Interrupted)
+        }
+    }
+}
+
+/// Writes every segment of `pending` that `next` lists into `dir`, filling
+/// in its entry's size and time range, then syncs the table directories.
+pub(crate) fn write_segments(
+    dir: &Path,
+    pending: &[PendingSegment],
+    next: &mut Manifest,
+    steps: &mut Steps,
+) -> Result<(), StoreError> {
+    // Retention may have dropped a pending segment from `next` already.
+    let listed: Vec<&PendingSegment> = pending
+        .iter()
+        .filter(|p| next.segments.iter().any(|s| s.id == p.meta.id))
+        .collect();
+    for segment in &listed {
+        steps.step()?;
+        let path = Manifest::segment_path(dir, &segment.meta);
+        let (time_min, time_max) = validate_batches(
+            &segment.batches,
+            segment.meta.chunk_start,
+            segment.chunk_secs,
+        )
+        .map_err(|reason| StoreError::SegmentMismatch {
+            path: path.clone(),
+            reason: format!("refused before writing: {reason}"),
+        })?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                path: parent.to_path_buf(),
+                source,
+            })?;
+        }
+        let bytes = write_segment(&path, &segment.batches)?;
+        let entry = next
+            .segments
+            .iter_mut()
+            .find(|s| s.id == segment.meta.id)
+            .ok_or_else(|| {
+                StoreError::Config(format!(
+                    "segment {} missing from the next manifest",
+                    segment.meta.id
+                ))
+            })?;
+        entry.bytes = bytes;
+        entry.time_min = time_min;
+        entry.time_max = time_max;
+    }
+    steps.step()?;
+    let tables: std::collections::BTreeSet<&str> =
+        listed.iter().map(|p| p.meta.table.as_str()).collect();
+    for table in tables {
+        sync_dir(&dir.join(table))?;
+    }
+    Ok(())
+}
+
+/// What a seal writes, between [`Store::seal_begin`](crate::store::Store::seal_begin)
+/// and [`Store::seal_finish`](crate::store::Store::seal_finish).
+#[derive(Debug)]
+pub struct SealJob {
+    pub(crate) pending: Arc<[PendingSegment]>,
+    pub(crate) next: Manifest,
+    pub(crate) dir: PathBuf,
+    pub(crate) steps: Steps,
+    /// Segments that add to a chunk already on disk.
+    pub(crate) deltas: usize,
+    /// Segments retention removed from the manifest.
+    pub(crate) expired: usize,
+    /// The outcome of [`write`](Self::write), if it ran.
+    pub(crate) written: Option<Result<(), StoreError>>,
+}
+
+impl SealJob {
+    /// Writes and syncs the segments; call it without holding the store
+    /// lock. The outcome is kept: `seal_finish` reports it.
+    pub fn write(&mut self) {
+        let outcome = write_segments(&self.dir, &self.pending, &mut self.next, &mut self.steps);
+        self.written = Some(outcome);
+    }
+
+    /// Number of segments the seal writes.
+    pub fn segments(&self) -> usize {
+        self.pending.len()
+    }
+}
