@@ -11,9 +11,10 @@
 //! Store::seal_finish  (store lock)   publish the manifest; the sealing rows are now segments
 //! ```
 //!
-//! If writing or publishing fails, the sealing rows stay in the store (still
-//! answered by queries) and the next seal writes them again under new ids;
-//! files of the failed attempt are in no manifest and are never read.
+//! If writing or publishing fails, or the job is dropped unfinished, the
+//! sealing rows stay in the store (still answered by queries) and the next
+//! seal writes them again under new ids; files of the failed attempt are in
+//! no manifest and are never read.
 //!
 //! Invariant: a segment is validated against its chunk before it is
 //! written (and again after every read, in `segment`); the manifest entry

@@ -312,11 +312,12 @@ pub struct Store {
     doomed: Vec<(PathBuf, Instant)>,
     interrupt_after_steps: Option<usize>,
     /// Rows a seal took from the open buckets and has not yet published
-    /// (being written, or left by a failed seal for the next one); queries
-    /// read them as open rows.
+    /// (being written, or left by a failed or abandoned seal for the next
+    /// one); queries read them as open rows. A [`SealJob`] that is out holds
+    /// the other reference: that is how the store knows a seal is writing,
+    /// and a job dropped without `seal_finish` (a panicking writer) cannot
+    /// leave the store waiting for it forever.
     sealing: Arc<[PendingSegment]>,
-    /// Whether a [`SealJob`] is out (between `seal_begin` and `seal_finish`).
-    seal_in_flight: bool,
 }
 
 impl Store {
@@ -372,7 +373,6 @@ impl Store {
             doomed: Vec::new(),
             interrupt_after_steps: None,
             sealing: Arc::from([]),
-            seal_in_flight: false,
             config,
         };
         store.remove_garbage()?;
@@ -555,7 +555,7 @@ impl Store {
             self.pending_positions
                 .insert((*source).to_string(), (*position).to_string());
         }
-        if self.open_bytes() > self.config.open_bytes_max && !self.seal_in_flight {
+        if self.open_bytes() > self.config.open_bytes_max && !self.seal_in_flight() {
             self.stats.early_seals += 1;
             self.seal()?;
         }
@@ -657,14 +657,14 @@ impl Store {
 
     /// Whether a seal's segments are being written (see [`crate::commit`]).
     pub fn seal_in_flight(&self) -> bool {
-        self.seal_in_flight
+        Arc::strong_count(&self.sealing) > 1
     }
 
     /// Whether open memory (rows being sealed included) is past the cap
     /// while a seal is writing: the one case where the cap cannot be kept by
     /// sealing at once, so writers should wait for the seal to finish.
     pub fn full_while_sealing(&self) -> bool {
-        self.seal_in_flight && self.open_bytes() > self.config.open_bytes_max
+        self.seal_in_flight() && self.open_bytes() > self.config.open_bytes_max
     }
 
     /// Rows held in open buckets and rows being sealed: rows not yet in a
@@ -813,7 +813,7 @@ impl Store {
     /// so far. Until [`seal_finish`](Self::seal_finish) the rows stay
     /// visible to queries, and new flows go to fresh open buckets.
     pub fn seal_begin(&mut self) -> Result<SealJob, StoreError> {
-        if self.seal_in_flight {
+        if self.seal_in_flight() {
             return Err(StoreError::SealInFlight);
         }
         let mut id = self.manifest.next_segment;
@@ -846,7 +846,6 @@ impl Store {
             table.open.chunks.clear();
         }
         self.detail.open.chunks.clear();
-        self.seal_in_flight = true;
         Ok(SealJob {
             pending,
             next,
@@ -863,7 +862,6 @@ impl Store {
     /// or if publishing fails, the rows stay for the next seal and the
     /// error is returned.
     pub fn seal_finish(&mut self, job: SealJob) -> Result<SealReport, StoreError> {
-        self.seal_in_flight = false;
         let SealJob {
             pending,
             next,
@@ -1025,7 +1023,7 @@ impl Store {
     /// too many), applies retention, and deletes replaced files whose delay
     /// has passed. Returns the number of chunks compacted.
     pub fn maintain(&mut self) -> Result<usize, StoreError> {
-        if self.seal_in_flight {
+        if self.seal_in_flight() {
             return Ok(0);
         }
         let candidates = self.compaction_candidates();

@@ -152,6 +152,12 @@ fn rows_being_sealed_stay_answered_and_a_failed_seal_is_retried() {
     assert!(store.write().unwrap().seal().is_err());
     assert!(store.read().unwrap().open_rows() > 0);
     check(&engine, &estate, &both);
+    // A job dropped unfinished (its writer panicked) holds nothing up.
+    let abandoned = store.write().unwrap().seal_begin().unwrap();
+    assert!(store.read().unwrap().seal_in_flight());
+    drop(abandoned);
+    assert!(!store.read().unwrap().seal_in_flight());
+    check(&engine, &estate, &both);
     store.write().unwrap().seal().unwrap();
     assert_eq!(store.read().unwrap().open_rows(), 0);
     check(&engine, &estate, &both);
