@@ -96,13 +96,12 @@ fn run(label: &str, inputs: &Path, data: &Path, detail: bool, truth: &Truth) {
         .records
         .load(std::sync::atomic::Ordering::Relaxed);
     let metrics = pipeline.metrics_text();
-    let seals = metrics
-        .lines()
-        .find(|l| l.starts_with("trawl_store_seals_total"))
-        .unwrap_or("")
-        .to_string();
+    let counters: Vec<&str> = ["trawl_store_seals_total", "trawl_pipeline_full_waits_total"]
+        .iter()
+        .filter_map(|name| metrics.lines().find(|l| l.starts_with(name)))
+        .collect();
+    println!("{label}: {}", counters.join(", "));
     pipeline.shutdown().expect("seal");
-    println!("{label}: {seals}");
     let secs = started.elapsed().as_secs_f64();
     assert_eq!(stats_records, truth.records, "every record decoded");
     let gz = dir_bytes(inputs) as f64 / 1e6;
