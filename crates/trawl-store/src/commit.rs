@@ -38,6 +38,9 @@ pub(crate) struct PendingSegment {
     pub batches: Vec<RecordBatch>,
     /// Length of its table's chunks.
     pub chunk_secs: u32,
+    /// Memory the batches hold (counted once, when the segment is made:
+    /// the store's open-memory figure is read after every batch of flows).
+    pub memory_bytes: usize,
 }
 
 /// Counts the durable steps of a commit and stops after a set number of

@@ -644,12 +644,7 @@ impl Store {
 
     /// Approximate bytes held by open buckets, rows being sealed, and the dictionary.
     pub fn open_bytes(&self) -> usize {
-        let sealing: usize = self
-            .sealing
-            .iter()
-            .flat_map(|p| &p.batches)
-            .map(RecordBatch::get_array_memory_size)
-            .sum();
+        let sealing: usize = self.sealing.iter().map(|p| p.memory_bytes).sum();
         self.sum_open(RollupBucket::memory_bytes, DetailBucket::memory_bytes)
             + sealing
             + self.dict.memory_bytes()
@@ -988,6 +983,7 @@ impl Store {
                 time_min,
                 time_max,
             },
+            memory_bytes: batches.iter().map(RecordBatch::get_array_memory_size).sum(),
             batches,
             chunk_secs,
         }
