@@ -171,14 +171,12 @@ struct FrozenPart {
 pub struct DetailBucket {
     frozen: Vec<FrozenPart>,
     active: ActivePart,
-    rows: usize,
-    frozen_bytes: usize,
 }
 
 impl std::fmt::Debug for DetailBucket {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DetailBucket")
-            .field("rows", &self.rows)
+            .field("rows", &self.len())
             .field("parts", &(self.frozen.len() + 1))
             .field("bytes", &self.memory_bytes())
             .finish()
@@ -255,7 +253,6 @@ impl DetailBucket {
         schema: &SchemaRef,
     ) {
         self.active.add(start, record, dims);
-        self.rows += 1;
         if self.active.time.len() >= PART_ROWS {
             self.freeze(schema);
         }
@@ -270,7 +267,6 @@ impl DetailBucket {
             .map(|c| c.get_array_memory_size())
             .sum::<usize>()
             + enrichment.capacity() * std::mem::size_of::<Enrichment>();
-        self.frozen_bytes += bytes;
         self.frozen.push(FrozenPart {
             columns,
             enrichment,
@@ -280,21 +276,19 @@ impl DetailBucket {
 
     /// Number of rows.
     pub fn len(&self) -> usize {
-        self.rows
+        let frozen: usize = self.frozen.iter().map(|p| p.enrichment.len()).sum();
+        frozen + self.active.time.len()
     }
 
     /// Whether the bucket has no rows.
     pub fn is_empty(&self) -> bool {
-        self.rows == 0
+        self.frozen.is_empty() && self.active.time.is_empty()
     }
 
     /// Heap bytes held: exact for frozen parts, an estimate for the active one.
     pub fn memory_bytes(&self) -> usize {
-        debug_assert_eq!(
-            self.frozen_bytes,
-            self.frozen.iter().map(|p| p.bytes).sum::<usize>()
-        );
-        self.frozen_bytes + self.active.bytes
+        let frozen: usize = self.frozen.iter().map(|p| p.bytes).sum();
+        frozen + self.active.bytes
     }
 
     /// The rows as batches of the `flows` schema, one per part (frozen parts
