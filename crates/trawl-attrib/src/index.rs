@@ -186,19 +186,70 @@ pub struct Span {
     pub owner: WorkloadId,
 }
 
+/// Learned spans of one IP, ordered by `from`. Kept behind one pointer
+/// (null when there are none) so that the record stays one cache line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[expect(
+    clippy::box_collection,
+    reason = "a thin pointer (8 bytes) where a Vec takes 24 keeps IpRecord one cache line"
+)]
+pub struct LearnedSpans(Option<Box<Vec<Span>>>);
+
+impl LearnedSpans {
+    /// Runs `edit` on the spans; no spans left frees their box.
+    fn edit<R>(&mut self, edit: impl FnOnce(&mut Vec<Span>) -> R) -> R {
+        let spans = self.0.get_or_insert_with(Box::default);
+        let result = edit(spans);
+        if spans.is_empty() {
+            self.0 = None;
+        }
+        result
+    }
+
+    /// Heap bytes held.
+    fn memory_bytes(&self) -> usize {
+        self.0.as_ref().map_or(0, |spans| {
+            std::mem::size_of::<Vec<Span>>() + spans.capacity() * std::mem::size_of::<Span>()
+        })
+    }
+}
+
+impl std::ops::Deref for LearnedSpans {
+    type Target = [Span];
+
+    fn deref(&self) -> &[Span] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+}
+
+impl<'a> IntoIterator for &'a LearnedSpans {
+    type Item = &'a Span;
+    type IntoIter = std::slice::Iter<'a, Span>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl From<Vec<Span>> for LearnedSpans {
+    fn from(spans: Vec<Span>) -> Self {
+        LearnedSpans((!spans.is_empty()).then(|| Box::new(spans)))
+    }
+}
+
 /// What the index knows of one IP.
 ///
-/// Two cache lines (checked below): a lookup reads one record, and the
-/// IPv4 table keeps each record on whole lines of its own.
+/// One cache line (checked below): a lookup reads one record, and the
+/// IPv4 table keeps each record on a line of its own.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IpRecord {
     /// Declared ownership.
     pub timeline: Timeline,
-    /// Learned spans, ordered by `from`.
-    pub learned: Vec<Span>,
+    /// Learned spans.
+    pub learned: LearnedSpans,
 }
 
-const _: () = assert!(std::mem::size_of::<IpRecord>() <= 128);
+const _: () = assert!(std::mem::size_of::<IpRecord>() <= 64);
 
 impl IpRecord {
     fn learned_at(&self, t: u32) -> Option<&Span> {
@@ -480,34 +531,10 @@ impl AttributionIndex {
             self.stats.learned_conflicts += 1;
         }
         self.stats.heartbeats += 1;
-        let joinable = record.learned.iter().rposition(|s| {
-            s.owner == owner
-                && s.from <= end.saturating_add(gap)
-                && start <= s.to.saturating_add(gap)
-        });
-        if let Some(mut i) = joinable {
-            let span = &mut record.learned[i];
-            span.from = span.from.min(start);
-            span.to = span.to.max(end);
-            // Extended backwards, it may now start before spans listed ahead of it.
-            while i > 0 && record.learned[i - 1].from > record.learned[i].from {
-                record.learned.swap(i - 1, i);
-                i -= 1;
-            }
-            return;
-        }
-        let index = record.learned.partition_point(|s| s.from <= start);
-        record.learned.insert(
-            index,
-            Span {
-                from: start,
-                to: end,
-                owner,
-            },
-        );
-        if record.learned.len() > self.config.learned_spans_per_ip_max {
-            record.learned.remove(0);
-        }
+        let spans_max = self.config.learned_spans_per_ip_max;
+        record
+            .learned
+            .edit(|spans| join_or_insert(spans, owner, start, end, gap, spans_max));
     }
 
     /// Learns from one flow record: the interface's own address (source of
@@ -636,7 +663,7 @@ impl AttributionIndex {
     pub fn history(&self, ip: IpAddr) -> Vec<Held> {
         self.ips
             .get(ip)
-            .map(|r| r.timeline.intervals().collect())
+            .map(|r| r.timeline.intervals())
             .unwrap_or_default()
     }
 
@@ -652,7 +679,7 @@ impl AttributionIndex {
 
     /// Number of ownership marks (an interval is one or more marks).
     pub fn mark_count(&self) -> usize {
-        self.ips.iter().map(|(_, r)| r.timeline.marks().len()).sum()
+        self.ips.iter().map(|(_, r)| r.timeline.len()).sum()
     }
 
     /// Approximate heap bytes held.
@@ -660,9 +687,7 @@ impl AttributionIndex {
         let records: usize = self
             .ips
             .iter()
-            .map(|(_, r)| {
-                r.timeline.memory_bytes() + r.learned.capacity() * std::mem::size_of::<Span>()
-            })
+            .map(|(_, r)| r.timeline.memory_bytes() + r.learned.memory_bytes())
             .sum();
         let interfaces: usize = self.interfaces.keys().map(|k| k.capacity() + 48).sum();
         let snapshots: usize = self
@@ -688,8 +713,10 @@ impl AttributionIndex {
             for (_, record) in self.ips.iter_mut() {
                 compacted += record.timeline.compact_before(compact_cutoff);
                 pruned += record.timeline.prune_before(prune_cutoff);
-                record.learned.retain(|s| s.to >= prune_cutoff);
-                marks += record.timeline.marks().len();
+                record
+                    .learned
+                    .edit(|spans| spans.retain(|s| s.to >= prune_cutoff));
+                marks += record.timeline.len();
             }
             self.ips.retain(|r| !r.is_empty());
             self.stats.compacted_marks += compacted as u64;
@@ -757,6 +784,44 @@ fn insert_counted(
     stats.unchanged_marks += u64::from(!inserted.changed);
     stats.overlaps += u64::from(inserted.overlap);
     stats.conflicts += u64::from(inserted.conflict);
+}
+
+/// Extends the span of `owner` that `[start, end]` touches (within `gap`),
+/// or inserts a new span in `from` order; the oldest span goes past `spans_max`.
+fn join_or_insert(
+    spans: &mut Vec<Span>,
+    owner: WorkloadId,
+    start: u32,
+    end: u32,
+    gap: u32,
+    spans_max: usize,
+) {
+    let joinable = spans.iter().rposition(|s| {
+        s.owner == owner && s.from <= end.saturating_add(gap) && start <= s.to.saturating_add(gap)
+    });
+    if let Some(mut i) = joinable {
+        let span = &mut spans[i];
+        span.from = span.from.min(start);
+        span.to = span.to.max(end);
+        // Extended backwards, it may now start before spans listed ahead of it.
+        while i > 0 && spans[i - 1].from > spans[i].from {
+            spans.swap(i - 1, i);
+            i -= 1;
+        }
+        return;
+    }
+    let index = spans.partition_point(|s| s.from <= start);
+    spans.insert(
+        index,
+        Span {
+            from: start,
+            to: end,
+            owner,
+        },
+    );
+    if spans.len() > spans_max {
+        spans.remove(0);
+    }
 }
 
 /// Declared, learned, or neither (see the module header).

@@ -30,10 +30,11 @@ pub mod workload;
 
 pub use event::{EventError, MetadataEvent, SnapshotOwner, read_csv_snapshot, read_json_lines};
 pub use index::{
-    ApplyError, Attribution, AttributionIndex, IndexConfig, IndexStats, IpRecord, Rule, Span,
+    ApplyError, Attribution, AttributionIndex, IndexConfig, IndexStats, IpRecord, LearnedSpans,
+    Rule, Span,
 };
 pub use persist::PersistError;
 pub use prefix::{IpRangesError, NetworkEntry, is_private};
 pub use time::{Secs, format_time, parse_time};
-pub use timeline::{Held, Mark, Timeline};
+pub use timeline::{Held, Mark, PACKED_MARKS, Timeline};
 pub use workload::{NO_OWNER, Workload, WorkloadId, WorkloadTable};

@@ -104,8 +104,9 @@ impl AttributionIndex {
         body.extend_from_slice(&(ips.len() as u64).to_le_bytes());
         for (ip, record) in ips.iter() {
             put_ip(&mut body, ip);
-            put_u32(&mut body, record.timeline.marks().len() as u32);
-            for mark in record.timeline.marks() {
+            let marks = record.timeline.marks();
+            put_u32(&mut body, marks.len() as u32);
+            for mark in marks {
                 put_u32(&mut body, mark.at);
                 put_u32(&mut body, mark.owner);
             }
@@ -198,7 +199,7 @@ fn read_body(r: &mut Reader<'_>, config: IndexConfig) -> Result<AttributionIndex
             ip,
             IpRecord {
                 timeline: Timeline::from_marks(marks),
-                learned,
+                learned: learned.into(),
             },
         );
     }

@@ -469,7 +469,12 @@ impl IndexTable {
                 };
                 for (ip, record) in index.records() {
                     let ip = ip.to_string();
-                    for held in record.timeline.intervals().filter(|h| h.owner != NO_OWNER) {
+                    for held in record
+                        .timeline
+                        .intervals()
+                        .into_iter()
+                        .filter(|h| h.owner != NO_OWNER)
+                    {
                         row(&ip, held.from, held.to, "declared", held.owner);
                     }
                     for span in &record.learned {
