@@ -87,6 +87,22 @@ enum Storage {
     Spilled(Vec<Mark>),
 }
 
+impl Storage {
+    /// The canonical storage of `marks`: packed if they fit.
+    fn of(marks: EditMarks) -> Storage {
+        match Packed::encode(&marks) {
+            Some(packed) => Storage::Packed(packed),
+            None => {
+                let mut marks = marks.into_vec();
+                if marks.capacity() > 2 * marks.len() + 4 {
+                    marks.shrink_to_fit();
+                }
+                Storage::Spilled(marks)
+            }
+        }
+    }
+}
+
 impl Default for Timeline {
     fn default() -> Self {
         Timeline::store(&[])
@@ -200,11 +216,9 @@ impl Timeline {
 
     /// The canonical timeline of `marks`.
     fn store(marks: &[Mark]) -> Self {
-        let storage = match Packed::encode(marks) {
-            Some(packed) => Storage::Packed(packed),
-            None => Storage::Spilled(marks.to_vec()),
-        };
-        Timeline { storage }
+        Timeline {
+            storage: Storage::of(SmallVec::from_slice(marks)),
+        }
     }
 
     fn list(&self) -> &dyn MarkList {
@@ -221,16 +235,7 @@ impl Timeline {
             Storage::Spilled(marks) => SmallVec::from_vec(std::mem::take(marks)),
         };
         let result = edit(&mut marks);
-        self.storage = match Packed::encode(&marks) {
-            Some(packed) => Storage::Packed(packed),
-            None => {
-                let mut marks = marks.into_vec();
-                if marks.capacity() > 2 * marks.len() + 4 {
-                    marks.shrink_to_fit();
-                }
-                Storage::Spilled(marks)
-            }
-        };
+        self.storage = Storage::of(marks);
         result
     }
 
