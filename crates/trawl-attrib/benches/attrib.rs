@@ -5,6 +5,11 @@
 //! - `apply`: assignment events into an index (target: 2 million per second),
 //!   and the same from JSON lines including parsing;
 //! - memory: bytes per interval, printed once.
+//!
+//! `deep_history`: the same 10 million intervals over 100,000 IPs that
+//! change hands every 15 minutes (100 marks an IP, kept on the heap), looked
+//! up at random times of the day and at recent times (the last 15 minutes,
+//! as live flows ask).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::hint::black_box;
@@ -39,14 +44,14 @@ fn ip_of(n: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n))
 }
 
-/// Assignment `step` of every IP in `ips`, in time order.
+/// Assignment `step` (of `changes` a day) of every IP in `ips`, in time order.
 fn events(
     pool: &[Workload],
     rng: &mut Rng,
     ips: std::ops::Range<u32>,
-    step: u32,
+    (step, changes): (u32, u32),
 ) -> Vec<MetadataEvent> {
-    let slot = DAY / i64::from(CHANGES_PER_IP);
+    let slot = DAY / i64::from(changes);
     ips.map(|n| MetadataEvent::Assign {
         ip: ip_of(n),
         at: BASE + i64::from(step) * slot + (rng.next_u64() % slot as u64) as i64,
@@ -70,12 +75,14 @@ fn zipf_ranks(n: usize, s: f64) -> Vec<f64> {
         .collect()
 }
 
-fn big_index(pool: &[Workload]) -> AttributionIndex {
+/// `ips` IPs, each changing hands `changes` times over a day.
+fn churned_index(pool: &[Workload], ips: u32, changes: u32) -> AttributionIndex {
     let mut index = AttributionIndex::new(IndexConfig::default());
     let mut rng = Rng::new(7);
-    for step in 0..CHANGES_PER_IP {
-        for chunk in (0..IPS).step_by(250_000) {
-            for event in events(pool, &mut rng, chunk..chunk + 250_000, step) {
+    for step in 0..changes {
+        for chunk in (0..ips).step_by(250_000) {
+            let chunk = chunk..(chunk + 250_000).min(ips);
+            for event in events(pool, &mut rng, chunk, (step, changes)) {
                 index.apply(&event).unwrap();
             }
         }
@@ -85,7 +92,7 @@ fn big_index(pool: &[Workload]) -> AttributionIndex {
 
 fn bench_owner_at(c: &mut Criterion) {
     let pool = workloads();
-    let index = big_index(&pool);
+    let index = churned_index(&pool, IPS, CHANGES_PER_IP);
     let marks = index.mark_count();
     let bytes = index.memory_bytes();
     println!(
@@ -183,7 +190,7 @@ fn bench_apply(c: &mut Criterion) {
     let pool = workloads();
     let mut rng = Rng::new(3);
     let batch: Vec<MetadataEvent> = (0..CHANGES_PER_IP)
-        .flat_map(|step| events(&pool, &mut rng, 0..100_000, step))
+        .flat_map(|step| events(&pool, &mut rng, 0..100_000, (step, CHANGES_PER_IP)))
         .collect();
     let json: String = batch
         .iter()
@@ -230,9 +237,40 @@ fn bench_apply(c: &mut Criterion) {
     group.finish();
 }
 
+fn bench_deep_history(c: &mut Criterion) {
+    const DEEP_IPS: u32 = 100_000;
+    const RECENT_SECS: u64 = 900;
+    let index = churned_index(&workloads(), DEEP_IPS, 100);
+    let mut rng = Rng::new(17);
+    let mut queries = |window: u64| -> Vec<(IpAddr, i64)> {
+        (0..1_000_000)
+            .map(|_| {
+                let ip = ip_of((rng.next_u64() % u64::from(DEEP_IPS)) as u32);
+                (ip, BASE + DAY - (rng.next_u64() % window) as i64 - 1)
+            })
+            .collect()
+    };
+    let (any_time, recent) = (queries(DAY as u64), queries(RECENT_SECS));
+    let mut group = c.benchmark_group("deep_history");
+    group.throughput(Throughput::Elements(any_time.len() as u64));
+    bench_batched(
+        &mut group,
+        "100k_ips_10M_intervals_any_time_batched",
+        &index,
+        &any_time,
+    );
+    bench_batched(
+        &mut group,
+        "100k_ips_10M_intervals_recent_batched",
+        &index,
+        &recent,
+    );
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10);
-    targets = bench_owner_at, bench_apply
+    targets = bench_owner_at, bench_deep_history, bench_apply
 }
 criterion_main!(benches);
