@@ -601,8 +601,8 @@ impl AttributionIndex {
     /// `2 * LOOKAHEAD` queries ahead, the record `LOOKAHEAD` ahead), so
     /// the memory accesses of many lookups are in flight at once instead
     /// of queueing one behind the other. A timeline too long to be packed
-    /// in its record is a third access: its newest marks are prefetched
-    /// `LOOKAHEAD / 4` ahead, once the record has arrived (earlier, the
+    /// in its record is a third access: the part of its marks that holds
+    /// the answer is prefetched `LOOKAHEAD / 4` ahead, once the record has arrived (earlier, the
     /// wait for the record slows every lookup).
     pub fn owner_at_many(&self, queries: &[(IpAddr, Secs)], out: &mut Vec<Attribution>) {
         const LOOKAHEAD: usize = 12;
@@ -620,8 +620,11 @@ impl AttributionIndex {
                 self.ips.prefetch_probe(*ahead);
             }
             let record = found[i % LOOKAHEAD];
-            if let Some(ahead) = found[(i + LOOKAHEAD / 4) % LOOKAHEAD] {
-                ahead.timeline.prefetch_tail();
+            if let (Some(ahead), Some((_, t))) = (
+                found[(i + LOOKAHEAD / 4) % LOOKAHEAD],
+                queries.get(i + LOOKAHEAD / 4),
+            ) {
+                ahead.timeline.prefetch_for(clamp_time(*t));
             }
             if let Some((ahead, _)) = queries.get(i + LOOKAHEAD) {
                 found[i % LOOKAHEAD] = self.ips.get_prefetched(*ahead);

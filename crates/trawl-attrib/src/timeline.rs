@@ -19,7 +19,9 @@
 //! 20 for its offset from the first, 20 for its owner), and an
 //! [`IpRecord`](crate::IpRecord) fits one cache line. Longer timelines,
 //! offsets of 12 days or more and workload ids of 2^20 or more move to the
-//! heap. Storage is canonical (the packed form whenever the marks fit,
+//! heap, with the times of six marks kept beside the pointer that split
+//! them into the newest 8 and six even parts of the history: a lookup
+//! reads (and a batch prefetches) only the part that holds its answer. Storage is canonical (the packed form whenever the marks fit,
 //! unused bytes fixed), so equal marks make equal timelines.
 
 use smallvec::SmallVec;
@@ -61,9 +63,22 @@ pub struct Held {
 /// heap: a lookup in a large index then reads one cache line.
 pub const PACKED_MARKS: usize = 10;
 
-/// Newest marks of a spilled timeline looked at before its history (two
-/// cache lines at most).
+/// Times of marks a spilled timeline keeps beside its pointer: they split
+/// the marks into `FENCES + 1` parts, and a lookup reads only the part
+/// that holds its answer. The last fence sets the newest [`TAIL_MARKS`]
+/// apart (live flows ask about recent times); the others split the
+/// history before them evenly.
+const FENCES: usize = 6;
+
+/// Marks in the newest part of a spilled timeline (two lines at most).
 const TAIL_MARKS: usize = 8;
+
+/// Parts of a spilled timeline longer than this are binary searched;
+/// shorter ones are counted without a branch.
+const COUNTED_MARKS_MAX: usize = 2 * PACKED_MARKS;
+
+/// Lines of a part that a lookup prefetches.
+const PREFETCH_LINES_MAX: usize = 4;
 
 /// Bits of a packed mark's offset and of its owner.
 const FIELD_BITS: u32 = 20;
@@ -88,7 +103,7 @@ pub struct Timeline {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Storage {
     Packed(Packed),
-    Spilled(Vec<Mark>),
+    Spilled(Spilled),
 }
 
 impl Storage {
@@ -101,9 +116,48 @@ impl Storage {
                 if marks.capacity() > 2 * marks.len() + 4 {
                     marks.shrink_to_fit();
                 }
-                Storage::Spilled(marks)
+                Storage::Spilled(Spilled::new(marks))
             }
         }
+    }
+}
+
+/// Marks on the heap, and the times of the marks at the
+/// [`fence`](Spilled::fence) positions (`u32::MAX` past the end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Spilled {
+    marks: Vec<Mark>,
+    fences: [u32; FENCES],
+}
+
+impl Spilled {
+    fn new(marks: Vec<Mark>) -> Self {
+        let fences = std::array::from_fn(|k| {
+            marks
+                .get(Self::fence(marks.len(), k))
+                .map_or(u32::MAX, |m| m.at)
+        });
+        Spilled { marks, fences }
+    }
+
+    /// Position of fence `k` among `len` marks.
+    fn fence(len: usize, k: usize) -> usize {
+        (k + 1) * len.saturating_sub(TAIL_MARKS) / FENCES
+    }
+
+    /// The part of the marks that holds the last mark at or before `t`:
+    /// every mark before it is at or before `t`, every mark after it later.
+    #[inline]
+    fn part(&self, t: u32) -> std::ops::Range<usize> {
+        let k: usize = self.fences.iter().map(|&f| usize::from(f <= t)).sum();
+        let len = self.marks.len();
+        let start = k.checked_sub(1).map_or(0, |k| Self::fence(len, k));
+        let end = if k == FENCES {
+            len
+        } else {
+            Self::fence(len, k)
+        };
+        start..end
     }
 }
 
@@ -194,28 +248,27 @@ impl MarkList for Packed {
     }
 }
 
-impl MarkList for Vec<Mark> {
+impl MarkList for Spilled {
     fn len(&self) -> usize {
-        Vec::len(self)
+        self.marks.len()
     }
 
     fn mark(&self, index: usize) -> Mark {
-        self[index]
+        self.marks[index]
     }
 
-    /// Live flows ask about recent times, so the newest [`TAIL_MARKS`]
-    /// (prefetched by [`Timeline::prefetch_tail`]) are counted first
-    /// without a branch; older times are found by binary search.
+    /// Reads only the part the fences point at (prefetched by
+    /// [`Timeline::prefetch_for`]).
+    #[inline]
     fn at_or_before(&self, t: u32) -> usize {
-        let count_in = |marks: &[Mark]| marks.iter().map(|m| usize::from(m.at <= t)).sum();
-        let tail = Vec::len(self).saturating_sub(TAIL_MARKS);
-        if tail == 0 {
-            count_in(self)
-        } else if self[tail].at <= t {
-            tail + count_in(&self[tail..])
+        let part = self.part(t);
+        let marks = &self.marks[part.clone()];
+        let counted = if marks.len() <= COUNTED_MARKS_MAX {
+            marks.iter().map(|m| usize::from(m.at <= t)).sum()
         } else {
-            self[..tail].partition_point(|m| m.at <= t)
-        }
+            marks.partition_point(|m| m.at <= t)
+        };
+        part.start + counted
     }
 }
 
@@ -243,7 +296,7 @@ impl Timeline {
     fn edit<R>(&mut self, edit: impl FnOnce(&mut EditMarks) -> R) -> R {
         let mut marks: EditMarks = match &mut self.storage {
             Storage::Packed(packed) => (0..packed.len()).map(|i| packed.mark(i)).collect(),
-            Storage::Spilled(marks) => SmallVec::from_vec(std::mem::take(marks)),
+            Storage::Spilled(spilled) => SmallVec::from_vec(std::mem::take(&mut spilled.marks)),
         };
         let result = edit(&mut marks);
         self.storage = Storage::of(marks);
@@ -290,16 +343,20 @@ impl Timeline {
         })
     }
 
-    /// Starts loading the newest marks of a spilled timeline (packed
-    /// marks are in the timeline itself). Batched lookups call it a few
-    /// lookups ahead, once the timeline itself has arrived.
+    /// Starts loading the marks a lookup at `t` will read, if they are on
+    /// the heap (packed marks are in the timeline itself). Batched lookups
+    /// call it a few lookups ahead, once the timeline itself has arrived.
     #[inline]
-    pub fn prefetch_tail(&self) {
-        if let Storage::Spilled(marks) = &self.storage
-            && let Some(last) = marks.last()
-        {
-            trawl_prefetch::prefetch(&marks[marks.len().saturating_sub(TAIL_MARKS)]);
-            trawl_prefetch::prefetch(last);
+    pub fn prefetch_for(&self, t: u32) {
+        if let Storage::Spilled(spilled) = &self.storage {
+            let part = &spilled.marks[spilled.part(t)];
+            let marks_per_line = 64 / std::mem::size_of::<Mark>();
+            for mark in part.iter().step_by(marks_per_line).take(PREFETCH_LINES_MAX) {
+                trawl_prefetch::prefetch(mark);
+            }
+            if let Some(last) = part.last() {
+                trawl_prefetch::prefetch(last);
+            }
         }
     }
 
@@ -308,7 +365,7 @@ impl Timeline {
     pub fn held_at(&self, t: u32) -> Option<Held> {
         match &self.storage {
             Storage::Packed(packed) => held_at(packed, t),
-            Storage::Spilled(marks) => held_at(marks, t),
+            Storage::Spilled(spilled) => held_at(spilled, t),
         }
     }
 
@@ -317,7 +374,7 @@ impl Timeline {
     pub fn owner_at(&self, t: u32) -> WorkloadId {
         match &self.storage {
             Storage::Packed(packed) => owner_at(packed, t),
-            Storage::Spilled(marks) => owner_at(marks, t),
+            Storage::Spilled(spilled) => owner_at(spilled, t),
         }
     }
 
@@ -392,7 +449,7 @@ impl Timeline {
     pub fn memory_bytes(&self) -> usize {
         match &self.storage {
             Storage::Packed(_) => 0,
-            Storage::Spilled(marks) => marks.capacity() * std::mem::size_of::<Mark>(),
+            Storage::Spilled(spilled) => spilled.marks.capacity() * std::mem::size_of::<Mark>(),
         }
     }
 }
@@ -587,7 +644,8 @@ mod tests {
     }
 
     /// Times near zero, across the 20-bit offset limit, and at the end of
-    /// `u32`; owners small and across the 20-bit owner limit (0 releases).
+    /// `u32`; owners small and across the 20-bit owner limit (0 releases);
+    /// short timelines (packed or not) and long ones.
     fn marks_strategy() -> impl Strategy<Value = BTreeMap<u32, u32>> {
         let at = prop_oneof![
             0u32..2_000,
@@ -595,7 +653,11 @@ mod tests {
             u32::MAX - 50..=u32::MAX
         ];
         let owner = prop_oneof![4 => 0u32..4, 1 => FIELD_MAX - 1..FIELD_MAX + 2];
-        proptest::collection::btree_map(at, owner, 0..25)
+        // Long ones too: their parts are binary searched.
+        prop_oneof![
+            3 => proptest::collection::btree_map(at.clone(), owner.clone(), 0..25),
+            1 => proptest::collection::btree_map(at, owner, 100..250),
+        ]
     }
 
     fn naive_held(marks: &BTreeMap<u32, u32>, t: u32) -> Option<Held> {
