@@ -206,6 +206,14 @@ impl LearnedSpans {
         result
     }
 
+    /// Keeps the spans `keep` approves; touches no heap when there are none
+    /// (maintenance walks every IP, and most have learned nothing).
+    fn retain(&mut self, keep: impl FnMut(&Span) -> bool) {
+        if !self.is_empty() {
+            self.edit(|spans| spans.retain(keep));
+        }
+    }
+
     /// Heap bytes held.
     fn memory_bytes(&self) -> usize {
         self.0.as_ref().map_or(0, |spans| {
@@ -602,8 +610,8 @@ impl AttributionIndex {
     /// the memory accesses of many lookups are in flight at once instead
     /// of queueing one behind the other. A timeline too long to be packed
     /// in its record is a third access: the part of its marks that holds
-    /// the answer is prefetched `LOOKAHEAD / 4` ahead, once the record has arrived (earlier, the
-    /// wait for the record slows every lookup).
+    /// the answer is prefetched `LOOKAHEAD / 4` ahead, once the record has
+    /// arrived (earlier, the wait for the record slows every lookup).
     pub fn owner_at_many(&self, queries: &[(IpAddr, Secs)], out: &mut Vec<Attribution>) {
         const LOOKAHEAD: usize = 12;
         out.reserve(queries.len());
@@ -722,9 +730,7 @@ impl AttributionIndex {
             for (_, record) in self.ips.iter_mut() {
                 compacted += record.timeline.compact_before(compact_cutoff);
                 pruned += record.timeline.prune_before(prune_cutoff);
-                record
-                    .learned
-                    .edit(|spans| spans.retain(|s| s.to >= prune_cutoff));
+                record.learned.retain(|s| s.to >= prune_cutoff);
                 marks += record.timeline.len();
             }
             self.ips.retain(|r| !r.is_empty());

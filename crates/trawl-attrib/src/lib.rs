@@ -36,5 +36,5 @@ pub use index::{
 pub use persist::PersistError;
 pub use prefix::{IpRangesError, NetworkEntry, is_private};
 pub use time::{Secs, format_time, parse_time};
-pub use timeline::{Held, Mark, PACKED_MARKS, Timeline};
+pub use timeline::{Held, Mark, Timeline};
 pub use workload::{NO_OWNER, Workload, WorkloadId, WorkloadTable};

@@ -275,7 +275,9 @@ impl MarkList for Spilled {
 impl Timeline {
     /// Builds a timeline from marks already in order (persistence).
     pub(crate) fn from_marks(marks: Vec<Mark>) -> Self {
-        Timeline::store(&marks)
+        Timeline {
+            storage: Storage::of(SmallVec::from_vec(marks)),
+        }
     }
 
     /// The canonical timeline of `marks`.
