@@ -44,20 +44,89 @@ impl Format {
     }
 }
 
+/// Why an answer could not be encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    /// The encoded answer passed the byte bound.
+    #[error(
+        "the answer is larger than {bytes_max} bytes encoded (the server's limit); narrow the query: \
+         a WHERE on time, fewer columns, GROUP BY, or a LIMIT"
+    )]
+    TooLarge {
+        /// The bound.
+        bytes_max: usize,
+    },
+    /// Arrow could not encode it.
+    #[error("encoding the answer: {0}")]
+    Arrow(#[from] ArrowError),
+}
+
+/// A `Vec` that refuses to grow past `cap` bytes.
+struct CappedVec {
+    bytes: Vec<u8>,
+    cap: usize,
+    overflowed: bool,
+}
+
+impl std::io::Write for CappedVec {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.bytes.len().saturating_add(data.len()) > self.cap {
+            self.overflowed = true;
+            return Err(std::io::Error::other("answer over its byte bound"));
+        }
+        self.bytes.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Encodes `result` in `format`.
 pub fn encode(result: &QueryResult, format: Format) -> Result<Vec<u8>, ArrowError> {
+    encode_within(result, format, usize::MAX).map_err(|e| match e {
+        EncodeError::Arrow(e) => e,
+        EncodeError::TooLarge { .. } => ArrowError::MemoryError(e.to_string()),
+    })
+}
+
+/// Encodes `result` in `format`, stopping as soon as the output passes
+/// `bytes_max` bytes.
+pub fn encode_within(
+    result: &QueryResult,
+    format: Format,
+    bytes_max: usize,
+) -> Result<Vec<u8>, EncodeError> {
+    let mut out = CappedVec {
+        bytes: Vec::new(),
+        cap: bytes_max,
+        overflowed: false,
+    };
+    match encode_into(result, format, &mut out) {
+        Ok(()) => Ok(out.bytes),
+        Err(_) if out.overflowed => Err(EncodeError::TooLarge { bytes_max }),
+        Err(e) => Err(EncodeError::Arrow(e)),
+    }
+}
+
+fn encode_into(
+    result: &QueryResult,
+    format: Format,
+    out: &mut CappedVec,
+) -> Result<(), ArrowError> {
+    use std::io::Write;
     let batches: Vec<_> = result.batches.iter().collect();
-    let mut out = Vec::new();
     match format {
         Format::Json => {
             let mut writer = JsonWriterBuilder::new()
                 .with_explicit_nulls(true)
-                .build::<_, JsonArray>(&mut out);
+                .build::<_, JsonArray>(&mut *out);
             writer.write_batches(&batches)?;
             writer.finish()?;
             drop(writer);
-            if out.is_empty() {
-                out.extend_from_slice(b"[]");
+            if out.bytes.is_empty() {
+                out.write_all(b"[]")?;
             }
         }
         Format::Csv => {
@@ -68,17 +137,17 @@ pub fn encode(result: &QueryResult, format: Format) -> Result<Vec<u8>, ArrowErro
                     .iter()
                     .map(|f| f.name().as_str())
                     .collect();
-                out.extend_from_slice(names.join(",").as_bytes());
-                out.push(b'\n');
+                out.write_all(names.join(",").as_bytes())?;
+                out.write_all(b"\n")?;
             } else {
-                let mut writer = CsvWriterBuilder::new().with_header(true).build(&mut out);
+                let mut writer = CsvWriterBuilder::new().with_header(true).build(&mut *out);
                 for batch in &batches {
                     writer.write(batch)?;
                 }
             }
         }
         Format::Arrow => {
-            let mut writer = StreamWriter::try_new(&mut out, &result.schema)?;
+            let mut writer = StreamWriter::try_new(&mut *out, &result.schema)?;
             for batch in &batches {
                 writer.write(batch)?;
             }
@@ -86,9 +155,9 @@ pub fn encode(result: &QueryResult, format: Format) -> Result<Vec<u8>, ArrowErro
         }
         Format::Table => {
             let table = arrow::util::pretty::pretty_format_batches(&result.batches)?;
-            out.extend_from_slice(table.to_string().as_bytes());
-            out.push(b'\n');
+            out.write_all(table.to_string().as_bytes())?;
+            out.write_all(b"\n")?;
         }
     }
-    Ok(out)
+    Ok(())
 }

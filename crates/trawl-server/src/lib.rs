@@ -11,16 +11,31 @@
 //! | `POST /api/v1/metadata` | metadata events, JSON lines → `{"applied", "errors"}` |
 //! | `GET /metrics` | Prometheus text |
 //! | `GET /health` | `{"status": "ok", …}` |
-//! | `GET /` | a small page: the endpoints and a SQL box |
+//! | `GET /` | a small page: the endpoints and a SQL box (`/app.js`, `/app.css`) |
+//!
+//! Every request passes the guard first (`guard.rs`: Host, Origin, token
+//! and role, content type); SQL runs read-only within the `[server]`
+//! limits (`query.rs`: slots, timeout, result size; the engine's memory
+//! pool); connections are capped and timed (`listen.rs`), over TLS when
+//! configured.
 //!
 //! ```text
-//! HTTP ─► axum router ─► SQL: SqlEngine (trawl-store, DataFusion) ─► encode (JSON/CSV/Arrow)
-//!                     ─► pushes: Pipeline::push / apply_metadata (blocking pool)
-//!                     ─► /metrics: Pipeline::metrics_text
+//! TCP/TLS ─► listen (cap, timeouts) ─► guard (Host, Origin, token, type) ─► route:
+//!   SQL: QueryGate ─► SqlEngine read-only (trawl-store, DataFusion) ─► encode (JSON/CSV/Arrow)
+//!   pushes: Pipeline::push / apply_metadata (blocking pool)
+//!   /metrics: Pipeline::metrics_text
 //! ```
 
+pub mod auth;
+pub mod config;
 pub mod encode;
+pub mod guard;
+pub mod listen;
+pub mod query;
 pub mod routes;
 
-pub use encode::{Format, encode};
+pub use auth::{Role, TOKENS_ENV, TokenEntry, Tokens, sha256_hex};
+pub use config::{ConfigError, ServerConfig};
+pub use encode::{EncodeError, Format, encode, encode_within};
+pub use listen::{TlsError, load_tls};
 pub use routes::{AppState, router, serve};

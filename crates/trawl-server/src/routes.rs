@@ -1,62 +1,155 @@
-//! The routes (see the crate header for the table).
+//! The routes (see the crate header for the table), the state they
+//! share, and the layers around them: the guard (`guard.rs`), a whole-
+//! request timeout, and CORS for configured origins only.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
 use trawl_pipeline::Pipeline;
 use trawl_store::{SqlEngine, SqlError};
 
-use crate::encode::{Format, encode};
+use crate::auth::{Role, Tokens, secret_eq};
+use crate::config::ServerConfig;
+use crate::encode::{EncodeError, Format, encode_within};
+use crate::guard::{self, bearer};
+use crate::query::{QueryFailure, QueryGate};
 
-/// Largest request body accepted by the push routes (bytes).
-pub const PUSH_BYTES_MAX: usize = 64 << 20;
+/// The UI page's Content-Security-Policy: its own script and style only,
+/// requests to its own origin only, never framed.
+pub const UI_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// What the handlers share.
 #[derive(Debug)]
 pub struct AppState {
     /// The running pipeline.
     pub pipeline: Arc<Pipeline>,
-    /// SQL over its store and index.
+    /// SQL over its store and index (built with the memory pool of `config`).
     pub engine: SqlEngine,
-    /// When set, Firehose requests must carry this `X-Amz-Firehose-Access-Key`.
+    /// When set, Firehose requests must carry this `X-Amz-Firehose-Access-Key`
+    /// (or a write token in it).
     pub firehose_access_key: Option<String>,
+    /// `[server]`.
+    pub config: ServerConfig,
+    /// Known bearer tokens; empty: open.
+    pub tokens: Tokens,
+    /// TLS, when the server speaks HTTPS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Concurrency and time limits of SQL requests.
+    pub gate: QueryGate,
 }
 
-/// The router over `state`.
+impl AppState {
+    /// The state over `pipeline` and `engine` with `config` (its limits),
+    /// `tokens` and `tls`.
+    pub fn new(
+        pipeline: Arc<Pipeline>,
+        engine: SqlEngine,
+        config: ServerConfig,
+        tokens: Tokens,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> AppState {
+        AppState {
+            pipeline,
+            engine,
+            firehose_access_key: None,
+            gate: QueryGate::new(&config),
+            config,
+            tokens,
+            tls,
+        }
+    }
+}
+
+/// The router over `state`, with its layers.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let config = &state.config;
+    let push = DefaultBodyLimit::max(config.push_bytes_max);
+    let mut app = Router::new()
         .route("/", get(index_page))
+        .route("/app.js", get(app_js))
+        .route("/app.css", get(app_css))
         .route("/health", get(health))
         .route("/api/v1/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/api/v1/sql", post(sql))
-        .route("/api/v1/flows", post(push_flows))
-        .route("/api/v1/firehose", post(firehose))
-        .route("/api/v1/metadata", post(push_metadata))
-        .layer(DefaultBodyLimit::max(PUSH_BYTES_MAX))
-        .with_state(state)
+        .route(
+            "/api/v1/sql",
+            post(sql).layer(DefaultBodyLimit::max(config.sql_bytes_max)),
+        )
+        .route("/api/v1/flows", post(push_flows).layer(push))
+        .route("/api/v1/firehose", post(firehose).layer(push))
+        .route(
+            "/api/v1/metadata",
+            post(push_metadata).layer(DefaultBodyLimit::max(config.metadata_bytes_max)),
+        )
+        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(config.request_timeout_secs),
+        ));
+    let origins: Vec<HeaderValue> = config
+        .allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if !origins.is_empty() {
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+                .max_age(Duration::from_secs(600)),
+        );
+    }
+    app.with_state(state)
 }
 
-/// Serves `state` on `listener` until the future is dropped.
+/// Serves `state` on `listener` until the future is dropped (limits,
+/// timeouts and TLS from the state: `listen.rs`).
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).await
+    let app = router(state.clone());
+    crate::listen::serve_app(listener, app, &state.config, state.tls.clone()).await
 }
 
-fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
+/// A JSON error body `{"error": message}` with `status`.
+pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": message.to_string() }))).into_response()
 }
 
-async fn index_page() -> Html<&'static str> {
-    Html(include_str!("index.html"))
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_SECURITY_POLICY, UI_CSP),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn index_page() -> Response {
+    asset("text/html; charset=utf-8", include_str!("ui/index.html"))
+}
+
+async fn app_js() -> Response {
+    asset("text/javascript; charset=utf-8", include_str!("ui/app.js"))
+}
+
+async fn app_css() -> Response {
+    asset("text/css; charset=utf-8", include_str!("ui/app.css"))
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
@@ -67,16 +160,27 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let pipeline = state.pipeline.clone();
+    let running = state.gate.running();
     match tokio::task::spawn_blocking(move || pipeline.metrics_text()).await {
-        Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "text/plain; version=0.0.4; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(mut text) => {
+            text.push_str(&format!(
+                "# HELP trawl_server_queries_running SQL queries running now.\n\
+                 # TYPE trawl_server_queries_running gauge\n\
+                 trawl_server_queries_running {running}\n"
+            ));
+            (
+                [(
+                    header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                text,
+            )
+                .into_response()
+        }
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "metrics failed inside the server",
+        ),
     }
 }
 
@@ -111,15 +215,84 @@ async fn sql(
             format!("unknown format {name:?} (json, csv, arrow)"),
         );
     };
-    let result = match state.engine.query(&request.sql).await {
+    let result = match state.gate.run(&state.engine, request.sql).await {
         Ok(result) => result,
-        Err(e @ SqlError::Invalid(_)) => return error(StatusCode::BAD_REQUEST, e),
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(failure) => return query_failure(failure),
     };
-    match encode(&result, format) {
-        Ok(bytes) => ([(header::CONTENT_TYPE, format.content_type())], bytes).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    let bytes_max = state.config.result_bytes_max;
+    match tokio::task::spawn_blocking(move || encode_within(&result, format, bytes_max)).await {
+        Ok(Ok(bytes)) => ([(header::CONTENT_TYPE, format.content_type())], bytes).into_response(),
+        Ok(Err(e @ EncodeError::TooLarge { .. })) => error(StatusCode::PAYLOAD_TOO_LARGE, e),
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            redact_paths(&e.to_string()),
+        ),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "encoding failed inside the server",
+        ),
     }
+}
+
+/// The status and body of a failed query. Refusals name the statement
+/// kind; internal failures keep their message with server paths removed.
+fn query_failure(failure: QueryFailure) -> Response {
+    let status = match &failure {
+        QueryFailure::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
+        QueryFailure::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+        QueryFailure::Crashed => StatusCode::INTERNAL_SERVER_ERROR,
+        QueryFailure::Sql(SqlError::Invalid(_)) => StatusCode::BAD_REQUEST,
+        QueryFailure::Sql(SqlError::Refused(_)) => StatusCode::FORBIDDEN,
+        QueryFailure::Sql(SqlError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+        QueryFailure::Sql(SqlError::OutOfMemory(_)) => StatusCode::SERVICE_UNAVAILABLE,
+        QueryFailure::Sql(SqlError::Failed(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let message = match &failure {
+        QueryFailure::Sql(SqlError::OutOfMemory(e)) => format!(
+            "the query needs more memory than the server's query pool has free \
+             ([server] query_memory_bytes_max); narrow it or retry when fewer queries run: {}",
+            e.message()
+        ),
+        QueryFailure::Sql(SqlError::Failed(e)) => {
+            eprintln!("trawl: query failed: {e}");
+            redact_paths(&e.to_string())
+        }
+        other => other.to_string(),
+    };
+    let mut response = error(status, message);
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}
+
+/// `message` with every absolute path replaced by `<path>` (server file
+/// names never reach a client).
+pub fn redact_paths(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find('/') {
+        let before = &rest[..at];
+        let starts_path = before
+            .chars()
+            .last()
+            .is_none_or(|c| c.is_whitespace() || "'\"`(=:[".contains(c));
+        if !starts_path {
+            out.push_str(&rest[..=at]);
+            rest = &rest[at + 1..];
+            continue;
+        }
+        out.push_str(before);
+        let end = rest[at..]
+            .find(|c: char| c.is_whitespace() || "'\"`)],".contains(c))
+            .map_or(rest.len(), |i| at + i);
+        out.push_str("<path>");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,7 +312,10 @@ async fn push_flows(
         Ok(report) => {
             Json(json!({ "records": report.records, "errors": report.errors })).into_response()
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the push failed inside the server",
+        ),
     }
 }
 
@@ -169,26 +345,21 @@ async fn firehose(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         );
         response
     };
-    if let Some(key) = &state.firehose_access_key {
-        let given = headers
-            .get("x-amz-firehose-access-key")
-            .and_then(|v| v.to_str().ok());
-        if given != Some(key.as_str()) {
-            return reply(
-                StatusCode::UNAUTHORIZED,
-                header_id,
-                Some("bad or missing access key".into()),
-            );
-        }
+    if !firehose_authorized(&state, &headers) {
+        return reply(
+            StatusCode::UNAUTHORIZED,
+            header_id,
+            Some("bad or missing access key".into()),
+        );
     }
     let pipeline = state.pipeline.clone();
     let report = match tokio::task::spawn_blocking(move || pipeline.push("firehose", &body)).await {
         Ok(report) => report,
-        Err(e) => {
+        Err(_) => {
             return reply(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 header_id,
-                Some(e.to_string()),
+                Some("the push failed inside the server".into()),
             );
         }
     };
@@ -198,6 +369,25 @@ async fn firehose(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         return reply(StatusCode::BAD_REQUEST, id, Some(message));
     }
     reply(StatusCode::OK, id, None)
+}
+
+/// Firehose sends its access key in `X-Amz-Firehose-Access-Key`: it may
+/// be the configured `firehose_access_key` or a write token (a bearer
+/// write token works too). Open when neither keys nor tokens are set.
+fn firehose_authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    if state.firehose_access_key.is_none() && state.tokens.is_empty() {
+        return true;
+    }
+    let key = headers
+        .get("x-amz-firehose-access-key")
+        .and_then(|v| v.to_str().ok());
+    let key_matches = matches!((key, &state.firehose_access_key), (Some(k), Some(expected)) if secret_eq(k, expected));
+    let writes = |token: Option<&str>| {
+        token
+            .and_then(|t| state.tokens.role_of(t))
+            .is_some_and(|role| role.allows(Role::Write))
+    };
+    key_matches || writes(key) || writes(bearer(headers))
 }
 
 async fn push_metadata(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
@@ -219,6 +409,29 @@ async fn push_metadata(State(state): State<Arc<AppState>>, body: Bytes) -> Respo
             )
                 .into_response()
         }
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the push failed inside the server",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_paths_never_reach_an_error_body() {
+        for (message, expected) in [
+            (
+                "Object at location /var/lib/trawl/flows_1m/seg-1.parquet not found",
+                "Object at location <path> not found",
+            ),
+            ("open '/etc/passwd': denied", "open '<path>': denied"),
+            ("Divide by zero error", "Divide by zero error"),
+            ("a/b ratio (x=/tmp/q)", "a/b ratio (x=<path>)"),
+        ] {
+            assert_eq!(redact_paths(message), expected);
+        }
     }
 }

@@ -29,6 +29,7 @@ pub mod dict;
 pub mod dims;
 pub mod error;
 pub mod manifest;
+pub mod readonly;
 pub mod rollup;
 pub mod route;
 pub mod schema;
@@ -43,7 +44,10 @@ pub use manifest::{Manifest, SegmentMeta};
 pub use rollup::Measures;
 pub use schema::RollupSpec;
 
-pub use sql::{QueryResult, SharedIndex, SharedStore, SqlEngine, SqlError};
+pub use readonly::Refusal;
+pub use sql::{
+    Access, EngineLimits, QueryResult, ResultLimits, SharedIndex, SharedStore, SqlEngine, SqlError,
+};
 pub use store::{
     DETAIL_TABLE, DetailSpec, EnrichedFlow, SealReport, Store, StoreConfig, StoreStats,
 };

@@ -14,6 +14,15 @@
 //!
 //! `workloads` and `ip_history` are [`IndexTable`]s: the attribution index
 //! rendered as one batch per scan.
+//!
+//! Two ways in: [`SqlEngine::query`] runs any statement (the local owner
+//! of the data directory, `trawl query --data-dir`); [`SqlEngine::query_with`]
+//! with [`Access::ReadOnly`] runs only statements that read (checked on the
+//! syntax tree and on the plan, `readonly.rs`) and stops collecting when
+//! the answer passes [`ResultLimits`]. An engine built with
+//! [`EngineLimits::memory_bytes_max`] gives every query's operators one
+//! shared memory pool and no spill files: a query over budget fails with
+//! [`SqlError::OutOfMemory`] instead of taking the process down.
 
 use std::sync::{Arc, RwLock};
 
@@ -28,14 +37,19 @@ use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::union::UnionExec;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use futures::StreamExt;
 use trawl_attrib::{AttributionIndex, NO_OWNER, Workload};
 
+use crate::readonly::{self, Refusal};
 use crate::route::{RULE_NAME, RollupRouting};
 use crate::schema::{TIME_COLUMN, time_type};
 use crate::store::Store;
@@ -58,6 +72,23 @@ pub enum SqlError {
     /// The query was right but running it failed.
     #[error("{0}")]
     Failed(DataFusionError),
+    /// The statement does not only read (see `readonly.rs`).
+    #[error("{0}")]
+    Refused(Refusal),
+    /// The query needed more memory than the engine's pool has left.
+    #[error("{0}")]
+    OutOfMemory(DataFusionError),
+    /// The answer passed a [`ResultLimits`] bound.
+    #[error(
+        "the answer has more than {limit} {what} (the server's limit); narrow the query: \
+         a WHERE on time, fewer columns, GROUP BY, or a LIMIT"
+    )]
+    TooLarge {
+        /// `rows` or `bytes`.
+        what: &'static str,
+        /// The bound that was passed.
+        limit: usize,
+    },
 }
 
 impl From<DataFusionError> for SqlError {
@@ -67,6 +98,7 @@ impl From<DataFusionError> for SqlError {
             | DataFusionError::Plan(_)
             | DataFusionError::SchemaError(..)
             | DataFusionError::NotImplemented(_) => SqlError::Invalid(error),
+            DataFusionError::ResourcesExhausted(_) => SqlError::OutOfMemory(error),
             _ => SqlError::Failed(error),
         }
     }
@@ -88,10 +120,48 @@ impl QueryResult {
     }
 }
 
+/// Who is asking: what a statement may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Only statements that read (queries, EXPLAIN, SHOW, DESCRIBE): every
+    /// network surface.
+    ReadOnly,
+    /// Anything DataFusion runs: the local owner of the data directory.
+    Owner,
+}
+
+/// Bounds on one answer, checked while it is collected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResultLimits {
+    /// Most rows.
+    pub rows_max: usize,
+    /// Most bytes of Arrow buffers (the rows' own, slices counted by what
+    /// they cover).
+    pub bytes_max: usize,
+}
+
+impl ResultLimits {
+    /// No bound.
+    pub const NONE: ResultLimits = ResultLimits {
+        rows_max: usize::MAX,
+        bytes_max: usize::MAX,
+    };
+}
+
+/// Bounds fixed when an engine is built.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineLimits {
+    /// Memory pool shared by all running queries' operators (bytes); none:
+    /// unbounded. With a pool, nothing spills to disk.
+    pub memory_bytes_max: Option<usize>,
+}
+
 /// SQL over a store (and, when given, an attribution index).
 #[derive(Clone)]
 pub struct SqlEngine {
     ctx: SessionContext,
+    /// Tables a read-only plan may scan (ours; `information_schema` aside).
+    tables: Arc<Vec<String>>,
 }
 
 impl std::fmt::Debug for SqlEngine {
@@ -104,11 +174,29 @@ impl SqlEngine {
     /// An engine with every store table, and `workloads` / `ip_history`
     /// when `index` is given.
     pub fn new(store: SharedStore, index: Option<SharedIndex>) -> Result<Self, SqlError> {
+        Self::with_limits(store, index, EngineLimits::default())
+    }
+
+    /// [`SqlEngine::new`] with `limits`.
+    pub fn with_limits(
+        store: SharedStore,
+        index: Option<SharedIndex>,
+        limits: EngineLimits,
+    ) -> Result<Self, SqlError> {
         let threads = std::thread::available_parallelism().map_or(2, usize::from);
         let config = SessionConfig::new()
             .with_target_partitions(threads)
             .with_information_schema(true);
-        let ctx = SessionContext::new_with_config(config);
+        let mut runtime = RuntimeEnvBuilder::new();
+        if let Some(bytes) = limits.memory_bytes_max {
+            runtime = runtime
+                .with_memory_limit(bytes, 1.0)
+                .with_disk_manager_builder(
+                    DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+                );
+        }
+        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+        let mut names = Vec::new();
         let tables: Vec<(String, SchemaRef)> = {
             let guard = store.read().unwrap_or_else(|e| e.into_inner());
             guard
@@ -120,6 +208,7 @@ impl SqlEngine {
         for (name, schema) in tables {
             let table = StoreTable::new(&name, schema, store.clone());
             ctx.register_table(name.as_str(), Arc::new(table))?;
+            names.push(name);
         }
         ctx.add_optimizer_rule(Arc::new(RollupRouting::new(store.clone())));
         if let Some(index) = index {
@@ -130,9 +219,13 @@ impl SqlEngine {
                     index: index.clone(),
                 };
                 ctx.register_table(kind.name(), Arc::new(table))?;
+                names.push(kind.name().to_string());
             }
         }
-        Ok(SqlEngine { ctx })
+        Ok(SqlEngine {
+            ctx,
+            tables: Arc::new(names),
+        })
     }
 
     /// The same engine without rollup routing (see `route.rs`): every
@@ -142,11 +235,35 @@ impl SqlEngine {
         self
     }
 
-    /// Runs one SQL statement.
+    /// Runs one SQL statement, whatever it does ([`Access::Owner`], no
+    /// result bound).
     pub async fn query(&self, sql: &str) -> Result<QueryResult, SqlError> {
-        let frame = self.ctx.sql(sql).await?;
+        self.query_with(sql, Access::Owner, ResultLimits::NONE)
+            .await
+    }
+
+    /// Runs one SQL statement as `access` allows, collecting at most
+    /// `limits`. A read-only statement is checked before planning and
+    /// again on its plan; a refused one touches nothing.
+    pub async fn query_with(
+        &self,
+        sql: &str,
+        access: Access,
+        limits: ResultLimits,
+    ) -> Result<QueryResult, SqlError> {
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        let statement = state.sql_to_statement(sql, &dialect)?;
+        if access == Access::ReadOnly {
+            readonly::check_statement(&statement).map_err(SqlError::Refused)?;
+        }
+        let plan = state.statement_to_plan(statement).await?;
+        if access == Access::ReadOnly {
+            readonly::check_plan(&plan, &self.tables).map_err(SqlError::Refused)?;
+        }
+        let frame = self.ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let batches = frame.collect().await?;
+        let batches = collect_within(frame.execute_stream().await?, limits).await?;
         Ok(QueryResult { schema, batches })
     }
 
@@ -154,6 +271,48 @@ impl SqlEngine {
     pub fn context(&self) -> &SessionContext {
         &self.ctx
     }
+}
+
+/// Collects `stream`, failing as soon as the rows or bytes pass `limits`
+/// (dropping the stream then cancels the rest of the query).
+async fn collect_within(
+    mut stream: SendableRecordBatchStream,
+    limits: ResultLimits,
+) -> Result<Vec<RecordBatch>, SqlError> {
+    let (mut rows, mut bytes) = (0usize, 0usize);
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        rows = rows.saturating_add(batch.num_rows());
+        if rows > limits.rows_max {
+            return Err(SqlError::TooLarge {
+                what: "rows",
+                limit: limits.rows_max,
+            });
+        }
+        bytes = bytes.saturating_add(batch_bytes(&batch));
+        if bytes > limits.bytes_max {
+            return Err(SqlError::TooLarge {
+                what: "bytes",
+                limit: limits.bytes_max,
+            });
+        }
+        batches.push(batch);
+    }
+    Ok(batches)
+}
+
+/// The bytes of Arrow buffers `batch` covers (a slice counts its part).
+fn batch_bytes(batch: &RecordBatch) -> usize {
+    batch
+        .columns()
+        .iter()
+        .map(|c| {
+            c.to_data()
+                .get_slice_memory_size()
+                .unwrap_or_else(|_| c.get_array_memory_size())
+        })
+        .sum()
 }
 
 /// A store table as DataFusion sees it.

@@ -16,8 +16,8 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use trawl_attrib::{AttributionIndex, IndexConfig, NetworkEntry};
 use trawl_pipeline::{Pipeline, PipelineConfig};
-use trawl_server::AppState;
-use trawl_store::{DetailSpec, SqlEngine, Store, StoreConfig};
+use trawl_server::{AppState, ServerConfig, TOKENS_ENV, Tokens};
+use trawl_store::{DetailSpec, EngineLimits, SqlEngine, Store, StoreConfig};
 
 /// Default address of the HTTP server.
 pub const LISTEN_DEFAULT: &str = "127.0.0.1:8941";
@@ -43,6 +43,8 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     /// Static prefixes (VPCs, subnets, on-premises ranges).
     pub networks: Vec<NetworkEntry>,
+    /// The HTTP surface: tokens, TLS, origins, limits.
+    pub server: ServerConfig,
 }
 
 impl Default for Config {
@@ -55,6 +57,7 @@ impl Default for Config {
             attribution: AttributionSection::default(),
             pipeline: PipelineConfig::default(),
             networks: Vec::new(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -147,7 +150,13 @@ impl Config {
         };
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("{}", path.display()))
+        let config: Config =
+            toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        config
+            .server
+            .validate()
+            .with_context(|| format!("{}", path.display()))?;
+        Ok(config)
     }
 
     fn store_config(&self) -> StoreConfig {
@@ -260,15 +269,49 @@ impl Running {
         Ok(())
     }
 
-    /// The HTTP server's state over this pipeline.
+    /// The HTTP server's state over this pipeline: a read-only engine
+    /// with the query memory pool, the tokens (config, token file,
+    /// `TRAWL_TOKENS`), TLS when configured.
     pub fn app_state(&self, config: &Config) -> anyhow::Result<Arc<AppState>> {
-        let engine = SqlEngine::new(self.pipeline.store(), Some(self.pipeline.index()))?;
-        Ok(Arc::new(AppState {
-            pipeline: self.pipeline.clone(),
-            engine,
-            firehose_access_key: config.sources.firehose_access_key.clone(),
-        }))
+        let server = &config.server;
+        let limits = EngineLimits {
+            memory_bytes_max: Some(server.query_memory_bytes_max()),
+        };
+        let engine =
+            SqlEngine::with_limits(self.pipeline.store(), Some(self.pipeline.index()), limits)?;
+        let env = std::env::var(TOKENS_ENV).ok();
+        let tokens = Tokens::load(&server.tokens, server.token_file.as_deref(), env.as_deref())?;
+        let tls = match (&server.tls_cert, &server.tls_key) {
+            (Some(cert), Some(key)) => Some(trawl_server::load_tls(cert, key)?),
+            _ => None,
+        };
+        let mut state = AppState::new(self.pipeline.clone(), engine, server.clone(), tokens, tls);
+        state.firehose_access_key = config.sources.firehose_access_key.clone();
+        Ok(Arc::new(state))
     }
+}
+
+/// Refuses to serve a non-loopback address without tokens (unless
+/// `allow_unauthenticated`): anyone who can reach it could read every
+/// flow and push forged ones.
+pub fn check_exposure(listen: &str, state: &AppState) -> anyhow::Result<()> {
+    let addr: SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--listen {listen}: not an address like 127.0.0.1:8941"))?;
+    if addr.ip().is_loopback() || !state.tokens.is_empty() || state.config.allow_unauthenticated {
+        return Ok(());
+    }
+    bail!(
+        "refusing to serve {listen} without authentication: it is not a loopback address, so \
+         anyone who reaches it could read every flow and push forged ones. Configure tokens \
+         ([server] tokens, token_file, or {TOKENS_ENV}=read:TOKEN,write:TOKEN), or set \
+         [server] allow_unauthenticated = true to accept that"
+    )
+}
+
+/// The scheme the server speaks.
+pub fn scheme(state: &AppState) -> &'static str {
+    if state.tls.is_some() { "https" } else { "http" }
 }
 
 /// The runtime the HTTP server runs on (two threads: the pipeline's

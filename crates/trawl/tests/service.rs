@@ -4,32 +4,16 @@
 //! (SQL in three formats, pushes, Firehose, metrics, health); `trawl demo`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use trawl_gen::files::Layout;
 use trawl_gen::{EstateConfig, Truth, write_estate};
 
-fn trawl(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_trawl"))
-        .args(args)
-        .output()
-        .unwrap()
-}
+mod common;
 
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
+use common::{Server, ok, path, trawl, wait_for};
 
 fn estate(dir: &Path, records_per_sec: u32, secs: u32) -> Truth {
     let config = EstateConfig {
@@ -51,10 +35,6 @@ fn estate(dir: &Path, records_per_sec: u32, secs: u32) -> Truth {
     serde_json::from_slice(&std::fs::read(dir.join("truth.json")).unwrap()).unwrap()
 }
 
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
 const TOTALS: &str =
     "SELECT sum(flows) AS flows, sum(bytes) AS bytes, sum(packets) AS packets FROM flows_1m";
 
@@ -63,85 +43,6 @@ fn totals_csv(truth: &Truth) -> String {
         "flows,bytes,packets\n{},{},{}\n",
         truth.records, truth.bytes, truth.packets
     )
-}
-
-/// A child `trawl` process and the base URL it printed.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_trawl"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let url = loop {
-            let line = lines.next().expect("the server printed its URL").unwrap();
-            if let Some(at) = line.find("http://") {
-                let rest = &line[at..];
-                let end = rest[7..].find('/').map_or(rest.len(), |i| i + 7);
-                break rest[..end].to_string();
-            }
-        };
-        std::thread::spawn(move || lines.for_each(drop));
-        Server { child, url }
-    }
-
-    fn post(&self, path: &str, body: &[u8], headers: &[(&str, &str)]) -> (u16, Vec<u8>) {
-        let mut request = ureq::post(&format!("{}{path}", self.url))
-            .config()
-            .http_status_as_error(false)
-            .build();
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let response = request.send(body).unwrap();
-        let status = response.status().as_u16();
-        (status, response.into_body().read_to_vec().unwrap())
-    }
-
-    fn sql(&self, sql: &str, format: &str) -> (u16, Vec<u8>) {
-        let body = json!({ "sql": sql }).to_string();
-        self.post(
-            &format!("/api/v1/sql?format={format}"),
-            body.as_bytes(),
-            &[],
-        )
-    }
-
-    fn get(&self, path: &str) -> String {
-        let response = ureq::get(&format!("{}{path}", self.url)).call().unwrap();
-        response.into_body().read_to_string().unwrap()
-    }
-
-    fn metric(&self, name: &str) -> u64 {
-        self.get("/metrics")
-            .lines()
-            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    }
-
-    /// SIGINT, then the exit status.
-    fn interrupt(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-INT", &pid]).status().unwrap();
-        self.child.wait().unwrap()
-    }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -312,7 +213,11 @@ fn the_http_api_answers_sql_pushes_firehose_metrics_and_health() {
 {"type":"assign","ip":"10.9.0.2","at":1795305000,"workload":{"app":"db","region":"us-east-1","az":"use1-az2"}}
 {"type":"assign","ip":"10.9.0.3","at":"soon","workload":{}}
 "#;
-    let (status, body) = server.post("/api/v1/metadata", events.as_bytes(), &[]);
+    let (status, body) = server.post(
+        "/api/v1/metadata",
+        events.as_bytes(),
+        &[("Content-Type", "application/x-ndjson")],
+    );
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["applied"], 2);
@@ -321,7 +226,11 @@ fn the_http_api_answers_sql_pushes_firehose_metrics_and_health() {
         "{body}"
     );
 
-    let (status, body) = server.post("/api/v1/flows?source=test", LINES.as_bytes(), &[]);
+    let (status, body) = server.post(
+        "/api/v1/flows?source=test",
+        LINES.as_bytes(),
+        &[("Content-Type", "application/octet-stream")],
+    );
     assert_eq!(
         (status, serde_json::from_slice::<Value>(&body).unwrap()),
         (200, json!({"records": 2, "errors": 0}))
@@ -342,7 +251,10 @@ fn the_http_api_answers_sql_pushes_firehose_metrics_and_health() {
     let (status, body) = server.post(
         "/api/v1/firehose",
         b"not json at all",
-        &[("X-Amz-Firehose-Request-Id", "req-2")],
+        &[
+            ("X-Amz-Firehose-Request-Id", "req-2"),
+            ("Content-Type", "application/json"),
+        ],
     );
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!((status, &body["requestId"]), (400, &json!("req-2")));

@@ -93,6 +93,8 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             .spawn(move || feed(estate, &pipeline, &stop))?
     };
     let state = running.app_state(&config)?;
+    setup::check_exposure(&config.listen, &state)?;
+    let scheme = setup::scheme(&state);
     let runtime = setup::server_runtime()?;
     runtime.block_on(async {
         let listener = setup::bind(&config.listen).await?;
@@ -101,12 +103,12 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             "trawl demo: {} apps across 3 regions x 3 AZs, ~{} flow records/s, IPs churning between apps",
             args.apps, args.rate
         );
-        println!("  UI:      http://{addr}/");
-        println!("  SQL:     http://{addr}/api/v1/sql");
+        println!("  UI:      {scheme}://{addr}/");
+        println!("  SQL:     {scheme}://{addr}/api/v1/sql");
         println!(
-            "  try:     curl -s http://{addr}/api/v1/sql -d '{{\"sql\": \"SELECT src_app, dst_app, sum(bytes) AS bytes FROM flows_1m GROUP BY 1, 2 ORDER BY bytes DESC LIMIT 10\"}}'"
+            "  try:     curl -s {scheme}://{addr}/api/v1/sql -H 'Content-Type: application/json' -d '{{\"sql\": \"SELECT src_app, dst_app, sum(bytes) AS bytes FROM flows_1m GROUP BY 1, 2 ORDER BY bytes DESC LIMIT 10\"}}'"
         );
-        println!("  metrics: http://{addr}/metrics");
+        println!("  metrics: {scheme}://{addr}/metrics");
         println!("  data:    {}", config.data_dir.display());
         println!("Ctrl-C to stop.");
         let duration = Duration::from_secs(args.duration_secs.unwrap_or(u64::MAX / 4));

@@ -1,6 +1,11 @@
 //! `trawl query`: run one SQL statement against a data directory (opened
 //! and locked for the duration) or a running trawl (`--server URL`), and
 //! print the answer as a table, CSV or JSON.
+//!
+//! Against a data directory the statement runs unrestricted: whoever may
+//! open the directory owns it. Against a server it runs as the server
+//! allows (read-only, limited), over HTTPS when the URL says so (verified
+//! against Mozilla's roots or `--ca`), with `--token` / `TRAWL_TOKEN`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,12 +23,24 @@ use crate::setup::DataDirLock;
 /// Arguments of `trawl query`.
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// Data directory (not in use by a running trawl).
+    /// Data directory (not in use by a running trawl). Runs any statement,
+    /// writes included: for the local owner of the directory.
     #[arg(long, value_name = "DIR", conflicts_with = "server")]
     data_dir: Option<PathBuf>,
-    /// A running trawl's URL (`http://127.0.0.1:8941`).
+    /// A running trawl's URL (`http://127.0.0.1:8941`, `https://…`): read-only SQL.
     #[arg(long, value_name = "URL")]
     server: Option<String>,
+    /// Bearer token for `--server`.
+    #[arg(
+        long,
+        env = "TRAWL_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
+    /// PEM file of the CA that signed the server's certificate (private CAs).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
     /// Output: table, csv or json.
     #[arg(long, default_value = "table")]
     format: String,
@@ -37,7 +54,7 @@ pub fn run(args: &QueryArgs) -> anyhow::Result<ExitCode> {
         bail!("--format {}: expected table, csv or json", args.format);
     };
     let result = match &args.server {
-        Some(url) => match from_server(url, &args.sql)? {
+        Some(url) => match from_server(url, args)? {
             Ok(result) => result,
             Err(message) => {
                 eprintln!("trawl: {message}");
@@ -97,14 +114,39 @@ fn from_data_dir(
     Ok(runtime.block_on(engine.query(sql)))
 }
 
+/// The HTTP client: statuses as values, `--ca` as the only root when given.
+fn agent(ca: Option<&std::path::Path>) -> anyhow::Result<ureq::Agent> {
+    let mut config = ureq::Agent::config_builder().http_status_as_error(false);
+    if let Some(path) = ca {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut certs = Vec::new();
+        for item in ureq::tls::parse_pem(&pem) {
+            if let ureq::tls::PemItem::Certificate(cert) =
+                item.with_context(|| format!("{}: not PEM", path.display()))?
+            {
+                certs.push(cert);
+            }
+        }
+        if certs.is_empty() {
+            bail!("{}: no CERTIFICATE in it", path.display());
+        }
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+            .build();
+        config = config.tls_config(tls);
+    }
+    Ok(config.build().into())
+}
+
 /// Asks a server for Arrow IPC and decodes it; `Err(message)` for a 4xx.
-fn from_server(url: &str, sql: &str) -> anyhow::Result<Result<QueryResult, String>> {
+fn from_server(url: &str, args: &QueryArgs) -> anyhow::Result<Result<QueryResult, String>> {
     let endpoint = format!("{}/api/v1/sql?format=arrow", url.trim_end_matches('/'));
-    let response = ureq::post(&endpoint)
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .send_json(serde_json::json!({ "sql": sql }))
+    let mut request = agent(args.ca.as_deref())?.post(&endpoint);
+    if let Some(token) = &args.token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    let response = request
+        .send_json(serde_json::json!({ "sql": args.sql }))
         .with_context(|| format!("POST {endpoint}"))?;
     let status = response.status();
     let body = response

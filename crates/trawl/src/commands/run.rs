@@ -92,11 +92,13 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let state = running.app_state(&config)?;
+    setup::check_exposure(&config.listen, &state)?;
+    let scheme = setup::scheme(&state);
     let runtime = setup::server_runtime()?;
     runtime.block_on(async {
         let listener = setup::bind(&config.listen).await?;
         let addr = listener.local_addr()?;
-        println!("trawl: serving http://{addr}/ (SQL: POST http://{addr}/api/v1/sql, metrics: http://{addr}/metrics)");
+        println!("trawl: serving {scheme}://{addr}/ (SQL: POST {scheme}://{addr}/api/v1/sql, metrics: {scheme}://{addr}/metrics)");
         tokio::select! {
             served = trawl_server::serve(listener, state.clone()) => served?,
             _ = tokio::signal::ctrl_c() => eprintln!("trawl: stopping: sealing open buckets"),

@@ -1,0 +1,323 @@
+//! The checks every request passes before a handler sees it, in order:
+//!
+//! 1. **Host** (DNS rebinding): a loopback name (`localhost`,
+//!    `*.localhost`), any IP literal (a rebinding page can only make the
+//!    browser send its own *name*), or a `[server] public_hosts` entry;
+//!    otherwise `421`.
+//! 2. **Origin** (cross-site requests): absent (not a browser, or a
+//!    same-origin navigation), the server's own origin, or a `[server]
+//!    allowed_origins` entry; otherwise `403`. `Origin: null` is foreign.
+//! 3. **Token** ([`Policy::role`]): with tokens configured, `Authorization:
+//!    Bearer …` must carry a known token of the route's role (`401` without
+//!    one, `403` with too small a role). Without tokens (loopback only,
+//!    unless explicitly allowed) everything is open.
+//! 4. **Content type** of a POST ([`Policy::content_types`]): only the
+//!    route's declared types (`415`): `text/plain` and form types, which a
+//!    cross-site page may send without a preflight, are never among them.
+//!
+//! Every response then carries `X-Content-Type-Options: nosniff`,
+//! `Referrer-Policy: no-referrer` and `X-Frame-Options: DENY`; no wildcard
+//! CORS header is ever sent (CORS is answered only for allowed origins,
+//! by the layer in `routes.rs`).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::auth::Role;
+use crate::routes::{AppState, error};
+
+/// What a route asks of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// The role a token must have (when tokens are configured); `None`: open.
+    pub role: Option<Role>,
+    /// Content types a POST body may have (parameters such as `charset` ignored).
+    pub content_types: &'static [&'static str],
+}
+
+/// JSON bodies: SQL requests, Firehose deliveries.
+pub const JSON_TYPES: &[&str] = &["application/json"];
+/// Metadata events: JSON lines.
+pub const METADATA_TYPES: &[&str] = &[
+    "application/json",
+    "application/x-ndjson",
+    "application/jsonl",
+];
+/// Flow-log payloads: lines, gzip, CloudWatch Logs envelopes.
+pub const FLOW_TYPES: &[&str] = &[
+    "application/octet-stream",
+    "application/gzip",
+    "application/x-gzip",
+    "application/json",
+    "application/x-ndjson",
+];
+
+/// The policy of `path` (unknown paths need the read role, so a 404 tells
+/// a stranger nothing either).
+pub fn policy(path: &str, metrics_open: bool) -> Policy {
+    let (role, content_types): (Option<Role>, &'static [&'static str]) = match path {
+        "/" | "/app.js" | "/app.css" | "/health" | "/api/v1/health" => (None, &[]),
+        "/metrics" if metrics_open => (None, &[]),
+        "/metrics" => (Some(Role::Read), &[]),
+        "/api/v1/sql" => (Some(Role::Read), JSON_TYPES),
+        "/api/v1/flows" => (Some(Role::Write), FLOW_TYPES),
+        "/api/v1/metadata" => (Some(Role::Write), METADATA_TYPES),
+        // Firehose authenticates in its handler (its own header and error shape).
+        "/api/v1/firehose" => (None, JSON_TYPES),
+        _ => (Some(Role::Read), &[]),
+    };
+    Policy {
+        role,
+        content_types,
+    }
+}
+
+/// A request the guard turns away: its status and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// 401, 403, 415 or 421.
+    pub status: StatusCode,
+    /// What the caller can do about it.
+    pub message: String,
+}
+
+impl Refused {
+    fn new(status: StatusCode, message: impl Into<String>) -> Refused {
+        Refused {
+            status,
+            message: message.into(),
+        }
+    }
+
+    /// The JSON error response (with `WWW-Authenticate` on a 401).
+    pub fn into_response(self) -> Response {
+        let unauthorized = self.status == StatusCode::UNAUTHORIZED;
+        let mut response = error(self.status, self.message);
+        if unauthorized {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"trawl\""),
+            );
+        }
+        response
+    }
+}
+
+/// The middleware: the checks of the module header, then the handler,
+/// then the response headers.
+pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let mut response = match check(&state, &request) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused.into_response(),
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+fn check(state: &AppState, request: &Request<Body>) -> Result<(), Refused> {
+    let headers = request.headers();
+    let host = header_str(headers, header::HOST).unwrap_or("");
+    if !host_allowed(host, &state.config.public_hosts) {
+        return Err(Refused::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "Host {host:?} is not served here: use a loopback address, an IP address, or a name in [server] public_hosts"
+            ),
+        ));
+    }
+    if let Some(origin) = header_str(headers, header::ORIGIN) {
+        let own = format!(
+            "{}://{host}",
+            if state.tls.is_some() { "https" } else { "http" }
+        );
+        let allowed = origin.eq_ignore_ascii_case(&own)
+            || state
+                .config
+                .allowed_origins
+                .iter()
+                .any(|o| o.eq_ignore_ascii_case(origin));
+        if !allowed {
+            return Err(Refused::new(
+                StatusCode::FORBIDDEN,
+                format!("Origin {origin:?} is not allowed (add it to [server] allowed_origins)"),
+            ));
+        }
+    }
+    let policy = policy(request.uri().path(), state.config.metrics_open);
+    if let Some(role) = policy.role {
+        authorize(state, headers, role)?;
+    }
+    if request.method() == Method::POST {
+        check_content_type(headers, policy.content_types)?;
+    }
+    Ok(())
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Checks the bearer token for `needed` (nothing to check without tokens).
+pub fn authorize(state: &AppState, headers: &HeaderMap, needed: Role) -> Result<(), Refused> {
+    if state.tokens.is_empty() {
+        return Ok(());
+    }
+    let Some(token) = bearer(headers) else {
+        return Err(Refused::new(
+            StatusCode::UNAUTHORIZED,
+            "this server needs a token: Authorization: Bearer TOKEN",
+        ));
+    };
+    match state.tokens.role_of(token) {
+        Some(role) if role.allows(needed) => Ok(()),
+        Some(_) => Err(Refused::new(
+            StatusCode::FORBIDDEN,
+            format!("this token's role cannot do this (needs the {needed:?} role)"),
+        )),
+        None => Err(Refused::new(StatusCode::UNAUTHORIZED, "unknown token")),
+    }
+}
+
+/// The token of `Authorization: Bearer TOKEN`.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = header_str(headers, header::AUTHORIZATION)?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+fn check_content_type(headers: &HeaderMap, allowed: &[&str]) -> Result<(), Refused> {
+    let given = header_str(headers, header::CONTENT_TYPE).unwrap_or("");
+    let essence = given.split(';').next().unwrap_or("").trim();
+    if allowed.iter().any(|t| t.eq_ignore_ascii_case(essence)) {
+        return Ok(());
+    }
+    Err(Refused::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        format!(
+            "Content-Type {given:?} is not accepted here; send one of: {}",
+            allowed.join(", ")
+        ),
+    ))
+}
+
+/// Whether the server answers to `host` (a Host header, port optional).
+pub fn host_allowed(host: &str, public_hosts: &[String]) -> bool {
+    let name = host_name(host);
+    if name.is_empty() {
+        return false;
+    }
+    let lower = name.to_ascii_lowercase();
+    if lower == "localhost" || lower.ends_with(".localhost") {
+        return true;
+    }
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return true;
+    }
+    public_hosts.iter().any(|entry| {
+        if entry.contains(':') {
+            entry.eq_ignore_ascii_case(host)
+        } else {
+            entry.eq_ignore_ascii_case(name)
+        }
+    })
+}
+
+/// The name part of a Host header: `[::1]:80` → `::1`, `a.b:80` → `a.b`.
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_names_and_ip_literals_are_served_other_names_only_if_listed() {
+        let public = vec![
+            "trawl.example.com".to_string(),
+            "ops.example.com:8443".to_string(),
+        ];
+        for (host, ok) in [
+            ("127.0.0.1:8941", true),
+            ("localhost:8941", true),
+            ("LOCALHOST", true),
+            ("app.localhost:1", true),
+            ("[::1]:8941", true),
+            ("10.1.2.3:8941", true),
+            ("trawl.example.com", true),
+            ("trawl.example.com:8941", true),
+            ("ops.example.com:8443", true),
+            ("ops.example.com:9000", false),
+            ("evil.example.net:8941", false),
+            ("localhost.evil.example.net", false),
+            ("", false),
+            (":8941", false),
+        ] {
+            assert_eq!(host_allowed(host, &public), ok, "{host}");
+        }
+    }
+
+    #[test]
+    fn a_bearer_token_is_read_from_its_header() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer(&headers), None);
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
+        assert_eq!(bearer(&headers), Some("abc"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer(&headers), None);
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer  "));
+        assert_eq!(bearer(&headers), None);
+    }
+
+    #[test]
+    fn content_types_are_matched_without_their_parameters() {
+        let mut headers = HeaderMap::new();
+        assert!(check_content_type(&headers, JSON_TYPES).is_err());
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+        assert!(check_content_type(&headers, JSON_TYPES).is_ok());
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        assert!(check_content_type(&headers, JSON_TYPES).is_err());
+        assert!(check_content_type(&headers, FLOW_TYPES).is_err());
+    }
+
+    #[test]
+    fn every_push_route_needs_the_write_role() {
+        for path in ["/api/v1/flows", "/api/v1/metadata"] {
+            assert_eq!(policy(path, false).role, Some(Role::Write), "{path}");
+        }
+        assert_eq!(policy("/api/v1/sql", false).role, Some(Role::Read));
+        assert_eq!(policy("/metrics", false).role, Some(Role::Read));
+        assert_eq!(policy("/metrics", true).role, None);
+        assert_eq!(policy("/nope", false).role, Some(Role::Read));
+        assert_eq!(policy("/health", false).role, None);
+    }
+}
