@@ -188,7 +188,7 @@ mod tests {
             ("SET datafusion.execution.batch_size = 1", "SET"),
             ("RESET datafusion.execution.batch_size", "RESET"),
             ("PREPARE p AS SELECT 1", "PREPARE"),
-            ("BEGIN TRANSACTION", "START TRANSACTION"),
+            ("BEGIN TRANSACTION", "BEGIN"),
             ("EXPLAIN COPY (SELECT 1) TO '/tmp/y.csv'", "COPY"),
             ("EXPLAIN INSERT INTO flows_1m VALUES (1)", "INSERT INTO"),
         ] {
