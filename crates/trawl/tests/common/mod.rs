@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+pub mod load;
+
 pub fn trawl(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_trawl"))
         .args(args)
