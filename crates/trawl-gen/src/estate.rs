@@ -220,7 +220,9 @@ impl Estate {
         let mut slot_count = 0;
         for index in 0..apps_count {
             let instances = 1 + (config.instances_per_app_max.max(1) - 1) * 8 / (8 + index);
-            let callee_count = 1 + rng.below(5) as usize;
+            // At most every other app: with fewer than six apps, five
+            // distinct callees cannot be found (the loop below would spin).
+            let callee_count = (1 + rng.below(5) as usize).min(apps_count - 1);
             let mut callees = Vec::with_capacity(callee_count);
             while callees.len() < callee_count {
                 let callee = popularity.sample(&mut rng);
@@ -709,6 +711,17 @@ mod tests {
             churn_per_hour: 30.0,
             snapshot_every_secs: 60,
             ..EstateConfig::default()
+        }
+    }
+
+    /// See issue 13 #16: `trawl generate --apps 5` spun for ever.
+    #[test]
+    fn an_estate_of_two_to_six_apps_is_built_and_ticks() {
+        for apps in 0..=6 {
+            let config = EstateConfig { apps, ..small() };
+            let (estate, lines, _) = run(config, 5);
+            assert!(estate.apps.len() >= 2, "{apps} apps");
+            assert!(!lines.is_empty(), "{apps} apps made no traffic");
         }
     }
 

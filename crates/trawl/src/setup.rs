@@ -314,6 +314,46 @@ pub fn scheme(state: &AppState) -> &'static str {
     if state.tls.is_some() { "https" } else { "http" }
 }
 
+/// Waits for SIGINT (Ctrl-C) or SIGTERM (systemd, Kubernetes, Docker
+/// stop with it); returns its name.
+pub async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    let sigterm = async {
+        match terminate.as_mut() {
+            Some(stream) => {
+                stream.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        () = sigterm => "SIGTERM",
+    }
+}
+
+/// After a first stop signal: a second one exits at once, without
+/// sealing (what was sealed stays; the rest is read again at restart).
+pub fn exit_on_second_signal() {
+    let spawned = std::thread::Builder::new()
+        .name("trawl-second-signal".into())
+        .spawn(|| {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            let name = runtime.block_on(stop_signal());
+            eprintln!("trawl: second signal ({name}): exiting without sealing");
+            std::process::exit(130);
+        });
+    if spawned.is_err() {
+        eprintln!("trawl: cannot watch for a second signal");
+    }
+}
+
 /// The runtime the HTTP server runs on (two threads: the pipeline's
 /// workers have the cores).
 pub fn server_runtime() -> std::io::Result<tokio::runtime::Runtime> {

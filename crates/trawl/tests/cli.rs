@@ -247,3 +247,30 @@ fn whois_refuses_a_bad_time() {
         "{stderr}"
     );
 }
+
+/// Issue 13 #16: `trawl generate --apps 5` spun at 100 % CPU for ever.
+#[test]
+fn generate_with_few_apps_finishes_and_impossible_counts_are_refused() {
+    for apps in ["2", "5"] {
+        let output = trawl(&[
+            "generate",
+            "--apps",
+            apps,
+            "--duration-secs",
+            "5",
+            "--rate",
+            "50",
+        ]);
+        assert!(output.status.success(), "--apps {apps}: {output:?}");
+        assert!(!output.stdout.is_empty(), "--apps {apps} wrote nothing");
+    }
+    for apps in ["0", "1", "1000001"] {
+        let output = trawl(&["generate", "--apps", apps, "--duration-secs", "5"]);
+        assert_eq!(output.status.code(), Some(2), "--apps {apps}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("--apps"),
+            "--apps {apps}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}

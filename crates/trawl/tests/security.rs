@@ -591,3 +591,231 @@ fn a_slow_loris_client_is_disconnected() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(server.get_with("/health", &[]).0, 200);
 }
+
+// ---------------------------------------------------------------------
+// Review findings: each of these fails on the change as it stands.
+// ---------------------------------------------------------------------
+
+/// POSTs SQL with a fresh agent; `Err` when no HTTP answer came back.
+fn sql_raw(url: &str, sql: &str) -> Result<(u16, String), String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into();
+    let response = agent
+        .post(&format!("{url}/api/v1/sql"))
+        .header("Content-Type", "application/json")
+        .send(sql_body(sql))
+        .map_err(|e| e.to_string())?;
+    let status = response.status().as_u16();
+    Ok((status, response.into_body().read_to_string().unwrap_or_default()))
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn review_one_read_only_query_cannot_abort_the_server_and_lose_acknowledged_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = run_with(dir.path(), "query_memory_bytes_max = 4000000", &[], None);
+    let (status, body) = server.post(
+        "/api/v1/flows",
+        LINES.as_bytes(),
+        &[("Content-Type", "application/octet-stream")],
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    // LargeUtf8 repeat sizes its buffer up front, outside the memory pool:
+    // a 100 GB allocation fails and Rust aborts the process.
+    let answer = sql_raw(
+        &server.url,
+        "SELECT length(repeat(arrow_cast('x', 'LargeUtf8'), 100000000000)) AS n",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let exited = server.child.try_wait().unwrap();
+    let mut stored = "not checked".to_string();
+    if exited.is_some() {
+        let again = run_with(dir.path(), "", &[], None);
+        let (_, body) = again.sql("SELECT coalesce(sum(flows), 0) AS f FROM flows_1m", "csv");
+        stored = String::from_utf8_lossy(&body).replace('\n', " ");
+    }
+    assert!(
+        exited.is_none(),
+        "one read-only query killed the server ({exited:?}; answer {answer:?}); \
+         after a restart flows_1m says {stored:?} of the 2 acknowledged flows"
+    );
+    let answer = answer.unwrap();
+    assert!(answer.0 == 503 || answer.0 == 400, "{answer:?}");
+}
+
+#[test]
+fn review_the_memory_pool_bounds_what_one_query_allocates() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = run_with(dir.path(), "query_memory_bytes_max = 4000000", &[], None);
+    let before = vm_hwm_kib(server.child.id());
+    let answer = sql_raw(&server.url, "SELECT length(repeat('x', 300000000)) AS n").unwrap();
+    let grew_mib = (vm_hwm_kib(server.child.id()) - before) / 1024;
+    assert_eq!(
+        answer.0, 503,
+        "a query allocating ~300 MB with a 4 MB pool got {answer:?}; peak RSS grew {grew_mib} MiB"
+    );
+}
+
+#[test]
+fn review_a_cpu_bound_query_is_answered_at_its_timeout_and_does_not_stall_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = run_with(dir.path(), "query_timeout_secs = 1", &[], None);
+    // One scalar call on one row: a single poll, no yield point to cancel at.
+    let sql = "SELECT length(regexp_replace(repeat('ab', 5000000), '(a|b)', 'cc', 'g')) AS n";
+    let queries: Vec<_> = (0..2)
+        .map(|_| {
+            let url = server.url.clone();
+            std::thread::spawn(move || {
+                let started = Instant::now();
+                (sql_raw(&url, sql), started.elapsed())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let started = Instant::now();
+    let health = agent
+        .get(&format!("{}/health", server.url))
+        .call()
+        .map(|r| r.status().as_u16());
+    let health_took = started.elapsed();
+    let answers: Vec<_> = queries.into_iter().map(|q| q.join().unwrap()).collect();
+    for (answer, took) in &answers {
+        assert!(
+            matches!(answer, Ok((504, _))) && *took < Duration::from_secs(5),
+            "query_timeout_secs = 1 but answered {answer:?} after {took:?}; \
+             /health meanwhile took {health_took:?} ({health:?})"
+        );
+    }
+    assert!(health_took < Duration::from_secs(3), "/health took {health_took:?}");
+}
+
+#[test]
+fn review_firehose_refuses_an_unauthenticated_request_before_reading_its_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = format!("write:{WRITE_TOKEN}");
+    let server = run_with(
+        dir.path(),
+        "body_read_timeout_secs = 10",
+        &[("TRAWL_TOKENS", env.as_str())],
+        None,
+    );
+    let addr = server.url.trim_start_matches("http://").to_string();
+    for path in ["/api/v1/flows", "/api/v1/firehose"] {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        // Headers promising 60 MB (under push_bytes_max), no token, no key.
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 60000000\r\n\r\n"
+        )
+        .unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let started = Instant::now();
+        let mut head = [0u8; 64];
+        let n = stream.read(&mut head).unwrap_or(0);
+        let head = String::from_utf8_lossy(&head[..n]).to_string();
+        let took = started.elapsed();
+        assert!(
+            head.starts_with("HTTP/1.1 401") && took < Duration::from_secs(2),
+            "{path}: an unauthenticated push was answered {head:?} after {took:?} \
+             (the server waited for, and would buffer, the whole body first)"
+        );
+    }
+}
+
+#[test]
+fn review_a_client_that_never_reads_cannot_hold_the_connection_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = format!("write:{WRITE_TOKEN}");
+    let server = run_with(
+        dir.path(),
+        "connections_max = 2\nheader_read_timeout_secs = 1\nrequest_timeout_secs = 2",
+        &[("TRAWL_TOKENS", env.as_str())],
+        None,
+    );
+    let addr = server.url.trim_start_matches("http://").to_string();
+    // No token needed: `/` is open. Pipeline requests, never read the answers.
+    let request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".repeat(100);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        stream.set_nonblocking(true).unwrap();
+        let mut sent = 0usize;
+        while sent < 64 << 20 {
+            match stream.write(&request) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        held.push(stream);
+    }
+    // Well past every header, body and request timeout.
+    std::thread::sleep(Duration::from_secs(5));
+    let mut probe = TcpStream::connect(&addr).unwrap();
+    probe
+        .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    probe.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut head = [0u8; 32];
+    let n = probe.read(&mut head).unwrap_or(0);
+    assert!(
+        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"),
+        "two unauthenticated connections that never read still hold both slots: \
+         a new client got {:?}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    drop(held);
+}
+
+#[test]
+fn review_server_file_paths_never_reach_a_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = run_with(dir.path(), "", &[], None);
+    let (status, _) = server.post(
+        "/api/v1/flows",
+        LINES.as_bytes(),
+        &[("Content-Type", "application/octet-stream")],
+    );
+    assert_eq!(status, 200);
+    assert!(server.interrupt().success(), "sealed on SIGINT");
+    let server = run_with(dir.path(), "", &[], None);
+    // object_store prints local paths without their leading '/'.
+    let data_dir = dir.path().join("data");
+    let needle = data_dir.to_str().unwrap().trim_start_matches('/').to_string();
+    let (status, explain) = server.sql("EXPLAIN SELECT * FROM flows_1m", "json");
+    let explain = String::from_utf8_lossy(&explain).to_string();
+    // A damaged segment (or one removed under a long query): the error body.
+    let segment = std::fs::read_dir(data_dir.join("flows_1m"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    let (error_status, error) = server.sql("SELECT * FROM flows_1m", "json");
+    let error = String::from_utf8_lossy(&error).to_string();
+    assert!(
+        !explain.contains(&needle) && !error.contains(&needle),
+        "the data directory {needle:?} reached a client:\n EXPLAIN ({status}): {explain}\n error ({error_status}): {error}"
+    );
+}

@@ -352,3 +352,43 @@ fn demo_serves_sql_over_a_live_churning_estate() {
     assert!(server.metric("trawl_index_events_total") > 0);
     assert!(server.interrupt().success());
 }
+
+/// Issue 13 #5: SIGTERM (systemd, Kubernetes, Docker) acted like `kill -9`:
+/// open rows were not sealed and the attribution snapshot was not saved.
+#[test]
+fn sigterm_seals_open_rows_and_saves_the_attribution_snapshot() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(&[
+        "run",
+        "--data-dir",
+        path(data.path()),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let event = r#"{"type":"assign","ip":"10.9.0.1","at":1795305000,"workload":{"app":"web"}}
+{"type":"assign","ip":"10.9.0.2","at":1795305000,"workload":{"app":"db"}}
+"#;
+    let (status, _) = server.post(
+        "/api/v1/metadata",
+        event.as_bytes(),
+        &[("Content-Type", "application/x-ndjson")],
+    );
+    assert_eq!(status, 200);
+    let (status, _) = server.post(
+        "/api/v1/flows",
+        LINES.as_bytes(),
+        &[("Content-Type", "application/octet-stream")],
+    );
+    assert_eq!(status, 200);
+    assert!(server.signal("-TERM").success());
+    assert!(data.path().join("attribution.snapshot").exists());
+    let answer = ok(trawl(&[
+        "query",
+        "--data-dir",
+        path(data.path()),
+        "--format",
+        "csv",
+        "SELECT sum(bytes) AS b, count(DISTINCT src_app) AS apps FROM flows_1m",
+    ]));
+    assert_eq!(answer, "b,apps\n4000,2\n");
+}

@@ -27,9 +27,9 @@ pub struct DemoArgs {
     /// Keep the data here (default: a temporary directory, deleted at exit).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Applications in the estate.
-    #[arg(long, default_value_t = 300)]
-    apps: usize,
+    /// Applications in the estate (2 to 1,000,000).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
+    apps: u64,
     /// Flow records per second.
     #[arg(long, default_value_t = 2000)]
     rate: u32,
@@ -68,7 +68,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     config.pipeline.seal_interval_secs = 60;
     let running = setup::start(&config)?;
     let estate = Estate::new(EstateConfig {
-        apps: args.apps,
+        apps: args.apps as usize,
         records_per_sec: args.rate,
         churn_per_hour: args.churn,
         start_secs: now_secs() - i64::from(args.backfill_secs),
@@ -114,7 +114,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         let duration = Duration::from_secs(args.duration_secs.unwrap_or(u64::MAX / 4));
         tokio::select! {
             served = trawl_server::serve(listener, state.clone()) => served?,
-            _ = tokio::signal::ctrl_c() => {}
+            _ = setup::stop_signal() => setup::exit_on_second_signal(),
             () = tokio::time::sleep(duration) => {}
         }
         anyhow::Ok(())

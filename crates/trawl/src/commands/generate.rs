@@ -45,9 +45,9 @@ pub struct GenerateArgs {
     /// Leave out the header line.
     #[arg(long)]
     no_header: bool,
-    /// Applications in the estate.
-    #[arg(long, default_value_t = 300)]
-    apps: usize,
+    /// Applications in the estate (2 to 1,000,000).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
+    apps: u64,
     /// Simulated seconds (0 with --live: until stopped).
     #[arg(long, default_value_t = 3600)]
     duration_secs: u32,
@@ -81,7 +81,7 @@ impl GenerateArgs {
     fn estate_config(&self) -> anyhow::Result<EstateConfig> {
         let mut config = EstateConfig {
             seed: self.seed,
-            apps: self.apps,
+            apps: self.apps as usize,
             records_per_sec: self.rate,
             churn_per_hour: self.churn,
             ..EstateConfig::default()

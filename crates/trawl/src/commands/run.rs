@@ -1,7 +1,8 @@
 //! `trawl run`: the long-running service. Sources from the config file
 //! and flags (directories followed for new files, stdin, metadata files,
-//! HTTP pushes), the pipeline, and the HTTP server; Ctrl-C seals and
-//! exits. With `--once`: read the directories to their end, seal, exit.
+//! HTTP pushes), the pipeline, and the HTTP server; SIGINT or SIGTERM
+//! seals, saves the attribution snapshot and exits (a second signal exits
+//! at once). With `--once`: read the directories to their end, seal, exit.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -101,7 +102,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         println!("trawl: serving {scheme}://{addr}/ (SQL: POST {scheme}://{addr}/api/v1/sql, metrics: {scheme}://{addr}/metrics)");
         tokio::select! {
             served = trawl_server::serve(listener, state.clone()) => served?,
-            _ = tokio::signal::ctrl_c() => eprintln!("trawl: stopping: sealing open buckets"),
+            name = setup::stop_signal() => {
+                eprintln!("trawl: {name}: sealing open buckets and saving attribution (again to exit at once)");
+                setup::exit_on_second_signal();
+            }
         }
         anyhow::Ok(())
     })?;

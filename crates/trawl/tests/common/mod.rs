@@ -150,9 +150,14 @@ impl Server {
     }
 
     /// SIGINT, then the exit status.
-    pub fn interrupt(mut self) -> std::process::ExitStatus {
+    pub fn interrupt(self) -> std::process::ExitStatus {
+        self.signal("-INT")
+    }
+
+    /// Sends `signal` (`-TERM`, `-INT`), then waits for the exit status.
+    pub fn signal(mut self, signal: &str) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-INT", &pid]).status().unwrap();
+        Command::new("kill").args([signal, &pid]).status().unwrap();
         self.child.wait().unwrap()
     }
 }
