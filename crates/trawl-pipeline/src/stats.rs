@@ -241,6 +241,13 @@ pub fn render_metrics(
     );
     metric(
         m,
+        "trawl_future_records_total",
+        "counter",
+        "Records starting past the wall clock plus the store's future slack (kept; they do not move the watermark).",
+        &[("", s.future_records)],
+    );
+    metric(
+        m,
         "trawl_store_records_total",
         "counter",
         "Records added to the store.",

@@ -8,7 +8,10 @@
 //! costs one hash-map update however many rollups there are (a flow past
 //! the finer table's retention but within the coarser one's is added to the
 //! coarser table directly). The watermark is the newest event time seen
-//! minus the allowed lateness; a record older than it is still added (never
+//! minus the allowed lateness, where only times up to the wall clock plus
+//! `future_slack_secs` count: a record stamped later (a broken clock) is
+//! stored and counted in `future_records`, but never seals or expires
+//! anything. A record older than the watermark is still added (never
 //! dropped) and counted late. [`Store::seal`] turns every open bucket into a
 //! segment and commits the manifest with the source positions handed in
 //! with the batches; a chunk that already has segments gets another one (a
@@ -100,6 +103,13 @@ pub struct StoreConfig {
     /// How long a file replaced by compaction or retention stays on disk for
     /// queries that already planned to read it.
     pub delete_delay: Duration,
+    /// How far past the wall clock a record's `start` may be and still move
+    /// the watermark (seconds). A record later than that (a broken clock, a
+    /// file from the wrong place) is stored and counted in
+    /// [`StoreStats::future_records`], but never drives sealing or retention.
+    pub future_slack_secs: u32,
+    /// The wall clock in Unix seconds; `None`: the system's. For tests.
+    pub wall_clock_secs: Option<u32>,
 }
 
 impl StoreConfig {
@@ -118,7 +128,21 @@ impl StoreConfig {
             segments_per_chunk_max: 8,
             dictionary_strings_max: 4_000_000,
             delete_delay: Duration::from_secs(60),
+            future_slack_secs: 3600,
+            wall_clock_secs: None,
         }
+    }
+
+    /// The latest event time that may drive the watermark: the wall clock
+    /// plus [`StoreConfig::future_slack_secs`].
+    pub fn event_time_horizon(&self) -> u32 {
+        let now = self.wall_clock_secs.unwrap_or_else(|| {
+            let secs = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            u32::try_from(secs).unwrap_or(u32::MAX)
+        });
+        now.saturating_add(self.future_slack_secs)
     }
 
     fn validate(&self) -> Result<(), StoreError> {
@@ -166,6 +190,9 @@ pub struct StoreStats {
     pub late_records: u64,
     /// Records older than a table's retention (not stored in that table).
     pub expired_records: u64,
+    /// Records whose `start` was past the wall clock plus
+    /// [`StoreConfig::future_slack_secs`] (stored; they never move the watermark).
+    pub future_records: u64,
     /// Seals that committed.
     pub seals: u64,
     /// Seals forced by the memory cap.
@@ -367,7 +394,11 @@ impl Store {
             rollups,
             pending_positions: manifest.positions.clone(),
             dropped_below: manifest.dropped_below.clone(),
-            max_event_time: manifest.max_event_time,
+            // A watermark already carried past the horizon (by a version
+            // without it) must not go on expiring history.
+            max_event_time: manifest
+                .max_event_time
+                .map(|t| t.min(config.event_time_horizon())),
             manifest,
             stats: StoreStats::default(),
             doomed: Vec::new(),
@@ -534,6 +565,7 @@ impl Store {
         positions: &[(&str, &str)],
     ) -> Result<(), StoreError> {
         let watermark = self.watermark();
+        let horizon = self.config.event_time_horizon();
         let mut newest = self.max_event_time;
         for flow in flows {
             let Some(start) = flow.record.start().and_then(|s| u32::try_from(s).ok()) else {
@@ -544,7 +576,12 @@ impl Store {
             if start < watermark {
                 self.stats.late_records += 1;
             }
-            newest = newest.max(Some(start));
+            if start > horizon {
+                // Kept, but a clock that is wrong must not seal or expire anything.
+                self.stats.future_records += 1;
+            } else {
+                newest = newest.max(Some(start));
+            }
             let src = self.side_codes(flow.src, workloads);
             let dst = self.side_codes(flow.dst, workloads);
             let dims = flow_dims(flow.record, &src, &dst, &self.keywords);

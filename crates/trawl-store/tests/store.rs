@@ -421,3 +421,90 @@ fn a_relative_data_dir_is_queryable_after_sealing() {
     store.write().unwrap().seal().unwrap();
     check(&engine, &estate, &batch);
 }
+
+fn total_flows(engine: &SqlEngine, table: &str) -> u64 {
+    query_sums(engine, table).values().map(|v| v.2).sum()
+}
+
+/// Issue 13 #1 (review: one_future_record_expires_all_history): one record
+/// stamped 20 years ahead moved the watermark there; the next seal expired
+/// every segment of every table and every later normal record was dropped
+/// as past retention, also after a restart.
+#[test]
+fn one_future_record_expires_all_history() {
+    const DAY: u32 = 86_400;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let estate = Estate::new(12);
+    let (store, engine) = open(dir.path());
+    add(
+        &mut store.write().unwrap(),
+        &estate,
+        &flows(1000, T0, HOUR),
+        Some(("file:a", "1")),
+    );
+    store.write().unwrap().seal().expect("seal");
+    let future = T0 + 20 * 365 * DAY;
+    add(
+        &mut store.write().unwrap(),
+        &estate,
+        &[flow(future, 1, 2, 500)],
+        Some(("file:b", "1")),
+    );
+    store.write().unwrap().seal().expect("seal");
+    assert!(
+        store.read().unwrap().watermark() < T0 + DAY,
+        "the future record moved the watermark"
+    );
+    assert_eq!(store.read().unwrap().stats().future_records, 1);
+    add(
+        &mut store.write().unwrap(),
+        &estate,
+        &flows(500, T0 + HOUR, HOUR),
+        Some(("file:c", "1")),
+    );
+    store.write().unwrap().seal().expect("seal");
+    for table in ["flows_1m", "flows_1h", "flows_1d"] {
+        assert_eq!(
+            total_flows(&engine, table),
+            1501,
+            "{table}: history, the future record and new records"
+        );
+    }
+    drop(engine);
+    drop(store);
+    let (store, engine) = open(dir.path());
+    assert_eq!(total_flows(&engine, "flows_1d"), 1501, "after reopening");
+    assert!(store.read().unwrap().watermark() < T0 + DAY);
+}
+
+/// A manifest whose watermark a version without the horizon carried years
+/// ahead is pulled back on open, so retention does not go on expiring.
+#[test]
+fn a_watermark_past_the_horizon_is_pulled_back_on_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let estate = Estate::new(12);
+    let far = T0 + 20 * 365 * 86_400;
+    {
+        let mut config = StoreConfig::new(dir.path());
+        config.wall_clock_secs = Some(far);
+        let mut store = Store::open(config).expect("open");
+        add(
+            &mut store,
+            &estate,
+            &[flow(far, 1, 2, 500)],
+            Some(("file:b", "1")),
+        );
+        store.seal().expect("seal");
+        assert_eq!(store.watermark(), far - 15 * 60);
+    }
+    let (store, engine) = open(dir.path());
+    assert!(store.read().unwrap().watermark() <= StoreConfig::new(dir.path()).event_time_horizon());
+    add(
+        &mut store.write().unwrap(),
+        &estate,
+        &flows(100, T0, HOUR),
+        Some(("file:c", "1")),
+    );
+    store.write().unwrap().seal().expect("seal");
+    assert_eq!(total_flows(&engine, "flows_1d"), 101);
+}

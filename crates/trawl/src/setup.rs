@@ -107,6 +107,8 @@ pub struct StoreSection {
     pub detail_retention_secs: u32,
     /// Segments of one chunk before it is compacted.
     pub segments_per_chunk_max: usize,
+    /// How far past the wall clock a flow's start may be and still move the watermark (seconds).
+    pub future_slack_secs: u32,
 }
 
 impl Default for StoreSection {
@@ -118,6 +120,7 @@ impl Default for StoreSection {
             detail: store.detail.enabled,
             detail_retention_secs: store.detail.retention_secs,
             segments_per_chunk_max: store.segments_per_chunk_max,
+            future_slack_secs: store.future_slack_secs,
         }
     }
 }
@@ -169,6 +172,7 @@ impl Config {
             ..DetailSpec::default()
         };
         config.segments_per_chunk_max = self.store.segments_per_chunk_max;
+        config.future_slack_secs = self.store.future_slack_secs;
         config
     }
 

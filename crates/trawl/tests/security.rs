@@ -609,7 +609,10 @@ fn sql_raw(url: &str, sql: &str) -> Result<(u16, String), String> {
         .send(sql_body(sql))
         .map_err(|e| e.to_string())?;
     let status = response.status().as_u16();
-    Ok((status, response.into_body().read_to_string().unwrap_or_default()))
+    Ok((
+        status,
+        response.into_body().read_to_string().unwrap_or_default(),
+    ))
 }
 
 fn vm_hwm_kib(pid: u32) -> u64 {
@@ -701,7 +704,10 @@ fn review_a_cpu_bound_query_is_answered_at_its_timeout_and_does_not_stall_the_se
              /health meanwhile took {health_took:?} ({health:?})"
         );
     }
-    assert!(health_took < Duration::from_secs(3), "/health took {health_took:?}");
+    assert!(
+        health_took < Duration::from_secs(3),
+        "/health took {health_took:?}"
+    );
 }
 
 #[test]
@@ -771,7 +777,9 @@ fn review_a_client_that_never_reads_cannot_hold_the_connection_slots() {
     probe
         .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .unwrap();
-    probe.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let mut head = [0u8; 32];
     let n = probe.read(&mut head).unwrap_or(0);
     assert!(
@@ -797,7 +805,11 @@ fn review_server_file_paths_never_reach_a_client() {
     let server = run_with(dir.path(), "", &[], None);
     // object_store prints local paths without their leading '/'.
     let data_dir = dir.path().join("data");
-    let needle = data_dir.to_str().unwrap().trim_start_matches('/').to_string();
+    let needle = data_dir
+        .to_str()
+        .unwrap()
+        .trim_start_matches('/')
+        .to_string();
     let (status, explain) = server.sql("EXPLAIN SELECT * FROM flows_1m", "json");
     let explain = String::from_utf8_lossy(&explain).to_string();
     // A damaged segment (or one removed under a long query): the error body.
