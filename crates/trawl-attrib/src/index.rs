@@ -31,7 +31,10 @@
 //! the newest event time minus the reorder window, or a later time a source
 //! vouches for ([`AttributionIndex::advance_horizon`]). An answer for
 //! `t <= horizon` is *settled*; the pipeline holds flows whose answer is not
-//! settled, up to a configured delay.
+//! settled, up to a configured delay. Only believed times count as "newest"
+//! (`newest.rs`): an event stamped past the wall clock plus
+//! `future_slack_secs`, or that far ahead of the newest event until others
+//! confirm it, is applied but moves neither retention nor the horizon.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -41,6 +44,7 @@ use trawl_flowlog::{FlowDirection, FlowRecord, LogStatus};
 
 use crate::event::MetadataEvent;
 use crate::ipmap::IpMap;
+use crate::newest::{NewestLimits, NewestTime, Observed, wall_clock_secs};
 use crate::prefix::{NetworkEntry, PrefixSource, PrefixTables, is_private};
 use crate::time::{Secs, to_stored};
 use crate::timeline::{Held, Mark, Timeline};
@@ -62,6 +66,29 @@ pub struct IndexConfig {
     pub snapshots_retained_max: usize,
     /// Most ownership marks held; past it, history is pruned from the oldest end.
     pub marks_max: usize,
+    /// How far past the wall clock, or past the newest believed event, an
+    /// event's time may be and still move the newest event time, retention
+    /// and the horizon (seconds; see `newest.rs`). A later event (a broken
+    /// clock) is applied and counted in [`IndexStats::future_events`] but
+    /// moves none of them until later events confirm its time.
+    pub future_slack_secs: u32,
+    /// The wall clock in Unix seconds; `None`: the system's. For tests.
+    pub wall_clock_secs: Option<u32>,
+}
+
+impl IndexConfig {
+    /// How event times are believed (see [`IndexConfig::future_slack_secs`]).
+    pub fn newest_limits(&self) -> NewestLimits {
+        NewestLimits {
+            slack_secs: self.future_slack_secs,
+            ..NewestLimits::default()
+        }
+    }
+
+    /// The wall clock (Unix seconds).
+    pub fn wall_clock(&self) -> u32 {
+        wall_clock_secs(self.wall_clock_secs)
+    }
 }
 
 impl Default for IndexConfig {
@@ -73,6 +100,8 @@ impl Default for IndexConfig {
             learned_spans_per_ip_max: 64,
             snapshots_retained_max: 16,
             marks_max: 200_000_000,
+            future_slack_secs: 3600,
+            wall_clock_secs: None,
         }
     }
 }
@@ -147,6 +176,10 @@ pub struct IndexStats {
     pub late_beyond_window: u64,
     /// Events refused (time outside 1970–2106, workload table full).
     pub refused_events: u64,
+    /// Events stamped past the wall clock plus the future slack, or that far
+    /// ahead of the newest event (applied; they did not move the newest
+    /// event time or the horizon).
+    pub future_events: u64,
     /// Heartbeats learned from flows.
     pub heartbeats: u64,
     /// Flows whose interface has no known workload.
@@ -285,6 +318,8 @@ pub struct AttributionIndex {
     snapshots: VecDeque<RetainedSnapshot>,
     prefixes: PrefixTables,
     newest_at: u32,
+    /// What decides `newest_at` (a wrong clock cannot move it).
+    newest: NewestTime,
     vouched_horizon: u32,
     internet: WorkloadId,
     unknown: WorkloadId,
@@ -319,6 +354,7 @@ impl AttributionIndex {
             snapshots: VecDeque::new(),
             prefixes: PrefixTables::default(),
             newest_at: 0,
+            newest: NewestTime::default(),
             vouched_horizon: 0,
             internet,
             unknown,
@@ -371,8 +407,14 @@ impl AttributionIndex {
 
     /// Records that a source vouches for completeness up to `t` (a file read
     /// to its end, a stream whose watermark passed `t`).
+    /// A time past the wall clock plus the future slack is not believed.
     pub fn advance_horizon(&mut self, t: Secs) {
-        self.vouched_horizon = self.vouched_horizon.max(clamp_time(t));
+        let bound = self
+            .config
+            .wall_clock()
+            .saturating_add(self.config.future_slack_secs);
+        let t = clamp_time(t).min(bound);
+        self.vouched_horizon = self.vouched_horizon.max(t);
     }
 
     /// The newest event time applied.
@@ -395,7 +437,13 @@ impl AttributionIndex {
         if at.saturating_add(self.config.reorder_window_secs) < self.newest_at {
             self.stats.late_beyond_window += 1;
         }
-        self.newest_at = self.newest_at.max(at);
+        let (limits, now) = (self.config.newest_limits(), self.config.wall_clock());
+        if self.newest.observe(at, limits, now) == Observed::Believed {
+            self.newest_at = self.newest.get().unwrap_or(0);
+        } else {
+            // Applied, but a wrong clock must not prune history or settle flows.
+            self.stats.future_events += 1;
+        }
         match event {
             MetadataEvent::Assign {
                 ip,
@@ -782,8 +830,12 @@ impl AttributionIndex {
             .into_iter()
             .map(|(k, at, w)| (k, (at, w)))
             .collect();
-        index.newest_at = newest_at;
-        index.vouched_horizon = vouched_horizon;
+        // Times carried past the wall clock (by a version without the
+        // bound) are pulled back, so they stop pruning history and settling flows.
+        let (limits, now) = (index.config.newest_limits(), index.config.wall_clock());
+        index.newest = NewestTime::new((newest_at > 0).then_some(newest_at), limits, now);
+        index.newest_at = index.newest.get().unwrap_or(0);
+        index.vouched_horizon = vouched_horizon.min(now.saturating_add(limits.slack_secs));
         index
     }
 }

@@ -22,6 +22,7 @@ pub mod event;
 mod flatmap;
 pub mod index;
 mod ipmap;
+pub mod newest;
 mod persist;
 pub mod prefix;
 pub mod time;
@@ -33,6 +34,7 @@ pub use index::{
     ApplyError, Attribution, AttributionIndex, IndexConfig, IndexStats, IpRecord, LearnedSpans,
     Rule, Span,
 };
+pub use newest::{NewestLimits, NewestTime, Observed, wall_clock_secs};
 pub use persist::PersistError;
 pub use prefix::{IpRangesError, NetworkEntry, is_private};
 pub use time::{Secs, format_time, parse_time};

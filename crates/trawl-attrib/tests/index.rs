@@ -366,3 +366,50 @@ fn learned_span_extended_backwards_stays_in_order_and_saves() {
     let dir = tempfile::tempdir().unwrap();
     index.save(&dir.path().join("index")).unwrap();
 }
+
+/// Issue 13 #2 (review: one_future_metadata_event_prunes_history_and_disables_holding):
+/// one event stamped ten years ahead moved the newest event time there, so
+/// maintenance pruned every IP's history, the horizon passed every flow
+/// (nothing was held for lagging metadata), and the state was saved.
+#[test]
+fn one_future_metadata_event_prunes_history_and_disables_holding() {
+    for stray_at in [1_000_000 + 3650 * 86_400, 4_000_000_000] {
+        let mut index = AttributionIndex::default();
+        index
+            .apply(&assign("10.0.0.5", 1_000_000, "a", None))
+            .unwrap();
+        index
+            .apply(&assign("10.0.0.5", 1_000_600, "b", None))
+            .unwrap();
+        index
+            .apply(&assign("10.0.0.6", 1_000_900, "c", None))
+            .unwrap();
+        let settled_before = index.owner_at(ip("10.0.0.8"), 1_001_000).settled;
+        index
+            .apply(&assign("10.0.0.250", stray_at, "typo", None))
+            .unwrap();
+        index.maintain();
+        assert_eq!(
+            app_at(&index, "10.0.0.5", 1_000_100).1.as_deref(),
+            Some("a"),
+            "{stray_at}"
+        );
+        assert_eq!(
+            index.owner_at(ip("10.0.0.8"), 1_001_000).settled,
+            settled_before,
+            "{stray_at}"
+        );
+        assert_eq!(index.newest_event_at(), 1_000_900, "{stray_at}");
+        assert_eq!(index.stats().future_events, 1);
+        // The stray event was applied all the same.
+        assert_eq!(
+            app_at(&index, "10.0.0.250", stray_at.min(4_000_000_000))
+                .1
+                .as_deref(),
+            Some("typo")
+        );
+        // A vouched horizon past the wall clock is not believed either.
+        index.advance_horizon(4_100_000_000);
+        assert!(index.horizon() < 4_000_000_000);
+    }
+}

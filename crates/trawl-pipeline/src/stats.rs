@@ -332,6 +332,13 @@ pub fn render_metrics(
     );
     metric(
         m,
+        "trawl_index_future_events_total",
+        "counter",
+        "Metadata events stamped past the wall clock plus the future slack (applied; they move neither retention nor the horizon).",
+        &[("", index.stats().future_events)],
+    );
+    metric(
+        m,
         "trawl_index_heartbeats_total",
         "counter",
         "Ownership confirmations learned from flows.",

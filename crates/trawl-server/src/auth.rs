@@ -265,6 +265,24 @@ mod tests {
         assert!(Tokens::load(&[entry], None, None).is_err());
     }
 
+    /// Review finding: `digest` checks the length in bytes and then
+    /// slices two bytes at a time, so a multi-byte character panics
+    /// instead of being refused.
+    #[test]
+    fn review_a_non_ascii_digest_is_refused_not_a_panic() {
+        let entry = TokenEntry {
+            name: "x".into(),
+            role: Role::Read,
+            sha256: format!("\u{20ac}{}", "a".repeat(61)),
+        };
+        assert_eq!(entry.sha256.len(), 64);
+        let outcome = std::panic::catch_unwind(|| entry.digest());
+        assert!(
+            matches!(outcome, Ok(Err(_))),
+            "digest panicked on a 64-byte non-hex value"
+        );
+    }
+
     #[test]
     fn secrets_compare_by_value() {
         assert!(secret_eq("abc", "abc"));

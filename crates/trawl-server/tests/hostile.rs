@@ -333,3 +333,41 @@ proptest! {
         }
     }
 }
+
+/// Review finding: the extractors' own rejections (query string, body
+/// limit) answer in text/plain, outside the JSON error shape.
+#[test]
+fn review_extractor_rejections_are_json_errors_too() {
+    let fixture = &fixtures()[0];
+    let oversized = serde_json::json!({ "sql": "x".repeat(5 << 20) }).to_string();
+    for (uri, body) in [
+        (
+            "/api/v1/sql?format=csv&format=json",
+            br#"{"sql": "SELECT 1"}"#.to_vec(),
+        ),
+        ("/api/v1/sql", oversized.into_bytes()),
+    ] {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header("host", "127.0.0.1:8941")
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap();
+        let response = fixture
+            .runtime
+            .block_on(router(fixture.state.clone()).oneshot(request))
+            .unwrap();
+        let status = response.status();
+        let bytes = fixture
+            .runtime
+            .block_on(axum::body::to_bytes(response.into_body(), 1 << 24))
+            .unwrap();
+        let json: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
+        assert!(
+            json.is_some_and(|j| j["error"].is_string()),
+            "{uri} -> {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+}

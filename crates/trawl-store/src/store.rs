@@ -7,11 +7,11 @@
 //! table's open rows regrouped, at seal and at query time, so each flow
 //! costs one hash-map update however many rollups there are (a flow past
 //! the finer table's retention but within the coarser one's is added to the
-//! coarser table directly). The watermark is the newest event time seen
-//! minus the allowed lateness, where only times up to the wall clock plus
-//! `future_slack_secs` count: a record stamped later (a broken clock) is
-//! stored and counted in `future_records`, but never seals or expires
-//! anything. A record older than the watermark is still added (never
+//! coarser table directly). The watermark is the newest *believed* event
+//! time minus the allowed lateness: a time past the wall clock plus
+//! `future_slack_secs`, or that far ahead of the stream until other records
+//! confirm it (`trawl_attrib::newest`), is stored and counted in
+//! `future_records` but never seals or expires anything. A record older than the watermark is still added (never
 //! dropped) and counted late. [`Store::seal`] turns every open bucket into a
 //! segment and commits the manifest with the source positions handed in
 //! with the batches; a chunk that already has segments gets another one (a
@@ -42,7 +42,9 @@ use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{SchemaRef, TimestampSecondType, UInt64Type};
-use trawl_attrib::{NO_OWNER, WorkloadId, WorkloadTable};
+use trawl_attrib::{
+    NO_OWNER, NewestLimits, NewestTime, Observed, WorkloadId, WorkloadTable, wall_clock_secs,
+};
 use trawl_flowlog::{FlowRecord, LogStatus};
 
 use crate::commit::{PendingSegment, SealJob, Steps, write_segments};
@@ -103,8 +105,9 @@ pub struct StoreConfig {
     /// How long a file replaced by compaction or retention stays on disk for
     /// queries that already planned to read it.
     pub delete_delay: Duration,
-    /// How far past the wall clock a record's `start` may be and still move
-    /// the watermark (seconds). A record later than that (a broken clock, a
+    /// How far past the wall clock, or past the newest believed `start`, a
+    /// record's `start` may be and still move the watermark (seconds; see
+    /// `trawl_attrib::newest`). A record later than that (a broken clock, a
     /// file from the wrong place) is stored and counted in
     /// [`StoreStats::future_records`], but never drives sealing or retention.
     pub future_slack_secs: u32,
@@ -133,16 +136,17 @@ impl StoreConfig {
         }
     }
 
-    /// The latest event time that may drive the watermark: the wall clock
-    /// plus [`StoreConfig::future_slack_secs`].
-    pub fn event_time_horizon(&self) -> u32 {
-        let now = self.wall_clock_secs.unwrap_or_else(|| {
-            let secs = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            u32::try_from(secs).unwrap_or(u32::MAX)
-        });
-        now.saturating_add(self.future_slack_secs)
+    /// How times are believed (see [`StoreConfig::future_slack_secs`]).
+    pub fn newest_limits(&self) -> NewestLimits {
+        NewestLimits {
+            slack_secs: self.future_slack_secs,
+            ..NewestLimits::default()
+        }
+    }
+
+    /// The wall clock (Unix seconds).
+    pub fn wall_clock(&self) -> u32 {
+        wall_clock_secs(self.wall_clock_secs)
     }
 
     fn validate(&self) -> Result<(), StoreError> {
@@ -191,7 +195,8 @@ pub struct StoreStats {
     /// Records older than a table's retention (not stored in that table).
     pub expired_records: u64,
     /// Records whose `start` was past the wall clock plus
-    /// [`StoreConfig::future_slack_secs`] (stored; they never move the watermark).
+    /// [`StoreConfig::future_slack_secs`], or that far ahead of the stream
+    /// when they arrived (stored; they did not move the watermark).
     pub future_records: u64,
     /// Seals that committed.
     pub seals: u64,
@@ -334,7 +339,8 @@ pub struct Store {
     pending_positions: BTreeMap<String, String>,
     /// See [`Manifest::dropped_below`]; committed with the next manifest.
     dropped_below: BTreeMap<String, u32>,
-    max_event_time: Option<u32>,
+    /// The newest believed event time (see `trawl_attrib::newest`).
+    newest: NewestTime,
     stats: StoreStats,
     doomed: Vec<(PathBuf, Instant)>,
     interrupt_after_steps: Option<usize>,
@@ -394,11 +400,13 @@ impl Store {
             rollups,
             pending_positions: manifest.positions.clone(),
             dropped_below: manifest.dropped_below.clone(),
-            // A watermark already carried past the horizon (by a version
-            // without it) must not go on expiring history.
-            max_event_time: manifest
-                .max_event_time
-                .map(|t| t.min(config.event_time_horizon())),
+            // A watermark already carried past the wall clock (by a version
+            // without the bound) must not go on expiring history.
+            newest: NewestTime::new(
+                manifest.max_event_time,
+                config.newest_limits(),
+                config.wall_clock(),
+            ),
             manifest,
             stats: StoreStats::default(),
             doomed: Vec::new(),
@@ -472,7 +480,8 @@ impl Store {
 
     /// Newest event time minus the allowed lateness (0 before any record).
     pub fn watermark(&self) -> u32 {
-        self.max_event_time
+        self.newest
+            .get()
             .map_or(0, |t| t.saturating_sub(self.config.lateness_secs))
     }
 
@@ -565,8 +574,7 @@ impl Store {
         positions: &[(&str, &str)],
     ) -> Result<(), StoreError> {
         let watermark = self.watermark();
-        let horizon = self.config.event_time_horizon();
-        let mut newest = self.max_event_time;
+        let (limits, now) = (self.config.newest_limits(), self.config.wall_clock());
         for flow in flows {
             let Some(start) = flow.record.start().and_then(|s| u32::try_from(s).ok()) else {
                 self.stats.records_without_time += 1;
@@ -576,18 +584,15 @@ impl Store {
             if start < watermark {
                 self.stats.late_records += 1;
             }
-            if start > horizon {
+            if self.newest.observe(start, limits, now) != Observed::Believed {
                 // Kept, but a clock that is wrong must not seal or expire anything.
                 self.stats.future_records += 1;
-            } else {
-                newest = newest.max(Some(start));
             }
             let src = self.side_codes(flow.src, workloads);
             let dst = self.side_codes(flow.dst, workloads);
             let dims = flow_dims(flow.record, &src, &dst, &self.keywords);
             self.add_one(start, flow.record, [flow.src, flow.dst], &dims, watermark);
         }
-        self.max_event_time = newest;
         for (source, position) in positions {
             self.pending_positions
                 .insert((*source).to_string(), (*position).to_string());
@@ -860,7 +865,7 @@ impl Store {
         let mut next = self.manifest.clone();
         next.segments.extend(pending.iter().map(|p| p.meta.clone()));
         next.positions = self.pending_positions.clone();
-        next.max_event_time = self.max_event_time;
+        next.max_event_time = self.newest.get();
         next.next_segment = self.manifest.next_segment + pending.len() as u64;
         let expired = self.expire(&mut next);
         let deltas = pending

@@ -427,7 +427,8 @@ fn total_flows(engine: &SqlEngine, table: &str) -> u64 {
 }
 
 /// Issue 13 #1 (review: one_future_record_expires_all_history): one record
-/// stamped 20 years ahead moved the watermark there; the next seal expired
+/// stamped 20 years ahead (of the stream and the wall clock) moved the
+/// watermark there; the next seal expired
 /// every segment of every table and every later normal record was dropped
 /// as past retention, also after a restart.
 #[test]
@@ -498,7 +499,8 @@ fn a_watermark_past_the_horizon_is_pulled_back_on_open() {
         assert_eq!(store.watermark(), far - 15 * 60);
     }
     let (store, engine) = open(dir.path());
-    assert!(store.read().unwrap().watermark() <= StoreConfig::new(dir.path()).event_time_horizon());
+    let config = StoreConfig::new(dir.path());
+    assert!(store.read().unwrap().watermark() <= config.wall_clock() + config.future_slack_secs);
     add(
         &mut store.write().unwrap(),
         &estate,
@@ -507,4 +509,44 @@ fn a_watermark_past_the_horizon_is_pulled_back_on_open() {
     );
     store.write().unwrap().seal().expect("seal");
     assert_eq!(total_flows(&engine, "flows_1d"), 101);
+}
+
+/// The same defect when the stray record is years ahead of the stream but
+/// still in the past (a replay of old logs): it waits for confirmation,
+/// while the first records after a real gap move the watermark.
+#[test]
+fn one_record_far_ahead_of_an_old_stream_moves_nothing_until_confirmed() {
+    let old = 1_000_000_000 - 1_000_000_000 % 86_400;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let estate = Estate::new(12);
+    let (store, engine) = open(dir.path());
+    add(
+        &mut store.write().unwrap(),
+        &estate,
+        &flows(1000, old, HOUR),
+        Some(("file:a", "1")),
+    );
+    let stray = old + 5 * 365 * 86_400;
+    add(
+        &mut store.write().unwrap(),
+        &estate,
+        &[flow(stray, 1, 2, 500)],
+        Some(("file:b", "1")),
+    );
+    store.write().unwrap().seal().expect("seal");
+    assert!(
+        store.read().unwrap().watermark() < old + HOUR,
+        "the stray record moved the watermark"
+    );
+    assert_eq!(total_flows(&engine, "flows_1m"), 1001);
+    // The next day's records come after a gap: they confirm one another.
+    add(
+        &mut store.write().unwrap(),
+        &estate,
+        &flows(100, old + 86_400, HOUR),
+        Some(("file:c", "1")),
+    );
+    assert!(store.read().unwrap().watermark() >= old + 86_400 - 15 * 60);
+    store.write().unwrap().seal().expect("seal");
+    assert_eq!(total_flows(&engine, "flows_1d"), 1101);
 }

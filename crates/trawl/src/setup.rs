@@ -133,6 +133,8 @@ pub struct AttributionSection {
     pub reorder_window_secs: u32,
     /// Ownership history kept (seconds).
     pub retention_secs: u32,
+    /// How far past the wall clock an event's time may be and still move retention and the horizon (seconds).
+    pub future_slack_secs: u32,
 }
 
 impl Default for AttributionSection {
@@ -141,6 +143,7 @@ impl Default for AttributionSection {
         AttributionSection {
             reorder_window_secs: index.reorder_window_secs,
             retention_secs: index.retention_secs,
+            future_slack_secs: index.future_slack_secs,
         }
     }
 }
@@ -180,6 +183,7 @@ impl Config {
         IndexConfig {
             reorder_window_secs: self.attribution.reorder_window_secs,
             retention_secs: self.attribution.retention_secs,
+            future_slack_secs: self.attribution.future_slack_secs,
             ..IndexConfig::default()
         }
     }
