@@ -36,7 +36,7 @@ use crate::hold::HoldBuffer;
 use crate::position::FilePosition;
 use crate::source::{PushReport, list_files, push_payload, read_file, read_stream};
 use crate::stats::{PipelineStats, render_metrics};
-use crate::worker::{Context, release_all, release_ready};
+use crate::worker::{Context, release_ready, seal};
 
 /// Why the pipeline failed.
 #[derive(Debug, thiserror::Error)]
@@ -426,23 +426,6 @@ fn work(cx: &Context, jobs: &Receiver<Job>, in_flight: &InFlight) {
             }
         }
     }
-}
-
-/// Seals in three steps: take the open rows (and the held flows, with the
-/// positions covering them) under the locks, write the segments without
-/// them so workers keep adding and queries keep answering, then publish the
-/// manifest under the store lock (see `trawl_store::commit`).
-fn seal(cx: &Context) -> Result<SealReport, StoreError> {
-    let mut job = {
-        let index = cx.index_read();
-        let mut store = cx.store_write();
-        release_all(cx, &index, &mut store);
-        store.seal_begin()?
-    };
-    job.write();
-    let report = cx.store_write().seal_finish(job)?;
-    cx.stats.seals.fetch_add(1, Ordering::Relaxed);
-    Ok(report)
 }
 
 fn seal_wanted(cx: &Context, since_seal: Duration) -> bool {

@@ -68,6 +68,8 @@ pub struct PipelineStats {
     pub store_errors: AtomicU64,
     /// Batches that waited for a seal to free memory (open memory past the cap).
     pub full_waits: AtomicU64,
+    /// Seals a worker ran because open memory passed the cap.
+    pub early_seals: AtomicU64,
 }
 
 impl PipelineStats {
@@ -308,6 +310,13 @@ pub fn render_metrics(
         "counter",
         "Batches that waited for a seal to free memory.",
         &[("", get(&stats.full_waits))],
+    );
+    metric(
+        m,
+        "trawl_pipeline_early_seals_total",
+        "counter",
+        "Seals run because open memory passed the store's cap (held flows released first).",
+        &[("", get(&stats.early_seals))],
     );
     metric(
         m,

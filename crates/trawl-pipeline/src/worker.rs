@@ -23,7 +23,7 @@ use trawl_attrib::{AttributionIndex, NO_OWNER, Secs, WorkloadId, is_private};
 use trawl_flowlog::{
     DecodeError, DecodeOptions, FlowRecord, LineDecoder, LogFormat, RecordSink, TextDecoder,
 };
-use trawl_store::{EnrichedFlow, SharedIndex, SharedStore, Store};
+use trawl_store::{EnrichedFlow, SealReport, SharedIndex, SharedStore, Store, StoreError};
 
 use crate::config::PipelineConfig;
 use crate::hold::{HeldFlow, HoldBuffer};
@@ -185,18 +185,63 @@ pub fn process_text(
     );
 }
 
-/// Waits while open memory is past the store's cap and a seal is writing
-/// (it frees the memory when it publishes): memory stays under the cap plus
-/// one batch per worker. Checked every few milliseconds; counted.
+/// Waits while open memory is past the store's cap, sealing when no seal
+/// is writing (a seal first releases every held flow, so the positions it
+/// publishes cover only flows in the store). Sources therefore always wait
+/// past the cap, also while seals fail (disk full): retried every 100 ms,
+/// each failure counted. At most one seal per batch (a cap smaller than
+/// what no seal frees, the dictionary, must not seal for ever). Memory
+/// stays under the cap plus one batch per worker. Counted once per wait.
 fn wait_while_full(cx: &Context) {
     let mut waited = false;
-    while cx.store_read().full_while_sealing() {
+    loop {
+        let (over, sealing) = {
+            let store = cx.store_read();
+            (store.over_cap(), store.seal_in_flight())
+        };
+        if !over {
+            break;
+        }
         waited = true;
-        std::thread::sleep(Duration::from_millis(5));
+        if sealing {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        match seal(cx) {
+            Ok(_) => {
+                // Once per batch: what a seal cannot free (the dictionary)
+                // must not make every batch seal again and again.
+                cx.stats.early_seals.fetch_add(1, Ordering::Relaxed);
+                break;
+            }
+            Err(StoreError::SealInFlight) => std::thread::sleep(Duration::from_millis(5)),
+            Err(error) => {
+                cx.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                eprintln!("trawl: seal at the memory cap failed (retrying): {error}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
     if waited {
         cx.stats.full_waits.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// Seals in three steps: take the open rows (and the held flows, with the
+/// positions covering them) under the locks, write the segments without
+/// them so workers keep adding and queries keep answering, then publish the
+/// manifest under the store lock (see `trawl_store::commit`).
+pub fn seal(cx: &Context) -> Result<SealReport, StoreError> {
+    let mut job = {
+        let index = cx.index_read();
+        let mut store = cx.store_write();
+        release_all(cx, &index, &mut store);
+        store.seal_begin()?
+    };
+    job.write();
+    let report = cx.store_write().seal_finish(job)?;
+    cx.stats.seals.fetch_add(1, Ordering::Relaxed);
+    Ok(report)
 }
 
 /// The owners of both sides of every record at the record's start, and

@@ -200,8 +200,6 @@ pub struct StoreStats {
     pub future_records: u64,
     /// Seals that committed.
     pub seals: u64,
-    /// Seals forced by the memory cap.
-    pub early_seals: u64,
     /// Segments written by seals.
     pub segments_sealed: u64,
     /// Of those, segments for a chunk that already had one (deltas).
@@ -565,8 +563,10 @@ impl Store {
     }
 
     /// Adds attributed flows, then records `positions` (source → opaque
-    /// position) as covering everything added so far. Seals first if open
-    /// memory passed the cap.
+    /// position) as covering everything added so far. Never seals: only
+    /// the caller knows when every flow before a position is in the store
+    /// (a pipeline may hold some back), so it seals when [`Store::over_cap`]
+    /// says so, after releasing what it holds.
     pub fn add_batch(
         &mut self,
         flows: &[EnrichedFlow<'_, '_>],
@@ -596,10 +596,6 @@ impl Store {
         for (source, position) in positions {
             self.pending_positions
                 .insert((*source).to_string(), (*position).to_string());
-        }
-        if self.open_bytes() > self.config.open_bytes_max && !self.seal_in_flight() {
-            self.stats.early_seals += 1;
-            self.seal()?;
         }
         Ok(())
     }
@@ -692,16 +688,15 @@ impl Store {
             + self.dict.memory_bytes()
     }
 
+    /// Whether open memory (rows being sealed included) is past the cap:
+    /// time for the caller to seal, and for sources to wait.
+    pub fn over_cap(&self) -> bool {
+        self.open_bytes() > self.config.open_bytes_max
+    }
+
     /// Whether a seal's segments are being written (see [`crate::commit`]).
     pub fn seal_in_flight(&self) -> bool {
         Arc::strong_count(&self.sealing) > 1
-    }
-
-    /// Whether open memory (rows being sealed included) is past the cap
-    /// while a seal is writing: the one case where the cap cannot be kept by
-    /// sealing at once, so writers should wait for the seal to finish.
-    pub fn full_while_sealing(&self) -> bool {
-        self.seal_in_flight() && self.open_bytes() > self.config.open_bytes_max
     }
 
     /// Rows held in open buckets and rows being sealed: rows not yet in a

@@ -271,17 +271,23 @@ fn a_flow_past_the_minute_retention_still_reaches_the_derived_rollups() {
 
 #[test]
 fn the_memory_cap_seals_early_instead_of_growing() {
+    // The store says when it is over the cap; its caller seals (a pipeline
+    // does so after releasing the flows it holds back: issue 13 #3).
     let dir = tempfile::tempdir().unwrap();
     let estate = Estate::new(10);
     let mut config = StoreConfig::new(dir.path());
     config.open_bytes_max = 256 * 1024;
     let store = Arc::new(RwLock::new(Store::open(config).unwrap()));
     let engine = SqlEngine::new(store.clone(), None).unwrap();
-    let mut all = Vec::new();
+    let (mut all, mut early_seals) = (Vec::new(), 0);
     for i in 0..20u32 {
         let batch = flows(500, T0 + i * 60, HOUR);
         let mut s = store.write().unwrap();
         add(&mut s, &estate, &batch, Some(("src", &i.to_string())));
+        if s.over_cap() {
+            s.seal().unwrap();
+            early_seals += 1;
+        }
         assert!(
             s.open_bytes() <= 256 * 1024,
             "open memory {} over the cap",
@@ -289,7 +295,7 @@ fn the_memory_cap_seals_early_instead_of_growing() {
         );
         all.extend(batch);
     }
-    assert!(store.read().unwrap().stats().early_seals > 0);
+    assert!(early_seals > 0);
     check(&engine, &estate, &all);
 }
 

@@ -1,0 +1,109 @@
+//! Regression tests of the durability review (`shared/reviews/durability-2026-12.md`),
+//! each named after the defect it found (issue 13).
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use trawl_attrib::AttributionIndex;
+use trawl_flowlog::{DecodeOptions, TextDecoder};
+use trawl_pipeline::hold::HoldBuffer;
+use trawl_pipeline::worker::{ChunkPosition, Context, process_text};
+use trawl_pipeline::{FilePosition, PipelineConfig, PipelineStats};
+use trawl_store::{SqlEngine, Store, StoreConfig};
+
+fn context(data: &Path, open_bytes_max: usize, hold_secs: u64) -> Context {
+    let mut store_config = StoreConfig::new(data);
+    store_config.open_bytes_max = open_bytes_max;
+    let config = PipelineConfig {
+        workers: 1,
+        hold_secs,
+        ..PipelineConfig::default()
+    };
+    Context {
+        hold: Mutex::new(HoldBuffer::new(config.held_records_max)),
+        store: Arc::new(RwLock::new(Store::open(store_config).unwrap())),
+        index: Arc::new(RwLock::new(AttributionIndex::default())),
+        stats: PipelineStats::default(),
+        decode_options: DecodeOptions::default(),
+        config,
+    }
+}
+
+fn sums(store: Arc<RwLock<Store>>) -> (u64, u64) {
+    let engine = SqlEngine::new(store, None).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let result = runtime
+        .block_on(engine.query(
+            "SELECT CAST(coalesce(sum(flows),0) AS BIGINT UNSIGNED), CAST(coalesce(sum(bytes),0) AS BIGINT UNSIGNED) FROM flows_1m",
+        ))
+        .unwrap();
+    let batch = &result.batches[0];
+    use arrow::array::AsArray;
+    use arrow::datatypes::UInt64Type;
+    (
+        batch.column(0).as_primitive::<UInt64Type>().value(0),
+        batch.column(1).as_primitive::<UInt64Type>().value(0),
+    )
+}
+
+const PUBLIC: &str =
+    "2 123456789012 eni-1 8.8.8.8 1.1.1.1 443 50000 6 10 840 1790000000 1790000060 ACCEPT OK";
+const PRIVATE: &str =
+    "2 123456789012 eni-1 10.0.0.5 1.1.1.1 443 50000 6 10 840 1790000000 1790000060 ACCEPT OK";
+
+/// Issue 13 #3. The store's own early seal (open memory past the cap, inside add_batch)
+/// commits the batch's position while the batch's unknown-address flows go
+/// to the hold (and without emptying the hold first). A crash then loses
+/// the held flows: the manifest says the file was read past them.
+#[test]
+fn early_seal_in_add_batch_commits_positions_past_held_flows() {
+    let data = tempfile::tempdir().unwrap();
+    let cx = context(data.path(), 1, 3600);
+    let text = format!("{PUBLIC}\n{PRIVATE}\n");
+    let mut decoder = TextDecoder::new("flows.log", &cx.decode_options);
+    process_text(
+        &cx,
+        &mut decoder,
+        text.as_bytes(),
+        Some(ChunkPosition {
+            key: "file:/flows.log",
+            offset: 0,
+        }),
+    );
+    let held = cx.hold.lock().unwrap().len();
+    let committed = cx
+        .store
+        .read()
+        .unwrap()
+        .positions()
+        .get("file:/flows.log")
+        .cloned();
+    eprintln!(
+        "held {held}, committed position {committed:?}, text {} bytes",
+        text.len()
+    );
+    // kill -9 now: reopen from disk.
+    drop(cx);
+    let store = Arc::new(RwLock::new(
+        Store::open(StoreConfig::new(data.path())).unwrap(),
+    ));
+    let resume = store
+        .read()
+        .unwrap()
+        .positions()
+        .get("file:/flows.log")
+        .and_then(|v| FilePosition::decode(v))
+        .unwrap_or_default();
+    let (flows, _) = sums(store);
+    eprintln!(
+        "after restart: {flows} flows in the store, resume at offset {}",
+        resume.offset
+    );
+    assert!(
+        flows == 2 || resume.offset < text.len() as u64,
+        "the held flow is neither stored nor before the resume position: lost"
+    );
+}
