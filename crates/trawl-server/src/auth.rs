@@ -64,11 +64,10 @@ impl TokenEntry {
     /// The digest, or why it is not one.
     pub fn digest(&self) -> Result<[u8; 32], String> {
         let hex = self.sha256.trim();
-        if hex.len() != 64 {
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(format!(
-                "token {:?}: sha256 must be 64 hex digits, got {}",
-                self.name,
-                hex.len()
+                "token {:?}: sha256 must be 64 hex digits (echo -n TOKEN | sha256sum)",
+                self.name
             ));
         }
         let mut out = [0u8; 32];

@@ -61,6 +61,9 @@ pub struct ServerConfig {
     pub body_read_timeout_secs: u64,
     /// Longest a request may take from its headers to its answer (seconds).
     pub request_timeout_secs: u64,
+    /// Longest a write may wait for the client to read (seconds); past it
+    /// the connection is closed (a client that never reads holds no slot).
+    pub write_timeout_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +90,7 @@ impl Default for ServerConfig {
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 30,
             request_timeout_secs: 300,
+            write_timeout_secs: 30,
         }
     }
 }
@@ -121,6 +125,7 @@ impl ServerConfig {
                 self.body_read_timeout_secs as usize,
             ),
             ("request_timeout_secs", self.request_timeout_secs as usize),
+            ("write_timeout_secs", self.write_timeout_secs as usize),
             ("queries_max", self.queries_max.unwrap_or(1)),
             (
                 "query_memory_bytes_max",

@@ -130,7 +130,11 @@ pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: N
 
 fn check(state: &AppState, request: &Request<Body>) -> Result<(), Refused> {
     let headers = request.headers();
-    let host = header_str(headers, header::HOST).unwrap_or("");
+    // A Host or Origin that is not visible ASCII is foreign, not absent.
+    let host = match headers.get(header::HOST) {
+        Some(value) => value.to_str().unwrap_or(""),
+        None => "",
+    };
     if !host_allowed(host, &state.config.public_hosts) {
         return Err(Refused::new(
             StatusCode::MISDIRECTED_REQUEST,
@@ -139,7 +143,8 @@ fn check(state: &AppState, request: &Request<Body>) -> Result<(), Refused> {
             ),
         ));
     }
-    if let Some(origin) = header_str(headers, header::ORIGIN) {
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or("(not ASCII)");
         let own = format!(
             "{}://{host}",
             if state.tls.is_some() { "https" } else { "http" }

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! TcpListener ─► connection slot (connections_max; the rest wait in the backlog)
+//!             ─► writes stalled ≤ write_timeout_secs (a client that never reads)
 //!             ─► TLS handshake (rustls, ≤ header_read_timeout_secs), when configured
 //!             ─► hyper HTTP/1: headers ≤ header_read_timeout_secs (also between
 //!                kept-alive requests), body pauses ≤ body_read_timeout_secs,
@@ -81,6 +82,7 @@ pub async fn serve_app(
     let slots = Arc::new(Semaphore::new(config.connections_max));
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let header_timeout = Duration::from_secs(config.header_read_timeout_secs);
+    let write_timeout = Duration::from_secs(config.write_timeout_secs);
     let service = ServiceBuilder::new()
         .layer(RequestBodyTimeoutLayer::new(Duration::from_secs(
             config.body_read_timeout_secs,
@@ -100,6 +102,9 @@ pub async fn serve_app(
             Err(e) => return Err(e),
         };
         let _ = stream.set_nodelay(true);
+        let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
+        stream.set_write_timeout(Some(write_timeout));
+        let stream = Box::pin(stream);
         let service = service.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {

@@ -6,11 +6,14 @@
 //!         ─► wait ≤ query_timeout_secs (else abort the task: 504)
 //! ```
 //!
-//! The slot is moved into the task, so it is held while the query really
-//! runs, also after a timeout until the abort lands at the query's next
-//! yield point. The task is aborted when the request's future is dropped
-//! (the client went away) as well as on timeout: no query outlives the
-//! request that asked for it.
+//! Queries run on a runtime of their own (`trawl-query` threads, one per
+//! core), never on the server's: a query that keeps its threads busy
+//! cannot delay timers, the accept loop or `/health`, so its timeout is
+//! answered on time. The slot is moved into the task, so it is held while
+//! the query really runs, also after a timeout until the abort lands at
+//! the query's next yield point. The task is aborted when the request's
+//! future is dropped (the client went away) as well as on timeout: no
+//! query outlives the request that asked for it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,9 +49,23 @@ pub enum QueryFailure {
     Crashed,
 }
 
+/// The query runtime; shut down without waiting when dropped (it may be
+/// dropped from async code, where a blocking shutdown panics).
+#[derive(Debug)]
+struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 /// The limits every SQL request runs under.
 #[derive(Debug)]
 pub struct QueryGate {
+    runtime: QueryRuntime,
     slots: Arc<Semaphore>,
     slots_max: usize,
     queue_wait: Duration,
@@ -66,10 +83,17 @@ impl Drop for AbortOnDrop {
 }
 
 impl QueryGate {
-    /// The gate `config` describes.
-    pub fn new(config: &ServerConfig) -> QueryGate {
+    /// The gate `config` describes, with its own runtime.
+    pub fn new(config: &ServerConfig) -> std::io::Result<QueryGate> {
         let slots_max = config.queries_max();
-        QueryGate {
+        let threads = std::thread::available_parallelism().map_or(2, usize::from);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("trawl-query")
+            .enable_all()
+            .build()?;
+        Ok(QueryGate {
+            runtime: QueryRuntime(Some(runtime)),
             slots: Arc::new(Semaphore::new(slots_max)),
             slots_max,
             queue_wait: Duration::from_millis(config.query_queue_wait_ms),
@@ -78,7 +102,7 @@ impl QueryGate {
                 rows_max: config.result_rows_max,
                 bytes_max: config.result_bytes_max,
             },
-        }
+        })
     }
 
     /// Queries running now.
@@ -98,7 +122,10 @@ impl QueryGate {
             };
         let engine = engine.clone();
         let limits = self.limits;
-        let task = tokio::spawn(async move {
+        let Some(runtime) = &self.runtime.0 else {
+            return Err(QueryFailure::Crashed);
+        };
+        let task = runtime.spawn(async move {
             let _permit = permit;
             engine.query_with(&sql, Access::ReadOnly, limits).await
         });

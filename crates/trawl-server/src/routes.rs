@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, FromRequest, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
@@ -60,16 +61,16 @@ impl AppState {
         config: ServerConfig,
         tokens: Tokens,
         tls: Option<Arc<rustls::ServerConfig>>,
-    ) -> AppState {
-        AppState {
+    ) -> std::io::Result<AppState> {
+        Ok(AppState {
             pipeline,
             engine,
             firehose_access_key: None,
-            gate: QueryGate::new(&config),
+            gate: QueryGate::new(&config)?,
             config,
             tokens,
             tls,
-        }
+        })
     }
 }
 
@@ -194,11 +195,22 @@ struct FormatQuery {
     format: Option<String>,
 }
 
+/// An extractor's refusal (bad query string, body too large or too slow)
+/// as a JSON error with its status.
+fn rejected(status: StatusCode, text: String) -> Response {
+    error(status, text)
+}
+
 async fn sql(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<FormatQuery>,
-    body: Bytes,
+    query: Result<Query<FormatQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let (query, body) = match (query, body) {
+        (Ok(Query(query)), Ok(body)) => (query, body),
+        (Err(e), _) => return rejected(e.status(), e.body_text()),
+        (_, Err(e)) => return rejected(e.status(), e.body_text()),
+    };
     let request: SqlRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => {
@@ -217,7 +229,7 @@ async fn sql(
     };
     let result = match state.gate.run(&state.engine, request.sql).await {
         Ok(result) => result,
-        Err(failure) => return query_failure(failure),
+        Err(failure) => return query_failure(&state.engine, failure),
     };
     let bytes_max = state.config.result_bytes_max;
     match tokio::task::spawn_blocking(move || encode_within(&result, format, bytes_max)).await {
@@ -236,7 +248,7 @@ async fn sql(
 
 /// The status and body of a failed query. Refusals name the statement
 /// kind; internal failures keep their message with server paths removed.
-fn query_failure(failure: QueryFailure) -> Response {
+fn query_failure(engine: &SqlEngine, failure: QueryFailure) -> Response {
     let status = match &failure {
         QueryFailure::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
         QueryFailure::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
@@ -255,10 +267,11 @@ fn query_failure(failure: QueryFailure) -> Response {
         ),
         QueryFailure::Sql(SqlError::Failed(e)) => {
             eprintln!("trawl: query failed: {e}");
-            redact_paths(&e.to_string())
+            e.to_string()
         }
         other => other.to_string(),
     };
+    let message = redact_paths(&engine.redact(&message));
     let mut response = error(status, message);
     if status == StatusCode::TOO_MANY_REQUESTS {
         response
@@ -302,9 +315,14 @@ struct SourceQuery {
 
 async fn push_flows(
     State(state): State<Arc<AppState>>,
-    Query(query): Query<SourceQuery>,
-    body: Bytes,
+    query: Result<Query<SourceQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let (query, body) = match (query, body) {
+        (Ok(Query(query)), Ok(body)) => (query, body),
+        (Err(e), _) => return rejected(e.status(), e.body_text()),
+        (_, Err(e)) => return rejected(e.status(), e.body_text()),
+    };
     let source = query.source.unwrap_or_else(|| "http".to_string());
     let pipeline = state.pipeline.clone();
     let report = tokio::task::spawn_blocking(move || pipeline.push(&source, &body)).await;
@@ -328,7 +346,12 @@ fn now_ms() -> u128 {
 /// The Firehose HTTP endpoint protocol: the response echoes the request
 /// id, carries a millisecond timestamp, and is JSON; a non-200 response
 /// has `errorMessage` and makes Firehose retry.
-async fn firehose(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+///
+/// The access key is checked before the body is read: a stranger cannot
+/// make the server buffer a body.
+async fn firehose(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers.clone();
     let header_id = headers
         .get("x-amz-firehose-request-id")
         .and_then(|v| v.to_str().ok())
@@ -352,6 +375,10 @@ async fn firehose(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
             Some("bad or missing access key".into()),
         );
     }
+    let body = match Bytes::from_request(Request::from_parts(parts, body), &()).await {
+        Ok(body) => body,
+        Err(e) => return reply(e.status(), header_id, Some(e.body_text())),
+    };
     let pipeline = state.pipeline.clone();
     let report = match tokio::task::spawn_blocking(move || pipeline.push("firehose", &body)).await {
         Ok(report) => report,
@@ -390,7 +417,14 @@ fn firehose_authorized(state: &AppState, headers: &HeaderMap) -> bool {
     key_matches || writes(key) || writes(bearer(headers))
 }
 
-async fn push_metadata(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn push_metadata(
+    State(state): State<Arc<AppState>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(e) => return rejected(e.status(), e.body_text()),
+    };
     let pipeline = state.pipeline.clone();
     let applied =
         tokio::task::spawn_blocking(move || pipeline.apply_metadata(&body[..], "http", false))

@@ -44,7 +44,7 @@ fn fixture(with_tokens: bool) -> Fixture {
     };
     let env = format!("write:{WRITE_TOKEN},read:{READ_TOKEN}");
     let tokens = Tokens::load(&[], None, with_tokens.then_some(env.as_str())).unwrap();
-    let mut state = AppState::new(pipeline, engine, server, tokens, None);
+    let mut state = AppState::new(pipeline, engine, server, tokens, None).unwrap();
     if with_tokens {
         state.firehose_access_key = Some("firehose-key".into());
     }

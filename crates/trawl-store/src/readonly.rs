@@ -11,22 +11,46 @@
 //!    else (`COPY`, `CREATE …`, `INSERT`, `SET`, `PREPARE`, transactions, …)
 //!    is refused with its kind named, before a plan exists, so no table
 //!    factory, file or session setting is touched.
+//!    `SELECT … INTO` (which creates a table) is refused here too.
 //! 2. [`check_plan`] runs DataFusion's [`SQLOptions`] (no DDL, no DML, no
 //!    statements) over the plan and checks that every table it scans is
 //!    one the engine registered or a table function from
 //!    [`TABLE_FUNCTIONS_ALLOWED`] (`range`, `generate_series`: neither
 //!    reads files), so a file-reading function registered later is refused
-//!    until someone adds it here on purpose.
+//!    until someone adds it here on purpose. It also refuses the functions
+//!    in [`FUNCTIONS_DENIED`]: their output size grows with an argument
+//!    (`repeat('x', 1e11)`) or with every row (`array_agg`), and they
+//!    allocate outside DataFusion's memory pool, so one call could take the
+//!    process down.
+//!
+//! [`redact`] removes the data directory from text a client will read
+//! (EXPLAIN output, error messages): DataFusion prints segment paths, with
+//! and without their leading `/`.
 
-use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::TableReference;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::context::SQLOptions;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::Statement;
+use datafusion::sql::sqlparser::ast::{SetExpr, Statement};
 
 /// Table functions a read-only query may call: they generate rows and
 /// read nothing.
 pub const TABLE_FUNCTIONS_ALLOWED: [&str; 2] = ["range", "generate_series"];
+
+/// Functions a read-only query may not call: each can allocate without
+/// bound outside the memory pool (see the module header).
+pub const FUNCTIONS_DENIED: [&str; 9] = [
+    "repeat",
+    "lpad",
+    "rpad",
+    "array_repeat",
+    "array_resize",
+    "range",
+    "generate_series",
+    "array_agg",
+    "string_agg",
+];
 
 /// Why a statement was refused: the kind of statement (`COPY`, `CREATE
 /// EXTERNAL TABLE`, `SET`, …) or the plan node that is not read-only.
@@ -59,8 +83,8 @@ pub fn check_statement(statement: &DfStatement) -> Result<(), Refusal> {
 
 fn check_sql_statement(statement: &Statement) -> Result<(), Refusal> {
     match statement {
-        Statement::Query(_)
-        | Statement::ExplainTable { .. }
+        Statement::Query(query) => check_set_expr(&query.body),
+        Statement::ExplainTable { .. }
         | Statement::ShowTables { .. }
         | Statement::ShowColumns { .. }
         | Statement::ShowVariable { .. }
@@ -68,6 +92,24 @@ fn check_sql_statement(statement: &Statement) -> Result<(), Refusal> {
         | Statement::ShowCreate { .. } => Ok(()),
         Statement::Explain { statement, .. } => check_sql_statement(statement),
         other => Err(refused(&statement_kind(other))),
+    }
+}
+
+/// A query's body may hide a write: `SELECT … INTO t`, or DML in a set
+/// operation.
+fn check_set_expr(body: &SetExpr) -> Result<(), Refusal> {
+    match body {
+        SetExpr::Select(select) if select.into.is_some() => Err(refused("SELECT INTO")),
+        SetExpr::Query(query) => check_set_expr(&query.body),
+        SetExpr::SetOperation { left, right, .. } => {
+            check_set_expr(left)?;
+            check_set_expr(right)
+        }
+        SetExpr::Insert(statement)
+        | SetExpr::Update(statement)
+        | SetExpr::Delete(statement)
+        | SetExpr::Merge(statement) => Err(refused(&statement_kind(statement))),
+        _ => Ok(()),
     }
 }
 
@@ -107,14 +149,24 @@ pub fn check_plan(plan: &LogicalPlan, tables: &[String]) -> Result<(), Refusal> 
         .map_err(|e| refused(&plan_refusal(&e.strip_backtrace())))?;
     let mut outcome = Ok(());
     let walked = plan.apply_with_subqueries(|node| {
-        if let LogicalPlan::TableScan(scan) = node {
+        if let LogicalPlan::TableScan(scan) = node
+            && !scan_allowed(&scan.table_name, tables)
+        {
             let name = scan.table_name.to_string();
-            if !scan_allowed(&name, tables) {
-                outcome = Err(refused(&format!("reading table {name:?}")));
-                return Ok(TreeNodeRecursion::Stop);
-            }
+            outcome = Err(refused(&format!("reading table {name:?}")));
+            return Ok(TreeNodeRecursion::Stop);
         }
-        Ok(TreeNodeRecursion::Continue)
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Some(name) = denied_function(e) {
+                    outcome = Err(refused(&format!(
+                        "function {name} (its output size has no bound)"
+                    )));
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
     });
     if let Err(e) = walked {
         return Err(refused(&format!("a plan that cannot be checked ({e})")));
@@ -132,14 +184,46 @@ fn plan_refusal(message: &str) -> String {
     tail.trim().to_string()
 }
 
-fn scan_allowed(name: &str, tables: &[String]) -> bool {
-    if name.starts_with("information_schema.") {
-        return true;
+fn denied_function(expr: &Expr) -> Option<&str> {
+    let name = match expr {
+        Expr::ScalarFunction(f) => f.name(),
+        Expr::AggregateFunction(f) => f.func.name(),
+        _ => return None,
+    };
+    FUNCTIONS_DENIED
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(name))
+        .then_some(name)
+}
+
+/// Whether a scan of `name` reads only what the engine serves: its own
+/// tables (in the default catalog and schema), `information_schema`, or an
+/// allowed table function (planned as a bare `NAME()`).
+fn scan_allowed(name: &TableReference, tables: &[String]) -> bool {
+    let catalog_ok = name.catalog().is_none_or(|c| c == "datafusion");
+    match name.schema() {
+        Some("information_schema") => catalog_ok,
+        Some("public") | None => {
+            if name.schema().is_none()
+                && let Some(function) = name.table().strip_suffix("()")
+            {
+                return TABLE_FUNCTIONS_ALLOWED.contains(&function);
+            }
+            catalog_ok && tables.iter().any(|t| t == name.table())
+        }
+        Some(_) => false,
     }
-    if let Some(function) = name.strip_suffix("()") {
-        return TABLE_FUNCTIONS_ALLOWED.contains(&function);
+}
+
+/// `text` with the data directory `data_dir` (absolute) replaced by
+/// `<data_dir>`, also where it is printed without its leading `/`.
+pub fn redact(text: &str, data_dir: &str) -> String {
+    let trimmed = data_dir.trim_start_matches('/');
+    if trimmed.is_empty() {
+        return text.to_string();
     }
-    tables.iter().any(|t| t == name)
+    text.replace(data_dir, "<data_dir>")
+        .replace(trimmed, "<data_dir>")
 }
 
 #[cfg(test)]
@@ -191,6 +275,8 @@ mod tests {
             ("BEGIN TRANSACTION", "BEGIN"),
             ("EXPLAIN COPY (SELECT 1) TO '/tmp/y.csv'", "COPY"),
             ("EXPLAIN INSERT INTO flows_1m VALUES (1)", "INSERT INTO"),
+            ("SELECT 1 AS x INTO t", "SELECT INTO"),
+            ("SELECT 1 UNION ALL (SELECT 2 INTO t)", "SELECT INTO"),
         ] {
             let refusal = check(sql).expect_err(sql);
             assert!(
@@ -203,10 +289,42 @@ mod tests {
     #[test]
     fn a_scan_is_allowed_only_of_known_tables_and_generators() {
         let tables = vec!["flows_1m".to_string()];
-        assert!(scan_allowed("flows_1m", &tables));
-        assert!(scan_allowed("information_schema.tables", &tables));
-        assert!(scan_allowed("range()", &tables));
-        assert!(!scan_allowed("parquet_metadata()", &tables));
-        assert!(!scan_allowed("/etc/passwd", &tables));
+        for (name, allowed) in [
+            (TableReference::bare("flows_1m"), true),
+            (TableReference::partial("public", "flows_1m"), true),
+            (
+                TableReference::full("datafusion", "public", "flows_1m"),
+                true,
+            ),
+            (TableReference::full("other", "public", "flows_1m"), false),
+            (TableReference::partial("x", "flows_1m"), false),
+            (
+                TableReference::partial("information_schema", "tables"),
+                true,
+            ),
+            (
+                TableReference::full("datafusion", "information_schema", "tables"),
+                true,
+            ),
+            (TableReference::bare("range()"), true),
+            (TableReference::bare("parquet_metadata()"), false),
+            (TableReference::bare("/etc/passwd"), false),
+            (TableReference::bare("flows_1h"), false),
+        ] {
+            assert_eq!(scan_allowed(&name, &tables), allowed, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_data_directory_is_redacted_with_and_without_its_slash() {
+        let dir = "/tmp/x/data";
+        assert_eq!(
+            redact(
+                "file_groups={[tmp/x/data/flows_1m/1-0.parquet]} at /tmp/x/data/y",
+                dir
+            ),
+            "file_groups={[<data_dir>/flows_1m/1-0.parquet]} at <data_dir>/y"
+        );
+        assert_eq!(redact("nothing here", dir), "nothing here");
     }
 }

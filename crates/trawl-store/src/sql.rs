@@ -26,7 +26,10 @@
 
 use std::sync::{Arc, RwLock};
 
-use arrow::array::{ArrayRef, RecordBatch, StringBuilder, TimestampSecondBuilder, UInt32Builder};
+use arrow::array::{
+    ArrayRef, AsArray, RecordBatch, StringArray, StringBuilder, TimestampSecondBuilder,
+    UInt32Builder,
+};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
@@ -40,7 +43,9 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::utils::conjunction;
-use datafusion::logical_expr::{BinaryExpr, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, LogicalPlan, Operator, TableProviderFilterPushDown,
+};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::empty::EmptyExec;
@@ -162,6 +167,8 @@ pub struct SqlEngine {
     ctx: SessionContext,
     /// Tables a read-only plan may scan (ours; `information_schema` aside).
     tables: Arc<Vec<String>>,
+    /// The store's data directory, removed from what read-only callers see.
+    data_dir: Arc<str>,
 }
 
 impl std::fmt::Debug for SqlEngine {
@@ -197,6 +204,10 @@ impl SqlEngine {
         }
         let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         let mut names = Vec::new();
+        let data_dir: Arc<str> = {
+            let guard = store.read().unwrap_or_else(|e| e.into_inner());
+            guard.config().data_dir.to_string_lossy().into()
+        };
         let tables: Vec<(String, SchemaRef)> = {
             let guard = store.read().unwrap_or_else(|e| e.into_inner());
             guard
@@ -225,6 +236,7 @@ impl SqlEngine {
         Ok(SqlEngine {
             ctx,
             tables: Arc::new(names),
+            data_dir,
         })
     }
 
@@ -254,17 +266,31 @@ impl SqlEngine {
         let state = self.ctx.state();
         let dialect = state.config().options().sql_parser.dialect;
         let statement = state.sql_to_statement(sql, &dialect)?;
-        if access == Access::ReadOnly {
+        let read_only = access == Access::ReadOnly;
+        if read_only {
             readonly::check_statement(&statement).map_err(SqlError::Refused)?;
         }
         let plan = state.statement_to_plan(statement).await?;
-        if access == Access::ReadOnly {
+        if read_only {
             readonly::check_plan(&plan, &self.tables).map_err(SqlError::Refused)?;
         }
+        let explains = matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
         let frame = self.ctx.execute_logical_plan(plan).await?;
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let batches = collect_within(frame.execute_stream().await?, limits).await?;
+        let mut batches = collect_within(frame.execute_stream().await?, limits).await?;
+        if read_only && explains {
+            batches = batches
+                .iter()
+                .map(|b| redact_batch(b, &self.data_dir))
+                .collect::<Result<_, _>>()?;
+        }
         Ok(QueryResult { schema, batches })
+    }
+
+    /// `text` without the store's data directory (for messages to
+    /// read-only callers: DataFusion names segment files in errors).
+    pub fn redact(&self, text: &str) -> String {
+        readonly::redact(text, &self.data_dir)
     }
 
     /// The DataFusion session (to register more tables or functions).
@@ -300,6 +326,24 @@ async fn collect_within(
         batches.push(batch);
     }
     Ok(batches)
+}
+
+/// `batch` with the data directory removed from its text columns (EXPLAIN
+/// output names segment files).
+fn redact_batch(batch: &RecordBatch, data_dir: &str) -> Result<RecordBatch, DataFusionError> {
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|column| match column.as_string_opt::<i32>() {
+            Some(text) => Arc::new(
+                text.iter()
+                    .map(|v| v.map(|v| readonly::redact(v, data_dir)))
+                    .collect::<StringArray>(),
+            ) as ArrayRef,
+            None => column.clone(),
+        })
+        .collect();
+    Ok(RecordBatch::try_new(batch.schema(), columns)?)
 }
 
 /// The bytes of Arrow buffers `batch` covers (a slice counts its part).

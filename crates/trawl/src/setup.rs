@@ -293,7 +293,7 @@ impl Running {
             (Some(cert), Some(key)) => Some(trawl_server::load_tls(cert, key)?),
             _ => None,
         };
-        let mut state = AppState::new(self.pipeline.clone(), engine, server.clone(), tokens, tls);
+        let mut state = AppState::new(self.pipeline.clone(), engine, server.clone(), tokens, tls)?;
         state.firehose_access_key = config.sources.firehose_access_key.clone();
         Ok(Arc::new(state))
     }

@@ -96,6 +96,15 @@ fn every_writing_statement_is_refused_and_copy_to_leaves_no_file() {
         ("SET datafusion.execution.batch_size = 1".to_string(), "SET"),
         ("RESET datafusion.execution.batch_size".to_string(), "RESET"),
         ("PREPARE p AS SELECT 1".to_string(), "PREPARE"),
+        ("SELECT 1 AS x INTO t".to_string(), "SELECT INTO"),
+        (
+            "SELECT repeat('x', 100000000000) AS big".to_string(),
+            "function repeat",
+        ),
+        (
+            "SELECT array_agg(value) FROM range(10)".to_string(),
+            "function array_agg",
+        ),
         ("BEGIN TRANSACTION".to_string(), "BEGIN"),
         (
             format!("EXPLAIN COPY (SELECT 1) TO '{}'", target.display()),
@@ -140,6 +149,8 @@ fn every_writing_statement_is_refused_and_copy_to_leaves_no_file() {
         "SHOW TABLES",
         "DESCRIBE flows_1m",
         "SELECT count(*) FROM range(10)",
+        "SELECT count(*) FROM datafusion.public.flows_1m",
+        "SELECT count(*) FROM datafusion.information_schema.tables",
     ] {
         let (status, body) = server.sql(sql, "json");
         assert_eq!(status, 200, "{sql}: {}", error_of(&body));
@@ -654,7 +665,7 @@ fn review_one_read_only_query_cannot_abort_the_server_and_lose_acknowledged_flow
          after a restart flows_1m says {stored:?} of the 2 acknowledged flows"
     );
     let answer = answer.unwrap();
-    assert!(answer.0 == 503 || answer.0 == 400, "{answer:?}");
+    assert!(matches!(answer.0, 400 | 403 | 503), "{answer:?}");
 }
 
 #[test]
@@ -664,8 +675,8 @@ fn review_the_memory_pool_bounds_what_one_query_allocates() {
     let before = vm_hwm_kib(server.child.id());
     let answer = sql_raw(&server.url, "SELECT length(repeat('x', 300000000)) AS n").unwrap();
     let grew_mib = (vm_hwm_kib(server.child.id()) - before) / 1024;
-    assert_eq!(
-        answer.0, 503,
+    assert!(
+        matches!(answer.0, 403 | 503) && grew_mib < 100,
         "a query allocating ~300 MB with a 4 MB pool got {answer:?}; peak RSS grew {grew_mib} MiB"
     );
 }
@@ -674,8 +685,13 @@ fn review_the_memory_pool_bounds_what_one_query_allocates() {
 fn review_a_cpu_bound_query_is_answered_at_its_timeout_and_does_not_stall_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let server = run_with(dir.path(), "query_timeout_secs = 1", &[], None);
-    // One scalar call on one row: a single poll, no yield point to cancel at.
-    let sql = "SELECT length(regexp_replace(repeat('ab', 5000000), '(a|b)', 'cc', 'g')) AS n";
+    // One scalar call on one row: a single poll, no yield point to cancel
+    // at (`repeat` is refused, so the big string is a literal).
+    let sql = format!(
+        "SELECT length(regexp_replace('{}', '(a|b)', 'cc', 'g')) AS n",
+        "ab".repeat(1_500_000)
+    );
+    let sql: &'static str = Box::leak(sql.into_boxed_str());
     let queries: Vec<_> = (0..2)
         .map(|_| {
             let url = server.url.clone();
@@ -751,7 +767,7 @@ fn review_a_client_that_never_reads_cannot_hold_the_connection_slots() {
     let env = format!("write:{WRITE_TOKEN}");
     let server = run_with(
         dir.path(),
-        "connections_max = 2\nheader_read_timeout_secs = 1\nrequest_timeout_secs = 2",
+        "connections_max = 2\nheader_read_timeout_secs = 1\nrequest_timeout_secs = 2\nwrite_timeout_secs = 2",
         &[("TRAWL_TOKENS", env.as_str())],
         None,
     );
