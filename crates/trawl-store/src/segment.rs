@@ -71,8 +71,22 @@ pub fn validate_batches(
 }
 
 /// Writes `batches` (of one schema, at least one) to `path` as one file
-/// and fsyncs it; returns the file's size.
+/// and fsyncs it; returns the file's size. The file is written under a
+/// temporary name and renamed when complete (the caller syncs the
+/// directory before a manifest names it), so `path` never names a partial
+/// file, and no write touches a file a manifest may list.
 pub fn write_segment(path: &Path, batches: &[RecordBatch]) -> Result<u64, StoreError> {
+    let partial = path.with_extension("parquet.tmp");
+    let bytes = write_file(&partial, batches)?;
+    let io_error = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::rename(&partial, path).map_err(io_error)?;
+    Ok(bytes)
+}
+
+fn write_file(path: &Path, batches: &[RecordBatch]) -> Result<u64, StoreError> {
     let parquet_error = |source| StoreError::Parquet {
         path: path.to_path_buf(),
         source,

@@ -35,7 +35,7 @@
 //! manifest lists only fsynced files; files leave the disk only after a
 //! manifest without them is published.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -341,6 +341,10 @@ pub struct Store {
     newest: NewestTime,
     stats: StoreStats,
     doomed: Vec<(PathBuf, Instant)>,
+    /// The next segment id no draft has used: drafts number from here, so
+    /// a manifest that failed to publish (or published on disk but not in
+    /// memory) never shares a file name with a later one.
+    ids_drafted: u64,
     interrupt_after_steps: Option<usize>,
     /// Rows a seal took from the open buckets and has not yet published
     /// (being written, or left by a failed or abandoned seal for the next
@@ -408,6 +412,7 @@ impl Store {
             manifest,
             stats: StoreStats::default(),
             doomed: Vec::new(),
+            ids_drafted: 0,
             interrupt_after_steps: None,
             sealing: Arc::from([]),
             config,
@@ -433,7 +438,11 @@ impl Store {
             };
             for entry in entries.flatten() {
                 let path = entry.path();
-                if path.extension().is_some_and(|e| e == "parquet") && !live.contains(&path) {
+                let unlisted =
+                    path.extension().is_some_and(|e| e == "parquet") && !live.contains(&path);
+                // A segment whose write was cut short (see `write_segment`).
+                let partial = path.extension().is_some_and(|e| e == "tmp");
+                if unlisted || partial {
                     std::fs::remove_file(&path).map_err(|source| StoreError::Io {
                         path: path.clone(),
                         source,
@@ -848,7 +857,8 @@ impl Store {
         if self.seal_in_flight() {
             return Err(StoreError::SealInFlight);
         }
-        let mut id = self.manifest.next_segment;
+        let first = self.manifest.next_segment.max(self.ids_drafted);
+        let mut id = first;
         let mut pending = Vec::new();
         for left in self.sealing.iter() {
             let (table, chunk) = (&left.meta.table, left.meta.chunk_start);
@@ -861,7 +871,8 @@ impl Store {
         next.segments.extend(pending.iter().map(|p| p.meta.clone()));
         next.positions = self.pending_positions.clone();
         next.max_event_time = self.newest.get();
-        next.next_segment = self.manifest.next_segment + pending.len() as u64;
+        next.next_segment = first + pending.len() as u64;
+        self.ids_drafted = next.next_segment;
         let expired = self.expire(&mut next);
         let deltas = pending
             .iter()
@@ -950,7 +961,11 @@ impl Store {
         }
         next.dropped_below = self.dropped_below.clone();
         let now = Instant::now();
-        self.doomed.extend(doomed.into_iter().map(|p| (p, now)));
+        for path in doomed {
+            if !self.doomed.iter().any(|(p, _)| *p == path) {
+                self.doomed.push((path, now));
+            }
+        }
         before - next.segments.len()
     }
 
@@ -1061,6 +1076,7 @@ impl Store {
         }
         let candidates = self.compaction_candidates();
         let mut next = self.manifest.clone();
+        next.next_segment = next.next_segment.max(self.ids_drafted);
         let mut pending = Vec::new();
         let mut replaced = Vec::new();
         for (table, chunk) in &candidates {
@@ -1072,6 +1088,7 @@ impl Store {
             let batches = self.merge_segments(table, &segments)?;
             let id = next.next_segment;
             next.next_segment += 1;
+            self.ids_drafted = next.next_segment;
             let segment = self.pending_segment(table, *chunk, self.chunk_secs(table), batches, id);
             next.segments.push(segment.meta.clone());
             pending.push(segment);
@@ -1096,11 +1113,24 @@ impl Store {
         Ok(candidates.len())
     }
 
-    /// Deletes replaced files (all of them with `now`, else those past the delay).
+    /// Deletes replaced files (all of them with `now`, else those past the
+    /// delay). A file the published manifest still lists is never deleted:
+    /// retention dooms files while drafting a manifest, and when that
+    /// manifest is not published (disk full) the files stay in use; they
+    /// wait until a manifest without them is.
     pub fn delete_doomed(&mut self, now: bool) {
         let delay = self.config.delete_delay;
+        let dir = &self.config.data_dir;
+        let listed: HashSet<PathBuf> = self
+            .manifest
+            .segments
+            .iter()
+            .map(|s| Manifest::segment_path(dir, s))
+            .collect();
         self.doomed.retain(|(path, since)| {
-            if now || since.elapsed() >= delay {
+            if listed.contains(path) {
+                true
+            } else if now || since.elapsed() >= delay {
                 // A file already gone is what we wanted; a file we cannot
                 // delete is garbage the next open removes.
                 let _ = std::fs::remove_file(path);

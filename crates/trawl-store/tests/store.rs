@@ -556,3 +556,124 @@ fn one_record_far_ahead_of_an_old_stream_moves_nothing_until_confirmed() {
     store.write().unwrap().seal().expect("seal");
     assert_eq!(total_flows(&engine, "flows_1d"), 1101);
 }
+
+/// Issue 13 #8 (review: failed_seal_then_delete_doomed_removes_files_the_manifest_lists):
+/// retention doomed expired segments while drafting a manifest; when that
+/// manifest was not published (disk full), the files were deleted all the
+/// same, queries failed and the data directory no longer opened.
+#[test]
+fn failed_seal_then_delete_doomed_removes_files_the_manifest_lists() {
+    const DAY: u32 = 86_400;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let estate = Estate::new(12);
+    let mut config = StoreConfig::new(dir.path());
+    config.delete_delay = std::time::Duration::ZERO;
+    let store = Arc::new(RwLock::new(Store::open(config.clone()).expect("open")));
+    let engine = SqlEngine::new(store.clone(), None).expect("engine");
+    add(
+        &mut store.write().unwrap(),
+        &estate,
+        &flows(100, T0, HOUR),
+        Some(("file:a", "1")),
+    );
+    store.write().unwrap().seal().expect("seal");
+    // Eight days later: the first segments of flows_1m and flows are past retention.
+    add(
+        &mut store.write().unwrap(),
+        &estate,
+        &flows(10, T0 + 8 * DAY, HOUR),
+        Some(("file:a", "2")),
+    );
+    {
+        let mut s = store.write().unwrap();
+        s.interrupt_next_commit_after(0);
+        assert!(s.seal().is_err(), "the seal fails (I/O error)");
+        s.interrupt_next_commit_after(0);
+        let _ = s.maintain();
+        s.delete_doomed(false);
+    }
+    let missing: Vec<_> = store
+        .read()
+        .unwrap()
+        .manifest()
+        .segments
+        .iter()
+        .filter(|s| !dir.path().join(&s.file).exists())
+        .map(|s| s.file.clone())
+        .collect();
+    assert!(missing.is_empty(), "listed files deleted: {missing:?}");
+    assert_eq!(total_flows(&engine, "flows_1d"), 110);
+    // Once a seal succeeds, the expired files go.
+    store.write().unwrap().seal().expect("seal");
+    store.write().unwrap().delete_doomed(false);
+    let files = std::fs::read_dir(dir.path().join("flows_1m"))
+        .expect("dir")
+        .count();
+    let listed = store
+        .read()
+        .unwrap()
+        .manifest()
+        .segments
+        .iter()
+        .filter(|s| s.table == "flows_1m")
+        .count();
+    assert_eq!(files, listed, "expired flows_1m files left behind");
+    drop(engine);
+    drop(store);
+    assert!(Store::open(config).is_ok(), "the data directory opens");
+}
+
+/// Issue 13 #14: after a failed commit the next seal numbered its segments
+/// from the same id and so rewrote, in place, files of the same name; had
+/// the failed manifest reached the disk (a failed directory sync after its
+/// rename), a crash in that rewrite left it naming truncated files.
+#[test]
+fn a_seal_after_a_failed_commit_never_reuses_a_segment_name() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let estate = Estate::new(12);
+    let (store, engine) = open(dir.path());
+    add(
+        &mut store.write().unwrap(),
+        &estate,
+        &flows(300, T0, HOUR),
+        Some(("file:a", "1")),
+    );
+    let names = |dir: &std::path::Path| -> std::collections::BTreeSet<String> {
+        ["flows", "flows_1m", "flows_1h", "flows_1d"]
+            .iter()
+            .flat_map(|t| {
+                std::fs::read_dir(dir.join(t))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+            })
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    {
+        let mut s = store.write().unwrap();
+        s.interrupt_next_commit_after(2);
+        assert!(s.seal().is_err());
+    }
+    let failed = names(dir.path());
+    assert!(!failed.is_empty(), "the failed attempt wrote files");
+    store.write().unwrap().seal().expect("seal");
+    let listed: std::collections::BTreeSet<String> = store
+        .read()
+        .unwrap()
+        .manifest()
+        .segments
+        .iter()
+        .filter_map(|s| {
+            std::path::Path::new(&s.file)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .collect();
+    let reused: Vec<_> = listed.intersection(&failed).collect();
+    assert!(
+        reused.is_empty(),
+        "names of the failed attempt reused: {reused:?}"
+    );
+    assert_eq!(total_flows(&engine, "flows_1m"), 300);
+}
