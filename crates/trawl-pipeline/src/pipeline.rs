@@ -133,6 +133,14 @@ impl Feeder {
             let size = std::fs::metadata(path).map_err(io_error)?.len();
             let absolute = std::fs::canonicalize(path).map_err(io_error)?;
             let key = FilePosition::key(&absolute.to_string_lossy());
+            // Claim first, then read the position: a worker records a
+            // file's last position before it gives up its claim, so a
+            // position read after the claim is never a stale one (issue 13
+            // #9: read before, a file finishing in between was queued
+            // again from the old offset and its tail counted twice).
+            if !self.in_flight.start(Some(&key)) {
+                continue;
+            }
             let resume = self
                 .cx
                 .store_read()
@@ -140,14 +148,19 @@ impl Feeder {
                 .get(&key)
                 .and_then(|v| FilePosition::decode(v))
                 .unwrap_or_default();
-            if resume.is_complete(size) || !self.in_flight.start(Some(&key)) {
+            if resume.is_complete(size) {
+                self.in_flight.finish(Some(&key));
                 continue;
             }
-            self.send(Job::File {
+            let sent = self.send(Job::File {
                 path: absolute,
-                key,
+                key: key.clone(),
                 resume,
-            })?;
+            });
+            if let Err(error) = sent {
+                self.in_flight.finish(Some(&key));
+                return Err(error);
+            }
             queued += 1;
         }
         Ok(queued)
