@@ -77,11 +77,47 @@ pub fn read_file(cx: &Context, path: &Path, key: &str, resume: FilePosition) -> 
     Ok(())
 }
 
-/// Reads a stream (stdin) to its end, without positions.
+/// Reads a stream (stdin) to its end, without positions: flow-log lines
+/// (plain or gzip), or, when its first text is `{`, JSON envelopes one a
+/// line (CloudWatch Logs subscription payloads, Firehose records), each
+/// decoded like a push (issue 13 #12: they were one bad line each).
 pub fn read_stream(cx: &Context, name: &str, reader: impl Read) -> io::Result<()> {
+    let mut reader =
+        BufReader::with_capacity(1 << 16, text_reader(Counting { inner: reader, cx })?);
+    let first = reader
+        .fill_buf()?
+        .iter()
+        .copied()
+        .find(|b| !b.is_ascii_whitespace());
+    if first == Some(b'{') {
+        return read_envelope_lines(cx, name, reader);
+    }
     let mut decoder = TextDecoder::new(name.to_string(), &cx.decode_options);
-    let reader = text_reader(Counting { inner: reader, cx })?;
     read_chunks(cx, reader, &mut decoder, None, 0)?;
+    Ok(())
+}
+
+/// One JSON envelope a line, each at most `line_bytes_max` bytes (a longer
+/// one is counted as an error and skipped).
+fn read_envelope_lines(cx: &Context, name: &str, reader: impl BufRead) -> io::Result<()> {
+    let line_max = cx.decode_options.line_bytes_max;
+    let mut chunks = LineChunks::new(reader, cx.config.chunk_bytes.max(1 << 12), line_max);
+    let mut decoder = TextDecoder::new(name.to_string(), &cx.decode_options);
+    while let Some(chunk) = chunks.next_chunk()? {
+        match chunk {
+            Chunk::Lines { text, .. } => {
+                for line in text
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.trim_ascii().is_empty())
+                {
+                    push_payload(cx, name, line);
+                }
+            }
+            Chunk::Overlong(head) => {
+                decoder.decode_chunk(head, false, &mut ErrorsOnly(cx));
+            }
+        }
+    }
     Ok(())
 }
 

@@ -3,11 +3,13 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 
 use trawl_attrib::AttributionIndex;
 use trawl_flowlog::{DecodeOptions, TextDecoder};
 use trawl_pipeline::hold::HoldBuffer;
+use trawl_pipeline::source::{push_payload, read_stream};
 use trawl_pipeline::worker::{ChunkPosition, Context, process_text};
 use trawl_pipeline::{FilePosition, PipelineConfig, PipelineStats};
 use trawl_store::{SqlEngine, Store, StoreConfig};
@@ -106,4 +108,50 @@ fn early_seal_in_add_batch_commits_positions_past_held_flows() {
         flows == 2 || resume.offset < text.len() as u64,
         "the held flow is neither stored nor before the resume position: lost"
     );
+}
+
+/// Issue 13 #12. README: "stdin (`--stdin`) takes any container the decoder reads". The
+/// stream path only ungzips and splits lines: a CloudWatch Logs payload on
+/// stdin is one bad line, while the same payload pushed over HTTP is decoded.
+#[test]
+fn stdin_does_not_read_cloudwatch_envelopes() {
+    let payload = format!(
+        r#"{{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"g","logStream":"s","subscriptionFilters":["f"],"logEvents":[{{"id":"1","timestamp":1790000000000,"message":"{PUBLIC}"}}]}}"#
+    );
+    let data = tempfile::tempdir().unwrap();
+    let cx = context(data.path(), 1 << 30, 0);
+    let pushed = push_payload(&cx, "http", payload.as_bytes());
+    let after_push = cx.stats.records.load(Ordering::Relaxed);
+    read_stream(
+        &cx,
+        "stdin",
+        std::io::Cursor::new(payload.clone().into_bytes()),
+    )
+    .unwrap();
+    let after_stdin = cx.stats.records.load(Ordering::Relaxed);
+    eprintln!(
+        "push: {pushed:?}; records after push {after_push}, after the same bytes on stdin {after_stdin}, errors {}",
+        cx.stats.decode_errors_total()
+    );
+    assert_eq!(after_stdin, 2 * after_push);
+}
+
+/// Envelopes one a line, gzip'd as a whole, and a bad line among them:
+/// every good envelope is decoded, the bad one counted.
+#[test]
+fn stdin_reads_gzip_envelope_lines_and_counts_a_bad_one() {
+    let envelope = |id: u32| {
+        format!(
+            r#"{{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"g","logStream":"s","subscriptionFilters":["f"],"logEvents":[{{"id":"{id}","timestamp":1790000000000,"message":"{PUBLIC}"}}]}}"#
+        )
+    };
+    let text = format!("{}\n{{not json\n{}\n", envelope(1), envelope(2));
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gzip, text.as_bytes()).unwrap();
+    let bytes = gzip.finish().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let cx = context(data.path(), 1 << 30, 0);
+    read_stream(&cx, "stdin", std::io::Cursor::new(bytes)).unwrap();
+    assert_eq!(cx.stats.records.load(Ordering::Relaxed), 2);
+    assert!(cx.stats.decode_errors_total() >= 1);
 }
