@@ -28,6 +28,15 @@ pub enum Chunk<'b> {
     /// The head of a line longer than the limit (no newline in it); the rest
     /// of the line is skipped.
     Overlong(&'b [u8]),
+    /// The stream's last line, which had no newline (one is added to
+    /// `text`; the offset counts only the real bytes). A file that may
+    /// still grow can leave it for later.
+    Tail {
+        /// Decompressed offset of `text[0]`.
+        offset: u64,
+        /// The line and the added newline.
+        text: &'b [u8],
+    },
 }
 
 /// Reads a stream as runs of whole lines.
@@ -96,7 +105,10 @@ impl<R: Read> LineChunks<R> {
             if self.eof {
                 self.buffer[self.filled] = b'\n';
                 self.yielded = self.filled;
-                return Ok(Some(self.lines(self.filled + 1)));
+                return Ok(Some(Chunk::Tail {
+                    offset: self.offset,
+                    text: &self.buffer[..self.filled + 1],
+                }));
             }
             if self.filled < room {
                 want = room;
@@ -173,7 +185,7 @@ mod tests {
         let mut out = Vec::new();
         while let Some(chunk) = reader.next_chunk().unwrap() {
             out.push(match chunk {
-                Chunk::Lines { offset, text } => {
+                Chunk::Lines { offset, text } | Chunk::Tail { offset, text } => {
                     (offset, String::from_utf8(text.to_vec()).unwrap())
                 }
                 Chunk::Overlong(head) => (u64::MAX, format!("overlong {}", head.len())),

@@ -62,6 +62,8 @@ enum Job {
         path: PathBuf,
         key: String,
         resume: FilePosition,
+        /// Followed: the file may still grow (see `read_file`).
+        growing: bool,
     },
     Stream {
         name: String,
@@ -123,7 +125,7 @@ struct Feeder {
 }
 
 impl Feeder {
-    fn add_files(&self, files: &[PathBuf]) -> Result<usize, PipelineError> {
+    fn add_files(&self, files: &[PathBuf], growing: bool) -> Result<usize, PipelineError> {
         let mut queued = 0;
         for path in files {
             let io_error = |source| PipelineError::Io {
@@ -156,6 +158,7 @@ impl Feeder {
                 path: absolute,
                 key: key.clone(),
                 resume,
+                growing,
             });
             if let Err(error) = sent {
                 self.in_flight.finish(Some(&key));
@@ -166,12 +169,12 @@ impl Feeder {
         Ok(queued)
     }
 
-    fn add_dir(&self, dir: &Path) -> Result<usize, PipelineError> {
+    fn add_dir(&self, dir: &Path, growing: bool) -> Result<usize, PipelineError> {
         let files = list_files(dir).map_err(|source| PipelineError::Io {
             path: dir.to_path_buf(),
             source,
         })?;
-        self.add_files(&files)
+        self.add_files(&files, growing)
     }
 
     fn send(&self, job: Job) -> Result<(), PipelineError> {
@@ -274,12 +277,12 @@ impl Pipeline {
     /// handed to the store so far); returns how many. Waits while the
     /// queue is full.
     pub fn add_files(&self, files: &[PathBuf]) -> Result<usize, PipelineError> {
-        self.feeder.add_files(files)
+        self.feeder.add_files(files, false)
     }
 
     /// Queues every flow-log file under `dir` with anything left to read.
     pub fn add_dir(&self, dir: &Path) -> Result<usize, PipelineError> {
-        self.feeder.add_dir(dir)
+        self.feeder.add_dir(dir, false)
     }
 
     /// Follows `dir` in the background: lists it every `poll_interval_ms`
@@ -290,7 +293,7 @@ impl Pipeline {
             let interval = Duration::from_millis(feeder.cx.config.poll_interval_ms.max(10));
             let mut reported = false;
             while !stop.load(Ordering::Relaxed) {
-                match feeder.add_dir(&dir) {
+                match feeder.add_dir(&dir, true) {
                     Ok(_) => reported = false,
                     Err(error) if !reported => {
                         eprintln!("trawl: following {}: {error}", dir.display());
@@ -423,8 +426,13 @@ impl Pipeline {
 fn work(cx: &Context, jobs: &Receiver<Job>, in_flight: &InFlight) {
     while let Ok(job) = jobs.recv() {
         match job {
-            Job::File { path, key, resume } => {
-                if let Err(error) = read_file(cx, &path, &key, resume) {
+            Job::File {
+                path,
+                key,
+                resume,
+                growing,
+            } => {
+                if let Err(error) = read_file(cx, &path, &key, resume, growing) {
                     cx.stats.file_errors.fetch_add(1, Ordering::Relaxed);
                     eprintln!("trawl: {}: {error}", path.display());
                 }

@@ -7,7 +7,9 @@
 //! the size tells a finished file from one that has grown since.
 //!
 //! Key: `file:` and the path relative to the watched directory. Value:
-//! JSON `{"offset":N,"size":S}` (`size` absent until the end was reached).
+//! JSON `{"offset":N,"size":S}` (`size` absent until the end was reached;
+//! `tail_at_size` set while a followed file ends in a line without a
+//! newline, which is read only once the file has stopped growing).
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,11 @@ pub struct FilePosition {
     /// Size of the file on disk when it was read to its end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// Size of a file that may still grow when it was last read, if its
+    /// end was a line without a newline (left unread: the writer may be in
+    /// the middle of it). Read at the next visit if the size is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail_at_size: Option<u64>,
 }
 
 impl FilePosition {
@@ -52,15 +59,27 @@ mod tests {
         let done = FilePosition {
             offset: 120,
             size: Some(40),
+            tail_at_size: None,
         };
         assert_eq!(FilePosition::decode(&done.encode()), Some(done));
         assert!(done.is_complete(40) && !done.is_complete(41));
         let partial = FilePosition {
             offset: 7,
             size: None,
+            tail_at_size: None,
         };
         assert_eq!(partial.encode(), r#"{"offset":7}"#);
         assert!(!partial.is_complete(40));
+        let held = FilePosition {
+            offset: 7,
+            size: None,
+            tail_at_size: Some(9),
+        };
+        assert_eq!(FilePosition::decode(&held.encode()), Some(held));
+        assert!(
+            !held.is_complete(9),
+            "a held tail is read at the next visit"
+        );
         assert_eq!(FilePosition::decode("kafka:3"), None);
     }
 }

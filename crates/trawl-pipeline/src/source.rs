@@ -55,16 +55,43 @@ fn text_reader<'r>(reader: impl Read + 'r) -> io::Result<Box<dyn Read + 'r>> {
 }
 
 /// Reads `path` from `resume` to its end; the last batch records the
-/// file's size, marking it complete.
-pub fn read_file(cx: &Context, path: &Path, key: &str, resume: FilePosition) -> io::Result<()> {
+/// file's size, marking it complete. A `growing` (followed) file that ends
+/// in a line without a newline keeps that line for a later visit, when the
+/// size has not changed since (issue 13 #7: read at once, a line half
+/// written was stored truncated, or lost). A file read once (ingest, a
+/// directory read to its end) is complete as it is.
+pub fn read_file(
+    cx: &Context,
+    path: &Path,
+    key: &str,
+    resume: FilePosition,
+    growing: bool,
+) -> io::Result<()> {
     let file = File::open(path)?;
     let size = file.metadata()?.len();
     let mut decoder = TextDecoder::new(path.display().to_string(), &cx.decode_options);
     let reader = text_reader(Counting { inner: file, cx })?;
-    let offset = read_chunks(cx, reader, &mut decoder, Some(key), resume.offset)?;
-    let done = FilePosition {
-        offset,
-        size: Some(size),
+    let hold_tail = growing && resume.tail_at_size != Some(size);
+    let (offset, held) = read_chunks(
+        cx,
+        reader,
+        &mut decoder,
+        Some(key),
+        resume.offset,
+        hold_tail,
+    )?;
+    let done = if held {
+        FilePosition {
+            offset,
+            size: None,
+            tail_at_size: Some(size),
+        }
+    } else {
+        FilePosition {
+            offset,
+            size: Some(size),
+            tail_at_size: None,
+        }
     }
     .encode();
     let index = cx.index_read();
@@ -93,7 +120,7 @@ pub fn read_stream(cx: &Context, name: &str, reader: impl Read) -> io::Result<()
         return read_envelope_lines(cx, name, reader);
     }
     let mut decoder = TextDecoder::new(name.to_string(), &cx.decode_options);
-    read_chunks(cx, reader, &mut decoder, None, 0)?;
+    read_chunks(cx, reader, &mut decoder, None, 0, false)?;
     Ok(())
 }
 
@@ -105,7 +132,7 @@ fn read_envelope_lines(cx: &Context, name: &str, reader: impl BufRead) -> io::Re
     let mut decoder = TextDecoder::new(name.to_string(), &cx.decode_options);
     while let Some(chunk) = chunks.next_chunk()? {
         match chunk {
-            Chunk::Lines { text, .. } => {
+            Chunk::Lines { text, .. } | Chunk::Tail { text, .. } => {
                 for line in text
                     .split(|&b| b == b'\n')
                     .filter(|l| !l.trim_ascii().is_empty())
@@ -122,21 +149,27 @@ fn read_envelope_lines(cx: &Context, name: &str, reader: impl BufRead) -> io::Re
 }
 
 /// Reads whole-line chunks and processes them; returns the decompressed
-/// offset reached. Bytes before `skip_to` are not processed, except the
-/// first line when it is a header.
+/// offset reached, and whether a last line without a newline was left
+/// unread (only with `hold_tail`). Bytes before `skip_to` are not
+/// processed, except the first line when it is a header.
 fn read_chunks(
     cx: &Context,
     reader: impl Read,
     decoder: &mut TextDecoder,
     key: Option<&str>,
     skip_to: u64,
-) -> io::Result<u64> {
+    hold_tail: bool,
+) -> io::Result<(u64, bool)> {
     let line_max = cx.decode_options.line_bytes_max;
     let mut chunks = LineChunks::new(reader, cx.config.chunk_bytes.max(1 << 12), line_max);
     let mut at_start = true;
     while let Some(chunk) = chunks.next_chunk()? {
         let (offset, text) = match chunk {
-            Chunk::Lines { offset, text } => (offset, text),
+            // A last line without a newline: the writer may be in its middle.
+            Chunk::Tail { offset, .. } if hold_tail => {
+                return Ok((offset.max(skip_to), true));
+            }
+            Chunk::Lines { offset, text } | Chunk::Tail { offset, text } => (offset, text),
             Chunk::Overlong(head) => {
                 // No newline in it: the decoder reports the line as too long.
                 decoder.decode_chunk(head, false, &mut ErrorsOnly(cx));
@@ -162,7 +195,7 @@ fn read_chunks(
             process_text(cx, decoder, &text[begin..], at);
         }
     }
-    Ok(chunks.offset())
+    Ok((chunks.offset(), false))
 }
 
 /// Decodes the first line of a resumed file when it is a header; returns

@@ -319,6 +319,7 @@ fn flush(
         FilePosition {
             offset: at.offset + end as u64,
             size: None,
+            tail_at_size: None,
         }
         .encode()
     });

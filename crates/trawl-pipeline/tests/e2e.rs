@@ -159,6 +159,7 @@ fn a_file_resumes_at_its_manifest_position_with_its_header() {
         let resume = FilePosition {
             offset: offsets[399],
             size: None,
+            tail_at_size: None,
         }
         .encode();
         let workloads = AttributionIndex::default();

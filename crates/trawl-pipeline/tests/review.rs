@@ -2,6 +2,7 @@
 //! each named after the defect it found (issue 13).
 #![allow(missing_docs, clippy::unwrap_used)]
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
@@ -9,7 +10,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use trawl_attrib::AttributionIndex;
 use trawl_flowlog::{DecodeOptions, TextDecoder};
 use trawl_pipeline::hold::HoldBuffer;
-use trawl_pipeline::source::{push_payload, read_stream};
+use trawl_pipeline::source::{push_payload, read_file, read_stream};
 use trawl_pipeline::worker::{ChunkPosition, Context, process_text};
 use trawl_pipeline::{FilePosition, PipelineConfig, PipelineStats};
 use trawl_store::{SqlEngine, Store, StoreConfig};
@@ -154,4 +155,76 @@ fn stdin_reads_gzip_envelope_lines_and_counts_a_bad_one() {
     read_stream(&cx, "stdin", std::io::Cursor::new(bytes)).unwrap();
     assert_eq!(cx.stats.records.load(Ordering::Relaxed), 2);
     assert!(cx.stats.decode_errors_total() >= 1);
+}
+
+/// Issue 13 #7. A plain file that grows: read while its last line is half written. The
+/// half line is decoded (here as a valid record with a truncated `bytes`),
+/// its bytes are counted as consumed, and the rest of the line, read later,
+/// is an error.
+#[test]
+fn growing_plain_file_half_written_last_line() {
+    let data = tempfile::tempdir().unwrap();
+    let input = tempfile::tempdir().unwrap();
+    let path = input.path().join("grow.log");
+    let header = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets start end action log-status bytes";
+    let line =
+        "2 123456789012 eni-1 8.8.8.8 1.1.1.1 443 50000 6 10 1790000000 1790000060 ACCEPT OK 8400";
+    let (head, tail) = line.split_at(line.len() - 2); // "...OK 84" | "00"
+    std::fs::write(&path, format!("{header}\n{line}\n{head}")).unwrap();
+    let cx = context(data.path(), 1 << 30, 0);
+    let key = FilePosition::key(&path.to_string_lossy());
+    read_file(&cx, &path, &key, FilePosition::default(), true).unwrap();
+    // The writer finishes its line.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    writeln!(file, "{tail}").unwrap();
+    drop(file);
+    let resume = cx
+        .store
+        .read()
+        .unwrap()
+        .pending_positions()
+        .get(&key)
+        .and_then(|v| FilePosition::decode(v))
+        .unwrap();
+    read_file(&cx, &path, &key, resume, true).unwrap();
+    let errors = cx.stats.decode_errors_total();
+    let (flows, bytes) = sums(cx.store.clone());
+    eprintln!("flows {flows}, bytes {bytes}, decode errors {errors}");
+    assert_eq!((flows, bytes, errors), (2, 16_800, 0));
+}
+
+/// A followed file whose last line has no newline and that stops growing:
+/// the line is read at the next visit, and the file is then complete; read
+/// once (ingest), it is read at once.
+#[test]
+fn a_last_line_without_a_newline_is_read_once_the_file_stops_growing() {
+    let data = tempfile::tempdir().unwrap();
+    let input = tempfile::tempdir().unwrap();
+    let path = input.path().join("done.log");
+    std::fs::write(&path, format!("{PUBLIC}\n{PUBLIC}")).unwrap();
+    let size = std::fs::metadata(&path).unwrap().len();
+    let key = FilePosition::key(&path.to_string_lossy());
+    let position = |cx: &Context| {
+        cx.store
+            .read()
+            .unwrap()
+            .pending_positions()
+            .get(&key)
+            .and_then(|v| FilePosition::decode(v))
+            .unwrap()
+    };
+    let cx = context(data.path(), 1 << 30, 0);
+    read_file(&cx, &path, &key, FilePosition::default(), true).unwrap();
+    let first = position(&cx);
+    assert!(!first.is_complete(size), "{first:?}");
+    read_file(&cx, &path, &key, first, true).unwrap();
+    assert!(position(&cx).is_complete(size));
+    assert_eq!(sums(cx.store.clone()).0, 2);
+    let once_dir = tempfile::tempdir().unwrap();
+    let once = context(once_dir.path(), 1 << 30, 0);
+    read_file(&once, &path, &key, FilePosition::default(), false).unwrap();
+    assert_eq!(sums(once.store.clone()).0, 2);
 }
