@@ -317,8 +317,7 @@ pub struct AttributionIndex {
     interfaces: hashbrown::HashMap<String, (u32, WorkloadId), foldhash::fast::FixedState>,
     snapshots: VecDeque<RetainedSnapshot>,
     prefixes: PrefixTables,
-    newest_at: u32,
-    /// What decides `newest_at` (a wrong clock cannot move it).
+    /// The newest believed event time (a wrong clock cannot move it).
     newest: NewestTime,
     vouched_horizon: u32,
     internet: WorkloadId,
@@ -353,7 +352,6 @@ impl AttributionIndex {
             interfaces: Default::default(),
             snapshots: VecDeque::new(),
             prefixes: PrefixTables::default(),
-            newest_at: 0,
             newest: NewestTime::default(),
             vouched_horizon: 0,
             internet,
@@ -400,7 +398,7 @@ impl AttributionIndex {
     /// The time up to which metadata is taken to be complete.
     pub fn horizon(&self) -> Secs {
         let by_window = self
-            .newest_at
+            .newest_at()
             .saturating_sub(self.config.reorder_window_secs);
         Secs::from(by_window.max(self.vouched_horizon))
     }
@@ -409,17 +407,19 @@ impl AttributionIndex {
     /// to its end, a stream whose watermark passed `t`).
     /// A time past the wall clock plus the future slack is not believed.
     pub fn advance_horizon(&mut self, t: Secs) {
-        let bound = self
-            .config
-            .wall_clock()
-            .saturating_add(self.config.future_slack_secs);
+        let bound = self.config.newest_limits().bound(self.config.wall_clock());
         let t = clamp_time(t).min(bound);
         self.vouched_horizon = self.vouched_horizon.max(t);
     }
 
-    /// The newest event time applied.
+    /// The newest believed event time (0 before any).
+    fn newest_at(&self) -> u32 {
+        self.newest.get().unwrap_or(0)
+    }
+
+    /// The newest believed event time applied (see `newest.rs`).
     pub fn newest_event_at(&self) -> Secs {
-        Secs::from(self.newest_at)
+        Secs::from(self.newest_at())
     }
 
     /// Applies one metadata event.
@@ -434,13 +434,11 @@ impl AttributionIndex {
 
     fn apply_unchecked(&mut self, event: &MetadataEvent) -> Result<(), ApplyError> {
         let at = to_stored(event.at()).ok_or(ApplyError::TimeOutOfRange(event.at()))?;
-        if at.saturating_add(self.config.reorder_window_secs) < self.newest_at {
+        if at.saturating_add(self.config.reorder_window_secs) < self.newest_at() {
             self.stats.late_beyond_window += 1;
         }
         let (limits, now) = (self.config.newest_limits(), self.config.wall_clock());
-        if self.newest.observe(at, limits, now) == Observed::Believed {
-            self.newest_at = self.newest.get().unwrap_or(0);
-        } else {
+        if self.newest.observe(at, limits, now) != Observed::Believed {
             // Applied, but a wrong clock must not prune history or settle flows.
             self.stats.future_events += 1;
         }
@@ -535,7 +533,7 @@ impl AttributionIndex {
         listed: hashbrown::HashSet<IpAddr, foldhash::fast::FixedState>,
     ) {
         let compact_cutoff = self
-            .newest_at
+            .newest_at()
             .saturating_sub(self.config.reorder_window_secs);
         let mut compacted = 0;
         for (ip, record) in self.ips.iter_mut() {
@@ -557,7 +555,7 @@ impl AttributionIndex {
 
     fn forget_old_snapshots(&mut self) {
         let cutoff = self
-            .newest_at
+            .newest_at()
             .saturating_sub(self.config.reorder_window_secs);
         self.snapshots.retain(|s| s.at >= cutoff);
         while self.snapshots.len() > self.config.snapshots_retained_max {
@@ -769,11 +767,14 @@ impl AttributionIndex {
     /// timer); snapshots also compact as they pass.
     pub fn maintain(&mut self) {
         let compact_cutoff = self
-            .newest_at
+            .newest_at()
             .saturating_sub(self.config.reorder_window_secs);
         let mut retention = self.config.retention_secs;
         loop {
-            let prune_cutoff = self.newest_at.saturating_sub(retention).min(compact_cutoff);
+            let prune_cutoff = self
+                .newest_at()
+                .saturating_sub(retention)
+                .min(compact_cutoff);
             let (mut compacted, mut pruned, mut marks) = (0, 0, 0);
             for (_, record) in self.ips.iter_mut() {
                 compacted += record.timeline.compact_before(compact_cutoff);
@@ -796,7 +797,7 @@ impl AttributionIndex {
         (
             &self.workloads,
             &self.ips,
-            self.newest_at,
+            self.newest_at(),
             self.vouched_horizon,
         )
     }
@@ -834,8 +835,7 @@ impl AttributionIndex {
         // bound) are pulled back, so they stop pruning history and settling flows.
         let (limits, now) = (index.config.newest_limits(), index.config.wall_clock());
         index.newest = NewestTime::new((newest_at > 0).then_some(newest_at), limits, now);
-        index.newest_at = index.newest.get().unwrap_or(0);
-        index.vouched_horizon = vouched_horizon.min(now.saturating_add(limits.slack_secs));
+        index.vouched_horizon = vouched_horizon.min(limits.bound(now));
         index
     }
 }

@@ -47,6 +47,13 @@ pub struct NewestLimits {
     pub confirmations: usize,
 }
 
+impl NewestLimits {
+    /// The latest time believed at all with the wall clock at `wall_clock_secs`.
+    pub fn bound(self, wall_clock_secs: u32) -> u32 {
+        wall_clock_secs.saturating_add(self.slack_secs)
+    }
+}
+
 impl Default for NewestLimits {
     fn default() -> Self {
         NewestLimits {
@@ -68,7 +75,7 @@ pub struct NewestTime {
 impl NewestTime {
     /// Starts from `newest` (as saved), pulled back to the wall-clock bound.
     pub fn new(newest: Option<u32>, limits: NewestLimits, wall_clock_secs: u32) -> Self {
-        let bound = wall_clock_secs.saturating_add(limits.slack_secs);
+        let bound = limits.bound(wall_clock_secs);
         NewestTime {
             newest: newest.map(|t| t.min(bound)),
             ahead: Vec::new(),
@@ -82,7 +89,7 @@ impl NewestTime {
 
     /// Takes `t` into account, with the wall clock at `wall_clock_secs`.
     pub fn observe(&mut self, t: u32, limits: NewestLimits, wall_clock_secs: u32) -> Observed {
-        if t > wall_clock_secs.saturating_add(limits.slack_secs) {
+        if t > limits.bound(wall_clock_secs) {
             return Observed::Future;
         }
         let Some(newest) = self.newest else {

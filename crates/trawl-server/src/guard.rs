@@ -130,11 +130,8 @@ pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: N
 
 fn check(state: &AppState, request: &Request<Body>) -> Result<(), Refused> {
     let headers = request.headers();
-    // A Host or Origin that is not visible ASCII is foreign, not absent.
-    let host = match headers.get(header::HOST) {
-        Some(value) => value.to_str().unwrap_or(""),
-        None => "",
-    };
+    // A Host that is missing or not visible ASCII is empty: never served.
+    let host = header_str(headers, header::HOST).unwrap_or("");
     if !host_allowed(host, &state.config.public_hosts) {
         return Err(Refused::new(
             StatusCode::MISDIRECTED_REQUEST,
@@ -143,6 +140,7 @@ fn check(state: &AppState, request: &Request<Body>) -> Result<(), Refused> {
             ),
         ));
     }
+    // An Origin that is not visible ASCII is foreign, not absent.
     if let Some(origin) = headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or("(not ASCII)");
         let own = format!(

@@ -195,12 +195,6 @@ struct FormatQuery {
     format: Option<String>,
 }
 
-/// An extractor's refusal (bad query string, body too large or too slow)
-/// as a JSON error with its status.
-fn rejected(status: StatusCode, text: String) -> Response {
-    error(status, text)
-}
-
 async fn sql(
     State(state): State<Arc<AppState>>,
     query: Result<Query<FormatQuery>, QueryRejection>,
@@ -208,8 +202,8 @@ async fn sql(
 ) -> Response {
     let (query, body) = match (query, body) {
         (Ok(Query(query)), Ok(body)) => (query, body),
-        (Err(e), _) => return rejected(e.status(), e.body_text()),
-        (_, Err(e)) => return rejected(e.status(), e.body_text()),
+        (Err(e), _) => return error(e.status(), e.body_text()),
+        (_, Err(e)) => return error(e.status(), e.body_text()),
     };
     let request: SqlRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -320,8 +314,8 @@ async fn push_flows(
 ) -> Response {
     let (query, body) = match (query, body) {
         (Ok(Query(query)), Ok(body)) => (query, body),
-        (Err(e), _) => return rejected(e.status(), e.body_text()),
-        (_, Err(e)) => return rejected(e.status(), e.body_text()),
+        (Err(e), _) => return error(e.status(), e.body_text()),
+        (_, Err(e)) => return error(e.status(), e.body_text()),
     };
     let source = query.source.unwrap_or_else(|| "http".to_string());
     let pipeline = state.pipeline.clone();
@@ -423,7 +417,7 @@ async fn push_metadata(
 ) -> Response {
     let body = match body {
         Ok(body) => body,
-        Err(e) => return rejected(e.status(), e.body_text()),
+        Err(e) => return error(e.status(), e.body_text()),
     };
     let pipeline = state.pipeline.clone();
     let applied =

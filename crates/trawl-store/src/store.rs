@@ -11,8 +11,8 @@
 //! time minus the allowed lateness: a time past the wall clock plus
 //! `future_slack_secs`, or that far ahead of the stream until other records
 //! confirm it (`trawl_attrib::newest`), is stored and counted in
-//! `future_records` but never seals or expires anything. A record older than the watermark is still added (never
-//! dropped) and counted late. [`Store::seal`] turns every open bucket into a
+//! `future_records` but never seals or expires anything. A record older
+//! than the watermark is still added (never dropped) and counted late. [`Store::seal`] turns every open bucket into a
 //! segment and commits the manifest with the source positions handed in
 //! with the batches; a chunk that already has segments gets another one (a
 //! delta), and queries sum across them. A seal can also run in three steps
@@ -424,12 +424,7 @@ impl Store {
     /// Deletes segment files and temporary files the manifest does not list.
     fn remove_garbage(&self) -> Result<(), StoreError> {
         let dir = &self.config.data_dir;
-        let live: std::collections::HashSet<PathBuf> = self
-            .manifest
-            .segments
-            .iter()
-            .map(|s| Manifest::segment_path(dir, s))
-            .collect();
+        let live = self.listed_paths();
         let _ = std::fs::remove_file(dir.join("MANIFEST.tmp"));
         for table in self.table_names() {
             let table_dir = dir.join(table);
@@ -1113,6 +1108,16 @@ impl Store {
         Ok(candidates.len())
     }
 
+    /// The files of the segments the published manifest lists.
+    fn listed_paths(&self) -> HashSet<PathBuf> {
+        let dir = &self.config.data_dir;
+        self.manifest
+            .segments
+            .iter()
+            .map(|s| Manifest::segment_path(dir, s))
+            .collect()
+    }
+
     /// Deletes replaced files (all of them with `now`, else those past the
     /// delay). A file the published manifest still lists is never deleted:
     /// retention dooms files while drafting a manifest, and when that
@@ -1120,13 +1125,7 @@ impl Store {
     /// wait until a manifest without them is.
     pub fn delete_doomed(&mut self, now: bool) {
         let delay = self.config.delete_delay;
-        let dir = &self.config.data_dir;
-        let listed: HashSet<PathBuf> = self
-            .manifest
-            .segments
-            .iter()
-            .map(|s| Manifest::segment_path(dir, s))
-            .collect();
+        let listed = self.listed_paths();
         self.doomed.retain(|(path, since)| {
             if listed.contains(path) {
                 true
