@@ -15,7 +15,8 @@
 //!
 //! Modules: [`pipeline`] (threads and the public calls), [`worker`] (one
 //! chunk: decode → attribute → store), [`source`] (files, streams,
-//! payloads), [`chunks`] (whole-line chunks of a stream), [`hold`] (held flows), [`position`] (file positions in the
+//! payloads), [`chunks`] (whole-line chunks of a stream), `feeder` (which files to
+//! read, under which name, from where), [`hold`] (held flows), [`position`] (file positions in the
 //! manifest), [`stats`] (counters, Prometheus text), [`config`].
 //!
 //! The crate knows the decoder, the index and the store; it knows nothing
@@ -23,6 +24,7 @@
 
 pub mod chunks;
 pub mod config;
+mod feeder;
 pub mod hold;
 pub mod pipeline;
 pub mod position;
@@ -32,6 +34,6 @@ pub mod worker;
 
 pub use config::PipelineConfig;
 pub use pipeline::{Pipeline, PipelineError, now_secs};
-pub use position::FilePosition;
+pub use position::{FilePosition, FileStat, Fingerprint};
 pub use source::{PushReport, list_files};
 pub use stats::{PipelineStats, ReleaseReason};

@@ -15,26 +15,26 @@
 //!
 //! Exactly-once from files: each batch's position goes into the store with
 //! the batch; a seal commits the positions with the data (after emptying
-//! the hold). On start, files resume from the manifest's positions; a file
-//! whose recorded size equals its size is skipped.
+//! the hold). On start, files resume from the manifest's positions; which
+//! file is which (names, moves, replacements) is the [`crate::feeder`]'s
+//! business.
 
-use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use trawl_attrib::{AttributionIndex, EventError, MetadataEvent, read_json_lines};
 use trawl_flowlog::DecodeOptions;
 use trawl_store::{SealReport, SharedIndex, SharedStore, Store, StoreError};
 
 use crate::config::PipelineConfig;
+use crate::feeder::{Feeder, InFlight, Job};
 use crate::hold::HoldBuffer;
-use crate::position::FilePosition;
-use crate::source::{PushReport, list_files, push_payload, read_file, read_stream};
+use crate::source::{PushReport, push_payload, read_file, read_stream};
 use crate::stats::{PipelineStats, render_metrics};
 use crate::worker::{Context, release_ready, seal};
 
@@ -55,133 +55,19 @@ pub enum PipelineError {
     /// A worker thread could not be started.
     #[error("starting a thread: {0}")]
     Thread(std::io::Error),
-}
-
-enum Job {
-    File {
-        path: PathBuf,
-        key: String,
-        resume: FilePosition,
-        /// Followed: the file may still grow (see `read_file`).
-        growing: bool,
+    /// Two watched directories end in the same name: their files would
+    /// share names in the manifest.
+    #[error(
+        "{first} and {second} are both watched and both named `{label}`: files are known by the directory's name and their path in it, so they would be confused; watch their common parent or rename one"
+    )]
+    DirLabel {
+        /// The shared last component.
+        label: String,
+        /// The directory watched first.
+        first: PathBuf,
+        /// The other.
+        second: PathBuf,
     },
-    Stream {
-        name: String,
-        reader: Box<dyn Read + Send>,
-    },
-}
-
-/// Jobs queued or running, and the files among them.
-#[derive(Default)]
-struct InFlight {
-    state: Mutex<(usize, HashSet<String>)>,
-    idle: Condvar,
-}
-
-impl InFlight {
-    fn start(&self, key: Option<&str>) -> bool {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(key) = key
-            && !state.1.insert(key.to_string())
-        {
-            return false;
-        }
-        state.0 += 1;
-        true
-    }
-
-    fn finish(&self, key: Option<&str>) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.0 -= 1;
-        if let Some(key) = key {
-            state.1.remove(key);
-        }
-        if state.0 == 0 {
-            self.idle.notify_all();
-        }
-    }
-
-    fn pending(&self) -> usize {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).0
-    }
-
-    fn wait_idle(&self) {
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        while state.0 > 0 {
-            state = self
-                .idle
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
-    }
-}
-
-/// Queues jobs: what the pipeline and its follow threads share.
-#[derive(Clone)]
-struct Feeder {
-    cx: Arc<Context>,
-    jobs: Sender<Job>,
-    in_flight: Arc<InFlight>,
-}
-
-impl Feeder {
-    fn add_files(&self, files: &[PathBuf], growing: bool) -> Result<usize, PipelineError> {
-        let mut queued = 0;
-        for path in files {
-            let io_error = |source| PipelineError::Io {
-                path: path.clone(),
-                source,
-            };
-            let size = std::fs::metadata(path).map_err(io_error)?.len();
-            let absolute = std::fs::canonicalize(path).map_err(io_error)?;
-            let key = FilePosition::key(&absolute.to_string_lossy());
-            // Claim first, then read the position: a worker records a
-            // file's last position before it gives up its claim, so a
-            // position read after the claim is never a stale one (issue 13
-            // #9: read before, a file finishing in between was queued
-            // again from the old offset and its tail counted twice).
-            if !self.in_flight.start(Some(&key)) {
-                continue;
-            }
-            let resume = self
-                .cx
-                .store_read()
-                .pending_positions()
-                .get(&key)
-                .and_then(|v| FilePosition::decode(v))
-                .unwrap_or_default();
-            if resume.is_complete(size) {
-                self.in_flight.finish(Some(&key));
-                continue;
-            }
-            let sent = self.send(Job::File {
-                path: absolute,
-                key: key.clone(),
-                resume,
-                growing,
-            });
-            if let Err(error) = sent {
-                self.in_flight.finish(Some(&key));
-                return Err(error);
-            }
-            queued += 1;
-        }
-        Ok(queued)
-    }
-
-    fn add_dir(&self, dir: &Path, growing: bool) -> Result<usize, PipelineError> {
-        let files = list_files(dir).map_err(|source| PipelineError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        self.add_files(&files, growing)
-    }
-
-    fn send(&self, job: Job) -> Result<(), PipelineError> {
-        self.jobs
-            .send(job)
-            .map_err(|_| PipelineError::Thread(std::io::Error::other("the pipeline has stopped")))
-    }
 }
 
 /// A running pipeline. See the module header.
@@ -246,11 +132,7 @@ impl Pipeline {
             spawn("trawl-ticker", move || tick_until(&cx, &stop))?
         };
         Ok(Pipeline {
-            feeder: Feeder {
-                cx: cx.clone(),
-                jobs: sender,
-                in_flight,
-            },
+            feeder: Feeder::new(cx.clone(), sender, in_flight),
             cx,
             stop,
             workers,
@@ -288,6 +170,11 @@ impl Pipeline {
     /// Follows `dir` in the background: lists it every `poll_interval_ms`
     /// and queues new and grown files.
     pub fn follow_dir(&self, dir: PathBuf) -> Result<(), PipelineError> {
+        let canonical = std::fs::canonicalize(&dir).map_err(|source| PipelineError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        self.feeder.label(&canonical)?;
         let (feeder, stop) = (self.feeder.clone(), self.stop.clone());
         let handle = spawn("trawl-follow", move || {
             let interval = Duration::from_millis(feeder.cx.config.poll_interval_ms.max(10));

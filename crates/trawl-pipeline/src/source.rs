@@ -5,12 +5,13 @@
 //!
 //! A file is read in chunks of whole lines (`chunk_bytes` of decompressed
 //! text); each chunk goes through [`process_text`]. Resuming at a
-//! decompressed offset reads the file's first line again (its header names
-//! the format), then skips to the offset, counting the skipped lines so
+//! decompressed offset reads the file again up to the offset without
+//! adding its lines, but applies the header lines among them (the format
+//! active at the offset is the last header's) and counts the lines so
 //! that errors still name the right line.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
@@ -21,7 +22,7 @@ use trawl_flowlog::{
 };
 
 use crate::chunks::{Chunk, LineChunks};
-use crate::position::FilePosition;
+use crate::position::{FilePosition, FileStat, Fingerprint, read_head};
 use crate::worker::{ChunkPosition, Context, process_text, report_decode_error};
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -67,30 +68,46 @@ pub fn read_file(
     resume: FilePosition,
     growing: bool,
 ) -> io::Result<()> {
-    let file = File::open(path)?;
-    let size = file.metadata()?.len();
+    let mut file = File::open(path)?;
+    let stat = FileStat::of(&file.metadata()?);
+    let head = read_head(&file)?;
+    file.rewind()?;
+    let fingerprint = Some(Fingerprint::of(&head));
+    let resume = if resume.is_same_file(&stat, &head) {
+        resume
+    } else {
+        // Issue 13 #10: resumed at the old file's offset, the new one lost
+        // its beginning (or, complete at the same size, all of it).
+        cx.stats.files_replaced.fetch_add(1, Ordering::Relaxed);
+        eprintln!(
+            "trawl: {}: not the file read before under this name (its first bytes differ or it shrank): reading it from its start",
+            path.display()
+        );
+        FilePosition::default()
+    };
     let mut decoder = TextDecoder::new(path.display().to_string(), &cx.decode_options);
     let reader = text_reader(Counting { inner: file, cx })?;
-    let hold_tail = growing && resume.tail_at_size != Some(size);
-    let (offset, held) = read_chunks(
-        cx,
-        reader,
-        &mut decoder,
-        Some(key),
-        resume.offset,
-        hold_tail,
-    )?;
-    let done = if held {
-        FilePosition {
-            offset,
-            size: None,
-            tail_at_size: Some(size),
-        }
-    } else {
-        FilePosition {
-            offset,
-            size: Some(size),
-            tail_at_size: None,
+    let hold_tail = growing && resume.tail_at_size != Some(stat.size);
+    let at = ChunkPosition {
+        key,
+        offset: 0,
+        fingerprint,
+    };
+    let (offset, held) = read_chunks(cx, reader, &mut decoder, Some(at), resume.offset, hold_tail)?;
+    let done = FilePosition {
+        offset,
+        fingerprint,
+        ..if held {
+            FilePosition {
+                tail_at_size: Some(stat.size),
+                ..FilePosition::default()
+            }
+        } else {
+            FilePosition {
+                size: Some(stat.size),
+                mtime_ns: stat.modified_ns,
+                ..FilePosition::default()
+            }
         }
     }
     .encode();
@@ -150,19 +167,18 @@ fn read_envelope_lines(cx: &Context, name: &str, reader: impl BufRead) -> io::Re
 
 /// Reads whole-line chunks and processes them; returns the decompressed
 /// offset reached, and whether a last line without a newline was left
-/// unread (only with `hold_tail`). Bytes before `skip_to` are not
-/// processed, except the first line when it is a header.
+/// unread (only with `hold_tail`). Lines before `skip_to` are not
+/// added; their header lines set the format ([`skip_text`]).
 fn read_chunks(
     cx: &Context,
     reader: impl Read,
     decoder: &mut TextDecoder,
-    key: Option<&str>,
+    at: Option<ChunkPosition<'_>>,
     skip_to: u64,
     hold_tail: bool,
 ) -> io::Result<(u64, bool)> {
     let line_max = cx.decode_options.line_bytes_max;
     let mut chunks = LineChunks::new(reader, cx.config.chunk_bytes.max(1 << 12), line_max);
-    let mut at_start = true;
     while let Some(chunk) = chunks.next_chunk()? {
         let (offset, text) = match chunk {
             // A last line without a newline: the writer may be in its middle.
@@ -177,20 +193,14 @@ fn read_chunks(
             }
         };
         let mut begin = 0;
-        if std::mem::take(&mut at_start) && skip_to > 0 {
-            begin = skip_header(cx, decoder, text);
-        }
-        if offset + (begin as u64) < skip_to {
-            let skip_end =
-                usize::try_from(skip_to - offset).map_or(text.len(), |s| s.min(text.len()));
-            let skipped = memchr::memchr_iter(b'\n', &text[begin..skip_end]).count();
-            decoder.skip_lines(skipped as u64);
-            begin = skip_end.max(begin);
+        if offset < skip_to {
+            begin = usize::try_from(skip_to - offset).map_or(text.len(), |s| s.min(text.len()));
+            skip_text(cx, decoder, &text[..begin]);
         }
         if begin < text.len() {
-            let at = key.map(|key| ChunkPosition {
-                key,
+            let at = at.map(|at| ChunkPosition {
                 offset: offset + begin as u64,
+                ..at
             });
             process_text(cx, decoder, &text[begin..], at);
         }
@@ -198,18 +208,29 @@ fn read_chunks(
     Ok((chunks.offset(), false))
 }
 
-/// Decodes the first line of a resumed file when it is a header; returns
-/// the bytes it took.
-fn skip_header(cx: &Context, decoder: &mut TextDecoder, text: &[u8]) -> usize {
-    let first = memchr::memchr(b'\n', text).map_or(text.len(), |i| i + 1);
-    if LogFormat::from_header_line(&text[..first - 1]).is_some() {
-        let mut record = FlowRecord::new();
-        let mut sink = ErrorsOnly(cx);
-        decoder.decode_line(&text[..first - 1], &mut record, &mut sink);
-        first
-    } else {
-        0
+/// Goes over `text`, whole lines a resumed source added before: counts
+/// them, so that later errors name the right line, and applies the header
+/// lines among them, so that the lines after the position are decoded with
+/// the format active there (issue 13 #11: only the file's first line was
+/// taken for a header, and lines after a second header were decoded with
+/// the first header's format).
+fn skip_text(cx: &Context, decoder: &mut TextDecoder, text: &[u8]) {
+    let mut plain_lines = 0;
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', text) {
+        let line = &text[start..end];
+        start = end + 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let header = line.first().is_some_and(u8::is_ascii_lowercase)
+            && LogFormat::from_header_line(line).is_some();
+        if header {
+            decoder.skip_lines(std::mem::take(&mut plain_lines));
+            decoder.decode_line(line, &mut FlowRecord::new(), &mut ErrorsOnly(cx));
+        } else {
+            plain_lines += 1;
+        }
     }
+    decoder.skip_lines(plain_lines);
 }
 
 struct ErrorsOnly<'c>(&'c Context);

@@ -48,6 +48,12 @@ pub struct PipelineStats {
     pub files_done: AtomicU64,
     /// Files that could not be opened or read.
     pub file_errors: AtomicU64,
+    /// Files found under a known name that were another file (read anew).
+    pub files_replaced: AtomicU64,
+    /// Files found under a new name that were a known file moved (resumed).
+    pub files_moved: AtomicU64,
+    /// Positions of files gone and read to their end, forgotten.
+    pub positions_pruned: AtomicU64,
     /// Payloads pushed (HTTP, Firehose, demo).
     pub payloads: AtomicU64,
     /// Metadata events applied.
@@ -167,6 +173,27 @@ pub fn render_metrics(
         "counter",
         "Files that could not be read.",
         &[("", get(&stats.file_errors))],
+    );
+    metric(
+        m,
+        "trawl_files_replaced_total",
+        "counter",
+        "Files found under a known name whose first bytes differ (read from their start).",
+        &[("", get(&stats.files_replaced))],
+    );
+    metric(
+        m,
+        "trawl_files_moved_total",
+        "counter",
+        "Files found under a new name with the first bytes of a file gone (resumed).",
+        &[("", get(&stats.files_moved))],
+    );
+    metric(
+        m,
+        "trawl_file_positions_pruned_total",
+        "counter",
+        "Positions of files gone and read to their end, removed from the manifest.",
+        &[("", get(&stats.positions_pruned))],
     );
     metric(
         m,

@@ -27,7 +27,7 @@ use trawl_store::{EnrichedFlow, SealReport, SharedIndex, SharedStore, Store, Sto
 
 use crate::config::PipelineConfig;
 use crate::hold::{HeldFlow, HoldBuffer};
-use crate::position::FilePosition;
+use crate::position::{FilePosition, Fingerprint};
 use crate::stats::{PipelineStats, ReleaseReason};
 
 /// Everything the stages share.
@@ -81,6 +81,8 @@ pub struct ChunkPosition<'k> {
     pub key: &'k str,
     /// Decompressed offset of the chunk's first byte.
     pub offset: u64,
+    /// The file's identity, recorded with every position.
+    pub fingerprint: Option<Fingerprint>,
 }
 
 /// Counts decode errors and prints the first ones (then one in 10,000).
@@ -318,8 +320,8 @@ fn flush(
     let value = position.map(|(at, end)| {
         FilePosition {
             offset: at.offset + end as u64,
-            size: None,
-            tail_at_size: None,
+            fingerprint: at.fingerprint,
+            ..FilePosition::default()
         }
         .encode()
     });

@@ -158,8 +158,7 @@ fn a_file_resumes_at_its_manifest_position_with_its_header() {
         let mut store = Store::open(StoreConfig::new(data.path())).unwrap();
         let resume = FilePosition {
             offset: offsets[399],
-            size: None,
-            tail_at_size: None,
+            ..FilePosition::default()
         }
         .encode();
         let workloads = AttributionIndex::default();

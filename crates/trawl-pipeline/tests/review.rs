@@ -12,7 +12,7 @@ use trawl_flowlog::{DecodeOptions, TextDecoder};
 use trawl_pipeline::hold::HoldBuffer;
 use trawl_pipeline::source::{push_payload, read_file, read_stream};
 use trawl_pipeline::worker::{ChunkPosition, Context, process_text};
-use trawl_pipeline::{FilePosition, PipelineConfig, PipelineStats};
+use trawl_pipeline::{FilePosition, FileStat, PipelineConfig, PipelineStats};
 use trawl_store::{SqlEngine, Store, StoreConfig};
 
 fn context(data: &Path, open_bytes_max: usize, hold_secs: u64) -> Context {
@@ -74,6 +74,7 @@ fn early_seal_in_add_batch_commits_positions_past_held_flows() {
         Some(ChunkPosition {
             key: "file:/flows.log",
             offset: 0,
+            fingerprint: None,
         }),
     );
     let held = cx.hold.lock().unwrap().len();
@@ -205,7 +206,7 @@ fn a_last_line_without_a_newline_is_read_once_the_file_stops_growing() {
     let input = tempfile::tempdir().unwrap();
     let path = input.path().join("done.log");
     std::fs::write(&path, format!("{PUBLIC}\n{PUBLIC}")).unwrap();
-    let size = std::fs::metadata(&path).unwrap().len();
+    let size = FileStat::of(&std::fs::metadata(&path).unwrap());
     let key = FilePosition::key(&path.to_string_lossy());
     let position = |cx: &Context| {
         cx.store
@@ -219,12 +220,45 @@ fn a_last_line_without_a_newline_is_read_once_the_file_stops_growing() {
     let cx = context(data.path(), 1 << 30, 0);
     read_file(&cx, &path, &key, FilePosition::default(), true).unwrap();
     let first = position(&cx);
-    assert!(!first.is_complete(size), "{first:?}");
+    assert!(!first.is_complete(&size), "{first:?}");
     read_file(&cx, &path, &key, first, true).unwrap();
-    assert!(position(&cx).is_complete(size));
+    assert!(position(&cx).is_complete(&size));
     assert_eq!(sums(cx.store.clone()).0, 2);
     let once_dir = tempfile::tempdir().unwrap();
     let once = context(once_dir.path(), 1 << 30, 0);
     read_file(&once, &path, &key, FilePosition::default(), false).unwrap();
     assert_eq!(sums(once.store.clone()).0, 2);
+}
+
+/// Issue 13 #11. A file with a second header line, resumed after it: only
+/// the first line was taken for a header, so the resumed lines were
+/// decoded with the first format (here `bytes` and `packets` swapped: 10
+/// bytes stored instead of 840).
+#[test]
+fn resume_after_a_mid_file_header_uses_the_first_format() {
+    let data = tempfile::tempdir().unwrap();
+    let input = tempfile::tempdir().unwrap();
+    let path = input.path().join("two.log");
+    let h1 = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
+    let h2 = "version account-id interface-id srcaddr dstaddr srcport dstport protocol bytes packets start end action log-status";
+    let a =
+        "2 123456789012 eni-1 8.8.8.8 1.1.1.1 443 50000 6 10 840 1790000000 1790000060 ACCEPT OK";
+    let b =
+        "2 123456789012 eni-1 8.8.8.8 1.1.1.1 443 50000 6 840 10 1790000000 1790000060 ACCEPT OK";
+    let first = format!("{h1}\n{a}\n{h2}\n{b}\n");
+    std::fs::write(&path, format!("{first}{b}\nnot a record\n")).unwrap();
+    let cx = context(data.path(), 1 << 30, 0);
+    let key = FilePosition::key(&path.to_string_lossy());
+    // As if a crash came after the first four lines were sealed.
+    let resume = FilePosition {
+        offset: first.len() as u64,
+        ..FilePosition::default()
+    };
+    read_file(&cx, &path, &key, resume, false).unwrap();
+    assert_eq!(
+        sums(cx.store.clone()),
+        (1, 840),
+        "decoded with the second header"
+    );
+    assert_eq!(cx.stats.decode_errors_total(), 1);
 }

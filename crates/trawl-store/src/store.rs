@@ -474,6 +474,19 @@ impl Store {
         &self.pending_positions
     }
 
+    /// Sets positions and forgets others (a source whose input moved or is
+    /// gone), with no flows: committed with the next seal, all together,
+    /// as every position is.
+    pub fn edit_positions(&mut self, set: &[(&str, &str)], forget: &[&str]) {
+        for key in forget {
+            self.pending_positions.remove(*key);
+        }
+        for (key, value) in set {
+            self.pending_positions
+                .insert((*key).to_string(), (*value).to_string());
+        }
+    }
+
     /// The time below which `table` may lack flows (0: it has them all);
     /// see [`Manifest::dropped_below`].
     pub fn dropped_below(&self, table: &str) -> u32 {

@@ -1,0 +1,427 @@
+//! The feeder: which files to read, under which name, from where.
+//!
+//! Directories (read once or followed) and files named on their own become
+//! [`Job`]s on the pipeline's bounded queue. For each file the feeder
+//!
+//! 1. names it: a file in a watched directory by the directory's label
+//!    (its last component) and the path relative to it, so that moving or
+//!    remounting the directory re-reads nothing; a file named on its own by
+//!    its absolute path (see [`crate::position`]);
+//! 2. claims the name ([`InFlight`]): one job a file at a time, and a
+//!    position read after the claim is never stale (issue 13 #9);
+//! 3. finds where to resume: the position under its name; or, for a name
+//!    never seen, the position of a file that is gone and had the same
+//!    first bytes (the file was moved or renamed: resumed, not read
+//!    again), or the position an older trawl kept under its absolute path;
+//!    the worker then checks that the file under a known name is still the
+//!    file read before ([`FilePosition::is_same_file`]);
+//! 4. after listing a directory, forgets the positions of its files that
+//!    are gone and were read to their end, so the manifest holds the files
+//!    there are, not every file there ever was.
+//!
+//! A moved file's position moves to its new name in one edit of the
+//! store's positions, committed with the next seal: a crash before leaves
+//! the old name, and the move is found again.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+
+use crossbeam_channel::Sender;
+
+use crate::pipeline::PipelineError;
+use crate::position::{FilePosition, FileStat, Fingerprint, read_head};
+use crate::source::list_files;
+use crate::worker::Context;
+
+/// Work for a worker.
+pub(crate) enum Job {
+    /// A file, from a position.
+    File {
+        path: PathBuf,
+        key: String,
+        resume: FilePosition,
+        /// Followed: the file may still grow (see `read_file`).
+        growing: bool,
+    },
+    /// A stream read to its end (stdin).
+    Stream {
+        name: String,
+        reader: Box<dyn Read + Send>,
+    },
+}
+
+/// Jobs queued or running, and the file names among them.
+#[derive(Default)]
+pub(crate) struct InFlight {
+    state: Mutex<(usize, HashSet<String>)>,
+    idle: Condvar,
+}
+
+impl InFlight {
+    /// Counts a job in; `false` (and nothing counted) if `key` is taken.
+    pub(crate) fn start(&self, key: Option<&str>) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(key) = key
+            && !state.1.insert(key.to_string())
+        {
+            return false;
+        }
+        state.0 += 1;
+        true
+    }
+
+    /// Counts a job out and gives its key back.
+    pub(crate) fn finish(&self, key: Option<&str>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.0 -= 1;
+        if let Some(key) = key {
+            state.1.remove(key);
+        }
+        if state.0 == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    fn holds(&self, key: &str) -> bool {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.1.contains(key)
+    }
+
+    /// Jobs queued or running.
+    pub(crate) fn pending(&self) -> usize {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).0
+    }
+
+    /// Waits until no job is queued or running.
+    pub(crate) fn wait_idle(&self) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while state.0 > 0 {
+            state = self
+                .idle
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// Queues jobs: what the pipeline and its follow threads share.
+#[derive(Clone)]
+pub(crate) struct Feeder {
+    pub(crate) cx: Arc<Context>,
+    pub(crate) jobs: Sender<Job>,
+    pub(crate) in_flight: Arc<InFlight>,
+    /// Watched directories by label.
+    labels: Arc<Mutex<HashMap<String, PathBuf>>>,
+}
+
+/// A file found, and its name in the manifest.
+struct Named {
+    path: PathBuf,
+    key: String,
+}
+
+/// Positions of files that are gone, by fingerprint length and hash: where
+/// a file under a new name may have come from.
+#[derive(Default)]
+struct GoneFiles(HashMap<u64, HashMap<u64, String>>);
+
+impl Feeder {
+    /// A feeder over `jobs`.
+    pub(crate) fn new(cx: Arc<Context>, jobs: Sender<Job>, in_flight: Arc<InFlight>) -> Self {
+        Feeder {
+            cx,
+            jobs,
+            in_flight,
+            labels: Arc::default(),
+        }
+    }
+
+    /// Queues files named on their own (by absolute path).
+    pub(crate) fn add_files(
+        &self,
+        files: &[PathBuf],
+        growing: bool,
+    ) -> Result<usize, PipelineError> {
+        let named = files
+            .iter()
+            .map(|path| {
+                let absolute = std::fs::canonicalize(path).map_err(|source| PipelineError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                let key = FilePosition::key(&absolute.to_string_lossy());
+                Ok(Named {
+                    path: absolute,
+                    key,
+                })
+            })
+            .collect::<Result<Vec<_>, PipelineError>>()?;
+        self.queue(&named, growing)
+    }
+
+    /// Queues the files under `dir` (named relative to it), then forgets
+    /// the positions of its files that are gone and complete.
+    pub(crate) fn add_dir(&self, dir: &Path, growing: bool) -> Result<usize, PipelineError> {
+        let io_error = |source| PipelineError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        let dir = std::fs::canonicalize(dir).map_err(io_error)?;
+        let label = self.label(&dir)?;
+        let files = list_files(&dir).map_err(io_error)?;
+        let named: Vec<Named> = files
+            .into_iter()
+            .map(|path| {
+                let key = dir_key(&label, &dir, &path);
+                Named { path, key }
+            })
+            .collect();
+        let queued = self.queue(&named, growing)?;
+        self.prune(&label, &named);
+        Ok(queued)
+    }
+
+    /// Registers `dir` (canonical) under its last component; refuses a
+    /// second directory with the same one, whose files would share names.
+    pub(crate) fn label(&self, dir: &Path) -> Result<String, PipelineError> {
+        let label = dir
+            .file_name()
+            .map_or_else(|| "root".to_string(), |n| n.to_string_lossy().into_owned());
+        let mut labels = self.labels.lock().unwrap_or_else(PoisonError::into_inner);
+        match labels.get(&label) {
+            Some(known) if known != dir => Err(PipelineError::DirLabel {
+                label,
+                first: known.clone(),
+                second: dir.to_path_buf(),
+            }),
+            Some(_) => Ok(label),
+            None => {
+                labels.insert(label.clone(), dir.to_path_buf());
+                Ok(label)
+            }
+        }
+    }
+
+    fn queue(&self, files: &[Named], growing: bool) -> Result<usize, PipelineError> {
+        let mut queued = 0;
+        let mut gone: Option<GoneFiles> = None;
+        for file in files {
+            let io_error = |source| PipelineError::Io {
+                path: file.path.clone(),
+                source,
+            };
+            let stat = FileStat::of(&std::fs::metadata(&file.path).map_err(io_error)?);
+            // Claim first, then read the position: a worker records a
+            // file's last position before it gives up its claim, so a
+            // position read after the claim is never a stale one (issue 13
+            // #9: read before, a file finishing in between was queued
+            // again from the old offset and its tail counted twice).
+            if !self.in_flight.start(Some(&file.key)) {
+                continue;
+            }
+            let known = self.position(&file.key);
+            let resume = match known {
+                Some(position) => position,
+                None => {
+                    let gone = gone.get_or_insert_with(|| self.gone_files(files));
+                    self.find_moved(file, gone).unwrap_or_default()
+                }
+            };
+            if resume.is_complete(&stat) {
+                self.in_flight.finish(Some(&file.key));
+                continue;
+            }
+            let sent = self.send(Job::File {
+                path: file.path.clone(),
+                key: file.key.clone(),
+                resume,
+                growing,
+            });
+            if let Err(error) = sent {
+                self.in_flight.finish(Some(&file.key));
+                return Err(error);
+            }
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
+    fn position(&self, key: &str) -> Option<FilePosition> {
+        let store = self.cx.store_read();
+        store
+            .pending_positions()
+            .get(key)
+            .and_then(|v| FilePosition::decode(v))
+    }
+
+    /// The position of the file a new name belongs to, moved to that name:
+    /// a gone file with the same first bytes, or the file's position under
+    /// its absolute path (kept by trawl before names were relative).
+    fn find_moved(&self, file: &Named, gone: &mut GoneFiles) -> Option<FilePosition> {
+        let legacy = std::fs::canonicalize(&file.path)
+            .ok()
+            .map(|p| FilePosition::key(&p.to_string_lossy()))
+            .filter(|legacy| *legacy != file.key);
+        let from = match legacy.filter(|legacy| self.position(legacy).is_some()) {
+            Some(legacy) => legacy,
+            None => {
+                if gone.0.is_empty() {
+                    return None;
+                }
+                let head = File::open(&file.path).and_then(read_head).ok()?;
+                gone.take_match(&head)?
+            }
+        };
+        let mut store = self.cx.store_write();
+        let value = store.pending_positions().get(&from)?.clone();
+        let position = FilePosition::decode(&value)?;
+        store.edit_positions(&[(&file.key, &value)], &[&from]);
+        drop(store);
+        self.cx.stats.files_moved.fetch_add(1, Ordering::Relaxed);
+        eprintln!(
+            "trawl: {}: the file known as {} (moved): resuming it",
+            file.path.display(),
+            from.strip_prefix("file:").unwrap_or(&from)
+        );
+        Some(position)
+    }
+
+    /// Positions with fingerprints whose file is gone: not in `listing`,
+    /// not being read, and not found where their name says (names under a
+    /// directory not watched now count as present: nothing is known).
+    fn gone_files(&self, listing: &[Named]) -> GoneFiles {
+        let listed: HashSet<&str> = listing.iter().map(|f| f.key.as_str()).collect();
+        let store = self.cx.store_read();
+        let mut gone = GoneFiles::default();
+        for (key, value) in store.pending_positions() {
+            if !key.starts_with("file:")
+                || listed.contains(key.as_str())
+                || self.in_flight.holds(key)
+            {
+                continue;
+            }
+            let Some(fingerprint) = FilePosition::decode(value).and_then(|p| p.fingerprint) else {
+                continue;
+            };
+            if self.path_of(key).is_none_or(|path| path.exists()) {
+                continue;
+            }
+            gone.0
+                .entry(fingerprint.bytes)
+                .or_default()
+                .insert(fingerprint.hash, key.clone());
+        }
+        gone
+    }
+
+    /// Where the file named `key` would be, if its directory is watched.
+    fn path_of(&self, key: &str) -> Option<PathBuf> {
+        let name = key.strip_prefix("file:")?;
+        if name.starts_with('/') {
+            return Some(PathBuf::from(name));
+        }
+        let (label, relative) = name.split_once('/')?;
+        let labels = self.labels.lock().unwrap_or_else(PoisonError::into_inner);
+        labels.get(label).map(|dir| dir.join(relative))
+    }
+
+    /// Forgets the positions under `label` of files not in `listing`, not
+    /// being read, and read to their end (issue 13 #10: positions were
+    /// never removed, so the manifest grew with every file ever read).
+    fn prune(&self, label: &str, listing: &[Named]) {
+        let prefix = FilePosition::key(&format!("{label}/"));
+        let listed: HashSet<&str> = listing.iter().map(|f| f.key.as_str()).collect();
+        let doomed: Vec<String> = {
+            let store = self.cx.store_read();
+            store
+                .pending_positions()
+                .range(prefix.clone()..)
+                .take_while(|(key, _)| key.starts_with(&prefix))
+                .filter(|(key, value)| {
+                    !listed.contains(key.as_str())
+                        && !self.in_flight.holds(key)
+                        && FilePosition::decode(value).is_some_and(|p| p.size.is_some())
+                })
+                .map(|(key, _)| key.clone())
+                .collect()
+        };
+        if doomed.is_empty() {
+            return;
+        }
+        let doomed: Vec<&str> = doomed.iter().map(String::as_str).collect();
+        self.cx.store_write().edit_positions(&[], &doomed);
+        self.cx
+            .stats
+            .positions_pruned
+            .fetch_add(doomed.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Queues a job, waiting while the queue is full.
+    pub(crate) fn send(&self, job: Job) -> Result<(), PipelineError> {
+        self.jobs
+            .send(job)
+            .map_err(|_| PipelineError::Thread(std::io::Error::other("the pipeline has stopped")))
+    }
+}
+
+impl GoneFiles {
+    /// The gone file whose fingerprint `head` matches, taken out (a second
+    /// new file with the same bytes is a new file).
+    fn take_match(&mut self, head: &[u8]) -> Option<String> {
+        let (&bytes, hash) = self.0.iter().find_map(|(bytes, by_hash)| {
+            let n = usize::try_from(*bytes).ok()?;
+            let fingerprint = Fingerprint::of(head.get(..n)?);
+            by_hash
+                .contains_key(&fingerprint.hash)
+                .then_some((bytes, fingerprint.hash))
+        })?;
+        self.0.get_mut(&bytes)?.remove(&hash)
+    }
+}
+
+/// The manifest key of `path` under the directory `dir` labelled `label`:
+/// `file:LABEL/RELATIVE`, `/`-separated.
+fn dir_key(label: &str, dir: &Path, path: &Path) -> String {
+    let relative = path.strip_prefix(dir).unwrap_or(path);
+    let parts: Vec<String> = relative
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    FilePosition::key(&format!("{label}/{}", parts.join("/")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_relative_to_the_watched_directory() {
+        let key = dir_key(
+            "flows",
+            Path::new("/mnt/x/flows"),
+            Path::new("/mnt/x/flows/2026/12/a.log.gz"),
+        );
+        assert_eq!(key, "file:flows/2026/12/a.log.gz");
+    }
+
+    #[test]
+    fn a_gone_file_matches_once_by_its_first_bytes() {
+        let head = b"version srcaddr\n2 10.0.0.1\n".to_vec();
+        let mut gone = GoneFiles::default();
+        let fp = Fingerprint::of(&head[..10]);
+        gone.0
+            .entry(fp.bytes)
+            .or_default()
+            .insert(fp.hash, "file:flows/old.log".into());
+        assert_eq!(gone.take_match(b"other bytes entirely"), None);
+        assert_eq!(
+            gone.take_match(&head).as_deref(),
+            Some("file:flows/old.log")
+        );
+        assert_eq!(gone.take_match(&head), None, "taken once");
+    }
+}

@@ -1,0 +1,214 @@
+//! Which file is which (issue 13 #10): files are known by their path
+//! relative to the watched directory and by their first bytes, so a moved
+//! directory or file is not read again, a file replaced under a known name
+//! is read from its start, and positions of files that are gone and read
+//! to their end leave the manifest.
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use arrow::array::AsArray;
+use arrow::datatypes::UInt64Type;
+use trawl_attrib::AttributionIndex;
+use trawl_pipeline::{FilePosition, Pipeline, PipelineConfig, PipelineError};
+use trawl_store::{SqlEngine, Store, StoreConfig};
+
+/// A flow-log file of `n` records whose bytes are `base`, `base + 1`, …
+fn flows(n: u64, base: u64) -> String {
+    let mut text = String::from(
+        "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n",
+    );
+    for i in 0..n {
+        text.push_str(&format!(
+            "2 123456789012 eni-1 8.8.8.8 1.1.1.1 443 50000 6 1 {} {} {} ACCEPT OK\n",
+            base + i,
+            1_790_000_000 + i,
+            1_790_000_060 + i
+        ));
+    }
+    text
+}
+
+fn pipeline(data: &Path) -> Pipeline {
+    let store = Store::open(StoreConfig::new(data)).unwrap();
+    let config = PipelineConfig {
+        hold_secs: 0,
+        workers: 1,
+        ..PipelineConfig::default()
+    };
+    Pipeline::start(config, store, AttributionIndex::default()).unwrap()
+}
+
+/// Flows and bytes in the store.
+fn sums(pipeline: &Pipeline) -> (u64, u64) {
+    let engine = SqlEngine::new(pipeline.store(), None).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let sql = "SELECT CAST(coalesce(sum(flows),0) AS BIGINT UNSIGNED), CAST(coalesce(sum(bytes),0) AS BIGINT UNSIGNED) FROM flows_1m";
+    let result = runtime.block_on(engine.query(sql)).unwrap();
+    let batch = &result.batches[0];
+    (
+        batch.column(0).as_primitive::<UInt64Type>().value(0),
+        batch.column(1).as_primitive::<UInt64Type>().value(0),
+    )
+}
+
+/// Runs a pipeline over `dir` once (as `trawl run --once` does), seals,
+/// and returns the store's sums and file positions.
+fn read_dir_once(data: &Path, dir: &Path) -> ((u64, u64), Vec<String>) {
+    let pipeline = pipeline(data);
+    pipeline.add_dir(dir).unwrap();
+    pipeline.wait_idle();
+    let sums = sums(&pipeline);
+    pipeline.seal().unwrap();
+    let keys = pipeline
+        .store()
+        .read()
+        .unwrap()
+        .positions()
+        .keys()
+        .cloned()
+        .collect();
+    pipeline.shutdown().unwrap();
+    (sums, keys)
+}
+
+fn bytes_of(n: u64, base: u64) -> u64 {
+    (0..n).map(|i| base + i).sum()
+}
+
+fn mkdirs(root: &Path, parts: &[&str]) -> PathBuf {
+    let dir = parts.iter().fold(root.to_path_buf(), |d, p| d.join(p));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn moving_the_flows_directory_reads_nothing_again() {
+    let data = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let old = mkdirs(root.path(), &["old-mount", "flows"]);
+    std::fs::write(old.join("a.log"), flows(20, 100)).unwrap();
+    let (first, keys) = read_dir_once(data.path(), &old);
+    assert_eq!(first, (20, bytes_of(20, 100)));
+    assert_eq!(
+        keys,
+        ["file:flows/a.log"],
+        "named relative to the directory"
+    );
+    // A new mount path (the directory moved), and one more file in it.
+    let new = mkdirs(root.path(), &["new-mount"]).join("flows");
+    std::fs::rename(&old, &new).unwrap();
+    std::fs::write(new.join("b.log"), flows(5, 1000)).unwrap();
+    let (second, _) = read_dir_once(data.path(), &new);
+    assert_eq!(second, (25, bytes_of(20, 100) + bytes_of(5, 1000)));
+}
+
+#[test]
+fn a_file_moved_inside_the_directory_is_not_read_again() {
+    let data = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = mkdirs(root.path(), &["flows"]);
+    std::fs::write(dir.join("a.log"), flows(20, 100)).unwrap();
+    let b = flows(30, 500);
+    let half = b[..b.len() / 2].rfind('\n').unwrap() + 1;
+    std::fs::write(dir.join("b.log"), &b[..half]).unwrap();
+    read_dir_once(data.path(), &dir);
+    // a.log moves into done/; b.log, read to its end, moves and grows.
+    std::fs::create_dir(dir.join("done")).unwrap();
+    std::fs::rename(dir.join("a.log"), dir.join("done/a.log")).unwrap();
+    std::fs::remove_file(dir.join("b.log")).unwrap();
+    std::fs::write(dir.join("done/b.log"), flows(30, 500)).unwrap();
+    let (sums, keys) = read_dir_once(data.path(), &dir);
+    assert_eq!(sums, (50, bytes_of(20, 100) + bytes_of(30, 500)));
+    assert_eq!(keys, ["file:flows/done/a.log", "file:flows/done/b.log"]);
+}
+
+#[test]
+fn a_file_replaced_under_the_same_name_is_read_from_its_start() {
+    let data = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = mkdirs(root.path(), &["flows"]);
+    let first = flows(20, 100);
+    std::fs::write(dir.join("a.log"), &first).unwrap();
+    read_dir_once(data.path(), &dir);
+    // The same size, other records: was skipped (same size = complete).
+    let same_size = flows(20, 200);
+    assert_eq!(same_size.len(), first.len());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(dir.join("a.log"), &same_size).unwrap();
+    let (sums, _) = read_dir_once(data.path(), &dir);
+    assert_eq!(sums, (40, bytes_of(20, 100) + bytes_of(20, 200)));
+    // Longer, other records: was resumed at the old offset.
+    std::fs::write(dir.join("a.log"), flows(30, 3000)).unwrap();
+    let (sums, _) = read_dir_once(data.path(), &dir);
+    assert_eq!(sums.0, 70);
+    // Shorter: was recorded complete, nothing read.
+    std::fs::write(dir.join("a.log"), flows(3, 9000)).unwrap();
+    let (sums, _) = read_dir_once(data.path(), &dir);
+    assert_eq!(sums.0, 73);
+}
+
+#[test]
+fn positions_of_files_gone_and_read_are_pruned() {
+    let data = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = mkdirs(root.path(), &["flows"]);
+    for i in 0..5 {
+        std::fs::write(dir.join(format!("{i}.log")), flows(3, 100 * i)).unwrap();
+    }
+    let (_, keys) = read_dir_once(data.path(), &dir);
+    assert_eq!(keys.len(), 5);
+    for i in 0..4 {
+        std::fs::remove_file(dir.join(format!("{i}.log"))).unwrap();
+    }
+    let (sums, keys) = read_dir_once(data.path(), &dir);
+    assert_eq!(keys, ["file:flows/4.log"]);
+    assert_eq!(sums.0, 15, "nothing lost from the store");
+}
+
+#[test]
+fn a_position_kept_under_the_absolute_path_is_taken_over() {
+    let data = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = mkdirs(root.path(), &["flows"]);
+    let path = dir.join("a.log");
+    std::fs::write(&path, flows(20, 100)).unwrap();
+    // As an older trawl left it: read to its end, keyed by absolute path.
+    let absolute = std::fs::canonicalize(&path).unwrap();
+    let size = std::fs::metadata(&path).unwrap().len();
+    {
+        let mut store = Store::open(StoreConfig::new(data.path())).unwrap();
+        let old = FilePosition {
+            offset: size,
+            size: Some(size),
+            ..FilePosition::default()
+        };
+        let index = AttributionIndex::default();
+        let key = FilePosition::key(&absolute.to_string_lossy());
+        store
+            .add_batch(&[], index.workloads(), &[(&key, &old.encode())])
+            .unwrap();
+        store.seal().unwrap();
+    }
+    let (sums, keys) = read_dir_once(data.path(), &dir);
+    assert_eq!(sums, (0, 0), "not read again");
+    assert_eq!(keys, ["file:flows/a.log"]);
+}
+
+#[test]
+fn two_watched_directories_with_the_same_name_are_refused() {
+    let data = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let a = mkdirs(root.path(), &["a", "flows"]);
+    let b = mkdirs(root.path(), &["b", "flows"]);
+    let pipeline = pipeline(data.path());
+    pipeline.add_dir(&a).unwrap();
+    let refused = pipeline.add_dir(&b).unwrap_err();
+    assert!(
+        matches!(refused, PipelineError::DirLabel { .. }),
+        "{refused}"
+    );
+    pipeline.shutdown().unwrap();
+}
