@@ -47,7 +47,8 @@ const STR: ValueType = ValueType::Str;
 
 macro_rules! fields {
     ($( $(#[$doc:meta])* $variant:ident = ($aws:literal, $column:literal, $version:literal, $ty:expr) ),* $(,)?) => {
-        /// A field AWS documents for VPC flow-log records, in AWS's table order.
+        /// A field AWS documents for VPC flow-log records, in AWS's table order
+        /// (the version 11 fields of June 2026, tags and next hop, come last).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[repr(u8)]
         pub enum Field {
@@ -55,7 +56,7 @@ macro_rules! fields {
         }
 
         impl Field {
-            /// Every field, in AWS's table order (`ALL[f as usize] == f`).
+            /// Every field, in declaration order (`ALL[f as usize] == f`).
             pub const ALL: &'static [Field] = &[ $(Field::$variant),* ];
 
             /// The name AWS uses in format strings and S3 header lines (`pkt-srcaddr`).
@@ -170,6 +171,28 @@ fields! {
     EncryptionStatus = ("encryption-status", "encryption_status", 10, U8),
     /// Type of the interface (`nat_gateway`, …).
     InterfaceType = ("interface-type", "interface_type", 11, STR),
+    /// Value of the first instance tag key the flow log names, on the interface's instance.
+    InstanceTag = ("instance-tag", "instance_tag", 11, STR),
+    /// Value of the second instance tag key the flow log names.
+    InstanceTag2 = ("instance-tag-2", "instance_tag_2", 11, STR),
+    /// Value of the first network-interface tag key the flow log names.
+    InterfaceTag = ("interface-tag", "interface_tag", 11, STR),
+    /// Value of the second network-interface tag key the flow log names.
+    InterfaceTag2 = ("interface-tag-2", "interface_tag_2", 11, STR),
+    /// Value of the first Auto Scaling group tag key the flow log names, on the instance's group.
+    AsgTag = ("asg-tag", "asg_tag", 11, STR),
+    /// Value of the second Auto Scaling group tag key the flow log names.
+    AsgTag2 = ("asg-tag-2", "asg_tag_2", 11, STR),
+    /// Network interface (ENI) of the traffic's next hop.
+    NextHopInterfaceId = ("next-hop-interface-id", "next_hop_interface_id", 11, STR),
+    /// Subnet of the next hop's interface.
+    NextHopSubnetId = ("next-hop-subnet-id", "next_hop_subnet_id", 11, STR),
+    /// Availability Zone ID of the next hop's interface (`apse2-az3`).
+    NextHopAzId = ("next-hop-az-id", "next_hop_az_id", 11, STR),
+    /// VPC of the next hop's interface.
+    NextHopVpcId = ("next-hop-vpc-id", "next_hop_vpc_id", 11, STR),
+    /// Type of the next hop's interface (`network_load_balancer`, `regional_nat_gateway`, …).
+    NextHopInterfaceType = ("next-hop-interface-type", "next_hop_interface_type", 11, STR),
 }
 
 impl Field {

@@ -44,7 +44,7 @@
 //! - `-` is null for any field; NODATA and SKIPDATA records are records.
 //! - A bad line is one error naming source, line, field and text; decoding
 //!   goes on with the next line. Every limit (line length, payload size,
-//!   envelope nesting, extra columns) is explicit.
+//!   envelope nesting, columns of a header line) is explicit.
 
 mod addr;
 mod container;
@@ -61,7 +61,7 @@ mod write;
 pub use container::{PayloadSummary, decode_payload, decode_reader};
 pub use error::{DecodeError, ERROR_TEXT_BYTES_MAX, ErrorCounts, ErrorKind, LineError, Position};
 pub use field::{Field, ValueType};
-pub use format::{COLUMNS_MAX, Column, EXTRA_COLUMNS_MAX, FormatError, LogFormat};
+pub use format::{COLUMNS_MAX, Column, FormatError, LogFormat};
 pub use line::LineDecoder;
 pub use record::{
     Action, FlowDirection, FlowRecord, LogStatus, SublocationType, TrafficType, Value,

@@ -27,6 +27,8 @@ pub struct LineDecoder {
     /// The format is AWS's default: decode with [`DEFAULT_PLAN`], a constant
     /// the compiler specialises the loop for.
     is_default: bool,
+    /// Extra columns of the format: slots a record needs beyond the known fields.
+    extras: usize,
 }
 
 /// The plan of AWS's default format, as a constant.
@@ -74,10 +76,12 @@ impl LineDecoder {
             })
             .collect();
         let is_default = format == LogFormat::default();
+        let extras = format.extra_names().len();
         LineDecoder {
             format,
             plan,
             is_default,
+            extras,
         }
     }
 
@@ -133,6 +137,7 @@ impl LineDecoder {
         if self.is_default {
             decode_default(line, record, text)
         } else {
+            record.reserve_extras(self.extras);
             decode_plan(&self.plan, line, record, text)
         }
     }

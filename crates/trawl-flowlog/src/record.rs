@@ -1,16 +1,18 @@
 //! A decoded flow-log record: one typed value per field, borrowing its text
 //! from the input buffer (no allocation per field).
 //!
-//! A record has a slot for every known field and for each extra column. Slots
-//! of fields the line's format does not carry stay [`Value::Null`], as do
-//! fields written `-`. The decoder guarantees each slot holds the variant its
+//! A record has a slot for every known field, inline, and one for each extra
+//! column of its format, in a vector that grows to the widest format the
+//! record was decoded with (reusing a record allocates nothing after that).
+//! Slots of fields the line's format does not carry stay [`Value::Null`], as
+//! do fields written `-`. The decoder guarantees each slot holds the variant its
 //! field's [`ValueType`](crate::ValueType) calls for, with integers within range,
 //! so the typed accessors below never fail on a decoded record.
 
 use std::net::IpAddr;
 
 use crate::field::Field;
-use crate::format::{Column, EXTRA_COLUMNS_MAX};
+use crate::format::Column;
 
 /// `text` as an array of its `N` bytes (`N` must be its length).
 const fn byte_array<const N: usize>(text: &str) -> [u8; N] {
@@ -135,19 +137,20 @@ impl Value<'_> {
     }
 }
 
-/// Slots in a record: every known field, then the extra columns.
-pub(crate) const SLOTS: usize = Field::COUNT + EXTRA_COLUMNS_MAX;
-
 /// A decoded flow-log record borrowing from the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowRecord<'a> {
-    slots: [Value<'a>; SLOTS],
+    /// One slot per known field, indexed by discriminant.
+    slots: [Value<'a>; Field::COUNT],
+    /// One slot per extra column (`Column::Extra(i)` is `extras[i]`).
+    extras: Vec<Value<'a>>,
 }
 
 impl Default for FlowRecord<'_> {
     fn default() -> Self {
         FlowRecord {
-            slots: [Value::Null; SLOTS],
+            slots: [Value::Null; Field::COUNT],
+            extras: Vec::new(),
         }
     }
 }
@@ -172,15 +175,32 @@ impl<'a> FlowRecord<'a> {
         self.slots[field as usize] = value;
     }
 
-    /// The value of a column (known or extra).
+    /// The value of a column (known or extra); null for an extra column the
+    /// record has no slot for.
     #[inline]
     pub fn column(&self, column: Column) -> Value<'a> {
-        self.slots[column.slot()]
+        match column {
+            Column::Known(field) => self.get(field),
+            Column::Extra(i) => self.extras.get(usize::from(i)).copied().unwrap_or_default(),
+        }
     }
 
+    /// Gives the record a slot for each of `extras` extra columns (at least).
+    #[inline]
+    pub(crate) fn reserve_extras(&mut self, extras: usize) {
+        if self.extras.len() < extras {
+            self.extras.resize(extras, Value::Null);
+        }
+    }
+
+    /// The slot [`Column::slot`] numbers: a known field's, or an extra
+    /// column's (which [`reserve_extras`](Self::reserve_extras) must have made).
     #[inline]
     pub(crate) fn slot_mut(&mut self, slot: usize) -> &mut Value<'a> {
-        &mut self.slots[slot]
+        match slot.checked_sub(Field::COUNT) {
+            None => &mut self.slots[slot],
+            Some(extra) => &mut self.extras[extra],
+        }
     }
 
     /// An integer field, if present.

@@ -10,11 +10,14 @@
 //! Header lines (S3 delivery writes one at the top of each file) switch the
 //! format unless an explicit format was given; they are recognised on any
 //! line starting with a lowercase letter, so concatenated files decode too.
+//! A header line past [`COLUMNS_MAX`](crate::COLUMNS_MAX) fields is a
+//! `field_count` error naming the first field past the limit; the format
+//! stays as it was.
 
 use std::sync::Arc;
 
 use crate::error::{DecodeError, ErrorCounts, ErrorKind, LineError, Position};
-use crate::format::LogFormat;
+use crate::format::{FormatError, LogFormat};
 use crate::line::LineDecoder;
 use crate::record::{FlowRecord, LogStatus};
 
@@ -287,15 +290,19 @@ impl TextDecoder {
             self.stats.blank_lines += 1;
             return;
         }
-        if bytes[0].is_ascii_lowercase()
-            && let Some(format) = LogFormat::from_header_line(bytes)
-        {
-            self.stats.header_lines += 1;
-            if !self.explicit_format && &format != self.decoder.format() {
-                self.decoder = LineDecoder::new(format);
-                *record = FlowRecord::new();
+        if bytes[0].is_ascii_lowercase() {
+            match LogFormat::read_header_line(bytes) {
+                Ok(None) => {}
+                Ok(Some(format)) => {
+                    self.stats.header_lines += 1;
+                    if !self.explicit_format && &format != self.decoder.format() {
+                        self.decoder = LineDecoder::new(format);
+                        *record = FlowRecord::new();
+                    }
+                    return;
+                }
+                Err(error) => return self.report(header_error(&error), sink),
             }
-            return;
         }
         let decoded = match line {
             Line::Text(text) => self.decoder.decode_str_into(text, record),
@@ -314,6 +321,20 @@ impl TextDecoder {
             Err(error) => self.report(error, sink),
         }
     }
+}
+
+/// The line error for a header line that was refused: the format stays as it was.
+fn header_error(error: &FormatError) -> LineError {
+    let found = match error {
+        FormatError::TooManyColumns {
+            count,
+            max,
+            column,
+            name,
+        } => format!("header line has {count} fields, at most {max}; field {column} is {name:?}"),
+        other => format!("header line: {other}"),
+    };
+    LineError::new(ErrorKind::FieldCount, None, found.as_bytes())
 }
 
 /// A line as bytes, or as text already validated as UTF-8.
@@ -386,6 +407,29 @@ mod tests {
             (5, 2, 1, 1)
         );
         assert_eq!(s.errors.get(ErrorKind::InvalidNumber), 1);
+    }
+
+    #[test]
+    fn a_header_past_the_column_limit_is_one_error_and_keeps_the_format() {
+        let mut text = TextDecoder::new("t.log", &DecodeOptions::default());
+        let mut sink = Collect::default();
+        let mut header = String::from("srcport dstport");
+        let letter = |d: usize| char::from(b'a' + (d % 26) as u8);
+        for i in 0..crate::COLUMNS_MAX {
+            header.push_str(&format!(" field-{}-{}", letter(i / 26), letter(i)));
+        }
+        let input = format!("srcport dstport\n{header}\n1 2\n");
+        text.decode_chunk(input.as_bytes(), true, &mut sink);
+        assert_eq!(sink.ports, [Some(2)]);
+        assert_eq!(
+            sink.errors,
+            [
+                "t.log: line 2: wrong number of fields: header line has 258 fields, at most 256; field 257 is \"field-j-u\""
+            ]
+        );
+        let s = text.stats();
+        assert_eq!((s.lines, s.records, s.header_lines), (3, 1, 1));
+        assert_eq!(s.errors.get(ErrorKind::FieldCount), 1);
     }
 
     #[test]
