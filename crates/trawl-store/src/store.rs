@@ -1186,16 +1186,15 @@ impl Store {
         for s in segments {
             let path = Manifest::segment_path(&self.config.data_dir, s);
             for batch in read_segment(&path, s)? {
-                // Validate after reading: the file must hold the table's columns.
-                let types = |f: &arrow::datatypes::Fields| {
-                    f.iter().map(|f| f.data_type().clone()).collect::<Vec<_>>()
-                };
-                if types(batch.schema().fields()) != types(schema.fields()) {
-                    return Err(StoreError::SegmentMismatch {
-                        path,
-                        reason: format!("columns differ from table {table}'s"),
-                    });
-                }
+                // Validate after reading: the file must hold the table's
+                // columns (a segment written before a column was added
+                // lacks it: read as nulls).
+                let batch = align_to_schema(&batch, &schema).map_err(|reason| {
+                    StoreError::SegmentMismatch {
+                        path: path.clone(),
+                        reason: format!("columns differ from table {table}'s: {reason}"),
+                    }
+                })?;
                 batches.push(batch);
             }
         }
@@ -1304,5 +1303,82 @@ impl Store {
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
         &self.config.data_dir
+    }
+}
+
+/// `batch` with the columns of `schema`, matched by name: a column the
+/// batch lacks (a segment written before the column existed) is all nulls
+/// if the schema lets it be; any other difference (a column the schema
+/// lacks, another type) is the reason it cannot be.
+fn align_to_schema(
+    batch: &RecordBatch,
+    schema: &arrow::datatypes::SchemaRef,
+) -> Result<RecordBatch, String> {
+    if batch.schema().fields() == schema.fields() {
+        return Ok(batch.clone());
+    }
+    let have = batch.schema();
+    if let Some(extra) = have
+        .fields()
+        .iter()
+        .find(|f| schema.field_with_name(f.name()).is_err())
+    {
+        return Err(format!("unknown column {}", extra.name()));
+    }
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        match have.index_of(field.name()) {
+            Ok(i) if have.field(i).data_type() == field.data_type() => {
+                columns.push(batch.column(i).clone());
+            }
+            Ok(i) => {
+                return Err(format!(
+                    "column {} is {}, not {}",
+                    field.name(),
+                    have.field(i).data_type(),
+                    field.data_type()
+                ));
+            }
+            Err(_) if field.is_nullable() => {
+                columns.push(arrow::array::new_null_array(
+                    field.data_type(),
+                    batch.num_rows(),
+                ));
+            }
+            Err(_) => return Err(format!("column {} missing", field.name())),
+        }
+    }
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod align_tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Array, ArrayRef, StringArray, UInt32Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn a_segment_from_before_a_column_was_added_reads_it_as_nulls() {
+        let old = Arc::new(Schema::new(vec![Field::new(
+            "time",
+            DataType::UInt32,
+            false,
+        )]));
+        let time: ArrayRef = Arc::new(UInt32Array::from(vec![1, 2]));
+        let batch = RecordBatch::try_new(old, vec![time]).unwrap();
+        let new = Arc::new(Schema::new(vec![
+            Field::new("time", DataType::UInt32, false),
+            Field::new("next_hop_az_id", DataType::Utf8, true),
+        ]));
+        let aligned = align_to_schema(&batch, &new).unwrap();
+        assert_eq!(aligned.num_columns(), 2);
+        assert_eq!(aligned.column(1).null_count(), 2);
+        let other = Arc::new(Schema::new(vec![Field::new("time", DataType::Utf8, false)]));
+        let strings: ArrayRef = Arc::new(StringArray::from(vec!["a"]));
+        let wrong = RecordBatch::try_new(other, vec![strings]).unwrap();
+        assert!(align_to_schema(&wrong, &new).unwrap_err().contains("time"));
     }
 }
