@@ -6,12 +6,15 @@
 //!
 //! 1. **Declared**: an ownership interval from metadata events covers `t`.
 //! 2. **Learned**: flows captured at an interface whose workload is known
-//!    (an `interface` event, or an `assign` with `interface_id`) confirm
-//!    that workload as the owner of the interface's own address over the
-//!    flows' `[start, end]`. Learned spans are kept apart from declared
-//!    intervals. They answer when no declared interval covers `t`, and win
-//!    over a declared interval that began before them and names someone
-//!    else (the declaration is then stale: a lost event).
+//!    at the flow's time (`interface` events, and `assign` or snapshot
+//!    entries with `interface_id`: see [`crate::interface`]) confirm that
+//!    workload as the owner of the interface's own address over the flows'
+//!    `[start, end]`. A flow teaches nothing when the interface has several
+//!    declared owners then (a shared ENI: EKS pods on their node's ENI), or
+//!    when the address is declared to another workload over the flow's
+//!    time (counted in [`IndexStats::learned_conflicts`]). Learned spans
+//!    are kept apart from declared intervals and answer only when no
+//!    declared interval covers `t`: a declaration always wins.
 //! 3. **Network**, **AwsIpRanges**: the longest matching user prefix, then
 //!    AWS's published ranges.
 //! 4. **Internet** for a public address, **Unknown** for a private one.
@@ -43,6 +46,7 @@ use ipnet::IpNet;
 use trawl_flowlog::{FlowDirection, FlowRecord, LogStatus};
 
 use crate::event::MetadataEvent;
+use crate::interface::{InterfaceOwner, InterfaceRecord};
 use crate::ipmap::IpMap;
 use crate::newest::{NewestLimits, NewestTime, Observed, wall_clock_secs};
 use crate::prefix::{NetworkEntry, PrefixSource, PrefixTables, is_private};
@@ -182,11 +186,15 @@ pub struct IndexStats {
     pub future_events: u64,
     /// Heartbeats learned from flows.
     pub heartbeats: u64,
-    /// Flows whose interface has no known workload.
+    /// Flows whose interface has no known workload at the flow's time.
     pub heartbeats_unmapped: u64,
+    /// Flows at an interface with several declared workloads at the flow's
+    /// time (a shared ENI): they teach nothing.
+    pub heartbeats_shared: u64,
     /// Flows whose local side could not be told.
     pub heartbeats_without_local_side: u64,
-    /// Heartbeats naming another owner than the declared one.
+    /// Flows whose interface's workload is not the one declared for the
+    /// address over the flow's time: they teach nothing.
     pub learned_conflicts: u64,
     /// Marks merged behind the reorder window.
     pub compacted_marks: u64,
@@ -314,7 +322,7 @@ pub struct AttributionIndex {
     config: IndexConfig,
     workloads: WorkloadTable,
     ips: IpMap<IpRecord>,
-    interfaces: hashbrown::HashMap<String, (u32, WorkloadId), foldhash::fast::FixedState>,
+    interfaces: hashbrown::HashMap<String, InterfaceRecord, foldhash::fast::FixedState>,
     snapshots: VecDeque<RetainedSnapshot>,
     prefixes: PrefixTables,
     /// The newest believed event time (a wrong clock cannot move it).
@@ -475,7 +483,10 @@ impl AttributionIndex {
                 ..
             } => {
                 let owner = self.intern(workload)?;
-                self.map_interface(interface_id, at, owner);
+                self.interfaces
+                    .entry_ref(interface_id.as_str())
+                    .or_default()
+                    .attach(at, owner, &self.workloads);
             }
         }
         Ok(())
@@ -507,23 +518,10 @@ impl AttributionIndex {
             }
         }
         if let Some(interface_id) = interface_id {
-            self.map_interface(interface_id, at, owner);
-        }
-    }
-
-    fn map_interface(&mut self, interface_id: &str, at: u32, owner: WorkloadId) {
-        match self.interfaces.get_mut(interface_id) {
-            Some(current) => {
-                let newer = at > current.0
-                    || (at == current.0 && self.workloads.order(owner, current.1).is_gt());
-                if newer {
-                    *current = (at, owner);
-                }
-            }
-            None => {
-                self.interfaces
-                    .insert(interface_id.to_string(), (at, owner));
-            }
+            self.interfaces
+                .entry_ref(interface_id)
+                .or_default()
+                .add_address(ip, at, owner, &self.workloads);
         }
     }
 
@@ -548,6 +546,9 @@ impl AttributionIndex {
             }
             compacted += record.timeline.compact_before(compact_cutoff);
         }
+        for record in self.interfaces.values_mut() {
+            compacted += record.compact_before(compact_cutoff);
+        }
         self.stats.compacted_marks += compacted as u64;
         self.snapshots.push_back(RetainedSnapshot { at, listed });
         self.forget_old_snapshots();
@@ -571,30 +572,78 @@ impl AttributionIndex {
         }
     }
 
-    /// Learns that the workload of `interface_id` owned `ip` over `[start, end]`.
+    /// Learns that the workload of `interface_id` owned `ip` over
+    /// `[start, end]`, if the interface had one declared workload at `start`
+    /// and at `end`, and `ip` is declared to nobody else over that time
+    /// (see the module header).
     pub fn learn(&mut self, ip: IpAddr, interface_id: &str, start: Secs, end: Secs) {
-        let Some(&(_, owner)) = self.interfaces.get(interface_id) else {
-            self.stats.heartbeats_unmapped += 1;
-            return;
-        };
         let (start, end) = (clamp_time(start), clamp_time(end.max(start)));
-        let gap = self.config.learned_gap_secs;
-        let record = self.ips.entry(ip);
-        let declared = record.timeline.owner_at(start);
-        if declared != NO_OWNER && declared != owner {
+        if let Some(owner) = self.interface_owner_within(interface_id, start, end) {
+            self.learn_as(ip, owner, start, end);
+        }
+    }
+
+    /// The one workload of an interface over `[start, end]` (looked up at
+    /// both ends), counting a flow that has none or several.
+    fn interface_owner_within(
+        &mut self,
+        interface_id: &str,
+        start: u32,
+        end: u32,
+    ) -> Option<WorkloadId> {
+        let at_start = self.interface_owner_at(interface_id, Secs::from(start));
+        let owner = match at_start {
+            InterfaceOwner::One(owner) if start == end => InterfaceOwner::One(owner),
+            InterfaceOwner::One(owner) => {
+                match self.interface_owner_at(interface_id, Secs::from(end)) {
+                    InterfaceOwner::One(later) if later == owner => InterfaceOwner::One(owner),
+                    InterfaceOwner::Unknown | InterfaceOwner::One(_) | InterfaceOwner::Shared => {
+                        InterfaceOwner::Shared
+                    }
+                }
+            }
+            other => other,
+        };
+        match owner {
+            InterfaceOwner::One(owner) => Some(owner),
+            InterfaceOwner::Unknown => {
+                self.stats.heartbeats_unmapped += 1;
+                None
+            }
+            InterfaceOwner::Shared => {
+                self.stats.heartbeats_shared += 1;
+                None
+            }
+        }
+    }
+
+    /// Learns `owner` for `ip` over `[start, end]` unless the IP is declared
+    /// to another workload then.
+    fn learn_as(&mut self, ip: IpAddr, owner: WorkloadId, start: u32, end: u32) {
+        let consistent = self
+            .ips
+            .get(ip)
+            .is_none_or(|r| r.timeline.only_owner_within(start, end, owner));
+        if !consistent {
             self.stats.learned_conflicts += 1;
+            return;
         }
         self.stats.heartbeats += 1;
-        let spans_max = self.config.learned_spans_per_ip_max;
-        record
+        let (gap, spans_max) = (
+            self.config.learned_gap_secs,
+            self.config.learned_spans_per_ip_max,
+        );
+        self.ips
+            .entry(ip)
             .learned
             .edit(|spans| join_or_insert(spans, owner, start, end, gap, spans_max));
     }
 
     /// Learns from one flow record: the interface's own address (source of
     /// egress traffic, destination of ingress; without `flow-direction`, the
-    /// side already declared to the interface's workload) was held by the
-    /// interface's workload over the record's `[start, end]`.
+    /// side declared to the interface's workload) was held by the
+    /// interface's workload over the record's `[start, end]` (see
+    /// [`learn`](Self::learn) for when a record teaches nothing).
     pub fn learn_from_flow(&mut self, record: &FlowRecord<'_>) {
         let (Some(interface_id), Some(start), Some(end)) =
             (record.interface_id(), record.start(), record.end())
@@ -608,7 +657,17 @@ impl AttributionIndex {
         let local = match record.flow_direction() {
             Some(FlowDirection::Egress) => record.src_addr(),
             Some(FlowDirection::Ingress) => record.dst_addr(),
-            None => self.local_side(interface_id, record.src_addr(), record.dst_addr(), start),
+            None => {
+                let (start, end) = (clamp_time(start), clamp_time(end.max(start)));
+                let Some(owner) = self.interface_owner_within(interface_id, start, end) else {
+                    return;
+                };
+                match self.local_side(owner, record.src_addr(), record.dst_addr(), start) {
+                    Some(ip) => self.learn_as(ip, owner, start, end),
+                    None => self.stats.heartbeats_without_local_side += 1,
+                }
+                return;
+            }
         };
         match local {
             Some(ip) => self.learn(ip, interface_id, start, end),
@@ -616,19 +675,19 @@ impl AttributionIndex {
         }
     }
 
+    /// The one side of a flow declared to `owner` at `t`, if exactly one is.
     fn local_side(
         &self,
-        interface_id: &str,
+        owner: WorkloadId,
         src: Option<IpAddr>,
         dst: Option<IpAddr>,
-        t: Secs,
+        t: u32,
     ) -> Option<IpAddr> {
-        let &(_, owner) = self.interfaces.get(interface_id)?;
         let held_by_owner = |ip: Option<IpAddr>| {
             ip.filter(|ip| {
                 self.ips
                     .get(*ip)
-                    .is_some_and(|r| r.timeline.owner_at(clamp_time(t)) == owner)
+                    .is_some_and(|r| r.timeline.owner_at(t) == owner)
             })
         };
         match (held_by_owner(src), held_by_owner(dst)) {
@@ -637,9 +696,25 @@ impl AttributionIndex {
         }
     }
 
-    /// The workload of an interface, if known.
-    pub fn interface_owner(&self, interface_id: &str) -> Option<WorkloadId> {
-        self.interfaces.get(interface_id).map(|(_, owner)| *owner)
+    /// Who an interface was declared to at `t`: nobody, one workload, or
+    /// several (a shared ENI). See [`crate::interface`].
+    pub fn interface_owner_at(&self, interface_id: &str, t: Secs) -> InterfaceOwner {
+        let Some(record) = self.interfaces.get(interface_id) else {
+            return InterfaceOwner::Unknown;
+        };
+        record.owner_at(clamp_time(t), |ip, t| self.declared_owner(ip, t))
+    }
+
+    /// Number of interfaces with declared history.
+    pub fn interface_count(&self) -> usize {
+        self.interfaces.len()
+    }
+
+    /// The declared owner of `ip` at `t` ([`NO_OWNER`] if none).
+    fn declared_owner(&self, ip: IpAddr, t: u32) -> WorkloadId {
+        self.ips
+            .get(ip)
+            .map_or(NO_OWNER, |r| r.timeline.owner_at(t))
     }
 
     /// Who held `ip` at `t`, and which rule says so.
@@ -740,9 +815,19 @@ impl AttributionIndex {
         self.ips.len()
     }
 
-    /// Number of ownership marks (an interval is one or more marks).
+    /// Number of ownership marks (an interval is one or more marks),
+    /// interfaces' included.
     pub fn mark_count(&self) -> usize {
-        self.ips.iter().map(|(_, r)| r.timeline.len()).sum()
+        let interfaces: usize = self
+            .interfaces
+            .values()
+            .map(InterfaceRecord::mark_count)
+            .sum();
+        self.ips
+            .iter()
+            .map(|(_, r)| r.timeline.len())
+            .sum::<usize>()
+            + interfaces
     }
 
     /// Approximate heap bytes held.
@@ -752,7 +837,11 @@ impl AttributionIndex {
             .iter()
             .map(|(_, r)| r.timeline.memory_bytes() + r.learned.memory_bytes())
             .sum();
-        let interfaces: usize = self.interfaces.keys().map(|k| k.capacity() + 48).sum();
+        let interfaces: usize = self
+            .interfaces
+            .iter()
+            .map(|(k, r)| k.capacity() + std::mem::size_of::<InterfaceRecord>() + r.memory_bytes())
+            .sum();
         let snapshots: usize = self
             .snapshots
             .iter()
@@ -783,6 +872,15 @@ impl AttributionIndex {
                 marks += record.timeline.len();
             }
             self.ips.retain(|r| !r.is_empty());
+            let ips = &self.ips;
+            let declared =
+                |ip: IpAddr, t: u32| ips.get(ip).map_or(NO_OWNER, |r| r.timeline.owner_at(t));
+            for record in self.interfaces.values_mut() {
+                compacted += record.compact_before(compact_cutoff);
+                pruned += record.prune_before(prune_cutoff, declared);
+                marks += record.mark_count();
+            }
+            self.interfaces.retain(|_, r| !r.is_forgotten(prune_cutoff));
             self.stats.compacted_marks += compacted as u64;
             self.stats.pruned_marks += pruned as u64;
             if marks <= self.config.marks_max || retention <= self.config.reorder_window_secs {
@@ -802,17 +900,15 @@ impl AttributionIndex {
         )
     }
 
-    pub(crate) fn interfaces(&self) -> impl Iterator<Item = (&str, u32, WorkloadId)> {
-        self.interfaces
-            .iter()
-            .map(|(k, (at, w))| (k.as_str(), *at, *w))
+    pub(crate) fn interfaces(&self) -> impl Iterator<Item = (&str, &InterfaceRecord)> {
+        self.interfaces.iter().map(|(k, r)| (k.as_str(), r))
     }
 
     pub(crate) fn restore(
         config: IndexConfig,
         workloads: WorkloadTable,
         ips: IpMap<IpRecord>,
-        interfaces: Vec<(String, u32, WorkloadId)>,
+        interfaces: Vec<(String, InterfaceRecord)>,
         newest_at: u32,
         vouched_horizon: u32,
     ) -> Self {
@@ -827,10 +923,7 @@ impl AttributionIndex {
             .intern(&Workload::of_kind("unknown"))
             .unwrap_or(NO_OWNER);
         index.ips = ips;
-        index.interfaces = interfaces
-            .into_iter()
-            .map(|(k, at, w)| (k, (at, w)))
-            .collect();
+        index.interfaces = interfaces.into_iter().collect();
         // Times carried past the wall clock (by a version without the
         // bound) are pulled back, so they stop pruning history and settling flows.
         let (limits, now) = (index.config.newest_limits(), index.config.wall_clock());
@@ -903,9 +996,6 @@ fn choose(held: Option<Held>, learned: Option<&Span>, settled: bool) -> Option<A
         settled,
     };
     match (held, learned) {
-        (Some(held), Some(span)) if span.owner != held.owner && span.from >= held.from => {
-            Some(from_learned(span))
-        }
         (Some(held), _) => Some(Attribution {
             rule: Rule::Declared,
             owner: held.owner,

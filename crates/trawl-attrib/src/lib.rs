@@ -9,6 +9,7 @@
 //! ```text
 //! metadata events (JSON lines, CSV snapshots) ──► AttributionIndex::apply ─┐
 //! flow records at an interface (heartbeats)    ──► learn_from_flow ─────────┤
+//!   (the interface's owners at the flow's time: interface.rs)               │
 //! [[networks]], ip-ranges.json                 ──► add_networks / add_aws_ip_ranges
 //!                                                                           ▼
 //!                       owner_at(ip, t) ──► Attribution { rule, owner, interval, settled }
@@ -16,11 +17,13 @@
 //!
 //! The crate knows flow records (to learn from them) but nothing of storage
 //! or serving. See [`index`] for the rules and their order, [`event`] for the
-//! public event format, [`timeline`] for why delivery order does not matter.
+//! public event format, [`timeline`] for why delivery order does not matter,
+//! [`interface`] for shared and moving interfaces.
 
 pub mod event;
 mod flatmap;
 pub mod index;
+pub mod interface;
 mod ipmap;
 pub mod newest;
 mod persist;
@@ -34,6 +37,7 @@ pub use index::{
     ApplyError, Attribution, AttributionIndex, IndexConfig, IndexStats, IpRecord, LearnedSpans,
     Rule, Span,
 };
+pub use interface::InterfaceOwner;
 pub use newest::{NewestLimits, NewestTime, Observed, wall_clock_secs};
 pub use persist::PersistError;
 pub use prefix::{IpRangesError, NetworkEntry, is_private};

@@ -1,10 +1,15 @@
 //! Saving the index to disk and loading it back, so a restart keeps the
 //! ownership history.
 //!
-//! Format (little-endian): the magic `TRWLIDX1`, a body, and the CRC-32 of
+//! Format (little-endian): the magic `TRWLIDX2`, a body, and the CRC-32 of
 //! the body. The body holds the newest event time and vouched horizon, the
-//! workloads (JSON, in id order), the interface map, and every IP's marks
-//! and learned spans. The state is checked before it is written and after
+//! workloads (JSON, in id order), every interface's history (the newest
+//! event time naming it, its attachment marks, and per address its marks:
+//! see [`crate::interface`]), and every IP's marks and learned spans.
+//!
+//! A file of version 1 (`TRWLIDX1`, which kept one `(at, owner)` per
+//! interface, the newest) still loads: each interface becomes attached to
+//! that owner from `at` on. Saving writes version 2. The state is checked before it is written and after
 //! it is read (marks in order, owner ids known, spans ordered), and the file
 //! is written to a temporary name, synced, and renamed over the old one, so
 //! a crash leaves either the old file or the new one.
@@ -17,11 +22,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use crate::index::{AttributionIndex, IndexConfig, IpRecord, Span};
+use crate::interface::{Address, InterfaceRecord};
 use crate::ipmap::IpMap;
 use crate::timeline::{Mark, Timeline};
 use crate::workload::{Workload, WorkloadTable};
 
-const MAGIC: &[u8; 8] = b"TRWLIDX1";
+/// The magic of the version written.
+const MAGIC: &[u8; 8] = b"TRWLIDX2";
+
+/// The magic of version 1 (one newest owner per interface), still read.
+const MAGIC_V1: &[u8; 8] = b"TRWLIDX1";
 
 /// Why a saved index could not be written or read.
 #[derive(Debug, thiserror::Error)]
@@ -95,21 +105,26 @@ impl AttributionIndex {
             put_bytes(&mut body, &json);
         }
         let interfaces: Vec<_> = self.interfaces().collect();
+        for (id, record) in &interfaces {
+            record
+                .check(workloads.len())
+                .map_err(|reason| invalid(path, format!("interface {id}: {reason}")))?;
+        }
         put_u32(&mut body, interfaces.len() as u32);
-        for (id, at, owner) in interfaces {
+        for (id, record) in interfaces {
             put_bytes(&mut body, id.as_bytes());
-            put_u32(&mut body, at);
-            put_u32(&mut body, owner);
+            put_u32(&mut body, record.named_at);
+            put_marks(&mut body, &record.attached);
+            put_u32(&mut body, record.addresses.len() as u32);
+            for address in &record.addresses {
+                put_ip(&mut body, address.ip);
+                put_marks(&mut body, &address.marks);
+            }
         }
         body.extend_from_slice(&(ips.len() as u64).to_le_bytes());
         for (ip, record) in ips.iter() {
             put_ip(&mut body, ip);
-            let marks = record.timeline.marks();
-            put_u32(&mut body, marks.len() as u32);
-            for mark in marks {
-                put_u32(&mut body, mark.at);
-                put_u32(&mut body, mark.owner);
-            }
+            put_marks(&mut body, &record.timeline);
             put_u32(&mut body, record.learned.len() as u32);
             for span in &record.learned {
                 put_u32(&mut body, span.from);
@@ -142,9 +157,20 @@ impl AttributionIndex {
         File::open(path)
             .and_then(|mut f| f.read_to_end(&mut bytes))
             .map_err(io_error(path))?;
-        let body = bytes
-            .strip_prefix(MAGIC)
-            .ok_or_else(|| invalid(path, "wrong magic bytes"))?;
+        let (version, body) = match bytes.split_first_chunk::<8>() {
+            Some((magic, body)) if magic == MAGIC => (Version::V2, body),
+            Some((magic, body)) if magic == MAGIC_V1 => (Version::V1, body),
+            Some((magic, _)) if magic.starts_with(b"TRWLIDX") => {
+                return Err(invalid(
+                    path,
+                    format!(
+                        "version {} is not known to this build (it reads 1 and 2)",
+                        String::from_utf8_lossy(&magic[7..])
+                    ),
+                ));
+            }
+            _ => return Err(invalid(path, "wrong magic bytes")),
+        };
         let (body, crc) = body
             .split_last_chunk::<4>()
             .ok_or_else(|| invalid(path, "truncated"))?;
@@ -152,7 +178,8 @@ impl AttributionIndex {
             return Err(invalid(path, "checksum mismatch"));
         }
         let mut reader = Reader { bytes: body };
-        let parsed = read_body(&mut reader, config).map_err(|reason| invalid(path, reason))?;
+        let parsed =
+            read_body(&mut reader, version, config).map_err(|reason| invalid(path, reason))?;
         if !reader.bytes.is_empty() {
             return Err(invalid(path, "trailing bytes"));
         }
@@ -160,7 +187,20 @@ impl AttributionIndex {
     }
 }
 
-fn read_body(r: &mut Reader<'_>, config: IndexConfig) -> Result<AttributionIndex, String> {
+/// Versions of the format read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    /// One `(at, owner)` per interface.
+    V1,
+    /// Interface histories.
+    V2,
+}
+
+fn read_body(
+    r: &mut Reader<'_>,
+    version: Version,
+    config: IndexConfig,
+) -> Result<AttributionIndex, String> {
     let newest_at = r.u32()?;
     let vouched = r.u32()?;
     let mut workloads = WorkloadTable::default();
@@ -173,19 +213,39 @@ fn read_body(r: &mut Reader<'_>, config: IndexConfig) -> Result<AttributionIndex
     let mut interfaces = Vec::new();
     for _ in 0..r.u32()? {
         let id = String::from_utf8(r.bytes()?.to_vec()).map_err(|e| e.to_string())?;
-        interfaces.push((id, r.u32()?, r.u32()?));
+        let record = match version {
+            Version::V1 => {
+                let (at, owner) = (r.u32()?, r.u32()?);
+                InterfaceRecord {
+                    attached: Timeline::from_marks(vec![Mark { at, owner }]),
+                    addresses: Vec::new(),
+                    named_at: at,
+                }
+            }
+            Version::V2 => {
+                let named_at = r.u32()?;
+                let attached = Timeline::from_marks(r.marks()?);
+                let addresses = (0..r.u32()?)
+                    .map(|_| {
+                        Ok(Address {
+                            ip: r.ip()?,
+                            marks: Timeline::from_marks(r.marks()?),
+                        })
+                    })
+                    .collect::<Result<Vec<_>, String>>()?;
+                InterfaceRecord {
+                    attached,
+                    addresses,
+                    named_at,
+                }
+            }
+        };
+        interfaces.push((id, record));
     }
     let mut ips = IpMap::default();
     for _ in 0..r.u64()? {
         let ip = r.ip()?;
-        let marks = (0..r.u32()?)
-            .map(|_| {
-                Ok(Mark {
-                    at: r.u32()?,
-                    owner: r.u32()?,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let marks = r.marks()?;
         let learned = (0..r.u32()?)
             .map(|_| {
                 Ok(Span {
@@ -204,11 +264,10 @@ fn read_body(r: &mut Reader<'_>, config: IndexConfig) -> Result<AttributionIndex
         );
     }
     check_records(&ips, workloads.len())?;
-    if interfaces
-        .iter()
-        .any(|(_, _, owner)| *owner as usize > workloads.len())
-    {
-        return Err("interface owner beyond the workloads".into());
+    for (id, record) in &interfaces {
+        record
+            .check(workloads.len())
+            .map_err(|reason| format!("interface {id}: {reason}"))?;
     }
     Ok(AttributionIndex::restore(
         config, workloads, ips, interfaces, newest_at, vouched,
@@ -217,6 +276,15 @@ fn read_body(r: &mut Reader<'_>, config: IndexConfig) -> Result<AttributionIndex
 
 fn put_u32(out: &mut Vec<u8>, value: u32) {
     out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_marks(out: &mut Vec<u8>, timeline: &Timeline) {
+    let marks = timeline.marks();
+    put_u32(out, marks.len() as u32);
+    for mark in marks {
+        put_u32(out, mark.at);
+        put_u32(out, mark.owner);
+    }
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -259,6 +327,17 @@ impl<'a> Reader<'a> {
     fn u64(&mut self) -> Result<u64, String> {
         let bytes: [u8; 8] = self.take(8)?.try_into().map_err(|_| "truncated body")?;
         Ok(u64::from_le_bytes(bytes))
+    }
+
+    fn marks(&mut self) -> Result<Vec<Mark>, String> {
+        (0..self.u32()?)
+            .map(|_| {
+                Ok(Mark {
+                    at: self.u32()?,
+                    owner: self.u32()?,
+                })
+            })
+            .collect()
     }
 
     fn bytes(&mut self) -> Result<&'a [u8], String> {

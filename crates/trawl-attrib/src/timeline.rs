@@ -380,6 +380,23 @@ impl Timeline {
         }
     }
 
+    /// Whether every owner declared over `[from, to]` is `owner` or nobody
+    /// (the mark in force at `from`, and every mark after it up to `to`).
+    pub fn only_owner_within(&self, from: u32, to: u32, owner: WorkloadId) -> bool {
+        let list = self.list();
+        let first = list.at_or_before(from).saturating_sub(1);
+        (first..list.len())
+            .map(|i| list.mark(i))
+            .take_while(|m| m.at <= to)
+            .all(|m| m.owner == owner || m.owner == NO_OWNER)
+    }
+
+    /// The newest mark, if any.
+    pub fn last(&self) -> Option<Mark> {
+        let list = self.list();
+        list.len().checked_sub(1).map(|i| list.mark(i))
+    }
+
     /// Every interval `[from, to)` with its owner, in time order.
     pub fn intervals(&self) -> Vec<Held> {
         let list = self.list();

@@ -7,7 +7,8 @@
 use std::net::IpAddr;
 
 use trawl_attrib::{
-    AttributionIndex, IndexConfig, MetadataEvent, NetworkEntry, PersistError, Rule, Workload,
+    AttributionIndex, IndexConfig, InterfaceOwner, MetadataEvent, NetworkEntry, PersistError, Rule,
+    Workload,
 };
 use trawl_flowlog::{LineDecoder, LogFormat};
 
@@ -148,14 +149,22 @@ fn flows_at_a_known_interface_teach_its_owner() {
     assert_eq!(index.stats().heartbeats_unmapped, 1);
 }
 
+/// A declaration always wins over what flows teach: the flow of `new`'s
+/// interface teaches nothing for an address declared to `old` then (issue
+/// 13 #4: on a shared or moved interface that evidence names the wrong
+/// owner), and teaches where nothing is declared.
 #[test]
-fn learned_evidence_beats_a_stale_declaration() {
+fn learned_evidence_never_overrides_a_declaration() {
     let mut index = AttributionIndex::default();
     index
         .apply(&assign("10.0.0.5", 1000, "old", Some("eni-old")))
         .unwrap();
-    // The release of `old` and the assignment to `new` were lost; only the
-    // interface mapping of the new instance arrived.
+    index
+        .apply(&MetadataEvent::Release {
+            ip: ip("10.0.0.5"),
+            at: 3000,
+        })
+        .unwrap();
     index
         .apply(&MetadataEvent::Interface {
             interface_id: "eni-new".into(),
@@ -164,15 +173,21 @@ fn learned_evidence_beats_a_stale_declaration() {
         })
         .unwrap();
     index.learn(ip("10.0.0.5"), "eni-new", 2100, 2200);
+    index.learn(ip("10.0.0.5"), "eni-new", 3100, 3200);
     assert_eq!(
         app_at(&index, "10.0.0.5", 1500),
         (Rule::Declared, Some("old".into()))
     );
     assert_eq!(
         app_at(&index, "10.0.0.5", 2150),
+        (Rule::Declared, Some("old".into()))
+    );
+    assert_eq!(
+        app_at(&index, "10.0.0.5", 3150),
         (Rule::Learned, Some("new".into()))
     );
     assert_eq!(index.stats().learned_conflicts, 1);
+    assert_eq!(index.stats().heartbeats, 1);
 }
 
 #[test]
@@ -298,11 +313,21 @@ fn saved_index_loads_with_the_same_answers_and_damage_is_refused() {
             );
         }
     }
+    // eni-a carried a's address until it passed to b (not on eni-a).
+    for t in [999, 1000, 1500, 1999, 2000, 3000] {
+        assert_eq!(
+            index.interface_owner_at("eni-a", t),
+            loaded.interface_owner_at("eni-a", t),
+            "eni-a at {t}"
+        );
+    }
+    let InterfaceOwner::One(owner) = loaded.interface_owner_at("eni-a", 1500) else {
+        panic!("eni-a has one owner at 1500");
+    };
+    assert_eq!(loaded.workload(owner), Some(&app("a")));
     assert_eq!(
-        loaded
-            .interface_owner("eni-a")
-            .and_then(|id| loaded.workload(id).cloned()),
-        Some(app("a"))
+        loaded.interface_owner_at("eni-a", 2000),
+        InterfaceOwner::Unknown
     );
 
     let mut bytes = std::fs::read(&path).unwrap();

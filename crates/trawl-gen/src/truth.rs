@@ -37,6 +37,13 @@ pub struct Truth {
     pub events: u64,
     /// Earliest and latest record `start` (epoch seconds).
     pub start_range: Option<(i64, i64)>,
+    /// Records logged at a node's ENI for one of its pods (counted for the
+    /// pod's app, never the node).
+    #[serde(default)]
+    pub shared_eni_records: u64,
+    /// Records logged at an ENI that had moved from an earlier instance.
+    #[serde(default)]
+    pub moved_eni_records: u64,
     /// Per app pair, sorted by (src, dst).
     pub app_pairs: Vec<AppPair>,
 }
@@ -50,6 +57,8 @@ pub(crate) struct Tally {
     pub rejected_records: u64,
     pub events: u64,
     pub start_range: Option<(i64, i64)>,
+    pub shared_eni_records: u64,
+    pub moved_eni_records: u64,
     pub pairs: HashMap<(u32, u32), [u64; 3]>,
 }
 
@@ -90,6 +99,8 @@ impl Tally {
             rejected_records: self.rejected_records,
             events: self.events,
             start_range: self.start_range,
+            shared_eni_records: self.shared_eni_records,
+            moved_eni_records: self.moved_eni_records,
             app_pairs,
         }
     }

@@ -1,0 +1,362 @@
+//! Which workloads an interface (ENI) was declared to over time, so that a
+//! flow logged at the interface is evidence of its owner *at the flow's
+//! time*, and an interface shared by several workloads teaches nothing.
+//!
+//! Interfaces are shared and they move: with the EKS VPC CNI, pod IPs are
+//! secondary IPs on their node's ENI, so one interface carries the node and
+//! every pod on it; an ENI detached from one instance and attached to
+//! another changes hands; and flow logs arrive minutes late, so a flow is
+//! often learned after its interface has moved on.
+//!
+//! An interface's history is made of two kinds of declarations, each kept
+//! as marks of [`crate::timeline`] (the same whatever order events arrive in):
+//!
+//! - **attachment** (`interface` events): "from `at` on, the ENI is
+//!   attached to W". One workload at a time; a later event moves the ENI.
+//! - **addresses** (assign and snapshot entries naming the interface), per
+//!   IP: "from `at` on, W holds this IP on the ENI". An address counts at
+//!   `t` only while the IP's own declared owner at `t` is that workload: a
+//!   release, a snapshot not listing the IP, or an assignment to another
+//!   workload ends it.
+//!
+//! The owners at `t` are the attached workload and the workloads of every
+//! address that counts: none, one, or several ([`InterfaceOwner`]).
+//!
+//! Memory: each interface is pruned with the horizon of IP timelines (marks
+//! before the cutoff go, keeping what answers at the cutoff); an address
+//! that no longer counts at the cutoff and has no later mark is dropped,
+//! and an interface that no event has named since the cutoff and that has
+//! no address left is forgotten.
+
+use std::net::IpAddr;
+
+use crate::timeline::{Mark, Timeline};
+use crate::workload::{NO_OWNER, WorkloadId, WorkloadTable};
+
+/// Who an interface belonged to at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InterfaceOwner {
+    /// Nothing is declared for the interface then.
+    Unknown,
+    /// One workload (the attachment and every address agree).
+    One(WorkloadId),
+    /// Several workloads at once (a shared ENI, or declarations that
+    /// disagree): its flows say nothing about who owns an address.
+    Shared,
+}
+
+impl InterfaceOwner {
+    /// Adds one declared owner ([`NO_OWNER`] adds nothing).
+    fn with(self, owner: WorkloadId) -> Self {
+        match self {
+            _ if owner == NO_OWNER => self,
+            InterfaceOwner::Unknown => InterfaceOwner::One(owner),
+            InterfaceOwner::One(one) if one == owner => self,
+            _ => InterfaceOwner::Shared,
+        }
+    }
+}
+
+/// One address declared on an interface, and its marks there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Address {
+    /// The IP (canonical: an IPv4-mapped IPv6 address as IPv4).
+    pub ip: IpAddr,
+    /// Who held the IP on the interface, from each mark on.
+    pub marks: Timeline,
+}
+
+/// What the index knows of one interface (see the module header).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct InterfaceRecord {
+    /// Attachments, from `interface` events.
+    pub attached: Timeline,
+    /// Addresses declared on the interface.
+    pub addresses: Vec<Address>,
+    /// The newest event time that named the interface (seconds).
+    pub named_at: u32,
+}
+
+impl InterfaceRecord {
+    /// Records that the interface is attached to `owner` from `at` on.
+    pub fn attach(&mut self, at: u32, owner: WorkloadId, workloads: &WorkloadTable) {
+        self.attached.insert(Mark { at, owner }, workloads);
+        self.named_at = self.named_at.max(at);
+    }
+
+    /// Records that `owner` holds `ip` on the interface from `at` on.
+    pub fn add_address(
+        &mut self,
+        ip: IpAddr,
+        at: u32,
+        owner: WorkloadId,
+        workloads: &WorkloadTable,
+    ) {
+        let ip = ip.to_canonical();
+        let mark = Mark { at, owner };
+        match self.addresses.iter_mut().find(|a| a.ip == ip) {
+            Some(address) => {
+                address.marks.insert(mark, workloads);
+            }
+            None => {
+                let mut marks = Timeline::default();
+                marks.insert(mark, workloads);
+                self.addresses.push(Address { ip, marks });
+            }
+        }
+        self.named_at = self.named_at.max(at);
+    }
+
+    /// The owners at `t`; `declared(ip, t)` is the declared owner of an IP
+    /// at `t` ([`NO_OWNER`] if none). Stops at the second owner found.
+    pub fn owner_at(&self, t: u32, declared: impl Fn(IpAddr, u32) -> WorkloadId) -> InterfaceOwner {
+        let mut owner = InterfaceOwner::Unknown.with(self.attached.owner_at(t));
+        for address in &self.addresses {
+            if owner == InterfaceOwner::Shared {
+                break;
+            }
+            let on_interface = address.marks.owner_at(t);
+            if on_interface != NO_OWNER && declared(address.ip, t) == on_interface {
+                owner = owner.with(on_interface);
+            }
+        }
+        owner
+    }
+
+    /// Merges marks before `compact_cutoff` that repeat their predecessor's
+    /// owner; returns how many went.
+    pub fn compact_before(&mut self, compact_cutoff: u32) -> usize {
+        let attached = self.attached.compact_before(compact_cutoff);
+        let addresses: usize = self
+            .addresses
+            .iter_mut()
+            .map(|a| a.marks.compact_before(compact_cutoff))
+            .sum();
+        attached + addresses
+    }
+
+    /// Forgets history before `cutoff` (see the module header); returns
+    /// how many marks went. `declared` as for [`owner_at`](Self::owner_at).
+    pub fn prune_before(
+        &mut self,
+        cutoff: u32,
+        declared: impl Fn(IpAddr, u32) -> WorkloadId,
+    ) -> usize {
+        let mut pruned = self.attached.prune_before(cutoff);
+        self.addresses.retain_mut(|address| {
+            pruned += address.marks.prune_before(cutoff);
+            let on_interface = address.marks.owner_at(cutoff);
+            let counts = on_interface != NO_OWNER && declared(address.ip, cutoff) == on_interface;
+            let later = address.marks.last().is_some_and(|m| m.at >= cutoff);
+            if !(counts || later) {
+                pruned += address.marks.len();
+            }
+            counts || later
+        });
+        pruned
+    }
+
+    /// Whether the interface may be forgotten after pruning at `cutoff`.
+    pub fn is_forgotten(&self, cutoff: u32) -> bool {
+        self.addresses.is_empty() && self.named_at < cutoff
+    }
+
+    /// Number of marks (attachment and addresses).
+    pub fn mark_count(&self) -> usize {
+        self.attached.len() + self.addresses.iter().map(|a| a.marks.len()).sum::<usize>()
+    }
+
+    /// Approximate heap bytes held.
+    pub fn memory_bytes(&self) -> usize {
+        self.attached.memory_bytes()
+            + self.addresses.capacity() * std::mem::size_of::<Address>()
+            + self
+                .addresses
+                .iter()
+                .map(|a| a.marks.memory_bytes())
+                .sum::<usize>()
+    }
+
+    /// Checks the invariants; `workloads` is the number of interned workloads.
+    pub fn check(&self, workloads: usize) -> Result<(), String> {
+        self.attached
+            .check(workloads)
+            .map_err(|e| format!("attachment: {e}"))?;
+        for (i, address) in self.addresses.iter().enumerate() {
+            address
+                .marks
+                .check(workloads)
+                .map_err(|e| format!("address {}: {e}", address.ip))?;
+            if address.ip != address.ip.to_canonical()
+                || self.addresses[..i].iter().any(|a| a.ip == address.ip)
+            {
+                return Err(format!("address {} listed twice", address.ip));
+            }
+        }
+        let newest = std::iter::once(self.attached.last())
+            .chain(self.addresses.iter().map(|a| a.marks.last()))
+            .flatten()
+            .map(|m| m.at)
+            .max();
+        if newest.is_some_and(|at| at > self.named_at) {
+            return Err("a mark is newer than the newest event naming it".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::workload::Workload;
+    use proptest::prelude::*;
+
+    fn table(n: usize) -> (WorkloadTable, Vec<WorkloadId>) {
+        let mut table = WorkloadTable::default();
+        let ids = (0..n)
+            .map(|i| {
+                table
+                    .intern(&Workload {
+                        app: Some(format!("w{i}")),
+                        ..Workload::default()
+                    })
+                    .unwrap()
+            })
+            .collect();
+        (table, ids)
+    }
+
+    /// One declaration, as the naive oracle keeps it.
+    #[derive(Debug, Clone)]
+    enum Event {
+        /// The interface is attached to workload `owner` from `at`.
+        Attach { at: u32, owner: usize },
+        /// Address `ip` is held by `owner` on the interface from `at`.
+        Address { ip: u8, at: u32, owner: usize },
+        /// The IP's own declaration: `owner` (None: released) from `at`.
+        Declare {
+            ip: u8,
+            at: u32,
+            owner: Option<usize>,
+        },
+    }
+
+    fn event() -> impl Strategy<Value = Event> {
+        let at = 0u32..200;
+        prop_oneof![
+            (at.clone(), 0usize..3).prop_map(|(at, owner)| Event::Attach { at, owner }),
+            (0u8..3, at.clone(), 0usize..3).prop_map(|(ip, at, owner)| Event::Address {
+                ip,
+                at,
+                owner
+            }),
+            (0u8..3, at, proptest::option::of(0usize..3))
+                .prop_map(|(ip, at, owner)| Event::Declare { ip, at, owner }),
+        ]
+    }
+
+    fn addr(ip: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, ip])
+    }
+
+    /// The owner of the latest assertion at or before `t` among `points`;
+    /// at one instant the greatest (owners beat nobody), as the timeline does.
+    fn latest(points: &[(u32, Option<usize>)], t: u32) -> Option<usize> {
+        let at = points.iter().map(|p| p.0).filter(|&at| at <= t).max()?;
+        points.iter().filter(|p| p.0 == at).map(|p| p.1).max()?
+    }
+
+    /// The naive answer: scan every event for the attachment and each
+    /// address. After pruning at `cutoff` (for `t >= cutoff`), an address
+    /// that did not count at the cutoff and has no later mark is gone.
+    fn naive(events: &[Event], t: u32, cutoff: Option<u32>) -> Vec<usize> {
+        let attach: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Attach { at, owner } => Some((*at, Some(*owner))),
+                _ => None,
+            })
+            .collect();
+        let mut owners: Vec<usize> = latest(&attach, t).into_iter().collect();
+        for ip in 0..3 {
+            let on: Vec<_> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Address { ip: i, at, owner } if *i == ip => Some((*at, Some(*owner))),
+                    _ => None,
+                })
+                .collect();
+            // Addresses declare the IP too (an assign with the interface).
+            let declared: Vec<_> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Address { ip: i, at, owner } if *i == ip => Some((*at, Some(*owner))),
+                    Event::Declare { ip: i, at, owner } if *i == ip => Some((*at, *owner)),
+                    _ => None,
+                })
+                .collect();
+            let counts = |t: u32| latest(&on, t).filter(|o| latest(&declared, t) == Some(*o));
+            let kept = cutoff.is_none_or(|cutoff| {
+                counts(cutoff).is_some() || on.iter().any(|(at, _)| *at >= cutoff)
+            });
+            if let Some(owner) = counts(t).filter(|_| kept) {
+                owners.push(owner);
+            }
+        }
+        owners.sort();
+        owners.dedup();
+        owners
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// In any order, the interface's owners at every time are those of
+        /// a naive scan of the events; pruning keeps the answers after the cutoff.
+        #[test]
+        fn owner_at_equals_a_naive_scan_of_the_events(
+            events in proptest::collection::vec(event(), 0..24).prop_shuffle(),
+            cutoff in 0u32..220,
+        ) {
+            let (workloads, ids) = table(3);
+            let mut record = InterfaceRecord::default();
+            let mut declared: Vec<Timeline> = vec![Timeline::default(); 3];
+            for event in &events {
+                match *event {
+                    Event::Attach { at, owner } => record.attach(at, ids[owner], &workloads),
+                    Event::Address { ip, at, owner } => {
+                        record.add_address(addr(ip), at, ids[owner], &workloads);
+                        declared[usize::from(ip)].insert(Mark { at, owner: ids[owner] }, &workloads);
+                    }
+                    Event::Declare { ip, at, owner } => {
+                        let owner = owner.map_or(NO_OWNER, |o| ids[o]);
+                        declared[usize::from(ip)].insert(Mark { at, owner }, &workloads);
+                    }
+                }
+            }
+            record.check(workloads.len()).map_err(TestCaseError::fail)?;
+            let lookup = |declared: &[Timeline], ip: IpAddr, t: u32| match ip {
+                IpAddr::V4(v4) => declared[usize::from(v4.octets()[3])].owner_at(t),
+                IpAddr::V6(_) => NO_OWNER,
+            };
+            let expect = |t: u32, cutoff: Option<u32>| match naive(&events, t, cutoff).as_slice() {
+                [] => InterfaceOwner::Unknown,
+                [one] => InterfaceOwner::One(ids[*one]),
+                _ => InterfaceOwner::Shared,
+            };
+            for t in 0..210 {
+                prop_assert_eq!(record.owner_at(t, |ip, t| lookup(&declared, ip, t)), expect(t, None), "at {}", t);
+            }
+            record.compact_before(cutoff);
+            for line in &mut declared {
+                line.compact_before(cutoff);
+                line.prune_before(cutoff);
+            }
+            record.prune_before(cutoff, |ip, t| lookup(&declared, ip, t));
+            record.check(workloads.len()).map_err(TestCaseError::fail)?;
+            for t in cutoff..210 {
+                prop_assert_eq!(record.owner_at(t, |ip, t| lookup(&declared, ip, t)), expect(t, Some(cutoff)), "after pruning, at {}", t);
+            }
+        }
+    }
+}

@@ -1,0 +1,327 @@
+//! Shared and moving interfaces (issue 13 #4): an interface's owners are
+//! looked up at the flow's time, an interface with several declared owners
+//! teaches nothing, and a learned span never overrides a declaration. The
+//! first three tests are the review's (durability-2026-12, section 3).
+#![allow(missing_docs, clippy::unwrap_used)]
+
+use std::net::IpAddr;
+
+use trawl_attrib::{
+    AttributionIndex, IndexConfig, InterfaceOwner, MetadataEvent, PersistError, Rule, Workload,
+};
+use trawl_flowlog::{LineDecoder, LogFormat};
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().unwrap()
+}
+
+fn app(name: &str) -> Workload {
+    Workload {
+        app: Some(name.into()),
+        kind: Some("instance".into()),
+        ..Workload::default()
+    }
+}
+
+fn assign(addr: &str, at: i64, name: &str, eni: Option<&str>) -> MetadataEvent {
+    MetadataEvent::Assign {
+        ip: ip(addr),
+        at,
+        workload: app(name),
+        interface_id: eni.map(str::to_string),
+    }
+}
+
+fn learn(index: &mut AttributionIndex, line: &str) {
+    let format = LogFormat::parse(
+        "version interface-id srcaddr dstaddr start end flow-direction log-status",
+    )
+    .unwrap();
+    let decoder = LineDecoder::new(format);
+    index.learn_from_flow(&decoder.decode(line.as_bytes()).unwrap());
+}
+
+fn app_at(index: &AttributionIndex, addr: &str, t: i64) -> (Rule, Option<String>) {
+    let answer = index.owner_at(ip(addr), t);
+    (
+        answer.rule,
+        index.workload(answer.owner).and_then(|w| w.app.clone()),
+    )
+}
+
+/// EKS-style: pod IPs are secondary IPs on the node's ENI. The node is
+/// declared with its ENI; the pod is declared without one. A flow of the pod
+/// (egress, src = pod IP, interface = node ENI) must not teach that the node
+/// owns the pod's IP.
+#[test]
+fn shared_eni_pod_ip_learned_as_the_node() {
+    let mut index = AttributionIndex::default();
+    index
+        .apply(&assign("10.0.0.10", 1000, "node", Some("eni-node")))
+        .unwrap();
+    index
+        .apply(&assign("10.0.0.50", 1000, "pod-a", None))
+        .unwrap();
+    assert_eq!(
+        app_at(&index, "10.0.0.50", 1130),
+        (Rule::Declared, Some("pod-a".into()))
+    );
+    learn(
+        &mut index,
+        "5 eni-node 10.0.0.50 10.9.9.9 1100 1160 egress OK",
+    );
+    assert_eq!(
+        app_at(&index, "10.0.0.50", 1130),
+        (Rule::Declared, Some("pod-a".into())),
+        "the pod's own declaration should still answer"
+    );
+    assert_eq!(index.stats().learned_conflicts, 1);
+}
+
+/// Two pods on one node ENI, both declared with the ENI: the interface has
+/// two owners, so the flow teaches nothing.
+#[test]
+fn shared_eni_last_assigned_pod_takes_the_other_pods_ip() {
+    let mut index = AttributionIndex::default();
+    index
+        .apply(&assign("10.0.0.50", 1000, "pod-a", Some("eni-node")))
+        .unwrap();
+    index
+        .apply(&assign("10.0.0.51", 1050, "pod-b", Some("eni-node")))
+        .unwrap();
+    learn(
+        &mut index,
+        "5 eni-node 10.0.0.50 10.9.9.9 1100 1160 egress OK",
+    );
+    assert_eq!(
+        app_at(&index, "10.0.0.50", 1130),
+        (Rule::Declared, Some("pod-a".into())),
+    );
+}
+
+/// A flow processed after its ENI moved (late file, replay after a crash)
+/// is learned as the ENI's owner at the flow's time.
+#[test]
+fn late_flow_after_eni_moved_is_learned_as_the_new_owner() {
+    let mut index = AttributionIndex::default();
+    index
+        .apply(&assign("10.0.0.5", 1000, "a", Some("eni-1")))
+        .unwrap();
+    index
+        .apply(&assign("10.0.0.5", 2000, "b", Some("eni-1")))
+        .unwrap();
+    // A's flow at 1100..1160 arrives after the move.
+    learn(&mut index, "5 eni-1 10.0.0.5 10.9.9.9 1100 1160 egress OK");
+    assert_eq!(
+        app_at(&index, "10.0.0.5", 1130),
+        (Rule::Declared, Some("a".into()))
+    );
+}
+
+fn attach(index: &mut AttributionIndex, eni: &str, at: i64, name: &str) {
+    index
+        .apply(&MetadataEvent::Interface {
+            interface_id: eni.into(),
+            at,
+            workload: app(name),
+        })
+        .unwrap();
+}
+
+fn owner_name(index: &AttributionIndex, eni: &str, t: i64) -> Option<String> {
+    match index.interface_owner_at(eni, t) {
+        InterfaceOwner::One(id) => index.workload(id).and_then(|w| w.app.clone()),
+        InterfaceOwner::Shared => Some("shared".into()),
+        InterfaceOwner::Unknown => None,
+    }
+}
+
+/// An ENI moved between instances (only `interface` events known): each
+/// holder is learned for its own time, whenever the flow is processed, and
+/// a flow spanning the move teaches nothing.
+#[test]
+fn moved_eni_teaches_each_holder_at_its_time() {
+    let mut index = AttributionIndex::default();
+    attach(&mut index, "eni-m", 2000, "b");
+    learn(&mut index, "5 eni-m 10.0.0.5 10.9.9.9 2100 2160 egress OK");
+    attach(&mut index, "eni-m", 1000, "a"); // arrives late
+    learn(&mut index, "5 eni-m 10.0.0.5 10.9.9.9 1100 1160 egress OK");
+    learn(&mut index, "5 eni-m 10.0.0.5 10.9.9.9 1990 2010 egress OK");
+    learn(&mut index, "5 eni-m 10.0.0.5 10.9.9.9 900 960 egress OK");
+    assert_eq!(
+        app_at(&index, "10.0.0.5", 1130),
+        (Rule::Learned, Some("a".into()))
+    );
+    assert_eq!(
+        app_at(&index, "10.0.0.5", 2130),
+        (Rule::Learned, Some("b".into()))
+    );
+    assert_eq!(index.owner_at(ip("10.0.0.5"), 2000).rule, Rule::Unknown);
+    let stats = index.stats();
+    assert_eq!(
+        (
+            stats.heartbeats,
+            stats.heartbeats_shared,
+            stats.heartbeats_unmapped
+        ),
+        (2, 1, 1)
+    );
+}
+
+/// A node's ENI carrying pods has several owners while a pod's address is
+/// declared on it, and the node alone once the pod's IP is released.
+#[test]
+fn node_eni_is_shared_while_a_pod_is_on_it() {
+    let mut index = AttributionIndex::default();
+    attach(&mut index, "eni-node", 1000, "node");
+    index
+        .apply(&assign("10.0.0.10", 1000, "node", Some("eni-node")))
+        .unwrap();
+    index
+        .apply(&assign("10.0.0.50", 1100, "pod-a", Some("eni-node")))
+        .unwrap();
+    index
+        .apply(&MetadataEvent::Release {
+            ip: ip("10.0.0.50"),
+            at: 1500,
+        })
+        .unwrap();
+    assert_eq!(
+        owner_name(&index, "eni-node", 1050).as_deref(),
+        Some("node")
+    );
+    assert_eq!(
+        owner_name(&index, "eni-node", 1200).as_deref(),
+        Some("shared")
+    );
+    assert_eq!(
+        owner_name(&index, "eni-node", 1500).as_deref(),
+        Some("node")
+    );
+    // A pod whose assign was lost: its flow at the shared ENI teaches nothing.
+    learn(
+        &mut index,
+        "5 eni-node 10.0.0.51 10.9.9.9 1200 1260 egress OK",
+    );
+    assert_eq!(index.owner_at(ip("10.0.0.51"), 1230).rule, Rule::Unknown);
+    assert_eq!(index.stats().heartbeats_shared, 1);
+    // The pod's address passes to another workload on another ENI: it no
+    // longer counts on the node's.
+    index
+        .apply(&assign("10.0.0.50", 1400, "other", Some("eni-other")))
+        .unwrap();
+    assert_eq!(
+        owner_name(&index, "eni-node", 1450).as_deref(),
+        Some("node")
+    );
+    assert_eq!(
+        owner_name(&index, "eni-other", 1450).as_deref(),
+        Some("other")
+    );
+}
+
+/// Interfaces no event names within the retention, with no address still
+/// declared, are forgotten; a live one stays.
+#[test]
+fn interfaces_are_pruned_with_the_ip_retention() {
+    let config = IndexConfig {
+        retention_secs: 3600,
+        reorder_window_secs: 60,
+        ..IndexConfig::default()
+    };
+    let mut index = AttributionIndex::new(config);
+    for n in 0..100 {
+        let addr = format!("10.0.1.{n}");
+        let eni = format!("eni-{n}");
+        index
+            .apply(&assign(&addr, 1000 + n, "old", Some(&eni)))
+            .unwrap();
+        index
+            .apply(&MetadataEvent::Release {
+                ip: ip(&addr),
+                at: 2000 + n,
+            })
+            .unwrap();
+        attach(&mut index, &format!("eni-attached-{n}"), 1000 + n, "old");
+    }
+    index
+        .apply(&assign("10.0.2.1", 1000, "live", Some("eni-live")))
+        .unwrap();
+    assert_eq!(index.interface_count(), 201);
+    // Time moves on (in steps the newest-time bound believes).
+    for k in 1..=3 {
+        index
+            .apply(&assign("10.0.2.2", 2100 + 3000 * k, "new", None))
+            .unwrap();
+    }
+    index.maintain();
+    assert_eq!(index.interface_count(), 1);
+    assert_eq!(
+        owner_name(&index, "eni-live", 11_100).as_deref(),
+        Some("live")
+    );
+}
+
+/// Interface histories survive a save and a load; a version 1 file (one
+/// newest owner per interface) still loads, and an unknown version is
+/// refused by name.
+#[test]
+fn interface_histories_are_saved_and_version_1_files_still_load() {
+    let mut index = AttributionIndex::default();
+    attach(&mut index, "eni-m", 1000, "a");
+    attach(&mut index, "eni-m", 2000, "b");
+    attach(&mut index, "eni-node", 1000, "node");
+    index
+        .apply(&assign("10.0.0.50", 1100, "pod-a", Some("eni-node")))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("attrib.idx");
+    index.save(&path).unwrap();
+    let loaded = AttributionIndex::load(&path, IndexConfig::default()).unwrap();
+    for eni in ["eni-m", "eni-node", "eni-none"] {
+        for t in [999, 1000, 1100, 1999, 2000, 3000] {
+            assert_eq!(
+                owner_name(&index, eni, t),
+                owner_name(&loaded, eni, t),
+                "{eni} at {t}"
+            );
+        }
+    }
+    assert_eq!(owner_name(&loaded, "eni-m", 1500).as_deref(), Some("a"));
+
+    // Version 1: newest 2000, vouched 0, one workload, one interface, no IPs.
+    let mut body = Vec::new();
+    body.extend_from_slice(&2000u32.to_le_bytes());
+    body.extend_from_slice(&0u32.to_le_bytes());
+    // Ids 1 and 2 are the built-in `internet` and `unknown`.
+    let workloads = [
+        Workload::of_kind("internet"),
+        Workload::of_kind("unknown"),
+        app("old"),
+    ];
+    body.extend_from_slice(&(workloads.len() as u32).to_le_bytes());
+    for workload in &workloads {
+        let json = serde_json::to_vec(workload).unwrap();
+        body.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        body.extend_from_slice(&json);
+    }
+    body.extend_from_slice(&1u32.to_le_bytes());
+    body.extend_from_slice(&5u32.to_le_bytes());
+    body.extend_from_slice(b"eni-v");
+    body.extend_from_slice(&1500u32.to_le_bytes());
+    body.extend_from_slice(&3u32.to_le_bytes());
+    body.extend_from_slice(&0u64.to_le_bytes());
+    let mut file = b"TRWLIDX1".to_vec();
+    file.extend_from_slice(&body);
+    file.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    std::fs::write(&path, &file).unwrap();
+    let old = AttributionIndex::load(&path, IndexConfig::default()).unwrap();
+    assert_eq!(owner_name(&old, "eni-v", 1499), None);
+    assert_eq!(owner_name(&old, "eni-v", 1500).as_deref(), Some("old"));
+
+    file[7] = b'9';
+    std::fs::write(&path, &file).unwrap();
+    let error = AttributionIndex::load(&path, IndexConfig::default()).unwrap_err();
+    assert!(matches!(error, PersistError::Invalid { .. }), "{error}");
+    assert!(error.to_string().contains("version 9"), "{error}");
+}
