@@ -31,6 +31,13 @@ pub struct PipelineConfig {
     pub maintain_interval_secs: u64,
     /// How often a followed directory is listed for new files (milliseconds).
     pub poll_interval_ms: u64,
+    /// Keep pushed payloads (HTTP, Firehose) in a write-ahead log in the
+    /// data directory (`push-log/`), synced before a push is answered, so
+    /// that an acknowledged push survives a crash.
+    pub push_log: bool,
+    /// Most bytes the push log holds before a seal covers them; past it
+    /// pushes are refused (503) until the next seal.
+    pub push_log_bytes_max: u64,
 }
 
 impl Default for PipelineConfig {
@@ -46,6 +53,8 @@ impl Default for PipelineConfig {
             seal_at_open_percent: 75,
             maintain_interval_secs: 10,
             poll_interval_ms: 1000,
+            push_log: true,
+            push_log_bytes_max: 4 << 30,
         }
     }
 }

@@ -17,7 +17,7 @@
 //! chunk: decode → attribute → store), [`source`] (files, streams,
 //! payloads), [`chunks`] (whole-line chunks of a stream), `feeder` (which files to
 //! read, under which name, from where), [`hold`] (held flows), [`position`] (file positions in the
-//! manifest), [`stats`] (counters, Prometheus text), [`config`].
+//! manifest), [`push_log`] (the write-ahead log of pushes), [`stats`] (counters, Prometheus text), [`config`].
 //!
 //! The crate knows the decoder, the index and the store; it knows nothing
 //! of HTTP (trawl-server) or of the command line (the binary).
@@ -28,6 +28,7 @@ mod feeder;
 pub mod hold;
 pub mod pipeline;
 pub mod position;
+pub mod push_log;
 pub mod source;
 pub mod stats;
 pub mod worker;

@@ -34,7 +34,8 @@ use trawl_store::{SealReport, SharedIndex, SharedStore, Store, StoreError};
 use crate::config::PipelineConfig;
 use crate::feeder::{Feeder, InFlight, Job};
 use crate::hold::HoldBuffer;
-use crate::source::{PushReport, push_payload, read_file, read_stream};
+use crate::push_log::{PUSH_LOG_KEY, PushLog, PushLogError, PushLogLimits, PushPosition};
+use crate::source::{PushReport, push_durably, read_file, read_stream, replay_push_log};
 use crate::stats::{PipelineStats, render_metrics};
 use crate::worker::{Context, release_ready, seal};
 
@@ -52,6 +53,9 @@ pub enum PipelineError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The push log failed.
+    #[error(transparent)]
+    PushLog(#[from] PushLogError),
     /// A worker thread could not be started.
     #[error("starting a thread: {0}")]
     Thread(std::io::Error),
@@ -109,7 +113,27 @@ impl Pipeline {
         store: Store,
         index: AttributionIndex,
     ) -> Result<Pipeline, PipelineError> {
+        let push_log = if config.push_log {
+            let sealed = store
+                .positions()
+                .get(PUSH_LOG_KEY)
+                .and_then(|v| PushPosition::decode(v))
+                .unwrap_or_default();
+            let limits = PushLogLimits {
+                bytes_max: config.push_log_bytes_max,
+                ..PushLogLimits::default()
+            };
+            Some(PushLog::open(
+                &store.data_dir().join("push-log"),
+                limits,
+                sealed,
+            )?)
+        } else {
+            None
+        };
         let cx = Arc::new(Context {
+            push_log,
+            push_order: Mutex::new(()),
             hold: Mutex::new(HoldBuffer::new(config.held_records_max)),
             store: Arc::new(RwLock::new(store)),
             index: Arc::new(RwLock::new(index)),
@@ -211,9 +235,18 @@ impl Pipeline {
         })
     }
 
-    /// Decodes and processes a pushed payload in the calling thread.
-    pub fn push(&self, source: &str, payload: &[u8]) -> PushReport {
-        push_payload(&self.cx, source, payload)
+    /// Decodes and processes a pushed payload in the calling thread;
+    /// returns once it is durable (in the push log, if the pipeline keeps
+    /// one), so that the caller may acknowledge it.
+    pub fn push(&self, source: &str, payload: &[u8]) -> Result<PushReport, PushLogError> {
+        push_durably(&self.cx, source, payload)
+    }
+
+    /// Adds the pushes the push log holds past the store's position: call
+    /// it once at start, after metadata is loaded, before serving pushes.
+    /// Returns how many pushes were replayed.
+    pub fn replay_push_log(&self) -> Result<u64, PushLogError> {
+        replay_push_log(&self.cx)
     }
 
     /// Applies metadata events; with `complete_to`, vouches that metadata
@@ -343,6 +376,10 @@ fn seal_wanted(cx: &Context, since_seal: Duration) -> bool {
     store.seal_due()
         || store.open_bytes() as u128 * 100 >= cap * percent
         || (since_seal.as_secs() >= cx.config.seal_interval_secs && store.open_rows() > 0)
+        || cx
+            .push_log
+            .as_ref()
+            .is_some_and(|log| log.bytes() >= cx.config.push_log_bytes_max / 2)
 }
 
 fn tick_until(cx: &Context, stop: &AtomicBool) {

@@ -13,6 +13,7 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 
 use flate2::read::MultiGzDecoder;
@@ -23,7 +24,8 @@ use trawl_flowlog::{
 
 use crate::chunks::{Chunk, LineChunks};
 use crate::position::{FilePosition, FileStat, Fingerprint, read_head};
-use crate::worker::{ChunkPosition, Context, process_text, report_decode_error};
+use crate::push_log::{PUSH_LOG_KEY, PushLogError, PushPosition};
+use crate::worker::{ChunkPosition, Context, PositionSource, process_text, report_decode_error};
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
@@ -91,7 +93,7 @@ pub fn read_file(
     let at = ChunkPosition {
         key,
         offset: 0,
-        fingerprint,
+        source: PositionSource::File(fingerprint),
     };
     let (offset, held) = read_chunks(cx, reader, &mut decoder, Some(at), resume.offset, hold_tail)?;
     let done = FilePosition {
@@ -283,8 +285,8 @@ impl RecordSink for Lines<'_> {
 }
 
 /// Decodes a pushed payload (record lines, gzip, CloudWatch Logs or
-/// Firehose envelopes) and processes its records.
-pub fn push_payload(cx: &Context, source: &str, payload: &[u8]) -> PushReport {
+/// Firehose envelopes) into record lines.
+fn decode_push(cx: &Context, source: &str, payload: &[u8]) -> (Vec<u8>, PushReport) {
     let mut decoder = TextDecoder::new(source.to_string(), &cx.decode_options);
     let mut lines = Lines {
         cx,
@@ -298,13 +300,105 @@ pub fn push_payload(cx: &Context, source: &str, payload: &[u8]) -> PushReport {
         .input_bytes
         .fetch_add(payload.len() as u64, Ordering::Relaxed);
     cx.stats.payloads.fetch_add(1, Ordering::Relaxed);
-    let mut again = TextDecoder::new(source.to_string(), &cx.decode_options);
-    process_text(cx, &mut again, &lines.text, None);
-    PushReport {
+    let report = PushReport {
         records: lines.records,
         errors: lines.errors,
         summary,
+    };
+    (lines.text, report)
+}
+
+/// Processes decoded push lines from byte `skip` on (a replayed push the
+/// store holds in part), with the push log position `seq` if logged.
+fn add_pushed(cx: &Context, source: &str, text: &[u8], seq: Option<u64>, skip: u64) {
+    let mut decoder = TextDecoder::new(source.to_string(), &cx.decode_options);
+    let begin = usize::try_from(skip).map_or(text.len(), |s| s.min(text.len()));
+    skip_text(cx, &mut decoder, &text[..begin]);
+    let at = seq.map(|seq| ChunkPosition {
+        key: PUSH_LOG_KEY,
+        offset: begin as u64,
+        source: PositionSource::Push(seq),
+    });
+    process_text(cx, &mut decoder, &text[begin..], at);
+}
+
+/// Decodes a payload and processes its records, with no log (nothing
+/// acknowledged it: stdin's envelope lines, a pipeline without a push log).
+pub fn push_payload(cx: &Context, source: &str, payload: &[u8]) -> PushReport {
+    let (text, report) = decode_push(cx, source, payload);
+    add_pushed(cx, source, &text, None, 0);
+    report
+}
+
+/// Decodes a pushed payload, appends it to the push log and adds its
+/// records, in log order; returns once the payload is on disk, so that the
+/// caller may acknowledge it (issue 13 #6: pushes were acknowledged while
+/// only in memory). A payload with no records is not logged. Without a
+/// push log, as [`push_payload`].
+pub fn push_durably(
+    cx: &Context,
+    source: &str,
+    payload: &[u8],
+) -> Result<PushReport, PushLogError> {
+    let Some(log) = &cx.push_log else {
+        return Ok(push_payload(cx, source, payload));
+    };
+    let (text, report) = decode_push(cx, source, payload);
+    if report.records == 0 {
+        return Ok(report);
     }
+    let refused = |error: PushLogError| {
+        cx.stats.pushes_refused.fetch_add(1, Ordering::Relaxed);
+        error
+    };
+    let seq = {
+        let _order = cx.push_order.lock().unwrap_or_else(PoisonError::into_inner);
+        let seq = log.append(source, payload).map_err(refused)?;
+        add_pushed(cx, source, &text, Some(seq), 0);
+        seq
+    };
+    cx.stats
+        .push_log_bytes
+        .store(log.bytes(), Ordering::Relaxed);
+    log.sync_through(seq).map_err(refused)?;
+    Ok(report)
+}
+
+/// Adds the pushes the log holds past the store's position (at start,
+/// after metadata is loaded and before anything is pushed); returns how
+/// many were replayed.
+pub fn replay_push_log(cx: &Context) -> Result<u64, PushLogError> {
+    let Some(log) = &cx.push_log else {
+        return Ok(0);
+    };
+    let from = cx
+        .store_read()
+        .pending_positions()
+        .get(PUSH_LOG_KEY)
+        .and_then(|v| PushPosition::decode(v))
+        .unwrap_or_default();
+    let _order = cx.push_order.lock().unwrap_or_else(PoisonError::into_inner);
+    cx.stats
+        .push_log_bytes
+        .store(log.bytes(), Ordering::Relaxed);
+    let mut replayed = 0;
+    log.replay(from, |record| {
+        let (text, _) = decode_push(cx, &record.source, &record.payload);
+        let skip = if record.seq == from.seq {
+            from.offset
+        } else {
+            0
+        };
+        // The store's position may be the end of this push: all of it in.
+        if skip < text.len() as u64 {
+            add_pushed(cx, &record.source, &text, Some(record.seq), skip);
+            replayed += 1;
+        }
+    })?;
+    cx.stats
+        .pushes_replayed
+        .fetch_add(replayed, Ordering::Relaxed);
+    Ok(replayed)
 }
 
 /// Flow-log files under `dir` (any depth), sorted: names ending in `.log`,

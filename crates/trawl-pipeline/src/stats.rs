@@ -54,6 +54,12 @@ pub struct PipelineStats {
     pub files_moved: AtomicU64,
     /// Positions of files gone and read to their end, forgotten.
     pub positions_pruned: AtomicU64,
+    /// Pushes replayed from the push log at start.
+    pub pushes_replayed: AtomicU64,
+    /// Pushes the push log refused (full, too large, or a disk error).
+    pub pushes_refused: AtomicU64,
+    /// Bytes in the push log now.
+    pub push_log_bytes: AtomicU64,
     /// Payloads pushed (HTTP, Firehose, demo).
     pub payloads: AtomicU64,
     /// Metadata events applied.
@@ -194,6 +200,27 @@ pub fn render_metrics(
         "counter",
         "Positions of files gone and read to their end, removed from the manifest.",
         &[("", get(&stats.positions_pruned))],
+    );
+    metric(
+        m,
+        "trawl_pushes_replayed_total",
+        "counter",
+        "Pushes replayed from the push log at start (acknowledged before a crash, not yet sealed).",
+        &[("", get(&stats.pushes_replayed))],
+    );
+    metric(
+        m,
+        "trawl_pushes_refused_total",
+        "counter",
+        "Pushes the push log refused (full until the next seal, too large, or a disk error): answered 503/413.",
+        &[("", get(&stats.pushes_refused))],
+    );
+    metric(
+        m,
+        "trawl_push_log_bytes",
+        "gauge",
+        "Bytes in the push log, not yet covered by a seal.",
+        &[("", get(&stats.push_log_bytes))],
     );
     metric(
         m,

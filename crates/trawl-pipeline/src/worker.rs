@@ -28,6 +28,7 @@ use trawl_store::{EnrichedFlow, SealReport, SharedIndex, SharedStore, Store, Sto
 use crate::config::PipelineConfig;
 use crate::hold::{HeldFlow, HoldBuffer};
 use crate::position::{FilePosition, Fingerprint};
+use crate::push_log::{PUSH_LOG_KEY, PushLog, PushPosition};
 use crate::stats::{PipelineStats, ReleaseReason};
 
 /// Everything the stages share.
@@ -45,6 +46,11 @@ pub struct Context {
     pub hold: Mutex<HoldBuffer>,
     /// Decoder limits.
     pub decode_options: DecodeOptions,
+    /// The write-ahead log of pushes, if pushes are to be durable.
+    pub push_log: Option<PushLog>,
+    /// Held while a push is appended to the log and added, so that pushes
+    /// are added in their log order (see `push_log`).
+    pub push_order: Mutex<()>,
 }
 
 impl Context {
@@ -81,8 +87,33 @@ pub struct ChunkPosition<'k> {
     pub key: &'k str,
     /// Decompressed offset of the chunk's first byte.
     pub offset: u64,
-    /// The file's identity, recorded with every position.
-    pub fingerprint: Option<Fingerprint>,
+    /// What else the position says.
+    pub source: PositionSource,
+}
+
+/// The kind of source a [`ChunkPosition`] is in.
+#[derive(Debug, Clone, Copy)]
+pub enum PositionSource {
+    /// A file, with its identity (recorded with every position).
+    File(Option<Fingerprint>),
+    /// A push, by its sequence number in the push log.
+    Push(u64),
+}
+
+impl ChunkPosition<'_> {
+    /// The manifest value of the position `end` bytes past the chunk's start.
+    fn value(&self, end: usize) -> String {
+        let offset = self.offset + end as u64;
+        match self.source {
+            PositionSource::File(fingerprint) => FilePosition {
+                offset,
+                fingerprint,
+                ..FilePosition::default()
+            }
+            .encode(),
+            PositionSource::Push(seq) => PushPosition { seq, offset }.encode(),
+        }
+    }
 }
 
 /// Counts decode errors and prints the first ones (then one in 10,000).
@@ -243,7 +274,29 @@ pub fn seal(cx: &Context) -> Result<SealReport, StoreError> {
     job.write();
     let report = cx.store_write().seal_finish(job)?;
     cx.stats.seals.fetch_add(1, Ordering::Relaxed);
+    truncate_push_log(cx);
     Ok(report)
+}
+
+/// Deletes the push log's segments that the published manifest covers.
+fn truncate_push_log(cx: &Context) {
+    let Some(log) = &cx.push_log else {
+        return;
+    };
+    let sealed = cx
+        .store_read()
+        .positions()
+        .get(PUSH_LOG_KEY)
+        .and_then(|v| PushPosition::decode(v));
+    if let Some(sealed) = sealed
+        && let Err(error) = log.truncate_before(sealed)
+    {
+        cx.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+        eprintln!("trawl: {error}");
+    }
+    cx.stats
+        .push_log_bytes
+        .store(log.bytes(), Ordering::Relaxed);
 }
 
 /// The owners of both sides of every record at the record's start, and
@@ -317,14 +370,7 @@ fn flush(
         .filter(|(_, (_, _, wait))| !wait)
         .map(|(record, &(src, dst, _))| EnrichedFlow { record, src, dst })
         .collect();
-    let value = position.map(|(at, end)| {
-        FilePosition {
-            offset: at.offset + end as u64,
-            fingerprint: at.fingerprint,
-            ..FilePosition::default()
-        }
-        .encode()
-    });
+    let value = position.map(|(at, end)| at.value(end));
     let positions: Vec<(&str, &str)> = position
         .iter()
         .zip(&value)

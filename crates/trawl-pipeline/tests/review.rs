@@ -11,7 +11,7 @@ use trawl_attrib::AttributionIndex;
 use trawl_flowlog::{DecodeOptions, TextDecoder};
 use trawl_pipeline::hold::HoldBuffer;
 use trawl_pipeline::source::{push_payload, read_file, read_stream};
-use trawl_pipeline::worker::{ChunkPosition, Context, process_text};
+use trawl_pipeline::worker::{ChunkPosition, Context, PositionSource, process_text};
 use trawl_pipeline::{FilePosition, FileStat, PipelineConfig, PipelineStats};
 use trawl_store::{SqlEngine, Store, StoreConfig};
 
@@ -30,6 +30,8 @@ fn context(data: &Path, open_bytes_max: usize, hold_secs: u64) -> Context {
         stats: PipelineStats::default(),
         decode_options: DecodeOptions::default(),
         config,
+        push_log: None,
+        push_order: Mutex::new(()),
     }
 }
 
@@ -74,7 +76,7 @@ fn early_seal_in_add_batch_commits_positions_past_held_flows() {
         Some(ChunkPosition {
             key: "file:/flows.log",
             offset: 0,
-            fingerprint: None,
+            source: PositionSource::File(None),
         }),
     );
     let held = cx.hold.lock().unwrap().len();

@@ -19,6 +19,7 @@ use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 use trawl_pipeline::Pipeline;
+use trawl_pipeline::push_log::PushLogError;
 use trawl_store::{SqlEngine, SqlError};
 
 use crate::auth::{Role, Tokens, secret_eq};
@@ -321,14 +322,37 @@ async fn push_flows(
     let pipeline = state.pipeline.clone();
     let report = tokio::task::spawn_blocking(move || pipeline.push(&source, &body)).await;
     match report {
-        Ok(report) => {
+        Ok(Ok(report)) => {
             Json(json!({ "records": report.records, "errors": report.errors })).into_response()
+        }
+        Ok(Err(refused)) => {
+            let status = push_refused_status(&refused);
+            with_retry_after(error(status, &refused), status)
         }
         Err(_) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the push failed inside the server",
         ),
     }
+}
+
+/// The answer to a push the push log could not keep: 413 for a payload
+/// larger than a record, else 503 (retry later: the log is full until the
+/// next seal, or the disk failed). Nothing of a refused push is kept.
+fn push_refused_status(refused: &PushLogError) -> StatusCode {
+    match refused {
+        PushLogError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        PushLogError::Full { .. } | PushLogError::Io { .. } => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+fn with_retry_after(mut response: Response, status: StatusCode) -> Response {
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    response
 }
 
 fn now_ms() -> u128 {
@@ -375,7 +399,12 @@ async fn firehose(State(state): State<Arc<AppState>>, request: Request) -> Respo
     };
     let pipeline = state.pipeline.clone();
     let report = match tokio::task::spawn_blocking(move || pipeline.push("firehose", &body)).await {
-        Ok(report) => report,
+        Ok(Ok(report)) => report,
+        Ok(Err(refused)) => {
+            let status = push_refused_status(&refused);
+            let response = reply(status, header_id, Some(refused.to_string()));
+            return with_retry_after(response, status);
+        }
         Err(_) => {
             return reply(
                 StatusCode::INTERNAL_SERVER_ERROR,

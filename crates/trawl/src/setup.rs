@@ -250,6 +250,14 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
             errors.len()
         );
     }
+    let replayed = pipeline
+        .replay_push_log()
+        .context("replaying the push log")?;
+    if replayed > 0 {
+        eprintln!(
+            "trawl: {replayed} pushes replayed from the push log (acknowledged, not yet sealed)"
+        );
+    }
     Ok(Running {
         pipeline: Arc::new(pipeline),
         data_dir: config.data_dir.clone(),

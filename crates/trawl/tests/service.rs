@@ -392,3 +392,52 @@ fn sigterm_seals_open_rows_and_saves_the_attribution_snapshot() {
     ]));
     assert_eq!(answer, "b,apps\n4000,2\n");
 }
+
+/// Public addresses: never held for metadata, so what is stored is what
+/// was pushed.
+const PUBLIC_LINES: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status
+2 123456789012 eni-1 8.8.8.8 1.1.1.1 40000 443 6 10 1000 1795305600 1795305660 ACCEPT OK
+2 123456789012 eni-1 1.1.1.1 8.8.8.8 443 40000 6 20 3000 1795305600 1795305660 ACCEPT OK
+";
+
+fn stored_bytes(server: &Server) -> String {
+    let (status, body) = server.sql("SELECT sum(bytes) AS b FROM flows_1m", "csv");
+    assert_eq!(status, 200);
+    String::from_utf8(body).unwrap()
+}
+
+fn start_run(data: &Path) -> Server {
+    Server::start(&["run", "--data-dir", path(data), "--listen", "127.0.0.1:0"])
+}
+
+/// Issue 13 #6. A push answered 200 was only in memory until the next
+/// seal: `kill -9` lost it (and Firehose does not resend what got a 200).
+/// Now it is in the push log before the answer, replayed at start, and
+/// counted once however often the process restarts.
+#[test]
+fn an_acknowledged_push_survives_kill_9() {
+    let data = tempfile::tempdir().unwrap();
+    let push = |server: &Server| {
+        let (status, _) = server.post(
+            "/api/v1/flows",
+            PUBLIC_LINES.as_bytes(),
+            &[("Content-Type", "application/octet-stream")],
+        );
+        assert_eq!(status, 200);
+    };
+    let server = start_run(data.path());
+    push(&server);
+    push(&server);
+    assert!(!server.signal("-KILL").success());
+    let server = start_run(data.path());
+    assert_eq!(stored_bytes(&server), "b\n8000\n", "both pushes replayed");
+    push(&server);
+    assert!(!server.signal("-KILL").success());
+    let server = start_run(data.path());
+    assert_eq!(stored_bytes(&server), "b\n12000\n", "replayed once each");
+    assert!(server.signal("-TERM").success());
+    let server = start_run(data.path());
+    assert_eq!(stored_bytes(&server), "b\n12000\n", "sealed, not replayed");
+    assert_eq!(server.metric("trawl_pushes_replayed_total"), 0);
+    assert!(server.signal("-TERM").success());
+}

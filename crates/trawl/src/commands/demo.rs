@@ -149,7 +149,9 @@ fn feed(mut estate: Estate, pipeline: &Pipeline, stop: &AtomicBool) {
             payload.push(b'\n');
             payload.extend_from_slice(lines);
             let source = format!("demo/{}/{}", group.account_id(), group.region_name());
-            pipeline.push(&source, &payload);
+            if let Err(error) = pipeline.push(&source, &payload) {
+                eprintln!("trawl demo: {source}: {error}");
+            }
         }
     }
 }
