@@ -39,7 +39,7 @@
 //! `future_slack_secs`, or that far ahead of the newest event until others
 //! confirm it, is applied but moves neither retention nor the horizon.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -164,6 +164,12 @@ pub struct Attribution {
     pub settled: bool,
 }
 
+/// Most metadata sources whose positions the index keeps.
+pub const SOURCE_POSITIONS_MAX: usize = 4096;
+
+/// Most bytes of one source position (key and value).
+pub const SOURCE_POSITION_BYTES_MAX: usize = 4096;
+
 /// Counters of an index.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IndexStats {
@@ -178,8 +184,12 @@ pub struct IndexStats {
     pub conflicts: u64,
     /// Events further behind the newest event than the reorder window.
     pub late_beyond_window: u64,
-    /// Events refused (time outside 1970–2106, workload table full).
+    /// Events refused (time outside 1970–2106, before the pruned history,
+    /// workload table full).
     pub refused_events: u64,
+    /// Events refused because their time is before history the index
+    /// pruned: placed there, they would bring back what retention removed.
+    pub before_pruned_events: u64,
     /// Events stamped past the wall clock plus the future slack, or that far
     /// ahead of the newest event (applied; they did not move the newest
     /// event time or the horizon).
@@ -214,6 +224,16 @@ pub enum ApplyError {
         crate::workload::WORKLOADS_MAX
     )]
     WorkloadsFull,
+    /// The event is older than the history the index keeps.
+    #[error(
+        "event time {at} is before {pruned_before}, where the ownership history was pruned (retention): it cannot be placed"
+    )]
+    BeforePrunedHistory {
+        /// The event's time.
+        at: Secs,
+        /// Where the kept history begins.
+        pruned_before: Secs,
+    },
 }
 
 /// A span over which flows confirmed an owner.
@@ -328,6 +348,11 @@ pub struct AttributionIndex {
     /// The newest believed event time (a wrong clock cannot move it).
     newest: NewestTime,
     vouched_horizon: u32,
+    /// History before this time was pruned: events there are refused.
+    pruned_before: u32,
+    /// Where each metadata source has been read to, saved with the index
+    /// (opaque values, like the store's positions).
+    source_positions: BTreeMap<String, String>,
     internet: WorkloadId,
     unknown: WorkloadId,
     stats: IndexStats,
@@ -362,10 +387,43 @@ impl AttributionIndex {
             prefixes: PrefixTables::default(),
             newest: NewestTime::default(),
             vouched_horizon: 0,
+            pruned_before: 0,
+            source_positions: BTreeMap::new(),
             internet,
             unknown,
             stats: IndexStats::default(),
         }
+    }
+
+    /// Where the metadata source `key` has been read to, as saved with the
+    /// index (issue 13 #13: files were applied again at every start).
+    pub fn source_position(&self, key: &str) -> Option<&str> {
+        self.source_positions.get(key).map(String::as_str)
+    }
+
+    /// Records where the metadata source `key` has been read to; saved with
+    /// the index, so that a restart applies only what is new. Refused
+    /// (`false`) past [`SOURCE_POSITIONS_MAX`] sources or
+    /// [`SOURCE_POSITION_BYTES_MAX`] bytes.
+    pub fn set_source_position(&mut self, key: &str, value: &str) -> bool {
+        let fits = key.len() + value.len() <= SOURCE_POSITION_BYTES_MAX
+            && (self.source_positions.len() < SOURCE_POSITIONS_MAX
+                || self.source_positions.contains_key(key));
+        if fits {
+            self.source_positions
+                .insert(key.to_string(), value.to_string());
+        }
+        fits
+    }
+
+    /// Every source position (for saving).
+    pub fn source_positions(&self) -> &BTreeMap<String, String> {
+        &self.source_positions
+    }
+
+    /// The time before which history was pruned (0: none was).
+    pub fn pruned_before(&self) -> Secs {
+        Secs::from(self.pruned_before)
     }
 
     /// The configuration.
@@ -442,6 +500,16 @@ impl AttributionIndex {
 
     fn apply_unchecked(&mut self, event: &MetadataEvent) -> Result<(), ApplyError> {
         let at = to_stored(event.at()).ok_or(ApplyError::TimeOutOfRange(event.at()))?;
+        if at < self.pruned_before {
+            // Issue 13 #13: placed before the pruned history (a metadata
+            // file applied again at start), an assignment whose release was
+            // pruned came back as the IP's current owner.
+            self.stats.before_pruned_events += 1;
+            return Err(ApplyError::BeforePrunedHistory {
+                at: event.at(),
+                pruned_before: Secs::from(self.pruned_before),
+            });
+        }
         if at.saturating_add(self.config.reorder_window_secs) < self.newest_at() {
             self.stats.late_beyond_window += 1;
         }
@@ -883,12 +951,29 @@ impl AttributionIndex {
             self.interfaces.retain(|_, r| !r.is_forgotten(prune_cutoff));
             self.stats.compacted_marks += compacted as u64;
             self.stats.pruned_marks += pruned as u64;
+            self.pruned_before = self.pruned_before.max(prune_cutoff);
             if marks <= self.config.marks_max || retention <= self.config.reorder_window_secs {
                 break;
             }
             retention /= 2;
         }
         self.forget_old_snapshots();
+    }
+
+    /// What is saved beside the ownership history: where history was
+    /// pruned, and the sources' positions.
+    pub(crate) fn saved_extras(&self) -> (u32, &BTreeMap<String, String>) {
+        (self.pruned_before, &self.source_positions)
+    }
+
+    /// Restores what [`saved_extras`](Self::saved_extras) gave.
+    pub(crate) fn restore_extras(
+        &mut self,
+        pruned_before: u32,
+        positions: BTreeMap<String, String>,
+    ) {
+        self.pruned_before = pruned_before;
+        self.source_positions = positions;
     }
 
     pub(crate) fn parts(&self) -> (&WorkloadTable, &IpMap<IpRecord>, u32, u32) {

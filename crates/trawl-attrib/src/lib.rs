@@ -35,7 +35,7 @@ pub mod workload;
 pub use event::{EventError, MetadataEvent, SnapshotOwner, read_csv_snapshot, read_json_lines};
 pub use index::{
     ApplyError, Attribution, AttributionIndex, IndexConfig, IndexStats, IpRecord, LearnedSpans,
-    Rule, Span,
+    Rule, SOURCE_POSITION_BYTES_MAX, SOURCE_POSITIONS_MAX, Span,
 };
 pub use interface::InterfaceOwner;
 pub use newest::{NewestLimits, NewestTime, Observed, wall_clock_secs};

@@ -5,7 +5,10 @@
 //! the body. The body holds the newest event time and vouched horizon, the
 //! workloads (JSON, in id order), every interface's history (the newest
 //! event time naming it, its attachment marks, and per address its marks:
-//! see [`crate::interface`]), and every IP's marks and learned spans.
+//! see [`crate::interface`]), every IP's marks and learned spans, the time
+//! before which history was pruned (events there are refused), and the
+//! metadata sources' positions (what was applied of each, so that a
+//! restart applies only what is new).
 //!
 //! A file of version 1 (`TRWLIDX1`, which kept one `(at, owner)` per
 //! interface, the newest) still loads: each interface becomes attached to
@@ -16,12 +19,13 @@
 //! Remembered snapshots are not saved: after a restart, events older than
 //! the newest event minus the reorder window are placed without them.
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
-use crate::index::{AttributionIndex, IndexConfig, IpRecord, Span};
+use crate::index::{AttributionIndex, IndexConfig, IpRecord, SOURCE_POSITIONS_MAX, Span};
 use crate::interface::{Address, InterfaceRecord};
 use crate::ipmap::IpMap;
 use crate::timeline::{Mark, Timeline};
@@ -131,6 +135,13 @@ impl AttributionIndex {
                 put_u32(&mut body, span.to);
                 put_u32(&mut body, span.owner);
             }
+        }
+        let (pruned_before, positions) = self.saved_extras();
+        put_u32(&mut body, pruned_before);
+        put_u32(&mut body, positions.len() as u32);
+        for (key, value) in positions {
+            put_bytes(&mut body, key.as_bytes());
+            put_bytes(&mut body, value.as_bytes());
         }
         let temporary = path.with_extension("tmp");
         let mut file = BufWriter::new(File::create(&temporary).map_err(io_error(&temporary))?);
@@ -269,9 +280,38 @@ fn read_body(
             .check(workloads.len())
             .map_err(|reason| format!("interface {id}: {reason}"))?;
     }
-    Ok(AttributionIndex::restore(
-        config, workloads, ips, interfaces, newest_at, vouched,
-    ))
+    let (pruned_before, positions) = match version {
+        // Version 1 kept neither: history is taken to be pruned up to the
+        // retention, as the next maintenance would.
+        Version::V1 => (
+            newest_at.saturating_sub(config.retention_secs),
+            BTreeMap::new(),
+        ),
+        Version::V2 => read_extras(r)?,
+    };
+    let mut index =
+        AttributionIndex::restore(config, workloads, ips, interfaces, newest_at, vouched);
+    index.restore_extras(pruned_before, positions);
+    Ok(index)
+}
+
+/// Where history was pruned, and the sources' positions (version 2).
+fn read_extras(r: &mut Reader<'_>) -> Result<(u32, BTreeMap<String, String>), String> {
+    let pruned_before = r.u32()?;
+    let count = r.u32()? as usize;
+    if count > SOURCE_POSITIONS_MAX {
+        return Err(format!(
+            "{count} source positions, at most {SOURCE_POSITIONS_MAX}"
+        ));
+    }
+    let mut positions = BTreeMap::new();
+    for _ in 0..count {
+        let text = |bytes: &[u8]| String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string());
+        let key = text(r.bytes()?)?;
+        let value = text(r.bytes()?)?;
+        positions.insert(key, value);
+    }
+    Ok((pruned_before, positions))
 }
 
 fn put_u32(out: &mut Vec<u8>, value: u32) {

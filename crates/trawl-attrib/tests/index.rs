@@ -7,8 +7,8 @@
 use std::net::IpAddr;
 
 use trawl_attrib::{
-    AttributionIndex, IndexConfig, InterfaceOwner, MetadataEvent, NetworkEntry, PersistError, Rule,
-    Workload,
+    ApplyError, AttributionIndex, IndexConfig, InterfaceOwner, MetadataEvent, NetworkEntry,
+    PersistError, Rule, Workload,
 };
 use trawl_flowlog::{LineDecoder, LogFormat};
 
@@ -437,4 +437,67 @@ fn one_future_metadata_event_prunes_history_and_disables_holding() {
         index.advance_horizon(4_100_000_000);
         assert!(index.horizon() < 4_000_000_000);
     }
+}
+
+/// Issue 13 #13. A metadata file applied again at start: an assignment whose
+/// release came from another source was resurrected once retention had
+/// pruned both marks (the IP was owned again, open-ended). Events before
+/// the pruned history are now refused, and that point is saved.
+#[test]
+fn reapplied_metadata_file_resurrects_a_pruned_assignment() {
+    let mut index = AttributionIndex::default();
+    let day = 86_400;
+    index
+        .apply(&assign("10.0.0.7", 1_000_000, "old-app", None))
+        .unwrap();
+    let release = MetadataEvent::Release {
+        ip: ip("10.0.0.7"),
+        at: 1_000_000 + day,
+    };
+    index.apply(&release).unwrap();
+    // Time passes (other events, half an hour apart), retention prunes
+    // the IP's history.
+    for step in 1..=10 * 48 {
+        let at = 1_000_000 + day + step * 1_800;
+        index
+            .apply(&assign("10.0.0.99", at, "other", None))
+            .unwrap();
+    }
+    index.maintain();
+    let now = 1_000_000 + 10 * day;
+    assert_eq!(app_at(&index, "10.0.0.7", now).1, None);
+    assert!(index.pruned_before() > 1_000_000 + day);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.snapshot");
+    index.save(&path).unwrap();
+    let mut index = AttributionIndex::load(&path, IndexConfig::default()).unwrap();
+    // Restart: the file is applied again.
+    let again = index.apply(&assign("10.0.0.7", 1_000_000, "old-app", None));
+    assert!(
+        matches!(again, Err(ApplyError::BeforePrunedHistory { .. })),
+        "{again:?}"
+    );
+    index.maintain();
+    assert_eq!(
+        app_at(&index, "10.0.0.7", now).1,
+        None,
+        "a released IP is owned again after a restart"
+    );
+    assert_eq!(index.stats().before_pruned_events, 1);
+}
+
+#[test]
+fn source_positions_are_saved_with_the_index_and_bounded() {
+    let mut index = AttributionIndex::default();
+    assert!(index.set_source_position("metadata-file:/etc/trawl/a.jsonl", r#"{"offset":10}"#));
+    assert!(!index.set_source_position("big", &"x".repeat(5000)));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.snapshot");
+    index.save(&path).unwrap();
+    let loaded = AttributionIndex::load(&path, IndexConfig::default()).unwrap();
+    assert_eq!(
+        loaded.source_position("metadata-file:/etc/trawl/a.jsonl"),
+        Some(r#"{"offset":10}"#)
+    );
+    assert_eq!(loaded.source_positions().len(), 1);
 }

@@ -16,7 +16,8 @@
 //! Modules: [`pipeline`] (threads and the public calls), [`worker`] (one
 //! chunk: decode → attribute → store), [`source`] (files, streams,
 //! payloads), [`chunks`] (whole-line chunks of a stream), `feeder` (which files to
-//! read, under which name, from where), [`hold`] (held flows), [`position`] (file positions in the
+//! read, under which name, from where), [`hold`] (held flows), [`metadata_file`] (metadata files applied from
+//! their saved positions), [`position`] (file positions in the
 //! manifest), [`push_log`] (the write-ahead log of pushes), [`stats`] (counters, Prometheus text), [`config`].
 //!
 //! The crate knows the decoder, the index and the store; it knows nothing
@@ -26,6 +27,7 @@ pub mod chunks;
 pub mod config;
 mod feeder;
 pub mod hold;
+pub mod metadata_file;
 pub mod pipeline;
 pub mod position;
 pub mod push_log;

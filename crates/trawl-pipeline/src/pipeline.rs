@@ -34,6 +34,7 @@ use trawl_store::{SealReport, SharedIndex, SharedStore, Store, StoreError};
 use crate::config::PipelineConfig;
 use crate::feeder::{Feeder, InFlight, Job};
 use crate::hold::HoldBuffer;
+use crate::metadata_file;
 use crate::push_log::{PUSH_LOG_KEY, PushLog, PushLogError, PushLogLimits, PushPosition};
 use crate::source::{PushReport, push_durably, read_file, read_stream, replay_push_log};
 use crate::stats::{PipelineStats, render_metrics};
@@ -258,11 +259,18 @@ impl Pipeline {
             match index.apply(event) {
                 Ok(()) => applied += 1,
                 Err(error) => {
-                    self.cx
+                    let n = self
+                        .cx
                         .stats
                         .metadata_errors
-                        .fetch_add(1, Ordering::Relaxed);
-                    eprintln!("trawl: metadata event at {}: {error}", event.at());
+                        .fetch_add(1, Ordering::Relaxed)
+                        + 1;
+                    if n <= 20 || n.is_multiple_of(10_000) {
+                        eprintln!(
+                            "trawl: metadata event #{n} refused, at {}: {error}",
+                            event.at()
+                        );
+                    }
                 }
             }
         }
@@ -274,6 +282,34 @@ impl Pipeline {
             .metadata_events
             .fetch_add(applied as u64, Ordering::Relaxed);
         applied
+    }
+
+    /// Applies the lines of the metadata file `path` past the position saved
+    /// with the index for it, then records the new position (saved with the
+    /// next snapshot; see [`crate::metadata_file`]). Returns the events
+    /// applied, the errors, and the byte offset reading started at.
+    pub fn apply_metadata_file(
+        &self,
+        path: &Path,
+    ) -> std::io::Result<(usize, Vec<EventError>, u64)> {
+        let plan = metadata_file::plan(&self.cx.index_read(), path)?;
+        let name = match plan.from {
+            0 => path.display().to_string(),
+            from => format!("{} (from byte {from})", path.display()),
+        };
+        let (applied, errors) =
+            self.apply_metadata(std::io::BufReader::new(plan.reader), &name, true);
+        let recorded = self
+            .cx
+            .index_write()
+            .set_source_position(&plan.key, &plan.done.encode());
+        if !recorded {
+            eprintln!(
+                "trawl: {}: too many metadata sources to remember where each was read to: it will be applied again at the next start",
+                path.display()
+            );
+        }
+        Ok((applied, errors, plan.from))
     }
 
     /// Reads JSON-lines metadata events from `reader` and applies them;

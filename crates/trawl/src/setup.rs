@@ -7,7 +7,6 @@
 //! lists them all with a line of docs, and a test keeps it in step.
 
 use std::fs::File;
-use std::io::BufReader;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -239,14 +238,20 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
     }
     let pipeline = Pipeline::start(config.pipeline.clone(), store, index)?;
     for path in &config.sources.metadata_files {
-        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-        let name = path.display().to_string();
-        let (applied, errors) = pipeline.apply_metadata(BufReader::new(file), &name, true);
+        let (applied, errors, from) = pipeline
+            .apply_metadata_file(path)
+            .with_context(|| format!("reading {}", path.display()))?;
         for error in errors.iter().take(20) {
             eprintln!("trawl: {error}");
         }
+        let new = if from > 0 {
+            format!(" (new lines past byte {from}: the rest was applied before)")
+        } else {
+            String::new()
+        };
         eprintln!(
-            "trawl: {name}: {applied} metadata events applied, {} refused",
+            "trawl: {}: {applied} metadata events applied{new}, {} refused",
+            path.display(),
             errors.len()
         );
     }

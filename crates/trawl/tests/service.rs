@@ -441,3 +441,55 @@ fn an_acknowledged_push_survives_kill_9() {
     assert_eq!(server.metric("trawl_pushes_replayed_total"), 0);
     assert!(server.signal("-TERM").success());
 }
+
+/// Issue 13 #13. Metadata files were applied again, whole, at every start;
+/// now what was applied is saved with the attribution snapshot and only
+/// new lines are applied.
+#[test]
+fn metadata_files_apply_only_their_new_lines_at_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let inputs = tempfile::tempdir().unwrap();
+    let metadata = inputs.path().join("metadata.jsonl");
+    let first = r#"{"type":"assign","ip":"10.9.0.1","at":1795305000,"workload":{"app":"web"}}
+{"type":"assign","ip":"10.9.0.2","at":1795305000,"workload":{"app":"db"}}
+"#;
+    std::fs::write(&metadata, first).unwrap();
+    let start = || {
+        Server::start(&[
+            "run",
+            "--data-dir",
+            path(data.path()),
+            "--metadata",
+            path(&metadata),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+    };
+    let server = start();
+    assert_eq!(server.metric("trawl_metadata_events_total"), 2);
+    assert!(server.signal("-TERM").success());
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&metadata)
+        .unwrap();
+    std::io::Write::write_all(
+        &mut file,
+        br#"{"type":"assign","ip":"10.9.0.3","at":1795305060,"workload":{"app":"cache"}}
+"#,
+    )
+    .unwrap();
+    drop(file);
+    let server = start();
+    assert_eq!(
+        server.metric("trawl_metadata_events_total"),
+        1,
+        "only the new line"
+    );
+    let (status, body) = server.sql(
+        "SELECT ip, app FROM ip_history WHERE ip = '10.9.0.3'",
+        "csv",
+    );
+    assert_eq!(status, 200);
+    assert!(String::from_utf8(body).unwrap().contains("cache"));
+    assert!(server.signal("-TERM").success());
+}
