@@ -23,6 +23,9 @@ pub struct PipelineConfig {
     /// Seal open buckets at least this often (seconds), so a restart
     /// replays at most this much input.
     pub seal_interval_secs: u64,
+    /// Least time between two seals the watermark, the interval or the
+    /// push log asks for (seconds; memory pressure seals at once).
+    pub seal_interval_min_secs: u64,
     /// Seal when open-bucket memory passes this share (percent) of the
     /// store's cap, before the store would seal by itself.
     pub seal_at_open_percent: u8,
@@ -38,6 +41,15 @@ pub struct PipelineConfig {
     /// Most bytes the push log holds before a seal covers them; past it
     /// pushes are refused (503) until the next seal.
     pub push_log_bytes_max: u64,
+    /// How often the attribution snapshot is saved while running (seconds;
+    /// 0 = only at stop). Pushed metadata is logged until a snapshot
+    /// covers it.
+    pub snapshot_interval_secs: u64,
+    /// Where the attribution snapshot is saved (set by the binary: the
+    /// data directory's `attribution.snapshot`; none = not saved, and
+    /// pushed metadata not logged).
+    #[serde(skip)]
+    pub snapshot_path: Option<std::path::PathBuf>,
 }
 
 impl Default for PipelineConfig {
@@ -50,11 +62,14 @@ impl Default for PipelineConfig {
             hold_secs: 120,
             held_records_max: 1_000_000,
             seal_interval_secs: 300,
+            seal_interval_min_secs: 5,
             seal_at_open_percent: 75,
             maintain_interval_secs: 10,
             poll_interval_ms: 1000,
             push_log: true,
             push_log_bytes_max: 4 << 30,
+            snapshot_interval_secs: 300,
+            snapshot_path: None,
         }
     }
 }

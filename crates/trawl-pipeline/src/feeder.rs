@@ -29,6 +29,9 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use std::os::unix::ffi::OsStrExt;
 
 use crossbeam_channel::Sender;
 
@@ -54,12 +57,26 @@ pub(crate) enum Job {
     },
 }
 
-/// Jobs queued or running, and the file names among them.
+/// Jobs queued or running, and the file names among them; and the files
+/// whose last read failed, retried with backoff while they are unchanged
+/// (a gzip file that never completes was decompressed from its start at
+/// every poll, and its error printed each time).
 #[derive(Default)]
 pub(crate) struct InFlight {
     state: Mutex<(usize, HashSet<String>)>,
     idle: Condvar,
+    failed: Mutex<HashMap<String, Failed>>,
 }
+
+/// A file whose last read failed.
+struct Failed {
+    stat: Option<FileStat>,
+    attempts: u32,
+    retry_at: Instant,
+}
+
+/// Longest wait before a file that keeps failing, unchanged, is tried again.
+const RETRY_SECS_MAX: u64 = 300;
 
 impl InFlight {
     /// Counts a job in; `false` (and nothing counted) if `key` is taken.
@@ -81,9 +98,50 @@ impl InFlight {
         if let Some(key) = key {
             state.1.remove(key);
         }
-        if state.0 == 0 {
-            self.idle.notify_all();
+        // Waiters: for idleness, or for one name to be given back.
+        self.idle.notify_all();
+    }
+
+    /// Waits until no job holds `key`.
+    fn wait_released(&self, key: &str) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        while state.1.contains(key) {
+            state = self
+                .idle
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
         }
+    }
+
+    /// Records that reading `key` failed with the file at `stat`; `true` if
+    /// this is news (first failure, or the file changed since the last).
+    pub(crate) fn record_failure(&self, key: &str, stat: Option<FileStat>) -> bool {
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = failed.entry(key.to_string()).or_insert(Failed {
+            stat: None,
+            attempts: 0,
+            retry_at: Instant::now(),
+        });
+        let news = entry.attempts == 0 || entry.stat != stat;
+        entry.attempts = if news { 1 } else { entry.attempts + 1 };
+        entry.stat = stat;
+        let wait = (1u64 << entry.attempts.min(16)).min(RETRY_SECS_MAX);
+        entry.retry_at = Instant::now() + Duration::from_secs(wait);
+        news
+    }
+
+    /// Forgets a failure (the file was read).
+    pub(crate) fn forget_failure(&self, key: &str) {
+        let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        failed.remove(key);
+    }
+
+    /// Whether `key`, now at `stat`, failed unchanged and waits for its retry.
+    fn backing_off(&self, key: &str, stat: &FileStat) -> bool {
+        let failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+        failed
+            .get(key)
+            .is_some_and(|f| f.stat.as_ref() == Some(stat) && Instant::now() < f.retry_at)
     }
 
     fn holds(&self, key: &str) -> bool {
@@ -116,7 +174,15 @@ pub(crate) struct Feeder {
     pub(crate) in_flight: Arc<InFlight>,
     /// Watched directories by label.
     labels: Arc<Mutex<HashMap<String, PathBuf>>>,
+    /// Names of complete files missing from consecutive listings of their
+    /// directory: forgotten at [`ABSENT_LISTINGS_PRUNED`].
+    absent: Arc<Mutex<HashMap<String, u32>>>,
 }
+
+/// Listings a complete file must be missing from before its position is
+/// forgotten: a file moved to another watched directory is found there by
+/// then (the other directory's listing may come after this one's).
+const ABSENT_LISTINGS_PRUNED: u32 = 3;
 
 /// A file found, and its name in the manifest.
 struct Named {
@@ -125,7 +191,8 @@ struct Named {
 }
 
 /// Positions of files that are gone, by fingerprint length and hash: where
-/// a file under a new name may have come from.
+/// a file under a new name may have come from (some may still be being
+/// read, under their old name).
 #[derive(Default)]
 struct GoneFiles(HashMap<u64, HashMap<u64, String>>);
 
@@ -137,6 +204,7 @@ impl Feeder {
             jobs,
             in_flight,
             labels: Arc::default(),
+            absent: Arc::default(),
         }
     }
 
@@ -153,7 +221,7 @@ impl Feeder {
                     path: path.clone(),
                     source,
                 })?;
-                let key = FilePosition::key(&absolute.to_string_lossy());
+                let key = FilePosition::key(&escaped(&absolute));
                 Ok(Named {
                     path: absolute,
                     key,
@@ -192,6 +260,24 @@ impl Feeder {
             .file_name()
             .map_or_else(|| "root".to_string(), |n| n.to_string_lossy().into_owned());
         let mut labels = self.labels.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(other) = labels
+            .values()
+            .find(|d| *d != dir && (d.starts_with(dir) || dir.starts_with(d)))
+        {
+            // A file under both would have two names, and be read twice.
+            return Err(PipelineError::NestedDirs {
+                outer: if dir.starts_with(other) {
+                    other.clone()
+                } else {
+                    dir.to_path_buf()
+                },
+                inner: if dir.starts_with(other) {
+                    dir.to_path_buf()
+                } else {
+                    other.clone()
+                },
+            });
+        }
         match labels.get(&label) {
             Some(known) if known != dir => Err(PipelineError::DirLabel {
                 label,
@@ -210,11 +296,21 @@ impl Feeder {
         let mut queued = 0;
         let mut gone: Option<GoneFiles> = None;
         for file in files {
-            let io_error = |source| PipelineError::Io {
-                path: file.path.clone(),
-                source,
+            let stat = match std::fs::metadata(&file.path) {
+                Ok(metadata) => FileStat::of(&metadata),
+                Err(error) => {
+                    // Gone since the listing, or a dangling link: the files
+                    // after it are still read (they all stopped here).
+                    self.cx.stats.file_errors.fetch_add(1, Ordering::Relaxed);
+                    if self.in_flight.record_failure(&file.key, None) {
+                        eprintln!("trawl: {}: {error}", file.path.display());
+                    }
+                    continue;
+                }
             };
-            let stat = FileStat::of(&std::fs::metadata(&file.path).map_err(io_error)?);
+            if self.in_flight.backing_off(&file.key, &stat) {
+                continue;
+            }
             // Claim first, then read the position: a worker records a
             // file's last position before it gives up its claim, so a
             // position read after the claim is never a stale one (issue 13
@@ -223,8 +319,7 @@ impl Feeder {
             if !self.in_flight.start(Some(&file.key)) {
                 continue;
             }
-            let known = self.position(&file.key);
-            let resume = match known {
+            let resume = match self.position(&file.key) {
                 Some(position) => position,
                 None => {
                     let gone = gone.get_or_insert_with(|| self.gone_files(files));
@@ -259,8 +354,12 @@ impl Feeder {
     }
 
     /// The position of the file a new name belongs to, moved to that name:
-    /// a gone file with the same first bytes, or the file's position under
-    /// its absolute path (kept by trawl before names were relative).
+    /// a gone file with the same first bytes (waiting, if a job still
+    /// reads it under its old name, until that job has recorded where it
+    /// stopped), or the file's position under its absolute path (kept by
+    /// trawl before names were relative). A file named on its own may also
+    /// be a file read in a directory not watched now: its position is
+    /// copied, not moved.
     fn find_moved(&self, file: &Named, gone: &mut GoneFiles) -> Option<FilePosition> {
         let legacy = std::fs::canonicalize(&file.path)
             .ok()
@@ -269,13 +368,17 @@ impl Feeder {
         let from = match legacy.filter(|legacy| self.position(legacy).is_some()) {
             Some(legacy) => legacy,
             None => {
-                if gone.0.is_empty() {
-                    return None;
-                }
                 let head = File::open(&file.path).and_then(read_head).ok()?;
-                gone.take_match(&head)?
+                match gone.take_match(&head) {
+                    Some(from) => from,
+                    None if is_named_alone(&file.key) => return self.find_copy(&head),
+                    None => return None,
+                }
             }
         };
+        // Issue 13 review: read from its start under the new name while
+        // the old job still ran, a renamed file was stored twice.
+        self.in_flight.wait_released(&from);
         let mut store = self.cx.store_write();
         let value = store.pending_positions().get(&from)?.clone();
         let position = FilePosition::decode(&value)?;
@@ -290,30 +393,43 @@ impl Feeder {
         Some(position)
     }
 
-    /// Positions with fingerprints whose file is gone: not in `listing`,
-    /// not being read, and not found where their name says (names under a
-    /// directory not watched now count as present: nothing is known).
+    /// A position of any name whose fingerprint is that of `head`.
+    fn find_copy(&self, head: &[u8]) -> Option<FilePosition> {
+        let store = self.cx.store_read();
+        store
+            .pending_positions()
+            .iter()
+            .filter(|(key, _)| key.starts_with("file:"))
+            .filter_map(|(_, value)| FilePosition::decode(value))
+            .find(|p| p.fingerprint.is_some_and(|fp| fp.matches(head)))
+    }
+
+    /// Positions with fingerprints whose file is gone: not in `listing` and
+    /// not found where their name says (names under a directory not
+    /// watched now count as present: nothing is known of them). One may
+    /// still be being read under its old name.
     fn gone_files(&self, listing: &[Named]) -> GoneFiles {
         let listed: HashSet<&str> = listing.iter().map(|f| f.key.as_str()).collect();
-        let store = self.cx.store_read();
+        let candidates: Vec<(String, Fingerprint)> = {
+            let store = self.cx.store_read();
+            store
+                .pending_positions()
+                .iter()
+                .filter(|(key, _)| key.starts_with("file:") && !listed.contains(key.as_str()))
+                .filter_map(|(key, value)| {
+                    let fingerprint = FilePosition::decode(value)?.fingerprint?;
+                    Some((key.clone(), fingerprint))
+                })
+                .collect()
+        };
         let mut gone = GoneFiles::default();
-        for (key, value) in store.pending_positions() {
-            if !key.starts_with("file:")
-                || listed.contains(key.as_str())
-                || self.in_flight.holds(key)
-            {
-                continue;
+        for (key, fingerprint) in candidates {
+            if self.path_of(&key).is_some_and(|path| !path.exists()) {
+                gone.0
+                    .entry(fingerprint.bytes)
+                    .or_default()
+                    .insert(fingerprint.hash, key);
             }
-            let Some(fingerprint) = FilePosition::decode(value).and_then(|p| p.fingerprint) else {
-                continue;
-            };
-            if self.path_of(key).is_none_or(|path| path.exists()) {
-                continue;
-            }
-            gone.0
-                .entry(fingerprint.bytes)
-                .or_default()
-                .insert(fingerprint.hash, key.clone());
         }
         gone
     }
@@ -322,11 +438,11 @@ impl Feeder {
     fn path_of(&self, key: &str) -> Option<PathBuf> {
         let name = key.strip_prefix("file:")?;
         if name.starts_with('/') {
-            return Some(PathBuf::from(name));
+            return Some(unescaped(name));
         }
         let (label, relative) = name.split_once('/')?;
         let labels = self.labels.lock().unwrap_or_else(PoisonError::into_inner);
-        labels.get(label).map(|dir| dir.join(relative))
+        labels.get(label).map(|dir| dir.join(unescaped(relative)))
     }
 
     /// Forgets the positions under `label` of files not in `listing`, not
@@ -335,7 +451,7 @@ impl Feeder {
     fn prune(&self, label: &str, listing: &[Named]) {
         let prefix = FilePosition::key(&format!("{label}/"));
         let listed: HashSet<&str> = listing.iter().map(|f| f.key.as_str()).collect();
-        let doomed: Vec<String> = {
+        let missing: Vec<String> = {
             let store = self.cx.store_read();
             store
                 .pending_positions()
@@ -349,11 +465,27 @@ impl Feeder {
                 .map(|(key, _)| key.clone())
                 .collect()
         };
+        let doomed: Vec<String> = {
+            let mut absent = self.absent.lock().unwrap_or_else(PoisonError::into_inner);
+            absent.retain(|key, _| !key.starts_with(&prefix) || missing.contains(key));
+            missing
+                .into_iter()
+                .filter(|key| {
+                    let count = absent.entry(key.clone()).or_default();
+                    *count += 1;
+                    *count >= ABSENT_LISTINGS_PRUNED
+                })
+                .collect()
+        };
         if doomed.is_empty() {
             return;
         }
         let doomed: Vec<&str> = doomed.iter().map(String::as_str).collect();
         self.cx.store_write().edit_positions(&[], &doomed);
+        let mut absent = self.absent.lock().unwrap_or_else(PoisonError::into_inner);
+        doomed.iter().for_each(|key| {
+            absent.remove(*key);
+        });
         self.cx
             .stats
             .positions_pruned
@@ -384,19 +516,82 @@ impl GoneFiles {
 }
 
 /// The manifest key of `path` under the directory `dir` labelled `label`:
-/// `file:LABEL/RELATIVE`, `/`-separated.
+/// `file:LABEL/RELATIVE`, `/`-separated, [`escaped`].
 fn dir_key(label: &str, dir: &Path, path: &Path) -> String {
     let relative = path.strip_prefix(dir).unwrap_or(path);
-    let parts: Vec<String> = relative
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect();
-    FilePosition::key(&format!("{label}/{}", parts.join("/")))
+    FilePosition::key(&format!("{label}/{}", escaped(relative)))
+}
+
+/// Whether `key` names a file by its absolute path (named on its own).
+fn is_named_alone(key: &str) -> bool {
+    key.starts_with("file:/")
+}
+
+/// `path` as key text, losslessly: `/`-separated components, with `%` and
+/// every byte of a name that is not UTF-8 written `%XX` (two names that are
+/// not UTF-8 shared one lossy key and were read again and again).
+fn escaped(path: &Path) -> String {
+    let mut out = String::new();
+    for (i, component) in path.components().enumerate() {
+        let part = component.as_os_str();
+        if i > 0 && !out.ends_with('/') {
+            out.push('/');
+        }
+        match part.to_str() {
+            Some(text) => out.push_str(&text.replace('%', "%25")),
+            None => {
+                for &byte in part.as_bytes() {
+                    if byte.is_ascii() && byte != b'%' {
+                        out.push(byte as char);
+                    } else {
+                        out.push_str(&format!("%{byte:02X}"));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The path [`escaped`] wrote.
+fn unescaped(text: &str) -> PathBuf {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(std::ffi::OsStr::from_bytes(&out))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_are_not_utf8_or_hold_a_percent_sign_keep_their_own_keys() {
+        let a = Path::new(std::ffi::OsStr::from_bytes(b"x/a\xfe.log"));
+        let b = Path::new(std::ffi::OsStr::from_bytes(b"x/a\xff.log"));
+        let literal = Path::new("x/a%FE.log");
+        let keys = [escaped(a), escaped(b), escaped(literal)];
+        assert_eq!(keys, ["x/a%FE.log", "x/a%FF.log", "x/a%25FE.log"]);
+        for (path, key) in [a, b, literal].iter().zip(&keys) {
+            assert_eq!(unescaped(key), *path);
+        }
+    }
 
     #[test]
     fn keys_are_relative_to_the_watched_directory() {

@@ -17,7 +17,8 @@
 //! chunk: decode → attribute → store), [`source`] (files, streams,
 //! payloads), [`chunks`] (whole-line chunks of a stream), `feeder` (which files to
 //! read, under which name, from where), [`hold`] (held flows), [`metadata_file`] (metadata files applied from
-//! their saved positions), [`position`] (file positions in the
+//! their saved positions), [`metadata_log`] (metadata applied, pushes
+//! logged, snapshots), [`position`] (file positions in the
 //! manifest), [`push_log`] (the write-ahead log of pushes), [`stats`] (counters, Prometheus text), [`config`].
 //!
 //! The crate knows the decoder, the index and the store; it knows nothing
@@ -28,6 +29,7 @@ pub mod config;
 mod feeder;
 pub mod hold;
 pub mod metadata_file;
+pub mod metadata_log;
 pub mod pipeline;
 pub mod position;
 pub mod push_log;

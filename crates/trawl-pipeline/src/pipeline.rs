@@ -27,18 +27,19 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Receiver;
-use trawl_attrib::{AttributionIndex, EventError, MetadataEvent, read_json_lines};
+use trawl_attrib::{AttributionIndex, EventError, MetadataEvent, PersistError};
 use trawl_flowlog::DecodeOptions;
 use trawl_store::{SealReport, SharedIndex, SharedStore, Store, StoreError};
 
 use crate::config::PipelineConfig;
 use crate::feeder::{Feeder, InFlight, Job};
 use crate::hold::HoldBuffer;
-use crate::metadata_file;
+use crate::position::FileStat;
 use crate::push_log::{PUSH_LOG_KEY, PushLog, PushLogError, PushLogLimits, PushPosition};
-use crate::source::{PushReport, push_durably, read_file, read_stream, replay_push_log};
+use crate::source::{Envelope, PushReport, push_durably, read_file, read_stream, replay_push_log};
 use crate::stats::{PipelineStats, render_metrics};
 use crate::worker::{Context, release_ready, seal};
+use crate::{metadata_file, metadata_log};
 
 /// Why the pipeline failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,9 @@ pub enum PipelineError {
     /// The push log failed.
     #[error(transparent)]
     PushLog(#[from] PushLogError),
+    /// The attribution snapshot could not be saved.
+    #[error("saving the attribution snapshot: {0}")]
+    Snapshot(#[from] PersistError),
     /// A worker thread could not be started.
     #[error("starting a thread: {0}")]
     Thread(std::io::Error),
@@ -72,6 +76,16 @@ pub enum PipelineError {
         first: PathBuf,
         /// The other.
         second: PathBuf,
+    },
+    /// A watched directory inside another: its files would have two names.
+    #[error(
+        "{inner} is inside {outer}, which is watched too: its files would be read twice; watch one of them"
+    )]
+    NestedDirs {
+        /// The outer directory.
+        outer: PathBuf,
+        /// The one inside it.
+        inner: PathBuf,
     },
 }
 
@@ -115,11 +129,12 @@ impl Pipeline {
         index: AttributionIndex,
     ) -> Result<Pipeline, PipelineError> {
         let push_log = if config.push_log {
-            let sealed = store
+            // Past every push a sealed position names (the log may lack it).
+            let next_seq_min = store
                 .positions()
                 .get(PUSH_LOG_KEY)
                 .and_then(|v| PushPosition::decode(v))
-                .unwrap_or_default();
+                .map_or(0, |p| p.seq + 1);
             let limits = PushLogLimits {
                 bytes_max: config.push_log_bytes_max,
                 ..PushLogLimits::default()
@@ -127,14 +142,28 @@ impl Pipeline {
             Some(PushLog::open(
                 &store.data_dir().join("push-log"),
                 limits,
-                sealed,
+                next_seq_min,
             )?)
         } else {
             None
         };
+        let metadata_log = match &config.snapshot_path {
+            Some(_) if config.push_log => {
+                let limits = PushLogLimits {
+                    bytes_max: config.push_log_bytes_max,
+                    ..PushLogLimits::default()
+                };
+                let dir = store.data_dir().join("metadata-log");
+                let next_seq_min = metadata_log::next_seq_min(&index);
+                Some(PushLog::open(&dir, limits, next_seq_min)?)
+            }
+            _ => None,
+        };
         let cx = Arc::new(Context {
             push_log,
             push_order: Mutex::new(()),
+            metadata_log,
+            metadata_order: Mutex::new(()),
             hold: Mutex::new(HoldBuffer::new(config.held_records_max)),
             store: Arc::new(RwLock::new(store)),
             index: Arc::new(RwLock::new(index)),
@@ -240,48 +269,50 @@ impl Pipeline {
     /// returns once it is durable (in the push log, if the pipeline keeps
     /// one), so that the caller may acknowledge it.
     pub fn push(&self, source: &str, payload: &[u8]) -> Result<PushReport, PushLogError> {
-        push_durably(&self.cx, source, payload)
+        push_durably(&self.cx, source, payload, Envelope::Any)
+    }
+
+    /// [`push`](Self::push) of a Firehose HTTP endpoint request: nothing of
+    /// it is kept unless it is one (its report then has no JSON envelope).
+    pub fn push_firehose(&self, payload: &[u8]) -> Result<PushReport, PushLogError> {
+        push_durably(&self.cx, "firehose", payload, Envelope::Firehose)
     }
 
     /// Adds the pushes the push log holds past the store's position: call
     /// it once at start, after metadata is loaded, before serving pushes.
     /// Returns how many pushes were replayed.
     pub fn replay_push_log(&self) -> Result<u64, PushLogError> {
+        let metadata = metadata_log::replay_metadata_log(&self.cx)?;
+        if metadata > 0 {
+            eprintln!("trawl: {metadata} metadata pushes replayed from the metadata log");
+        }
         replay_push_log(&self.cx)
     }
 
     /// Applies metadata events; with `complete_to`, vouches that metadata
     /// is complete up to that time (a source read to its end).
     pub fn apply_events(&self, events: &[MetadataEvent], complete_to: Option<i64>) -> usize {
-        let mut index = self.cx.index_write();
-        let mut applied = 0;
-        for event in events {
-            match index.apply(event) {
-                Ok(()) => applied += 1,
-                Err(error) => {
-                    let n = self
-                        .cx
-                        .stats
-                        .metadata_errors
-                        .fetch_add(1, Ordering::Relaxed)
-                        + 1;
-                    if n <= 20 || n.is_multiple_of(10_000) {
-                        eprintln!(
-                            "trawl: metadata event #{n} refused, at {}: {error}",
-                            event.at()
-                        );
-                    }
-                }
-            }
+        metadata_log::apply_events(&self.cx, &mut self.cx.index_write(), events, complete_to)
+    }
+
+    /// Applies a pushed body of JSON-lines metadata events (HTTP); returns
+    /// once they are durable (in the metadata log, when the pipeline saves
+    /// snapshots), with the events applied and the lines refused.
+    pub fn push_metadata(
+        &self,
+        source_name: &str,
+        body: &[u8],
+    ) -> Result<(usize, Vec<EventError>), PushLogError> {
+        metadata_log::push_metadata(&self.cx, source_name, body)
+    }
+
+    /// Saves the attribution snapshot now (to `snapshot_path`), then drops
+    /// the metadata log it covers; nothing without a path.
+    pub fn save_snapshot(&self) -> Result<(), PersistError> {
+        match &self.cx.config.snapshot_path {
+            Some(path) => metadata_log::save_snapshot(&self.cx, path),
+            None => Ok(()),
         }
-        if let Some(t) = complete_to {
-            index.advance_horizon(t);
-        }
-        self.cx
-            .stats
-            .metadata_events
-            .fetch_add(applied as u64, Ordering::Relaxed);
-        applied
     }
 
     /// Applies the lines of the metadata file `path` past the position saved
@@ -321,13 +352,7 @@ impl Pipeline {
         source_name: &str,
         complete: bool,
     ) -> (usize, Vec<EventError>) {
-        let mut events = Vec::new();
-        let mut errors = Vec::new();
-        read_json_lines(reader, source_name, |e| events.push(e), |e| errors.push(e));
-        self.cx
-            .stats
-            .metadata_errors
-            .fetch_add(errors.len() as u64, Ordering::Relaxed);
+        let (events, errors) = metadata_log::parse_events(&self.cx, reader, source_name);
         let newest = events.iter().map(MetadataEvent::at).max();
         let applied = self.apply_events(&events, newest.filter(|_| complete));
         (applied, errors)
@@ -375,7 +400,11 @@ impl Pipeline {
         for handle in workers {
             let _ = handle.join();
         }
-        seal(&cx).map_err(PipelineError::from)
+        let report = seal(&cx)?;
+        if let Some(path) = &cx.config.snapshot_path {
+            metadata_log::save_snapshot(&cx, path)?;
+        }
+        Ok(report)
     }
 }
 
@@ -388,9 +417,18 @@ fn work(cx: &Context, jobs: &Receiver<Job>, in_flight: &InFlight) {
                 resume,
                 growing,
             } => {
-                if let Err(error) = read_file(cx, &path, &key, resume, growing) {
-                    cx.stats.file_errors.fetch_add(1, Ordering::Relaxed);
-                    eprintln!("trawl: {}: {error}", path.display());
+                match read_file(cx, &path, &key, resume, growing) {
+                    Ok(()) => in_flight.forget_failure(&key),
+                    Err(error) => {
+                        cx.stats.file_errors.fetch_add(1, Ordering::Relaxed);
+                        let stat = std::fs::metadata(&path).map(|m| FileStat::of(&m)).ok();
+                        if in_flight.record_failure(&key, stat) {
+                            eprintln!(
+                                "trawl: {}: {error} (retried with backoff while the file is unchanged; not reported again until it changes)",
+                                path.display()
+                            );
+                        }
+                    }
                 }
                 in_flight.finish(Some(&key));
             }
@@ -405,12 +443,22 @@ fn work(cx: &Context, jobs: &Receiver<Job>, in_flight: &InFlight) {
     }
 }
 
+/// Whether the ticker should seal now: open memory past its share of the
+/// cap (at once), or, at most once every `seal_interval_min_secs`, a
+/// bucket the watermark passed (a trickle of late records made a seal due
+/// every tick, each rewriting the manifest), the interval, or a push log
+/// half full.
 fn seal_wanted(cx: &Context, since_seal: Duration) -> bool {
     let store = cx.store_read();
     let cap = store.config().open_bytes_max as u128;
     let percent = u128::from(cx.config.seal_at_open_percent.min(100));
+    if store.open_bytes() as u128 * 100 >= cap * percent {
+        return true;
+    }
+    if since_seal.as_secs() < cx.config.seal_interval_min_secs {
+        return false;
+    }
     store.seal_due()
-        || store.open_bytes() as u128 * 100 >= cap * percent
         || (since_seal.as_secs() >= cx.config.seal_interval_secs && store.open_rows() > 0)
         || cx
             .push_log
@@ -421,7 +469,19 @@ fn seal_wanted(cx: &Context, since_seal: Duration) -> bool {
 fn tick_until(cx: &Context, stop: &AtomicBool) {
     let mut last_seal = Instant::now();
     let mut last_maintain = Instant::now();
+    let mut last_snapshot = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        let interval = cx.config.snapshot_interval_secs;
+        if let Some(path) = &cx.config.snapshot_path
+            && interval > 0
+            && last_snapshot.elapsed().as_secs() >= interval
+        {
+            last_snapshot = Instant::now();
+            if let Err(error) = metadata_log::save_snapshot(cx, path) {
+                cx.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                eprintln!("trawl: {error} (retrying at the next interval)");
+            }
+        }
         std::thread::sleep(Duration::from_millis(200));
         release_ready(cx);
         if seal_wanted(cx, last_seal.elapsed()) {

@@ -109,7 +109,9 @@ pub struct PushRecord {
 /// Limits of a push log.
 #[derive(Debug, Clone, Copy)]
 pub struct PushLogLimits {
-    /// Bytes in one segment before the next starts.
+    /// Bytes in one segment before the next starts (at most a quarter of
+    /// `bytes_max` is used: the newest segment is never deleted, so a
+    /// segment as large as the log would fill it for ever).
     pub segment_bytes_max: u64,
     /// Bytes in the whole log (not yet covered by a seal).
     pub bytes_max: u64,
@@ -171,7 +173,7 @@ fn open_and_read(
     limits: PushLogLimits,
     from: PushPosition,
 ) -> (PushLog, Vec<PushRecord>) {
-    let log = PushLog::open(dir, limits, from).unwrap();
+    let log = PushLog::open(dir, limits, from.seq).unwrap();
     let mut records = Vec::new();
     log.replay(from, |r| records.push(r)).unwrap();
     (log, records)
@@ -198,16 +200,17 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 impl PushLog {
     /// Opens (creating) the log in `dir`: finds its segments, cuts a torn
-    /// tail off each, and goes on after the highest record found or
-    /// `sealed`, the store's position (whichever is later).
+    /// tail off each, and goes on after the highest record found, and at
+    /// `next_seq_min` at least (past every sequence number a position
+    /// already names: one the log lost must not be handed out again).
     pub fn open(
         dir: &Path,
         limits: PushLogLimits,
-        sealed: PushPosition,
+        next_seq_min: u64,
     ) -> Result<PushLog, PushLogError> {
         std::fs::create_dir_all(dir).map_err(io_at(dir))?;
         let mut segments = Vec::new();
-        let mut next_seq = sealed.seq;
+        let mut next_seq = next_seq_min;
         for (first_seq, path) in segment_files(dir)? {
             let mut last_seq = None;
             let good_bytes =
@@ -289,11 +292,24 @@ impl PushLog {
         let crc = crc32fast::hash(&body[HEADER_BYTES..]);
         body[..4].copy_from_slice(&(body_bytes as u32).to_le_bytes());
         body[4..8].copy_from_slice(&crc.to_le_bytes());
-        let written = self.writable(&mut appender, seq)?.write_all(&body);
+        let written = match self.writable(&mut appender, seq) {
+            Ok(file) => file.write_all(&body),
+            Err(error) => {
+                // No new segment: its name (this seq) is never tried again.
+                appender.next_seq = seq + 1;
+                return Err(error);
+            }
+        };
         if let Err(error) = written {
-            // The segment may end in part of this record now: the next
-            // record goes to a new one (the torn tail is cut at open).
-            appender.broken = true;
+            // The segment may end in part of this record: cut it back to
+            // its good records, or, failing that, write no more to it (the
+            // torn tail is cut at open, and nothing acknowledged follows it).
+            let good = appender.segments.last().map_or(0, |s| s.bytes);
+            let cut = appender.file.as_ref().map(|f| f.set_len(good));
+            if !matches!(cut, Some(Ok(()))) {
+                appender.broken = true;
+                appender.next_seq = seq + 1;
+            }
             let path = appender.segments.last().map(|s| s.path.clone());
             return Err(io_at(&path.unwrap_or_default())(error));
         }
@@ -306,43 +322,56 @@ impl PushLog {
     }
 
     /// The file to append record `seq` to: the newest segment, or a new one
-    /// when it is full (the full one synced first, so that a sync of the
-    /// new one covers every record before it).
+    /// named after `seq` when it is full or broken (the old one synced
+    /// first, so that a sync of the new one covers every record before
+    /// it). Nothing changes unless the new segment is open and its
+    /// directory entry synced; a name is never opened twice for a new
+    /// segment.
     fn writable<'a>(
         &self,
         appender: &'a mut Appender,
         seq: u64,
     ) -> Result<&'a mut File, PushLogError> {
+        let segment_bytes_max = self
+            .limits
+            .segment_bytes_max
+            .min(self.limits.bytes_max / 4)
+            .max(1);
         let full = appender.broken
             || appender
                 .segments
                 .last()
-                .is_none_or(|s| s.bytes >= self.limits.segment_bytes_max);
-        if full || appender.file.is_none() {
+                .is_none_or(|s| s.bytes >= segment_bytes_max);
+        if full {
             if let (Some(file), Some(segment)) = (&appender.file, appender.segments.last()) {
                 file.sync_data().map_err(io_at(&segment.path))?;
             }
+            let path = self.dir.join(segment_name(seq));
+            let file = OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(&path)
+                .map_err(io_at(&path))?;
+            sync_dir(&self.dir).map_err(io_at(&self.dir))?;
+            appender.segments.push(Segment {
+                first_seq: seq,
+                last_seq: None,
+                path,
+                bytes: 0,
+            });
+            appender.file = Some(file);
             appender.broken = false;
-            if full {
-                let path = self.dir.join(segment_name(seq));
-                appender.segments.push(Segment {
-                    first_seq: seq,
-                    last_seq: None,
-                    path,
-                    bytes: 0,
-                });
-            }
+        } else if appender.file.is_none() {
+            // The newest segment found at open: appended to from its end.
             let path = appender
                 .segments
                 .last()
                 .map(|s| s.path.clone())
                 .unwrap_or_default();
             let file = OpenOptions::new()
-                .create(true)
                 .append(true)
                 .open(&path)
                 .map_err(io_at(&path))?;
-            sync_dir(&self.dir).map_err(io_at(&self.dir))?;
             appender.file = Some(file);
         }
         appender.file.as_mut().ok_or_else(|| PushLogError::Io {
@@ -400,8 +429,11 @@ impl PushLog {
             .iter()
             .take_while(|s| s.last_seq.is_none_or(|last| last < position.seq))
             .count();
-        for segment in appender.segments.drain(..deletable) {
-            std::fs::remove_file(&segment.path).map_err(io_at(&segment.path))?;
+        for _ in 0..deletable {
+            let path = appender.segments[0].path.clone();
+            // A segment that cannot be removed stays listed, for the next seal.
+            std::fs::remove_file(&path).map_err(io_at(&path))?;
+            appender.segments.remove(0);
         }
         Ok(deletable)
     }
@@ -636,7 +668,7 @@ mod tests {
             bytes_max: 100,
             ..small()
         };
-        let full = PushLog::open(full_dir.path(), limits, PushPosition::default()).unwrap();
+        let full = PushLog::open(full_dir.path(), limits, 0).unwrap();
         full.append("a", &[0; 50]).unwrap();
         assert!(matches!(
             full.append("a", &[0; 50]),

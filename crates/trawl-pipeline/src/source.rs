@@ -330,6 +330,15 @@ pub fn push_payload(cx: &Context, source: &str, payload: &[u8]) -> PushReport {
     report
 }
 
+/// What a push must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Envelope {
+    /// Any container the decoder reads.
+    Any,
+    /// A Firehose HTTP endpoint request (its records are kept only if it is one).
+    Firehose,
+}
+
 /// Decodes a pushed payload, appends it to the push log and adds its
 /// records, in log order; returns once the payload is on disk, so that the
 /// caller may acknowledge it (issue 13 #6: pushes were acknowledged while
@@ -339,14 +348,19 @@ pub fn push_durably(
     cx: &Context,
     source: &str,
     payload: &[u8],
+    envelope: Envelope,
 ) -> Result<PushReport, PushLogError> {
-    let Some(log) = &cx.push_log else {
-        return Ok(push_payload(cx, source, payload));
-    };
     let (text, report) = decode_push(cx, source, payload);
-    if report.records == 0 {
+    let refused = envelope == Envelope::Firehose && report.summary.json_envelopes == 0;
+    if report.records == 0 || refused {
+        // Nothing kept: a Firehose request that is not one is answered 400
+        // (it was stored, then refused, and Firehose sent it again).
         return Ok(report);
     }
+    let Some(log) = &cx.push_log else {
+        add_pushed(cx, source, &text, None, 0);
+        return Ok(report);
+    };
     let refused = |error: PushLogError| {
         cx.stats.pushes_refused.fetch_add(1, Ordering::Relaxed);
         error
@@ -401,8 +415,9 @@ pub fn replay_push_log(cx: &Context) -> Result<u64, PushLogError> {
     Ok(replayed)
 }
 
-/// Flow-log files under `dir` (any depth), sorted: names ending in `.log`,
-/// `.log.gz`, `.gz` or `.txt`, not hidden, not `.tmp`.
+/// Flow-log files under `dir` (any depth), sorted: regular files (or links
+/// to them) with names ending in `.log`, `.log.gz`, `.gz` or `.txt`, not
+/// hidden, not `.tmp`; a dangling link is left out.
 pub fn list_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
@@ -417,7 +432,11 @@ pub fn list_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
             let kind = entry.file_type()?;
             if kind.is_dir() {
                 pending.push(entry.path());
-            } else if [".log", ".gz", ".txt"].iter().any(|s| name.ends_with(s)) {
+            } else if [".log", ".gz", ".txt"].iter().any(|s| name.ends_with(s))
+                && std::fs::metadata(entry.path()).is_ok_and(|m| m.is_file())
+            {
+                // Regular files only (a link is followed): a FIFO blocked
+                // the listing at open, a link to /dev/zero never ended.
                 files.push(entry.path());
             }
         }

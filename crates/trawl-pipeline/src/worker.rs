@@ -51,6 +51,10 @@ pub struct Context {
     /// Held while a push is appended to the log and added, so that pushes
     /// are added in their log order (see `push_log`).
     pub push_order: Mutex<()>,
+    /// The log of pushed metadata, if the snapshot is saved.
+    pub metadata_log: Option<PushLog>,
+    /// The same for metadata pushes (see `metadata_log`).
+    pub metadata_order: Mutex<()>,
 }
 
 impl Context {

@@ -163,9 +163,29 @@ fn positions_of_files_gone_and_read_are_pruned() {
     for i in 0..4 {
         std::fs::remove_file(dir.join(format!("{i}.log"))).unwrap();
     }
-    let (sums, keys) = read_dir_once(data.path(), &dir);
+    let pipeline = pipeline(data.path());
+    let positions =
+        |pipeline: &Pipeline| pipeline.store().read().unwrap().pending_positions().len();
+    // Missing from two listings: kept (the file may be moving to another
+    // watched directory, listed after this one).
+    for _ in 0..2 {
+        pipeline.add_dir(&dir).unwrap();
+        pipeline.wait_idle();
+    }
+    assert_eq!(positions(&pipeline), 5);
+    pipeline.add_dir(&dir).unwrap();
+    pipeline.wait_idle();
+    let keys: Vec<String> = pipeline
+        .store()
+        .read()
+        .unwrap()
+        .pending_positions()
+        .keys()
+        .cloned()
+        .collect();
     assert_eq!(keys, ["file:flows/4.log"]);
-    assert_eq!(sums.0, 15, "nothing lost from the store");
+    assert_eq!(sums(&pipeline).0, 15, "nothing lost from the store");
+    pipeline.shutdown().unwrap();
 }
 
 #[test]
@@ -210,5 +230,46 @@ fn two_watched_directories_with_the_same_name_are_refused() {
         matches!(refused, PipelineError::DirLabel { .. }),
         "{refused}"
     );
+    pipeline.shutdown().unwrap();
+}
+
+/// A gzip file that never completes (a writer that died mid-file) was
+/// decompressed from its start at every poll, and its error printed each
+/// time: now it is retried with backoff while it is unchanged, and again
+/// at once when it changes.
+#[test]
+fn a_gzip_file_that_never_completes_is_retried_with_backoff() {
+    use std::io::Write;
+    let data = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = mkdirs(root.path(), &["flows"]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(flows(200, 100).as_bytes()).unwrap();
+    let whole = gz.finish().unwrap();
+    let cut = &whole[..whole.len() * 2 / 3];
+    std::fs::write(dir.join("cut.log.gz"), cut).unwrap();
+    let store = Store::open(StoreConfig::new(data.path())).unwrap();
+    let config = PipelineConfig {
+        hold_secs: 0,
+        workers: 1,
+        poll_interval_ms: 10,
+        ..PipelineConfig::default()
+    };
+    let pipeline = Pipeline::start(config, store, AttributionIndex::default()).unwrap();
+    pipeline.follow_dir(dir.clone()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let errors = || {
+        pipeline
+            .stats()
+            .file_errors
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    assert_eq!(errors(), 1, "tried once, then waits (80 polls)");
+    // It changes (here: completed): read again at the next poll.
+    std::fs::write(dir.join("cut.log.gz"), &whole).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    pipeline.wait_idle();
+    assert_eq!(errors(), 1);
+    assert_eq!(sums(&pipeline).0, 200, "every record once");
     pipeline.shutdown().unwrap();
 }

@@ -32,6 +32,8 @@ fn context(data: &Path, open_bytes_max: usize, hold_secs: u64) -> Context {
         config,
         push_log: None,
         push_order: Mutex::new(()),
+        metadata_log: None,
+        metadata_order: Mutex::new(()),
     }
 }
 

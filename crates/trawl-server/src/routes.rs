@@ -398,7 +398,7 @@ async fn firehose(State(state): State<Arc<AppState>>, request: Request) -> Respo
         Err(e) => return reply(e.status(), header_id, Some(e.body_text())),
     };
     let pipeline = state.pipeline.clone();
-    let report = match tokio::task::spawn_blocking(move || pipeline.push("firehose", &body)).await {
+    let report = match tokio::task::spawn_blocking(move || pipeline.push_firehose(&body)).await {
         Ok(Ok(report)) => report,
         Ok(Err(refused)) => {
             let status = push_refused_status(&refused);
@@ -450,10 +450,13 @@ async fn push_metadata(
     };
     let pipeline = state.pipeline.clone();
     let applied =
-        tokio::task::spawn_blocking(move || pipeline.apply_metadata(&body[..], "http", false))
-            .await;
+        tokio::task::spawn_blocking(move || pipeline.push_metadata("http", &body[..])).await;
     match applied {
-        Ok((applied, errors)) => {
+        Ok(Err(refused)) => {
+            let status = push_refused_status(&refused);
+            with_retry_after(error(status, &refused), status)
+        }
+        Ok(Ok((applied, errors))) => {
             let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
             let status = if applied == 0 && !errors.is_empty() {
                 StatusCode::BAD_REQUEST

@@ -215,7 +215,6 @@ impl DataDirLock {
 pub struct Running {
     /// The pipeline.
     pub pipeline: Arc<Pipeline>,
-    data_dir: PathBuf,
     _lock: DataDirLock,
 }
 
@@ -236,7 +235,9 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
         let json = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         index.add_aws_ip_ranges(&json, &path.display().to_string())?;
     }
-    let pipeline = Pipeline::start(config.pipeline.clone(), store, index)?;
+    let mut pipeline_config = config.pipeline.clone();
+    pipeline_config.snapshot_path = Some(snapshot.clone());
+    let pipeline = Pipeline::start(pipeline_config, store, index)?;
     for path in &config.sources.metadata_files {
         let (applied, errors, from) = pipeline
             .apply_metadata_file(path)
@@ -265,7 +266,6 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
     }
     Ok(Running {
         pipeline: Arc::new(pipeline),
-        data_dir: config.data_dir.clone(),
         _lock: lock,
     })
 }
@@ -273,20 +273,14 @@ pub fn start(config: &Config) -> anyhow::Result<Running> {
 impl Running {
     /// Seals everything, saves the attribution snapshot, and unlocks.
     pub fn stop(self) -> anyhow::Result<()> {
-        let Running {
-            pipeline, data_dir, ..
-        } = self;
+        let Running { pipeline, .. } = self;
         let Ok(pipeline) = Arc::try_unwrap(pipeline) else {
             bail!("the pipeline is still in use");
         };
-        let index = pipeline.index();
-        pipeline.shutdown().context("sealing at shutdown")?;
-        let index = index
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        index
-            .save(&data_dir.join(INDEX_SNAPSHOT))
-            .context("saving the attribution snapshot")?;
+        // Seals, then saves the attribution snapshot (`snapshot_path`).
+        pipeline
+            .shutdown()
+            .context("sealing and saving the attribution snapshot at shutdown")?;
         Ok(())
     }
 

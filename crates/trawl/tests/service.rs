@@ -493,3 +493,46 @@ fn metadata_files_apply_only_their_new_lines_at_a_restart() {
     assert!(String::from_utf8(body).unwrap().contains("cache"));
     assert!(server.signal("-TERM").success());
 }
+
+/// Metadata pushed over HTTP was kept only in memory until a clean stop:
+/// `kill -9` lost it although it had been answered 200. Now it is in the
+/// metadata log until a snapshot covers it.
+#[test]
+fn pushed_metadata_survives_kill_9() {
+    let data = tempfile::tempdir().unwrap();
+    let owner_of = |server: &Server, ip: &str| {
+        let sql = format!("SELECT app FROM ip_history WHERE ip = '{ip}'");
+        let (status, body) = server.sql(&sql, "csv");
+        assert_eq!(status, 200);
+        String::from_utf8(body).unwrap()
+    };
+    let push = |server: &Server, ip: &str, app: &str| {
+        let event = format!(
+            r#"{{"type":"assign","ip":"{ip}","at":1795305000,"workload":{{"app":"{app}"}}}}"#
+        );
+        let (status, _) = server.post(
+            "/api/v1/metadata",
+            event.as_bytes(),
+            &[("Content-Type", "application/x-ndjson")],
+        );
+        assert_eq!(status, 200);
+    };
+    let server = start_run(data.path());
+    push(&server, "10.9.0.1", "web");
+    assert!(!server.signal("-KILL").success());
+    let server = start_run(data.path());
+    assert!(owner_of(&server, "10.9.0.1").contains("web"), "replayed");
+    push(&server, "10.9.0.2", "db");
+    assert!(server.signal("-TERM").success());
+    let server = start_run(data.path());
+    assert!(
+        owner_of(&server, "10.9.0.2").contains("db"),
+        "in the snapshot"
+    );
+    assert_eq!(
+        server.metric("trawl_metadata_events_total"),
+        0,
+        "nothing replayed past the snapshot"
+    );
+    assert!(server.signal("-TERM").success());
+}
