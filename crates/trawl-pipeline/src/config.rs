@@ -24,7 +24,8 @@ pub struct PipelineConfig {
     /// replays at most this much input.
     pub seal_interval_secs: u64,
     /// Least time between two seals the watermark, the interval or the
-    /// push log asks for (seconds; memory pressure seals at once).
+    /// push log asks for (seconds, at most `seal_interval_secs`; memory
+    /// pressure seals at once).
     pub seal_interval_min_secs: u64,
     /// Seal when open-bucket memory passes this share (percent) of the
     /// store's cap, before the store would seal by itself.
@@ -34,6 +35,11 @@ pub struct PipelineConfig {
     pub maintain_interval_secs: u64,
     /// How often a followed directory is listed for new files (milliseconds).
     pub poll_interval_ms: u64,
+    /// How long a followed file ending in a line without a newline must
+    /// have been left unchanged before that line is read (seconds): a
+    /// writer that pauses mid-line is not cut (read once, as by `ingest`
+    /// or `--once`, the line is read at once).
+    pub partial_line_wait_secs: u64,
     /// Keep pushed payloads (HTTP, Firehose) in a write-ahead log in the
     /// data directory (`push-log/`), synced before a push is answered, so
     /// that an acknowledged push survives a crash.
@@ -66,6 +72,7 @@ impl Default for PipelineConfig {
             seal_at_open_percent: 75,
             maintain_interval_secs: 10,
             poll_interval_ms: 1000,
+            partial_line_wait_secs: 60,
             push_log: true,
             push_log_bytes_max: 4 << 30,
             snapshot_interval_secs: 300,

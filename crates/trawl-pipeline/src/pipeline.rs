@@ -455,7 +455,11 @@ fn seal_wanted(cx: &Context, since_seal: Duration) -> bool {
     if store.open_bytes() as u128 * 100 >= cap * percent {
         return true;
     }
-    if since_seal.as_secs() < cx.config.seal_interval_min_secs {
+    let min_secs = cx
+        .config
+        .seal_interval_min_secs
+        .min(cx.config.seal_interval_secs);
+    if since_seal.as_secs() < min_secs {
         return false;
     }
     store.seal_due()

@@ -118,6 +118,10 @@ pub struct FilePosition {
     /// The file's identity (absent in positions older than fingerprints).
     #[serde(default, rename = "fp", skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Fingerprint>,
+    /// The file holds JSON envelopes, and `offset` counts bytes of its
+    /// records' decoded text, not of the file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub envelopes: bool,
 }
 
 impl FilePosition {

@@ -59,9 +59,9 @@ fn text_reader<'r>(reader: impl Read + 'r) -> io::Result<Box<dyn Read + 'r>> {
 
 /// Reads `path` from `resume` to its end; the last batch records the
 /// file's size, marking it complete. A `growing` (followed) file that ends
-/// in a line without a newline keeps that line for a later visit, when the
-/// size has not changed since (issue 13 #7: read at once, a line half
-/// written was stored truncated, or lost). A file read once (ingest, a
+/// in a line without a newline keeps that line for a later visit, once the
+/// file has been left unchanged for `partial_line_wait_secs` (issue 13 #7:
+/// read at once, a line half written was stored truncated, or lost). A file read once (ingest, a
 /// directory read to its end) is complete as it is.
 pub fn read_file(
     cx: &Context,
@@ -87,9 +87,17 @@ pub fn read_file(
         );
         FilePosition::default()
     };
+    let mut reader = BufReader::with_capacity(1 << 16, text_reader(Counting { inner: file, cx })?);
+    let first = reader
+        .fill_buf()?
+        .iter()
+        .copied()
+        .find(|b| !b.is_ascii_whitespace());
+    if first == Some(b'{') {
+        return read_envelope_file(cx, path, key, reader, resume, stat, fingerprint);
+    }
     let mut decoder = TextDecoder::new(path.display().to_string(), &cx.decode_options);
-    let reader = text_reader(Counting { inner: file, cx })?;
-    let hold_tail = growing && resume.tail_at_size != Some(stat.size);
+    let hold_tail = growing && !tail_settled(cx, &resume, &stat);
     let at = ChunkPosition {
         key,
         offset: 0,
@@ -111,15 +119,80 @@ pub fn read_file(
                 ..FilePosition::default()
             }
         }
-    }
-    .encode();
+    };
+    record_end(cx, path, key, &done);
+    Ok(())
+}
+
+/// Whether a followed file's last line without a newline may be read: the
+/// file is as it was at the last visit and unchanged for
+/// `partial_line_wait_secs` (a writer pausing mid-line for one poll had
+/// its line cut in two: the soak test found it).
+fn tail_settled(cx: &Context, resume: &FilePosition, stat: &FileStat) -> bool {
+    let now_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let wait_ns = u128::from(cx.config.partial_line_wait_secs) * 1_000_000_000;
+    let old_enough = stat
+        .modified_ns
+        .is_some_and(|m| now_ns.saturating_sub(u128::from(m)) >= wait_ns);
+    resume.tail_at_size == Some(stat.size) && old_enough
+}
+
+/// Records the position a read of `path` ended at.
+fn record_end(cx: &Context, path: &Path, key: &str, done: &FilePosition) {
     let index = cx.index_read();
     let mut store = cx.store_write();
-    if let Err(error) = store.add_batch(&[], index.workloads(), &[(key, &done)]) {
+    if let Err(error) = store.add_batch(&[], index.workloads(), &[(key, &done.encode())]) {
         cx.stats.store_errors.fetch_add(1, Ordering::Relaxed);
         eprintln!("trawl: {}: recording the end: {error}", path.display());
     }
     cx.stats.files_done.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Reads a file of JSON envelopes (CloudWatch Logs subscription payloads,
+/// Firehose records: what Firehose delivers to S3 from a CloudWatch Logs
+/// subscription, concatenated, usually gzip) whole, up to the payload
+/// limit, and adds its records. Its position counts bytes of the records'
+/// decoded text (envelopes have no lines to count), so a resumed file is
+/// decoded again and its records past the position added (issue 13 #12:
+/// such files were one bad line each).
+fn read_envelope_file(
+    cx: &Context,
+    path: &Path,
+    key: &str,
+    reader: impl Read,
+    resume: FilePosition,
+    stat: FileStat,
+    fingerprint: Option<Fingerprint>,
+) -> io::Result<()> {
+    let limit = cx.decode_options.payload_bytes_max;
+    let mut payload = Vec::new();
+    reader.take(limit as u64 + 1).read_to_end(&mut payload)?;
+    if payload.len() > limit {
+        return Err(io::Error::other(format!(
+            "more than {limit} bytes of JSON envelopes (payload_bytes_max)"
+        )));
+    }
+    let name = path.display().to_string();
+    let (text, _) = decode_push(cx, &name, &payload);
+    let skip = if resume.envelopes { resume.offset } else { 0 };
+    add_lines(
+        cx,
+        &name,
+        &text,
+        Some((key, PositionSource::Envelopes(fingerprint))),
+        skip,
+    );
+    let done = FilePosition {
+        offset: text.len() as u64,
+        envelopes: true,
+        size: Some(stat.size),
+        mtime_ns: stat.modified_ns,
+        fingerprint,
+        ..FilePosition::default()
+    };
+    record_end(cx, path, key, &done);
     Ok(())
 }
 
@@ -296,9 +369,6 @@ fn decode_push(cx: &Context, source: &str, payload: &[u8]) -> (Vec<u8>, PushRepo
         errors: 0,
     };
     let summary = decode_payload(payload, &mut decoder, &mut lines);
-    cx.stats
-        .input_bytes
-        .fetch_add(payload.len() as u64, Ordering::Relaxed);
     cx.stats.payloads.fetch_add(1, Ordering::Relaxed);
     let report = PushReport {
         records: lines.records,
@@ -308,16 +378,23 @@ fn decode_push(cx: &Context, source: &str, payload: &[u8]) -> (Vec<u8>, PushRepo
     (lines.text, report)
 }
 
-/// Processes decoded push lines from byte `skip` on (a replayed push the
-/// store holds in part), with the push log position `seq` if logged.
-fn add_pushed(cx: &Context, source: &str, text: &[u8], seq: Option<u64>, skip: u64) {
+/// Processes decoded record lines from byte `skip` on (a replayed push or
+/// a resumed envelope file the store holds in part), recording the
+/// position `at` (a key and its kind) with every batch.
+fn add_lines(
+    cx: &Context,
+    source: &str,
+    text: &[u8],
+    at: Option<(&str, PositionSource)>,
+    skip: u64,
+) {
     let mut decoder = TextDecoder::new(source.to_string(), &cx.decode_options);
     let begin = usize::try_from(skip).map_or(text.len(), |s| s.min(text.len()));
     skip_text(cx, &mut decoder, &text[..begin]);
-    let at = seq.map(|seq| ChunkPosition {
-        key: PUSH_LOG_KEY,
+    let at = at.map(|(key, source)| ChunkPosition {
+        key,
         offset: begin as u64,
-        source: PositionSource::Push(seq),
+        source,
     });
     process_text(cx, &mut decoder, &text[begin..], at);
 }
@@ -326,7 +403,7 @@ fn add_pushed(cx: &Context, source: &str, text: &[u8], seq: Option<u64>, skip: u
 /// acknowledged it: stdin's envelope lines, a pipeline without a push log).
 pub fn push_payload(cx: &Context, source: &str, payload: &[u8]) -> PushReport {
     let (text, report) = decode_push(cx, source, payload);
-    add_pushed(cx, source, &text, None, 0);
+    add_lines(cx, source, &text, None, 0);
     report
 }
 
@@ -350,6 +427,9 @@ pub fn push_durably(
     payload: &[u8],
     envelope: Envelope,
 ) -> Result<PushReport, PushLogError> {
+    cx.stats
+        .input_bytes
+        .fetch_add(payload.len() as u64, Ordering::Relaxed);
     let (text, report) = decode_push(cx, source, payload);
     let refused = envelope == Envelope::Firehose && report.summary.json_envelopes == 0;
     if report.records == 0 || refused {
@@ -358,7 +438,7 @@ pub fn push_durably(
         return Ok(report);
     }
     let Some(log) = &cx.push_log else {
-        add_pushed(cx, source, &text, None, 0);
+        add_lines(cx, source, &text, None, 0);
         return Ok(report);
     };
     let refused = |error: PushLogError| {
@@ -368,7 +448,13 @@ pub fn push_durably(
     let seq = {
         let _order = cx.push_order.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = log.append(source, payload).map_err(refused)?;
-        add_pushed(cx, source, &text, Some(seq), 0);
+        add_lines(
+            cx,
+            source,
+            &text,
+            Some((PUSH_LOG_KEY, PositionSource::Push(seq))),
+            0,
+        );
         seq
     };
     cx.stats
@@ -405,7 +491,8 @@ pub fn replay_push_log(cx: &Context) -> Result<u64, PushLogError> {
         };
         // The store's position may be the end of this push: all of it in.
         if skip < text.len() as u64 {
-            add_pushed(cx, &record.source, &text, Some(record.seq), skip);
+            let at = (PUSH_LOG_KEY, PositionSource::Push(record.seq));
+            add_lines(cx, &record.source, &text, Some(at), skip);
             replayed += 1;
         }
     })?;

@@ -102,6 +102,8 @@ pub enum PositionSource {
     File(Option<Fingerprint>),
     /// A push, by its sequence number in the push log.
     Push(u64),
+    /// A file of JSON envelopes: the offset is in its records' decoded text.
+    Envelopes(Option<Fingerprint>),
 }
 
 impl ChunkPosition<'_> {
@@ -116,6 +118,13 @@ impl ChunkPosition<'_> {
             }
             .encode(),
             PositionSource::Push(seq) => PushPosition { seq, offset }.encode(),
+            PositionSource::Envelopes(fingerprint) => FilePosition {
+                offset,
+                envelopes: true,
+                fingerprint,
+                ..FilePosition::default()
+            }
+            .encode(),
         }
     }
 }

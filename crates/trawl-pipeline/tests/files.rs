@@ -273,3 +273,57 @@ fn a_gzip_file_that_never_completes_is_retried_with_backoff() {
     assert_eq!(sums(&pipeline).0, 200, "every record once");
     pipeline.shutdown().unwrap();
 }
+
+/// One CloudWatch Logs subscription payload of `n` events, gzip'd: a
+/// record as Firehose writes it to S3 (an object is such records one after
+/// the other).
+fn cloudwatch_member(n: u64, base: u64) -> Vec<u8> {
+    use std::io::Write;
+    let events: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"id":"{i}","timestamp":1790000000000,"message":"2 123456789012 eni-1 8.8.8.8 1.1.1.1 443 50000 6 1 {} 1790000000 1790000060 ACCEPT OK"}}"#,
+                base + i
+            )
+        })
+        .collect();
+    let json = format!(
+        r#"{{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"flows","logStream":"eni-1-all","subscriptionFilters":["all"],"logEvents":[{}]}}"#,
+        events.join(",")
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(json.as_bytes()).unwrap();
+    gz.finish().unwrap()
+}
+
+/// Issue 13 #12 (files). A Firehose → S3 object of CloudWatch Logs
+/// payloads in a flows directory was one bad line; now its records are
+/// read, once, and a file that grows by another payload adds only it.
+#[test]
+fn a_file_of_cloudwatch_envelopes_in_a_directory_is_read_once() {
+    let data = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = mkdirs(root.path(), &["flows"]);
+    let path = dir.join("firehose-1.gz");
+    let mut object = cloudwatch_member(3, 100);
+    object.extend(cloudwatch_member(2, 200));
+    std::fs::write(&path, &object).unwrap();
+    let pipeline = pipeline(data.path());
+    pipeline.add_dir(&dir).unwrap();
+    pipeline.wait_idle();
+    assert_eq!(sums(&pipeline), (5, bytes_of(3, 100) + bytes_of(2, 200)));
+    assert_eq!(pipeline.stats().decode_errors_total(), 0);
+    pipeline.add_dir(&dir).unwrap();
+    pipeline.wait_idle();
+    assert_eq!(sums(&pipeline).0, 5, "complete: not read again");
+    object.extend(cloudwatch_member(4, 300));
+    std::fs::write(&path, &object).unwrap();
+    pipeline.add_dir(&dir).unwrap();
+    pipeline.wait_idle();
+    let all = bytes_of(3, 100) + bytes_of(2, 200) + bytes_of(4, 300);
+    assert_eq!(sums(&pipeline), (9, all), "only the new payload added");
+    pipeline.shutdown().unwrap();
+    // After a restart, resumed from the sealed position: nothing doubled.
+    let (again, _) = read_dir_once(data.path(), &dir);
+    assert_eq!(again, (9, all));
+}

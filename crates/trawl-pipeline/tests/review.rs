@@ -221,10 +221,16 @@ fn a_last_line_without_a_newline_is_read_once_the_file_stops_growing() {
             .and_then(|v| FilePosition::decode(v))
             .unwrap()
     };
-    let cx = context(data.path(), 1 << 30, 0);
+    let mut cx = context(data.path(), 1 << 30, 0);
     read_file(&cx, &path, &key, FilePosition::default(), true).unwrap();
     let first = position(&cx);
     assert!(!first.is_complete(&size), "{first:?}");
+    // Unchanged, but for less than partial_line_wait_secs: still held (a
+    // writer pausing mid-line).
+    read_file(&cx, &path, &key, first, true).unwrap();
+    assert!(!position(&cx).is_complete(&size));
+    assert_eq!(sums(cx.store.clone()).0, 1);
+    cx.config.partial_line_wait_secs = 0;
     read_file(&cx, &path, &key, first, true).unwrap();
     assert!(position(&cx).is_complete(&size));
     assert_eq!(sums(cx.store.clone()).0, 2);

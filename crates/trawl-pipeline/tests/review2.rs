@@ -137,7 +137,11 @@ fn a_segment_that_could_not_be_opened_sends_acknowledged_pushes_into_a_deleted_f
     // The failed segment's seq is never used again: the push went to a
     // segment of its own (it went into push-0.log, counted to push-2).
     assert_eq!(log.segment_seqs(), [0, 3]);
-    assert!(data.path().join("push-log/push-00000000000000000003.log").exists());
+    assert!(
+        data.path()
+            .join("push-log/push-00000000000000000003.log")
+            .exists()
+    );
     seal(&cx).unwrap(); // covers the push; deletes push-0
     push_durably(&cx, "http", p(2, 500).as_bytes(), Envelope::Any).unwrap(); // acked
     drop(cx); // kill -9
