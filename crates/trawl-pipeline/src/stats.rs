@@ -332,6 +332,13 @@ pub fn render_metrics(
     );
     metric(
         m,
+        "trawl_store_compactions_refused_total",
+        "counter",
+        "Chunks left uncompacted because the string dictionary was full (their strings are kept).",
+        &[("", s.compactions_refused)],
+    );
+    metric(
+        m,
         "trawl_store_segments",
         "gauge",
         "Live segments.",

@@ -8,7 +8,9 @@
 //! Store::seal_begin   (store lock)   open buckets ─► batches of a SealJob, visible
 //!                                    to queries as "sealing" rows; next manifest drafted
 //! SealJob::write      (no lock)      validate ─► write each segment ─► sync the directories
-//! Store::seal_finish  (store lock)   publish the manifest; the sealing rows are now segments
+//!                                    ─► serialize and fsync MANIFEST.tmp
+//! Store::seal_finish  (store lock)   rename MANIFEST.tmp, sync the directory; the sealing
+//!                                    rows are now segments
 //! ```
 //!
 //! If writing or publishing fails, or the job is dropped unfinished, the
@@ -143,10 +145,13 @@ pub struct SealJob {
 }
 
 impl SealJob {
-    /// Writes and syncs the segments; call it without holding the store
-    /// lock. The outcome is kept: `seal_finish` reports it.
+    /// Writes and syncs the segments and the next manifest (as
+    /// `MANIFEST.tmp`); call it without holding the store lock. The outcome
+    /// is kept: `seal_finish` reports it, and publishes the manifest.
     pub fn write(&mut self) {
-        let outcome = write_segments(&self.dir, &self.pending, &mut self.next, &mut self.steps);
+        let outcome = write_segments(&self.dir, &self.pending, &mut self.next, &mut self.steps)
+            .and_then(|()| self.steps.step())
+            .and_then(|()| self.next.write_pending(&self.dir));
         self.written = Some(outcome);
     }
 

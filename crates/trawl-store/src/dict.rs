@@ -63,6 +63,16 @@ impl Dictionary {
         self.insert(text)
     }
 
+    /// The code of `text`, adding it if there is room; `None` when the
+    /// dictionary is full and lacks it (nothing counted: for rewriting
+    /// stored data, which must keep its strings or stay as it is).
+    pub fn code_exact(&mut self, text: &str) -> Option<u32> {
+        if let Some(code) = self.codes.get(text) {
+            return Some(*code);
+        }
+        (self.strings.len() < self.strings_max).then(|| self.insert(text))
+    }
+
     /// The text of `code`.
     pub fn text(&self, code: u32) -> Option<&str> {
         self.strings.get(code as usize).map(|s| &**s)
@@ -115,6 +125,13 @@ mod tests {
         assert_eq!(dict.code("api"), a);
         assert_ne!(a, b);
         assert_eq!(dict.code("third"), 0, "past the bound: the overflow code");
+        assert_eq!(dict.overflowed(), 1);
+        assert_eq!(dict.code_exact("api"), Some(a));
+        assert_eq!(
+            dict.code_exact("fourth"),
+            None,
+            "full: refused, not replaced"
+        );
         assert_eq!(dict.overflowed(), 1);
         assert_eq!(dict.text(a), Some("api"));
         let values = dict.values();

@@ -45,6 +45,16 @@ pub enum StoreError {
         /// The underlying error.
         source: arrow::error::ArrowError,
     },
+    /// Merging a chunk would need strings the full dictionary cannot take:
+    /// the chunk is left as it is (rewritten, its strings would become
+    /// "(dictionary full)").
+    #[error("table {table}: the string dictionary is full; chunk {chunk_start} is not compacted")]
+    DictionaryFull {
+        /// The table.
+        table: String,
+        /// The chunk.
+        chunk_start: u32,
+    },
     /// The configuration is invalid.
     #[error("store configuration: {0}")]
     Config(String),

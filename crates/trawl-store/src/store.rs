@@ -100,6 +100,10 @@ pub struct StoreConfig {
     pub detail: DetailSpec,
     /// A chunk with more segments than this is compacted even while open.
     pub segments_per_chunk_max: usize,
+    /// Most bytes of segments one compaction reads into memory (and so how
+    /// long it holds the store): the smallest segments of a chunk are
+    /// merged up to this, the rest at a later pass or never.
+    pub compaction_bytes_max: u64,
     /// Most distinct strings in the dictionary.
     pub dictionary_strings_max: usize,
     /// How long a file replaced by compaction or retention stays on disk for
@@ -129,6 +133,7 @@ impl StoreConfig {
             ],
             detail: DetailSpec::default(),
             segments_per_chunk_max: 8,
+            compaction_bytes_max: 256 << 20,
             dictionary_strings_max: 4_000_000,
             delete_delay: Duration::from_secs(60),
             future_slack_secs: 3600,
@@ -206,6 +211,9 @@ pub struct StoreStats {
     pub delta_segments: u64,
     /// Compactions (one per chunk merged).
     pub compactions: u64,
+    /// Chunks left uncompacted because the string dictionary was full
+    /// (merged, their strings would have become "(dictionary full)").
+    pub compactions_refused: u64,
     /// Segments merged away by compaction.
     pub segments_compacted: u64,
     /// Segments removed by retention.
@@ -897,6 +905,11 @@ impl Store {
             table.open.chunks.clear();
         }
         self.detail.open.chunks.clear();
+        // Nothing else publishes while the job is out (maintenance waits),
+        // so the generation is known now and the manifest can be written
+        // with the segments, without the lock.
+        let mut next = next;
+        next.generation = self.manifest.generation + 1;
         Ok(SealJob {
             pending,
             next,
@@ -927,7 +940,16 @@ impl Store {
                 "a seal was finished before its segments were written".into(),
             ))
         })?;
-        self.publish(next, &mut steps)?;
+        if next.generation != self.manifest.generation + 1 {
+            return Err(StoreError::Config(
+                "another manifest was published while a seal was out".into(),
+            ));
+        }
+        // MANIFEST.tmp was written and synced by the job: only the rename
+        // and the directory sync happen under the lock.
+        steps.step()?;
+        Manifest::publish_pending(&self.config.data_dir)?;
+        self.manifest = next;
         if Arc::ptr_eq(&self.sealing, &pending) {
             self.sealing = Arc::from([]);
         }
@@ -1093,7 +1115,23 @@ impl Store {
                 .into_iter()
                 .partition(|s| &s.table == table && s.chunk_start == *chunk);
             next.segments = rest;
-            let batches = self.merge_segments(table, &segments)?;
+            let (segments, left) = within_budget(segments, self.config.compaction_bytes_max);
+            next.segments.extend(left);
+            if segments.len() < 2 {
+                // Nothing to merge within the budget.
+                next.segments.extend(segments);
+                continue;
+            }
+            let batches = match self.merge_segments(table, &segments) {
+                Ok(batches) => batches,
+                Err(StoreError::DictionaryFull { .. }) => {
+                    // Left as it is: queries merge its segments anyway.
+                    self.stats.compactions_refused += 1;
+                    next.segments.extend(segments);
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
             let id = next.next_segment;
             next.next_segment += 1;
             self.ids_drafted = next.next_segment;
@@ -1107,6 +1145,7 @@ impl Store {
             self.delete_doomed(false);
             return Ok(0);
         }
+        let compacted = pending.len();
         self.commit(pending, next)?;
         let now = Instant::now();
         self.doomed.extend(
@@ -1114,11 +1153,11 @@ impl Store {
                 .iter()
                 .map(|s| (Manifest::segment_path(&self.config.data_dir, s), now)),
         );
-        self.stats.compactions += candidates.len() as u64;
+        self.stats.compactions += compacted as u64;
         self.stats.segments_compacted += replaced.len() as u64;
         self.stats.segments_expired += expired as u64;
         self.delete_doomed(false);
-        Ok(candidates.len())
+        Ok(compacted)
     }
 
     /// The files of the segments the published manifest lists.
@@ -1204,7 +1243,13 @@ impl Store {
         let mut bucket = RollupBucket::default();
         for batch in &batches {
             self.add_rollup_batch(index, &mut bucket, batch)
-                .map_err(arrow)?;
+                .map_err(|error| match error {
+                    CodesError::Arrow(e) => arrow(e),
+                    CodesError::DictionaryFull => StoreError::DictionaryFull {
+                        table: table.to_string(),
+                        chunk_start: segments.first().map_or(0, |s| s.chunk_start),
+                    },
+                })?;
         }
         let rollup = &self.rollups[index];
         bucket
@@ -1219,7 +1264,7 @@ impl Store {
         table: usize,
         bucket: &mut RollupBucket,
         batch: &RecordBatch,
-    ) -> Result<(), arrow::error::ArrowError> {
+    ) -> Result<(), CodesError> {
         let dims = self.rollups[table].spec.dims.clone();
         let rows = batch.num_rows();
         let mut columns: Vec<Vec<u32>> = Vec::with_capacity(dims.len() + 1);
@@ -1254,25 +1299,23 @@ impl Store {
     }
 
     /// The codes of a dimension column read back from a segment.
-    fn column_codes(
-        &mut self,
-        dim: Dim,
-        column: &Arc<dyn Array>,
-    ) -> Result<Vec<u32>, arrow::error::ArrowError> {
+    fn column_codes(&mut self, dim: Dim, column: &Arc<dyn Array>) -> Result<Vec<u32>, CodesError> {
         match dim.dim_type() {
             DimType::Text => {
-                let column = arrow::compute::cast(column, &text_type())?;
+                let column =
+                    arrow::compute::cast(column, &text_type()).map_err(CodesError::Arrow)?;
                 let dictionary = column.as_dictionary::<arrow::datatypes::UInt32Type>();
                 let values: &StringArray = dictionary.values().as_string();
                 let codes: Vec<u32> = (0..values.len())
                     .map(|i| {
                         if values.is_null(i) {
-                            NULL_CODE
+                            Some(NULL_CODE)
                         } else {
-                            self.dict.code(values.value(i))
+                            self.dict.code_exact(values.value(i))
                         }
                     })
-                    .collect();
+                    .collect::<Option<_>>()
+                    .ok_or(CodesError::DictionaryFull)?;
                 Ok((0..dictionary.len())
                     .map(|row| {
                         if dictionary.is_null(row) {
@@ -1304,6 +1347,32 @@ impl Store {
     pub fn data_dir(&self) -> &Path {
         &self.config.data_dir
     }
+}
+
+/// The smallest of a chunk's `segments` whose bytes add up to at most
+/// `bytes_max` (merged together), and the others (left as they are).
+fn within_budget(
+    mut segments: Vec<SegmentMeta>,
+    bytes_max: u64,
+) -> (Vec<SegmentMeta>, Vec<SegmentMeta>) {
+    segments.sort_by_key(|s| (s.bytes, s.id));
+    let mut total = 0u64;
+    let fit = segments
+        .iter()
+        .take_while(|s| {
+            total = total.saturating_add(s.bytes);
+            total <= bytes_max
+        })
+        .count();
+    let left = segments.split_off(fit);
+    (segments, left)
+}
+
+/// Why a stored column could not be turned back into codes.
+enum CodesError {
+    Arrow(arrow::error::ArrowError),
+    /// A string the full dictionary lacks (it would become the overflow text).
+    DictionaryFull,
 }
 
 /// `batch` with the columns of `schema`, matched by name: a column the
@@ -1349,6 +1418,33 @@ fn align_to_schema(
         }
     }
     RecordBatch::try_new(schema.clone(), columns).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    fn meta(id: u64, bytes: u64) -> SegmentMeta {
+        SegmentMeta {
+            id,
+            table: "flows".into(),
+            chunk_start: 0,
+            file: format!("flows/0-{id}.parquet"),
+            rows: 1,
+            bytes,
+            time_min: 0,
+            time_max: 0,
+        }
+    }
+
+    #[test]
+    fn compaction_merges_the_smallest_segments_within_its_budget() {
+        let (merged, left) = within_budget(vec![meta(1, 500), meta(2, 100), meta(3, 200)], 350);
+        let ids = |v: &[SegmentMeta]| v.iter().map(|s| s.id).collect::<Vec<_>>();
+        assert_eq!((ids(&merged), ids(&left)), (vec![2, 3], vec![1]));
+        let (merged, _) = within_budget(vec![meta(1, 500)], 100);
+        assert!(merged.is_empty());
+    }
 }
 
 #[cfg(test)]

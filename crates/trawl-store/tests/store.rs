@@ -677,3 +677,33 @@ fn a_seal_after_a_failed_commit_never_reuses_a_segment_name() {
     );
     assert_eq!(total_flows(&engine, "flows_1m"), 300);
 }
+
+/// Issue 13 (robustness). With the string dictionary full, compaction
+/// rewrote correct segments with "(dictionary full)" in place of their
+/// names; now such a chunk is left as it is (and counted).
+#[test]
+fn compaction_with_the_dictionary_full_leaves_segments_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let estate = Estate::new(10);
+    let (store, engine) = open(dir.path());
+    let first = flows(1000, T0, HOUR);
+    let later = flows(500, T0 + 3 * HOUR, HOUR);
+    let late = flows(300, T0, HOUR);
+    {
+        let mut s = store.write().unwrap();
+        add(&mut s, &estate, &first, None);
+        s.seal().unwrap();
+        add(&mut s, &estate, &later, None);
+        add(&mut s, &estate, &late, None);
+        s.seal().unwrap();
+    }
+    drop((store, engine));
+    let mut config = StoreConfig::new(dir.path());
+    config.dictionary_strings_max = 4;
+    let store = Arc::new(RwLock::new(Store::open(config).unwrap()));
+    let engine = SqlEngine::new(store.clone(), None).unwrap();
+    store.write().unwrap().maintain().unwrap();
+    assert!(store.read().unwrap().stats().compactions_refused >= 1);
+    let all: Vec<Flow> = [first, later, late].concat();
+    check(&engine, &estate, &all);
+}
