@@ -353,6 +353,10 @@ pub struct AttributionIndex {
     /// Where each metadata source has been read to, saved with the index
     /// (opaque values, like the store's positions).
     source_positions: BTreeMap<String, String>,
+    /// When each position was last set (a count, not saved: loaded ones are
+    /// the oldest), to forget the stalest past the bound.
+    source_touched: hashbrown::HashMap<String, u64, foldhash::fast::FixedState>,
+    source_touches: u64,
     internet: WorkloadId,
     unknown: WorkloadId,
     stats: IndexStats,
@@ -389,6 +393,8 @@ impl AttributionIndex {
             vouched_horizon: 0,
             pruned_before: 0,
             source_positions: BTreeMap::new(),
+            source_touched: Default::default(),
+            source_touches: 0,
             internet,
             unknown,
             stats: IndexStats::default(),
@@ -402,18 +408,35 @@ impl AttributionIndex {
     }
 
     /// Records where the metadata source `key` has been read to; saved with
-    /// the index, so that a restart applies only what is new. Refused
-    /// (`false`) past [`SOURCE_POSITIONS_MAX`] sources or
-    /// [`SOURCE_POSITION_BYTES_MAX`] bytes.
+    /// the index, so that a restart applies only what is new. Past
+    /// [`SOURCE_POSITIONS_MAX`] sources the one set longest ago (a file no
+    /// longer configured) is forgotten: if it comes back it is applied
+    /// from its start, and the events before the pruned history are
+    /// refused. Refused (`false`) past [`SOURCE_POSITION_BYTES_MAX`] bytes.
     pub fn set_source_position(&mut self, key: &str, value: &str) -> bool {
-        let fits = key.len() + value.len() <= SOURCE_POSITION_BYTES_MAX
-            && (self.source_positions.len() < SOURCE_POSITIONS_MAX
-                || self.source_positions.contains_key(key));
-        if fits {
-            self.source_positions
-                .insert(key.to_string(), value.to_string());
+        if key.len() + value.len() > SOURCE_POSITION_BYTES_MAX {
+            return false;
         }
-        fits
+        if !self.source_positions.contains_key(key)
+            && self.source_positions.len() >= SOURCE_POSITIONS_MAX
+        {
+            let touched = &self.source_touched;
+            let oldest = self
+                .source_positions
+                .keys()
+                .min_by_key(|k| touched.get(*k).copied().unwrap_or(0))
+                .cloned();
+            if let Some(oldest) = oldest {
+                self.source_positions.remove(&oldest);
+                self.source_touched.remove(&oldest);
+            }
+        }
+        self.source_touches += 1;
+        self.source_touched
+            .insert(key.to_string(), self.source_touches);
+        self.source_positions
+            .insert(key.to_string(), value.to_string());
+        true
     }
 
     /// Every source position (for saving).

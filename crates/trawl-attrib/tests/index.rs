@@ -491,6 +491,15 @@ fn source_positions_are_saved_with_the_index_and_bounded() {
     let mut index = AttributionIndex::default();
     assert!(index.set_source_position("metadata-file:/etc/trawl/a.jsonl", r#"{"offset":10}"#));
     assert!(!index.set_source_position("big", &"x".repeat(5000)));
+    // Past the bound, the position set longest ago is forgotten.
+    let mut full = AttributionIndex::default();
+    for i in 0..trawl_attrib::SOURCE_POSITIONS_MAX {
+        full.set_source_position(&format!("f{i}"), "{}");
+    }
+    full.set_source_position("f0", "{}");
+    assert!(full.set_source_position("new", "{}"));
+    assert!(full.source_position("new").is_some() && full.source_position("f0").is_some());
+    assert!(full.source_position("f1").is_none(), "the stalest went");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("index.snapshot");
     index.save(&path).unwrap();

@@ -188,6 +188,8 @@ const ABSENT_LISTINGS_PRUNED: u32 = 3;
 struct Named {
     path: PathBuf,
     key: String,
+    /// Its name as versions before escaped names wrote it, if different.
+    lossy_key: Option<String>,
 }
 
 /// Positions of files that are gone, by fingerprint length and hash: where
@@ -225,6 +227,7 @@ impl Feeder {
                 Ok(Named {
                     path: absolute,
                     key,
+                    lossy_key: None,
                 })
             })
             .collect::<Result<Vec<_>, PipelineError>>()?;
@@ -245,7 +248,14 @@ impl Feeder {
             .into_iter()
             .map(|path| {
                 let key = dir_key(&label, &dir, &path);
-                Named { path, key }
+                let relative = path.strip_prefix(&dir).unwrap_or(&path);
+                let lossy = FilePosition::key(&format!("{label}/{}", relative.to_string_lossy()));
+                let lossy_key = (lossy != key).then_some(lossy);
+                Named {
+                    path,
+                    key,
+                    lossy_key,
+                }
             })
             .collect();
         let queued = self.queue(&named, growing)?;
@@ -361,11 +371,17 @@ impl Feeder {
     /// be a file read in a directory not watched now: its position is
     /// copied, not moved.
     fn find_moved(&self, file: &Named, gone: &mut GoneFiles) -> Option<FilePosition> {
-        let legacy = std::fs::canonicalize(&file.path)
+        // Older names of the same file: its absolute path (before names
+        // were relative), its relative name before names were escaped.
+        let absolute = std::fs::canonicalize(&file.path)
             .ok()
-            .map(|p| FilePosition::key(&p.to_string_lossy()))
-            .filter(|legacy| *legacy != file.key);
-        let from = match legacy.filter(|legacy| self.position(legacy).is_some()) {
+            .map(|p| FilePosition::key(&p.to_string_lossy()));
+        let unescaped = file.lossy_key.clone();
+        let legacy = [absolute, unescaped]
+            .into_iter()
+            .flatten()
+            .find(|legacy| *legacy != file.key && self.position(legacy).is_some());
+        let from = match legacy {
             Some(legacy) => legacy,
             None => {
                 let head = File::open(&file.path).and_then(read_head).ok()?;

@@ -105,7 +105,8 @@ pub(crate) fn push_metadata(
     Ok((applied, errors))
 }
 
-/// Every push before `seq + 1` is in the index.
+/// Every push before `seq + 1` is in the index (set at every push, it is
+/// never the stalest position the index forgets past its bound).
 fn set_position(index: &mut AttributionIndex, seq: u64) {
     let position = PushPosition {
         seq: seq + 1,
@@ -149,6 +150,11 @@ pub(crate) fn replay_metadata_log(cx: &Context) -> Result<u64, PushLogError> {
 /// Saves the index to `path` (atomically), then deletes the metadata log's
 /// segments the saved position covers.
 pub(crate) fn save_snapshot(cx: &Context, path: &Path) -> Result<(), PersistError> {
+    // One save at a time: they share the temporary file.
+    let _saving = cx
+        .snapshot_lock
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     let position = {
         let index = cx.index_read();
         index.save(path)?;

@@ -61,6 +61,12 @@ pub enum PipelineError {
     /// The attribution snapshot could not be saved.
     #[error("saving the attribution snapshot: {0}")]
     Snapshot(#[from] PersistError),
+    /// The index has no room to remember where the metadata log was
+    /// applied to (too many metadata sources).
+    #[error(
+        "the attribution index holds too many source positions to keep the metadata log's ({0} at most): configure fewer metadata files"
+    )]
+    SourcePositionsFull(usize),
     /// A worker thread could not be started.
     #[error("starting a thread: {0}")]
     Thread(std::io::Error),
@@ -164,6 +170,7 @@ impl Pipeline {
             push_order: Mutex::new(()),
             metadata_log,
             metadata_order: Mutex::new(()),
+            snapshot_lock: Mutex::new(()),
             hold: Mutex::new(HoldBuffer::new(config.held_records_max)),
             store: Arc::new(RwLock::new(store)),
             index: Arc::new(RwLock::new(index)),
@@ -408,6 +415,19 @@ impl Pipeline {
     }
 }
 
+/// Gives a job's claim back when dropped: also when reading it panicked
+/// (a claim kept for ever froze a follow thread waiting for it).
+struct Claim<'a> {
+    in_flight: &'a InFlight,
+    key: Option<&'a str>,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.in_flight.finish(self.key);
+    }
+}
+
 fn work(cx: &Context, jobs: &Receiver<Job>, in_flight: &InFlight) {
     while let Ok(job) = jobs.recv() {
         match job {
@@ -417,6 +437,10 @@ fn work(cx: &Context, jobs: &Receiver<Job>, in_flight: &InFlight) {
                 resume,
                 growing,
             } => {
+                let _claim = Claim {
+                    in_flight,
+                    key: Some(&key),
+                };
                 match read_file(cx, &path, &key, resume, growing) {
                     Ok(()) => in_flight.forget_failure(&key),
                     Err(error) => {
@@ -430,14 +454,16 @@ fn work(cx: &Context, jobs: &Receiver<Job>, in_flight: &InFlight) {
                         }
                     }
                 }
-                in_flight.finish(Some(&key));
             }
             Job::Stream { name, reader } => {
+                let _claim = Claim {
+                    in_flight,
+                    key: None,
+                };
                 if let Err(error) = read_stream(cx, &name, reader) {
                     cx.stats.file_errors.fetch_add(1, Ordering::Relaxed);
                     eprintln!("trawl: {name}: {error}");
                 }
-                in_flight.finish(None);
             }
         }
     }
@@ -500,12 +526,20 @@ fn tick_until(cx: &Context, stop: &AtomicBool) {
         if last_maintain.elapsed().as_secs() >= cx.config.maintain_interval_secs {
             last_maintain = Instant::now();
             cx.index_write().maintain();
-            let mut store = cx.store_write();
-            if let Err(error) = store.maintain() {
+            // Compaction reads and writes without the store lock.
+            let job = cx.store_write().compaction_begin();
+            let finished = job.and_then(|job| match job {
+                Some(mut job) => {
+                    job.run();
+                    cx.store_write().compaction_finish(job)
+                }
+                None => Ok(0),
+            });
+            if let Err(error) = finished {
                 cx.stats.store_errors.fetch_add(1, Ordering::Relaxed);
                 eprintln!("trawl: store maintenance failed: {error}");
             }
-            store.delete_doomed(false);
+            cx.store_write().delete_doomed(false);
         }
     }
 }

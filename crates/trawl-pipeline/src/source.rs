@@ -46,6 +46,17 @@ impl<R: Read> Read for Counting<'_, R> {
     }
 }
 
+/// Whether the (decompressed) text's first byte that is not white space
+/// is `{`: JSON envelopes, not flow-log lines.
+fn starts_with_json(reader: &mut impl BufRead) -> io::Result<bool> {
+    let first = reader
+        .fill_buf()?
+        .iter()
+        .copied()
+        .find(|b| !b.is_ascii_whitespace());
+    Ok(first == Some(b'{'))
+}
+
 /// Plain or gzip text of `reader`, told apart by the gzip magic bytes.
 fn text_reader<'r>(reader: impl Read + 'r) -> io::Result<Box<dyn Read + 'r>> {
     let mut buffered = BufReader::with_capacity(1 << 16, reader);
@@ -88,12 +99,7 @@ pub fn read_file(
         FilePosition::default()
     };
     let mut reader = BufReader::with_capacity(1 << 16, text_reader(Counting { inner: file, cx })?);
-    let first = reader
-        .fill_buf()?
-        .iter()
-        .copied()
-        .find(|b| !b.is_ascii_whitespace());
-    if first == Some(b'{') {
+    if starts_with_json(&mut reader)? {
         return read_envelope_file(cx, path, key, reader, resume, stat, fingerprint);
     }
     let mut decoder = TextDecoder::new(path.display().to_string(), &cx.decode_options);
@@ -203,12 +209,7 @@ fn read_envelope_file(
 pub fn read_stream(cx: &Context, name: &str, reader: impl Read) -> io::Result<()> {
     let mut reader =
         BufReader::with_capacity(1 << 16, text_reader(Counting { inner: reader, cx })?);
-    let first = reader
-        .fill_buf()?
-        .iter()
-        .copied()
-        .find(|b| !b.is_ascii_whitespace());
-    if first == Some(b'{') {
+    if starts_with_json(&mut reader)? {
         return read_envelope_lines(cx, name, reader);
     }
     let mut decoder = TextDecoder::new(name.to_string(), &cx.decode_options);

@@ -55,6 +55,8 @@ pub struct Context {
     pub metadata_log: Option<PushLog>,
     /// The same for metadata pushes (see `metadata_log`).
     pub metadata_order: Mutex<()>,
+    /// Held while the attribution snapshot is saved (one save at a time).
+    pub snapshot_lock: Mutex<()>,
 }
 
 impl Context {

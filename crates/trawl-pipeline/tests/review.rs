@@ -34,6 +34,7 @@ fn context(data: &Path, open_bytes_max: usize, hold_secs: u64) -> Context {
         push_order: Mutex::new(()),
         metadata_log: None,
         metadata_order: Mutex::new(()),
+        snapshot_lock: Mutex::new(()),
     }
 }
 

@@ -84,6 +84,7 @@ fn push_context(data: &Path, limits: PushLogLimits) -> Context {
         push_order: Mutex::new(()),
         metadata_log: None,
         metadata_order: Mutex::new(()),
+        snapshot_lock: Mutex::new(()),
     }
 }
 

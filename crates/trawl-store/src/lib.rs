@@ -43,6 +43,7 @@ pub use error::StoreError;
 pub use manifest::{Manifest, SegmentMeta};
 pub use rollup::Measures;
 pub use schema::RollupSpec;
+pub use store::CompactionJob;
 
 pub use readonly::Refusal;
 pub use sql::{

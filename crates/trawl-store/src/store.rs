@@ -47,7 +47,9 @@ use trawl_attrib::{
 };
 use trawl_flowlog::{FlowRecord, LogStatus};
 
-use crate::commit::{PendingSegment, SealJob, Steps, write_segments};
+use crate::commit::{PendingSegment, SealJob, Steps};
+
+mod compact;
 use crate::detail::DetailBucket;
 use crate::dict::Dictionary;
 use crate::dims::{
@@ -59,6 +61,7 @@ use crate::manifest::{Manifest, SegmentMeta};
 use crate::rollup::{Measures, RollupBucket, RollupLayout, regrain};
 use crate::schema::{RollupSpec, detail_schema, text_type};
 use crate::segment::read_segment;
+pub use compact::CompactionJob;
 
 /// Name of the detail table.
 pub const DETAIL_TABLE: &str = "flows";
@@ -908,7 +911,6 @@ impl Store {
         // Nothing else publishes while the job is out (maintenance waits),
         // so the generation is known now and the manifest can be written
         // with the segments, without the lock.
-        let mut next = next;
         next.generation = self.manifest.generation + 1;
         Ok(SealJob {
             pending,
@@ -1071,19 +1073,6 @@ impl Store {
         }
     }
 
-    /// Writes `pending` segments, then publishes `next` (whose entries for
-    /// them get their sizes and time ranges here); then the in-memory
-    /// manifest is `next`.
-    fn commit(
-        &mut self,
-        pending: Vec<PendingSegment>,
-        mut next: Manifest,
-    ) -> Result<(), StoreError> {
-        let mut steps = Steps::new(self.interrupt_after_steps.take());
-        write_segments(&self.config.data_dir, &pending, &mut next, &mut steps)?;
-        self.publish(next, &mut steps)
-    }
-
     /// Writes and publishes `next` (segments already on disk); then the
     /// in-memory manifest is `next`.
     fn publish(&mut self, mut next: Manifest, steps: &mut Steps) -> Result<(), StoreError> {
@@ -1099,65 +1088,15 @@ impl Store {
 
     /// Compacts chunks (closed ones with several segments, open ones with
     /// too many), applies retention, and deletes replaced files whose delay
-    /// has passed. Returns the number of chunks compacted.
+    /// has passed, in one go (see `compact` for the three steps a running
+    /// pipeline takes, without holding the store while it reads and
+    /// writes). Returns the number of chunks compacted.
     pub fn maintain(&mut self) -> Result<usize, StoreError> {
-        if self.seal_in_flight() {
+        let Some(mut job) = self.compaction_begin()? else {
             return Ok(0);
-        }
-        let candidates = self.compaction_candidates();
-        let mut next = self.manifest.clone();
-        next.next_segment = next.next_segment.max(self.ids_drafted);
-        let mut pending = Vec::new();
-        let mut replaced = Vec::new();
-        for (table, chunk) in &candidates {
-            let (segments, rest): (Vec<_>, Vec<_>) = next
-                .segments
-                .into_iter()
-                .partition(|s| &s.table == table && s.chunk_start == *chunk);
-            next.segments = rest;
-            let (segments, left) = within_budget(segments, self.config.compaction_bytes_max);
-            next.segments.extend(left);
-            if segments.len() < 2 {
-                // Nothing to merge within the budget.
-                next.segments.extend(segments);
-                continue;
-            }
-            let batches = match self.merge_segments(table, &segments) {
-                Ok(batches) => batches,
-                Err(StoreError::DictionaryFull { .. }) => {
-                    // Left as it is: queries merge its segments anyway.
-                    self.stats.compactions_refused += 1;
-                    next.segments.extend(segments);
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
-            let id = next.next_segment;
-            next.next_segment += 1;
-            self.ids_drafted = next.next_segment;
-            let segment = self.pending_segment(table, *chunk, self.chunk_secs(table), batches, id);
-            next.segments.push(segment.meta.clone());
-            pending.push(segment);
-            replaced.extend(segments);
-        }
-        let expired = self.expire(&mut next);
-        if pending.is_empty() && expired == 0 {
-            self.delete_doomed(false);
-            return Ok(0);
-        }
-        let compacted = pending.len();
-        self.commit(pending, next)?;
-        let now = Instant::now();
-        self.doomed.extend(
-            replaced
-                .iter()
-                .map(|s| (Manifest::segment_path(&self.config.data_dir, s), now)),
-        );
-        self.stats.compactions += compacted as u64;
-        self.stats.segments_compacted += replaced.len() as u64;
-        self.stats.segments_expired += expired as u64;
-        self.delete_doomed(false);
-        Ok(compacted)
+        };
+        job.run();
+        self.compaction_finish(job)
     }
 
     /// The files of the segments the published manifest lists.
