@@ -5,62 +5,23 @@
 //! to their end leave the manifest.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use arrow::array::AsArray;
-use arrow::datatypes::UInt64Type;
+use common::{bytes_of, file_pipeline, flows, mkdirs, sums};
+
+use std::path::Path;
+
 use trawl_attrib::AttributionIndex;
 use trawl_pipeline::{FilePosition, Pipeline, PipelineConfig, PipelineError};
-use trawl_store::{SqlEngine, Store, StoreConfig};
-
-/// A flow-log file of `n` records whose bytes are `base`, `base + 1`, …
-fn flows(n: u64, base: u64) -> String {
-    let mut text = String::from(
-        "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n",
-    );
-    for i in 0..n {
-        text.push_str(&format!(
-            "2 123456789012 eni-1 8.8.8.8 1.1.1.1 443 50000 6 1 {} {} {} ACCEPT OK\n",
-            base + i,
-            1_790_000_000 + i,
-            1_790_000_060 + i
-        ));
-    }
-    text
-}
-
-fn pipeline(data: &Path) -> Pipeline {
-    let store = Store::open(StoreConfig::new(data)).unwrap();
-    let config = PipelineConfig {
-        hold_secs: 0,
-        workers: 1,
-        ..PipelineConfig::default()
-    };
-    Pipeline::start(config, store, AttributionIndex::default()).unwrap()
-}
-
-/// Flows and bytes in the store.
-fn sums(pipeline: &Pipeline) -> (u64, u64) {
-    let engine = SqlEngine::new(pipeline.store(), None).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let sql = "SELECT CAST(coalesce(sum(flows),0) AS BIGINT UNSIGNED), CAST(coalesce(sum(bytes),0) AS BIGINT UNSIGNED) FROM flows_1m";
-    let result = runtime.block_on(engine.query(sql)).unwrap();
-    let batch = &result.batches[0];
-    (
-        batch.column(0).as_primitive::<UInt64Type>().value(0),
-        batch.column(1).as_primitive::<UInt64Type>().value(0),
-    )
-}
+use trawl_store::{Store, StoreConfig};
 
 /// Runs a pipeline over `dir` once (as `trawl run --once` does), seals,
 /// and returns the store's sums and file positions.
 fn read_dir_once(data: &Path, dir: &Path) -> ((u64, u64), Vec<String>) {
-    let pipeline = pipeline(data);
+    let pipeline = file_pipeline(data, 16);
     pipeline.add_dir(dir).unwrap();
     pipeline.wait_idle();
-    let sums = sums(&pipeline);
+    let sums = sums(pipeline.store());
     pipeline.seal().unwrap();
     let keys = pipeline
         .store()
@@ -72,16 +33,6 @@ fn read_dir_once(data: &Path, dir: &Path) -> ((u64, u64), Vec<String>) {
         .collect();
     pipeline.shutdown().unwrap();
     (sums, keys)
-}
-
-fn bytes_of(n: u64, base: u64) -> u64 {
-    (0..n).map(|i| base + i).sum()
-}
-
-fn mkdirs(root: &Path, parts: &[&str]) -> PathBuf {
-    let dir = parts.iter().fold(root.to_path_buf(), |d, p| d.join(p));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]
@@ -163,7 +114,7 @@ fn positions_of_files_gone_and_read_are_pruned() {
     for i in 0..4 {
         std::fs::remove_file(dir.join(format!("{i}.log"))).unwrap();
     }
-    let pipeline = pipeline(data.path());
+    let pipeline = file_pipeline(data.path(), 16);
     let positions =
         |pipeline: &Pipeline| pipeline.store().read().unwrap().pending_positions().len();
     // Missing from two listings: kept (the file may be moving to another
@@ -184,7 +135,7 @@ fn positions_of_files_gone_and_read_are_pruned() {
         .cloned()
         .collect();
     assert_eq!(keys, ["file:flows/4.log"]);
-    assert_eq!(sums(&pipeline).0, 15, "nothing lost from the store");
+    assert_eq!(sums(pipeline.store()).0, 15, "nothing lost from the store");
     pipeline.shutdown().unwrap();
 }
 
@@ -223,7 +174,7 @@ fn two_watched_directories_with_the_same_name_are_refused() {
     let root = tempfile::tempdir().unwrap();
     let a = mkdirs(root.path(), &["a", "flows"]);
     let b = mkdirs(root.path(), &["b", "flows"]);
-    let pipeline = pipeline(data.path());
+    let pipeline = file_pipeline(data.path(), 16);
     pipeline.add_dir(&a).unwrap();
     let refused = pipeline.add_dir(&b).unwrap_err();
     assert!(
@@ -270,7 +221,7 @@ fn a_gzip_file_that_never_completes_is_retried_with_backoff() {
     std::thread::sleep(std::time::Duration::from_millis(500));
     pipeline.wait_idle();
     assert_eq!(errors(), 1);
-    assert_eq!(sums(&pipeline).0, 200, "every record once");
+    assert_eq!(sums(pipeline.store()).0, 200, "every record once");
     pipeline.shutdown().unwrap();
 }
 
@@ -308,20 +259,27 @@ fn a_file_of_cloudwatch_envelopes_in_a_directory_is_read_once() {
     let mut object = cloudwatch_member(3, 100);
     object.extend(cloudwatch_member(2, 200));
     std::fs::write(&path, &object).unwrap();
-    let pipeline = pipeline(data.path());
+    let pipeline = file_pipeline(data.path(), 16);
     pipeline.add_dir(&dir).unwrap();
     pipeline.wait_idle();
-    assert_eq!(sums(&pipeline), (5, bytes_of(3, 100) + bytes_of(2, 200)));
+    assert_eq!(
+        sums(pipeline.store()),
+        (5, bytes_of(3, 100) + bytes_of(2, 200))
+    );
     assert_eq!(pipeline.stats().decode_errors_total(), 0);
     pipeline.add_dir(&dir).unwrap();
     pipeline.wait_idle();
-    assert_eq!(sums(&pipeline).0, 5, "complete: not read again");
+    assert_eq!(sums(pipeline.store()).0, 5, "complete: not read again");
     object.extend(cloudwatch_member(4, 300));
     std::fs::write(&path, &object).unwrap();
     pipeline.add_dir(&dir).unwrap();
     pipeline.wait_idle();
     let all = bytes_of(3, 100) + bytes_of(2, 200) + bytes_of(4, 300);
-    assert_eq!(sums(&pipeline), (9, all), "only the new payload added");
+    assert_eq!(
+        sums(pipeline.store()),
+        (9, all),
+        "only the new payload added"
+    );
     pipeline.shutdown().unwrap();
     // After a restart, resumed from the sealed position: nothing doubled.
     let (again, _) = read_dir_once(data.path(), &dir);

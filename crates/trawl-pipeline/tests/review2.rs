@@ -3,14 +3,16 @@
 //! reviewed commit. Tests that change process-wide limits take `SERIAL`.
 #![allow(missing_docs, clippy::unwrap_used)]
 
+mod common;
+
+use common::{bytes_of, file_pipeline, flows, mkdirs, serial, sums};
+
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use arrow::array::AsArray;
-use arrow::datatypes::UInt64Type;
 use trawl_attrib::AttributionIndex;
 use trawl_flowlog::DecodeOptions;
 use trawl_pipeline::hold::HoldBuffer;
@@ -18,45 +20,7 @@ use trawl_pipeline::push_log::{PUSH_LOG_KEY, PushLog, PushLogError, PushLogLimit
 use trawl_pipeline::source::{Envelope, push_durably, replay_push_log};
 use trawl_pipeline::worker::{Context, seal};
 use trawl_pipeline::{Pipeline, PipelineConfig, PipelineError, PipelineStats};
-use trawl_store::{SharedStore, SqlEngine, Store, StoreConfig};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// A flow-log text of `n` records whose bytes are `base`, `base + 1`, …
-fn flows(n: u64, base: u64) -> String {
-    let mut text = String::from(
-        "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n",
-    );
-    for i in 0..n {
-        text.push_str(&format!(
-            "2 123456789012 eni-1 8.8.8.8 1.1.1.1 443 50000 6 1 {} {} {} ACCEPT OK\n",
-            base + i,
-            1_790_000_000 + i,
-            1_790_000_060 + i
-        ));
-    }
-    text
-}
-
-fn sums(store: SharedStore) -> (u64, u64) {
-    let engine = SqlEngine::new(store, None).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let sql = "SELECT CAST(coalesce(sum(flows),0) AS BIGINT UNSIGNED), CAST(coalesce(sum(bytes),0) AS BIGINT UNSIGNED) FROM flows_1m";
-    let result = runtime.block_on(engine.query(sql)).unwrap();
-    let batch = &result.batches[0];
-    (
-        batch.column(0).as_primitive::<UInt64Type>().value(0),
-        batch.column(1).as_primitive::<UInt64Type>().value(0),
-    )
-}
+use trawl_store::{Store, StoreConfig};
 
 /// A context over `data` with a push log of `limits` (as Pipeline::start
 /// builds it, but with the limits a test needs).
@@ -94,10 +58,6 @@ fn restart_and_sum(data: &Path, limits: PushLogLimits) -> (u64, u64) {
     let cx = push_context(data, limits);
     replay_push_log(&cx).unwrap();
     sums(cx.store.clone())
-}
-
-fn bytes_of(n: u64, base: u64) -> u64 {
-    (0..n).map(|i| base + i).sum()
 }
 
 // ---------------------------------------------------------------- push log
@@ -317,23 +277,6 @@ fn the_firehose_400_answer_comes_after_the_records_were_kept() {
 }
 
 // ---------------------------------------------------------------- feeder
-
-fn file_pipeline(data: &Path, queued_jobs_max: usize) -> Pipeline {
-    let store = Store::open(StoreConfig::new(data)).unwrap();
-    let config = PipelineConfig {
-        hold_secs: 0,
-        workers: 1,
-        queued_jobs_max,
-        ..PipelineConfig::default()
-    };
-    Pipeline::start(config, store, AttributionIndex::default()).unwrap()
-}
-
-fn mkdirs(root: &Path, parts: &[&str]) -> PathBuf {
-    let dir = parts.iter().fold(root.to_path_buf(), |d, p| d.join(p));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn mkfifo(path: &Path) {
     let status = std::process::Command::new("mkfifo")

@@ -3,71 +3,13 @@
 //! fails on the reviewed commit.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+mod common;
 
-use arrow::array::AsArray;
-use arrow::datatypes::UInt64Type;
+use common::{bytes_of, file_pipeline, flows, mkdirs, serial, sums};
+
 use trawl_attrib::{AttributionIndex, SOURCE_POSITIONS_MAX};
 use trawl_pipeline::{Pipeline, PipelineConfig};
-use trawl_store::{SharedStore, SqlEngine, Store, StoreConfig};
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn flows(n: u64, base: u64) -> String {
-    let mut text = String::from(
-        "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n",
-    );
-    for i in 0..n {
-        text.push_str(&format!(
-            "2 123456789012 eni-1 8.8.8.8 1.1.1.1 443 50000 6 1 {} {} {} ACCEPT OK\n",
-            base + i,
-            1_790_000_000 + i,
-            1_790_000_060 + i
-        ));
-    }
-    text
-}
-
-fn bytes_of(n: u64, base: u64) -> u64 {
-    (0..n).map(|i| base + i).sum()
-}
-
-fn sums(store: SharedStore) -> (u64, u64) {
-    let engine = SqlEngine::new(store, None).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let sql = "SELECT CAST(coalesce(sum(flows),0) AS BIGINT UNSIGNED), CAST(coalesce(sum(bytes),0) AS BIGINT UNSIGNED) FROM flows_1m";
-    let result = runtime.block_on(engine.query(sql)).unwrap();
-    let batch = &result.batches[0];
-    (
-        batch.column(0).as_primitive::<UInt64Type>().value(0),
-        batch.column(1).as_primitive::<UInt64Type>().value(0),
-    )
-}
-
-fn file_pipeline(data: &Path) -> Pipeline {
-    let store = Store::open(StoreConfig::new(data)).unwrap();
-    let config = PipelineConfig {
-        hold_secs: 0,
-        workers: 1,
-        ..PipelineConfig::default()
-    };
-    Pipeline::start(config, store, AttributionIndex::default()).unwrap()
-}
-
-fn mkdirs(root: &Path, parts: &[&str]) -> PathBuf {
-    let dir = parts.iter().fold(root.to_path_buf(), |d, p| d.join(p));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use trawl_store::{Store, StoreConfig};
 
 /// feeder.rs:531-555 (`escaped`, new in 35a7f98) with feeder.rs:410-435
 /// (`gone_files` via `path_of`/`unescaped`): a store written before
@@ -85,7 +27,7 @@ fn a_file_with_a_percent_in_its_name_is_read_again_after_keys_became_escaped() {
     let root = tempfile::tempdir().unwrap();
     let dir = mkdirs(root.path(), &["flows"]);
     std::fs::write(dir.join("a%zz.log"), flows(5, 100)).unwrap();
-    let pipeline = file_pipeline(data.path());
+    let pipeline = file_pipeline(data.path(), 16);
     pipeline.add_dir(&dir).unwrap();
     pipeline.wait_idle();
     pipeline.shutdown().unwrap();
@@ -104,7 +46,7 @@ fn a_file_with_a_percent_in_its_name_is_read_again_after_keys_became_escaped() {
         store.seal().unwrap();
         assert!(store.positions().contains_key(&old_key));
     }
-    let pipeline = file_pipeline(data.path());
+    let pipeline = file_pipeline(data.path(), 16);
     pipeline.add_dir(&dir).unwrap();
     pipeline.wait_idle();
     let got = sums(pipeline.store());
