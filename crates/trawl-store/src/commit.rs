@@ -45,6 +45,38 @@ pub(crate) struct PendingSegment {
     pub memory_bytes: usize,
 }
 
+impl PendingSegment {
+    /// Segment `id` of `table`'s chunk at `chunk` (chunks `chunk_secs`
+    /// long) holding `batches`. Its time range is validated for real
+    /// before writing; this one only has to be right for retention, which
+    /// may run before the write.
+    pub fn new(
+        table: &str,
+        chunk: u32,
+        chunk_secs: u32,
+        batches: Vec<RecordBatch>,
+        id: u64,
+    ) -> PendingSegment {
+        let (time_min, time_max) =
+            crate::segment::time_range_of(&batches).unwrap_or((chunk, chunk));
+        PendingSegment {
+            meta: SegmentMeta {
+                id,
+                table: table.to_string(),
+                chunk_start: chunk,
+                file: format!("{table}/{chunk}-{id}.parquet"),
+                rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
+                bytes: 0,
+                time_min,
+                time_max,
+            },
+            memory_bytes: batches.iter().map(RecordBatch::get_array_memory_size).sum(),
+            batches,
+            chunk_secs,
+        }
+    }
+}
+
 /// Counts the durable steps of a commit and stops after a set number of
 /// them (crash tests: see `Store::interrupt_next_commit_after`).
 #[derive(Debug, Clone, Copy)]

@@ -882,7 +882,13 @@ impl Store {
         for left in self.sealing.iter() {
             let (table, chunk) = (&left.meta.table, left.meta.chunk_start);
             let batches = left.batches.clone();
-            pending.push(self.pending_segment(table, chunk, left.chunk_secs, batches, id));
+            pending.push(PendingSegment::new(
+                table,
+                chunk,
+                left.chunk_secs,
+                batches,
+                id,
+            ));
             id += 1;
         }
         pending.extend(self.open_segments(id)?);
@@ -1006,7 +1012,7 @@ impl Store {
         let mut out = Vec::new();
         let mut id = first_id;
         let mut push = |table: &str, chunk: u32, chunk_secs: u32, batches: Vec<RecordBatch>| {
-            out.push(self.pending_segment(table, chunk, chunk_secs, batches, id));
+            out.push(PendingSegment::new(table, chunk, chunk_secs, batches, id));
             id += 1;
         };
         let arrow = |table: &str| {
@@ -1042,35 +1048,6 @@ impl Store {
             push(DETAIL_TABLE, *chunk, self.detail.spec.chunk_secs, batches);
         }
         Ok(out)
-    }
-
-    fn pending_segment(
-        &self,
-        table: &str,
-        chunk: u32,
-        chunk_secs: u32,
-        batches: Vec<RecordBatch>,
-        id: u64,
-    ) -> PendingSegment {
-        // Validated for real before writing; this range only has to be
-        // right for retention, which runs before the write.
-        let (time_min, time_max) =
-            crate::segment::time_range_of(&batches).unwrap_or((chunk, chunk));
-        PendingSegment {
-            meta: SegmentMeta {
-                id,
-                table: table.to_string(),
-                chunk_start: chunk,
-                file: format!("{table}/{chunk}-{id}.parquet"),
-                rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
-                bytes: 0,
-                time_min,
-                time_max,
-            },
-            memory_bytes: batches.iter().map(RecordBatch::get_array_memory_size).sum(),
-            batches,
-            chunk_secs,
-        }
     }
 
     /// Writes and publishes `next` (segments already on disk); then the

@@ -72,7 +72,13 @@ impl CompactionJob {
                 Some(batches) => batches,
                 None => read_chunk(&self.dir, self.detail_schema.as_ref(), input)?,
             };
-            let mut segment = pending_segment(input, batches);
+            let mut segment = PendingSegment::new(
+                &input.table,
+                input.chunk,
+                input.chunk_secs,
+                batches,
+                input.id,
+            );
             self.written.segments.push(segment.meta.clone());
             self.written.next_segment = self.written.next_segment.max(input.id + 1);
             write_segments(
@@ -109,26 +115,6 @@ fn read_chunk(
         }
     }
     Ok(batches)
-}
-
-fn pending_segment(input: &Input, batches: Vec<RecordBatch>) -> PendingSegment {
-    let (time_min, time_max) =
-        crate::segment::time_range_of(&batches).unwrap_or((input.chunk, input.chunk));
-    PendingSegment {
-        meta: SegmentMeta {
-            id: input.id,
-            table: input.table.clone(),
-            chunk_start: input.chunk,
-            file: format!("{}/{}-{}.parquet", input.table, input.chunk, input.id),
-            rows: batches.iter().map(|b| b.num_rows() as u64).sum(),
-            bytes: 0,
-            time_min,
-            time_max,
-        },
-        memory_bytes: batches.iter().map(RecordBatch::get_array_memory_size).sum(),
-        batches,
-        chunk_secs: input.chunk_secs,
-    }
 }
 
 impl Store {
