@@ -14,7 +14,24 @@
 //!    when the address is declared to another workload over the flow's
 //!    time (counted in [`IndexStats::learned_conflicts`]). Learned spans
 //!    are kept apart from declared intervals and answer only when no
-//!    declared interval covers `t`: a declaration always wins.
+//!    declared interval covers `t`, with one exception:
+//!
+//! 2a. **Contradicted declarations.** AWS writes an interface's own address
+//!     as the local side of its records (the source of egress records, the
+//!     destination of ingress ones; a forwarded packet's foreign address goes
+//!     to `pkt-srcaddr`/`pkt-dstaddr`, the interface's primary address to
+//!     `srcaddr`/`dstaddr`), and a private IP is on one interface of a VPC at
+//!     a time. So when a flow at interface I, whose one owner is B, shows
+//!     address X while X is declared to A *on another interface* (an
+//!     `assign` or snapshot entry naming it; or on I itself, before I was
+//!     attached to B), A's declaration is out of date: A's release and B's
+//!     assign were lost. The flow is learned as an *overriding* span, which
+//!     answers over a declared interval that began before it (counted in
+//!     [`IndexStats::learned_overrides`]). A declaration that names no
+//!     interface is never overridden (a Kubernetes pod's IP, declared without
+//!     its node's ENI), nor one that began inside the span, and a shared
+//!     interface teaches nothing. Private ranges reused across VPCs would
+//!     defeat this rule (as they defeat any attribution keyed by IP alone).
 //! 3. **Network**, **AwsIpRanges**: the longest matching user prefix, then
 //!    AWS's published ranges.
 //! 4. **Internet** for a public address, **Unknown** for a private one.
@@ -164,6 +181,11 @@ pub struct Attribution {
     pub settled: bool,
 }
 
+/// Most interfaces remembered per IP for [`AttributionIndex`]'s placements
+/// (the oldest forgotten first: a declaration whose interface is forgotten
+/// is never overridden).
+pub const PLACEMENTS_PER_IP_MAX: usize = 16;
+
 /// Most metadata sources whose positions the index keeps.
 pub const SOURCE_POSITIONS_MAX: usize = 4096;
 
@@ -206,6 +228,9 @@ pub struct IndexStats {
     /// Flows whose interface's workload is not the one declared for the
     /// address over the flow's time: they teach nothing.
     pub learned_conflicts: u64,
+    /// Flows that contradicted the address's declaration (it places the
+    /// address on another interface) and were learned over it.
+    pub learned_overrides: u64,
     /// Marks merged behind the reorder window.
     pub compacted_marks: u64,
     /// Marks pruned by retention or the memory bound.
@@ -245,6 +270,9 @@ pub struct Span {
     pub to: u32,
     /// The owner confirmed.
     pub owner: WorkloadId,
+    /// Learned against a declaration it contradicts (rule 2a of the module
+    /// header): answers over a declared interval that began before it.
+    pub overrides: bool,
 }
 
 /// Learned spans of one IP, ordered by `from`. Kept behind one pointer
@@ -321,8 +349,15 @@ pub struct IpRecord {
 const _: () = assert!(std::mem::size_of::<IpRecord>() <= 64);
 
 impl IpRecord {
+    /// The span covering `t`, an overriding one first.
     fn learned_at(&self, t: u32) -> Option<&Span> {
-        self.learned.iter().rev().find(|s| s.from <= t && t <= s.to)
+        let covering = |s: &&Span| s.from <= t && t <= s.to;
+        let mut spans = self.learned.iter().rev().filter(covering);
+        let first = spans.next()?;
+        if first.overrides {
+            return Some(first);
+        }
+        Some(spans.find(|s| s.overrides).unwrap_or(first))
     }
 
     fn is_empty(&self) -> bool {
@@ -343,6 +378,9 @@ pub struct AttributionIndex {
     workloads: WorkloadTable,
     ips: IpMap<IpRecord>,
     interfaces: hashbrown::HashMap<String, InterfaceRecord, foldhash::fast::FixedState>,
+    /// The interfaces each IP was declared on (newest last, at most
+    /// [`PLACEMENTS_PER_IP_MAX`]), to tell where a declaration put an IP.
+    placements: hashbrown::HashMap<IpAddr, Vec<Box<str>>, foldhash::fast::FixedState>,
     snapshots: VecDeque<RetainedSnapshot>,
     prefixes: PrefixTables,
     /// The newest believed event time (a wrong clock cannot move it).
@@ -387,6 +425,7 @@ impl AttributionIndex {
             workloads,
             ips: IpMap::default(),
             interfaces: Default::default(),
+            placements: Default::default(),
             snapshots: VecDeque::new(),
             prefixes: PrefixTables::default(),
             newest: NewestTime::default(),
@@ -613,6 +652,21 @@ impl AttributionIndex {
                 .entry_ref(interface_id)
                 .or_default()
                 .add_address(ip, at, owner, &self.workloads);
+            self.place(ip, interface_id);
+        }
+    }
+
+    /// Remembers that `ip` was declared on `interface_id`.
+    fn place(&mut self, ip: IpAddr, interface_id: &str) {
+        let placed = self.placements.entry(ip.to_canonical()).or_default();
+        if let Some(i) = placed.iter().position(|p| &**p == interface_id) {
+            let known = placed.remove(i);
+            placed.push(known);
+        } else {
+            if placed.len() >= PLACEMENTS_PER_IP_MAX {
+                placed.remove(0);
+            }
+            placed.push(interface_id.into());
         }
     }
 
@@ -670,7 +724,7 @@ impl AttributionIndex {
     pub fn learn(&mut self, ip: IpAddr, interface_id: &str, start: Secs, end: Secs) {
         let (start, end) = (clamp_time(start), clamp_time(end.max(start)));
         if let Some(owner) = self.interface_owner_within(interface_id, start, end) {
-            self.learn_as(ip, owner, start, end);
+            self.learn_as(ip, owner, start, end, Some(interface_id));
         }
     }
 
@@ -709,25 +763,63 @@ impl AttributionIndex {
     }
 
     /// Learns `owner` for `ip` over `[start, end]` unless the IP is declared
-    /// to another workload then.
-    fn learn_as(&mut self, ip: IpAddr, owner: WorkloadId, start: u32, end: u32) {
+    /// to another workload then; a flow at `via` whose owner is `owner` is
+    /// learned over a declaration it contradicts (rule 2a, module header).
+    fn learn_as(&mut self, ip: IpAddr, owner: WorkloadId, start: u32, end: u32, via: Option<&str>) {
         let consistent = self
             .ips
             .get(ip)
             .is_none_or(|r| r.timeline.only_owner_within(start, end, owner));
-        if !consistent {
+        let overrides = !consistent && via.is_some() && self.contradicted(ip, owner, start, end);
+        if !consistent && !overrides {
             self.stats.learned_conflicts += 1;
             return;
+        }
+        if overrides {
+            self.stats.learned_overrides += 1;
         }
         self.stats.heartbeats += 1;
         let (gap, spans_max) = (
             self.config.learned_gap_secs,
             self.config.learned_spans_per_ip_max,
         );
+        let span = Span {
+            from: start,
+            to: end,
+            owner,
+            overrides,
+        };
         self.ips
             .entry(ip)
             .learned
-            .edit(|spans| join_or_insert(spans, owner, start, end, gap, spans_max));
+            .edit(|spans| join_or_insert(spans, span, gap, spans_max));
+    }
+
+    /// Whether `ip` is declared over `[start, end]` to one workload other
+    /// than `owner`, the one owner of the interface that logged the flow,
+    /// and that declaration placed it on an interface: another one, or the
+    /// same before it was attached to `owner` (it cannot count there, or
+    /// the interface would have had two owners and taught nothing).
+    fn contradicted(&self, ip: IpAddr, owner: WorkloadId, start: u32, end: u32) -> bool {
+        let Some(record) = self.ips.get(ip) else {
+            return false;
+        };
+        let declared = record.timeline.owner_at(start);
+        if declared == NO_OWNER
+            || declared == owner
+            || !record.timeline.only_owner_within(start, end, declared)
+        {
+            return false;
+        }
+        self.placements
+            .get(&ip.to_canonical())
+            .is_some_and(|placed| {
+                placed.iter().any(|interface_id| {
+                    self.interfaces
+                        .get(&**interface_id)
+                        .is_some_and(|r| r.holds(ip, declared, start))
+                })
+            })
     }
 
     /// Learns from one flow record: the interface's own address (source of
@@ -754,7 +846,7 @@ impl AttributionIndex {
                     return;
                 };
                 match self.local_side(owner, record.src_addr(), record.dst_addr(), start) {
-                    Some(ip) => self.learn_as(ip, owner, start, end),
+                    Some(ip) => self.learn_as(ip, owner, start, end, None),
                     None => self.stats.heartbeats_without_local_side += 1,
                 }
                 return;
@@ -938,7 +1030,21 @@ impl AttributionIndex {
             .iter()
             .map(|s| s.listed.capacity() * 18)
             .sum();
-        self.ips.table_bytes() + records + self.workloads.memory_bytes() + interfaces + snapshots
+        let placements: usize = self
+            .placements
+            .values()
+            .map(|placed| {
+                std::mem::size_of::<(IpAddr, Vec<Box<str>>)>()
+                    + placed.capacity() * std::mem::size_of::<Box<str>>()
+                    + placed.iter().map(|id| id.len()).sum::<usize>()
+            })
+            .sum();
+        self.ips.table_bytes()
+            + records
+            + self.workloads.memory_bytes()
+            + interfaces
+            + placements
+            + snapshots
     }
 
     /// Merges redundant marks behind the reorder window, prunes history
@@ -972,6 +1078,7 @@ impl AttributionIndex {
                 marks += record.mark_count();
             }
             self.interfaces.retain(|_, r| !r.is_forgotten(prune_cutoff));
+            self.forget_placements();
             self.stats.compacted_marks += compacted as u64;
             self.stats.pruned_marks += pruned as u64;
             self.pruned_before = self.pruned_before.max(prune_cutoff);
@@ -981,6 +1088,15 @@ impl AttributionIndex {
             retention /= 2;
         }
         self.forget_old_snapshots();
+    }
+
+    /// Forgets placements on interfaces that no longer list the IP.
+    fn forget_placements(&mut self) {
+        let interfaces = &self.interfaces;
+        self.placements.retain(|ip, placed| {
+            placed.retain(|id| interfaces.get(&**id).is_some_and(|r| r.lists(*ip)));
+            !placed.is_empty()
+        });
     }
 
     /// What is saved beside the ownership history: where history was
@@ -1031,6 +1147,11 @@ impl AttributionIndex {
             .intern(&Workload::of_kind("unknown"))
             .unwrap_or(NO_OWNER);
         index.ips = ips;
+        for (id, record) in &interfaces {
+            for address in &record.addresses {
+                index.place(address.ip, id);
+            }
+        }
         index.interfaces = interfaces.into_iter().collect();
         // Times carried past the wall clock (by a version without the
         // bound) are pulled back, so they stop pruning history and settling flows.
@@ -1054,23 +1175,20 @@ fn insert_counted(
     stats.conflicts += u64::from(inserted.conflict);
 }
 
-/// Extends the span of `owner` that `[start, end]` touches (within `gap`),
-/// or inserts a new span in `from` order; the oldest span goes past `spans_max`.
-fn join_or_insert(
-    spans: &mut Vec<Span>,
-    owner: WorkloadId,
-    start: u32,
-    end: u32,
-    gap: u32,
-    spans_max: usize,
-) {
+/// Extends the span of the same owner and kind (overriding or not) that
+/// `new` touches (within `gap`), or inserts `new` in `from` order; the
+/// oldest span goes past `spans_max`.
+fn join_or_insert(spans: &mut Vec<Span>, new: Span, gap: u32, spans_max: usize) {
     let joinable = spans.iter().rposition(|s| {
-        s.owner == owner && s.from <= end.saturating_add(gap) && start <= s.to.saturating_add(gap)
+        s.owner == new.owner
+            && s.overrides == new.overrides
+            && s.from <= new.to.saturating_add(gap)
+            && new.from <= s.to.saturating_add(gap)
     });
     if let Some(mut i) = joinable {
         let span = &mut spans[i];
-        span.from = span.from.min(start);
-        span.to = span.to.max(end);
+        span.from = span.from.min(new.from);
+        span.to = span.to.max(new.to);
         // Extended backwards, it may now start before spans listed ahead of it.
         while i > 0 && spans[i - 1].from > spans[i].from {
             spans.swap(i - 1, i);
@@ -1078,15 +1196,8 @@ fn join_or_insert(
         }
         return;
     }
-    let index = spans.partition_point(|s| s.from <= start);
-    spans.insert(
-        index,
-        Span {
-            from: start,
-            to: end,
-            owner,
-        },
-    );
+    let index = spans.partition_point(|s| s.from <= new.from);
+    spans.insert(index, new);
     if spans.len() > spans_max {
         spans.remove(0);
     }
@@ -1104,6 +1215,12 @@ fn choose(held: Option<Held>, learned: Option<&Span>, settled: bool) -> Option<A
         settled,
     };
     match (held, learned) {
+        // Rule 2a: the flows contradict a declaration made before them.
+        (Some(held), Some(span))
+            if span.overrides && span.owner != held.owner && held.from <= span.from =>
+        {
+            Some(from_learned(span))
+        }
         (Some(held), _) => Some(Attribution {
             rule: Rule::Declared,
             owner: held.owner,

@@ -17,7 +17,10 @@
 //!   IP: "from `at` on, W holds this IP on the ENI". An address counts at
 //!   `t` only while the IP's own declared owner at `t` is that workload: a
 //!   release, a snapshot not listing the IP, or an assignment to another
-//!   workload ends it.
+//!   workload ends it. An ENI moves with its addresses, so an attachment
+//!   to another workload that began after W's mark ends it too (the
+//!   previous holder's release may have been lost; an address declared
+//!   after the attachment, a pod on its node's ENI, still counts).
 //!
 //! The owners at `t` are the attached workload and the workloads of every
 //! address that counts: none, one, or several ([`InterfaceOwner`]).
@@ -115,12 +118,24 @@ impl InterfaceRecord {
             if owner == InterfaceOwner::Shared {
                 break;
             }
-            let on_interface = address.marks.owner_at(t);
-            if on_interface != NO_OWNER && declared(address.ip, t) == on_interface {
-                owner = owner.with(on_interface);
-            }
+            owner = owner.with(counted_owner(&self.attached, address, t, &declared));
         }
         owner
+    }
+
+    /// Whether `ip` has marks on this interface.
+    pub fn lists(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.addresses.iter().any(|a| a.ip == ip)
+    }
+
+    /// Whether `owner` held `ip` on this interface at `t` by its marks here
+    /// (counted or not: see the module header).
+    pub fn holds(&self, ip: IpAddr, owner: WorkloadId, t: u32) -> bool {
+        let ip = ip.to_canonical();
+        self.addresses
+            .iter()
+            .any(|a| a.ip == ip && a.marks.owner_at(t) == owner)
     }
 
     /// Merges marks before `compact_cutoff` that repeat their predecessor's
@@ -145,8 +160,7 @@ impl InterfaceRecord {
         let mut pruned = self.attached.prune_before(cutoff);
         self.addresses.retain_mut(|address| {
             pruned += address.marks.prune_before(cutoff);
-            let on_interface = address.marks.owner_at(cutoff);
-            let counts = on_interface != NO_OWNER && declared(address.ip, cutoff) == on_interface;
+            let counts = counted_owner(&self.attached, address, cutoff, &declared) != NO_OWNER;
             let later = address.marks.last().is_some_and(|m| m.at >= cutoff);
             if !(counts || later) {
                 pruned += address.marks.len();
@@ -202,6 +216,30 @@ impl InterfaceRecord {
             return Err("a mark is newer than the newest event naming it".into());
         }
         Ok(())
+    }
+}
+
+/// The workload `address` adds to its interface's owners at `t`
+/// ([`NO_OWNER`] if it does not count then): its holder on the interface,
+/// while that is the IP's declared owner and the interface has not been
+/// attached to another workload since the holder's mark.
+fn counted_owner(
+    attached: &Timeline,
+    address: &Address,
+    t: u32,
+    declared: &impl Fn(IpAddr, u32) -> WorkloadId,
+) -> WorkloadId {
+    let Some(held) = address.marks.held_at(t) else {
+        return NO_OWNER;
+    };
+    if declared(address.ip, t) != held.owner {
+        return NO_OWNER;
+    }
+    match attached.held_at(t) {
+        Some(attachment) if attachment.owner != held.owner && attachment.from > held.from => {
+            NO_OWNER
+        }
+        _ => held.owner,
     }
 }
 
@@ -266,6 +304,22 @@ mod tests {
         points.iter().filter(|p| p.0 == at).map(|p| p.1).max()?
     }
 
+    /// The owner at `t` and since when it has held without a break (the
+    /// first instant of its run), as [`Timeline::held_at`] tells.
+    fn run_at(points: &[(u32, Option<usize>)], t: u32) -> Option<(usize, u32)> {
+        let owner = latest(points, t)?;
+        let mut instants: Vec<u32> = points.iter().map(|p| p.0).filter(|&at| at <= t).collect();
+        instants.sort();
+        instants.dedup();
+        let from = instants
+            .iter()
+            .rev()
+            .take_while(|&&at| latest(points, at) == Some(owner))
+            .last()
+            .copied()?;
+        Some((owner, from))
+    }
+
     /// The naive answer: scan every event for the attachment and each
     /// address. After pruning at `cutoff` (for `t >= cutoff`), an address
     /// that did not count at the cutoff and has no later mark is gone.
@@ -295,7 +349,12 @@ mod tests {
                     _ => None,
                 })
                 .collect();
-            let counts = |t: u32| latest(&on, t).filter(|o| latest(&declared, t) == Some(*o));
+            // An attachment to another workload after the holder's mark ends it.
+            let counts = |t: u32| {
+                let (owner, from) = run_at(&on, t)?;
+                let moved = run_at(&attach, t).is_some_and(|(w, since)| w != owner && since > from);
+                (latest(&declared, t) == Some(owner) && !moved).then_some(owner)
+            };
             let kept = cutoff.is_none_or(|cutoff| {
                 counts(cutoff).is_some() || on.iter().any(|(at, _)| *at >= cutoff)
             });

@@ -1,18 +1,20 @@
 //! Saving the index to disk and loading it back, so a restart keeps the
 //! ownership history.
 //!
-//! Format (little-endian): the magic `TRWLIDX2`, a body, and the CRC-32 of
+//! Format (little-endian): the magic `TRWLIDX3`, a body, and the CRC-32 of
 //! the body. The body holds the newest event time and vouched horizon, the
 //! workloads (JSON, in id order), every interface's history (the newest
 //! event time naming it, its attachment marks, and per address its marks:
-//! see [`crate::interface`]), every IP's marks and learned spans, the time
+//! see [`crate::interface`]), every IP's marks and learned spans (each with
+//! a flags byte: 1 = overriding, see [`crate::index`]), the time
 //! before which history was pruned (events there are refused), and the
 //! metadata sources' positions (what was applied of each, so that a
 //! restart applies only what is new).
 //!
 //! A file of version 1 (`TRWLIDX1`, which kept one `(at, owner)` per
 //! interface, the newest) still loads: each interface becomes attached to
-//! that owner from `at` on. Saving writes version 2. The state is checked before it is written and after
+//! that owner from `at` on; version 2 (`TRWLIDX2`, spans without flags)
+//! loads with no span overriding. Saving writes version 3. The state is checked before it is written and after
 //! it is read (marks in order, owner ids known, spans ordered), and the file
 //! is written to a temporary name, synced, and renamed over the old one, so
 //! a crash leaves either the old file or the new one.
@@ -32,7 +34,10 @@ use crate::timeline::{Mark, Timeline};
 use crate::workload::{Workload, WorkloadTable};
 
 /// The magic of the version written.
-const MAGIC: &[u8; 8] = b"TRWLIDX2";
+const MAGIC: &[u8; 8] = b"TRWLIDX3";
+
+/// The magic of version 2 (learned spans without flags), still read.
+const MAGIC_V2: &[u8; 8] = b"TRWLIDX2";
 
 /// The magic of version 1 (one newest owner per interface), still read.
 const MAGIC_V1: &[u8; 8] = b"TRWLIDX1";
@@ -134,6 +139,7 @@ impl AttributionIndex {
                 put_u32(&mut body, span.from);
                 put_u32(&mut body, span.to);
                 put_u32(&mut body, span.owner);
+                body.push(u8::from(span.overrides));
             }
         }
         let (pruned_before, positions) = self.saved_extras();
@@ -169,13 +175,14 @@ impl AttributionIndex {
             .and_then(|mut f| f.read_to_end(&mut bytes))
             .map_err(io_error(path))?;
         let (version, body) = match bytes.split_first_chunk::<8>() {
-            Some((magic, body)) if magic == MAGIC => (Version::V2, body),
+            Some((magic, body)) if magic == MAGIC => (Version::V3, body),
+            Some((magic, body)) if magic == MAGIC_V2 => (Version::V2, body),
             Some((magic, body)) if magic == MAGIC_V1 => (Version::V1, body),
             Some((magic, _)) if magic.starts_with(b"TRWLIDX") => {
                 return Err(invalid(
                     path,
                     format!(
-                        "version {} is not known to this build (it reads 1 and 2)",
+                        "version {} is not known to this build (it reads 1, 2 and 3)",
                         String::from_utf8_lossy(&magic[7..])
                     ),
                 ));
@@ -205,6 +212,8 @@ enum Version {
     V1,
     /// Interface histories.
     V2,
+    /// Learned spans with flags.
+    V3,
 }
 
 fn read_body(
@@ -233,7 +242,7 @@ fn read_body(
                     named_at: at,
                 }
             }
-            Version::V2 => {
+            Version::V2 | Version::V3 => {
                 let named_at = r.u32()?;
                 let attached = Timeline::from_marks(r.marks()?);
                 let addresses = (0..r.u32()?)
@@ -263,6 +272,14 @@ fn read_body(
                     from: r.u32()?,
                     to: r.u32()?,
                     owner: r.u32()?,
+                    overrides: match version {
+                        Version::V1 | Version::V2 => false,
+                        Version::V3 => match r.u8()? {
+                            0 => false,
+                            1 => true,
+                            flags => return Err(format!("unknown span flags {flags}")),
+                        },
+                    },
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -287,7 +304,7 @@ fn read_body(
             newest_at.saturating_sub(config.retention_secs),
             BTreeMap::new(),
         ),
-        Version::V2 => read_extras(r)?,
+        Version::V2 | Version::V3 => read_extras(r)?,
     };
     let mut index =
         AttributionIndex::restore(config, workloads, ips, interfaces, newest_at, vouched);
@@ -357,6 +374,10 @@ impl<'a> Reader<'a> {
         let (head, rest) = self.bytes.split_at(n);
         self.bytes = rest;
         Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
     }
 
     fn u32(&mut self) -> Result<u32, String> {

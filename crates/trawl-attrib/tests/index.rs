@@ -149,16 +149,16 @@ fn flows_at_a_known_interface_teach_its_owner() {
     assert_eq!(index.stats().heartbeats_unmapped, 1);
 }
 
-/// A declaration always wins over what flows teach: the flow of `new`'s
-/// interface teaches nothing for an address declared to `old` then (issue
-/// 13 #4: on a shared or moved interface that evidence names the wrong
-/// owner), and teaches where nothing is declared.
+/// A declaration that does not say where the IP is wins over what flows
+/// teach: the flow of `new`'s interface teaches nothing for an address
+/// declared to `old` then (issue 13 #4: on a shared or moved interface that
+/// evidence names the wrong owner), and teaches where nothing is declared.
+/// (A declaration placing the IP on another interface is contradicted by
+/// such a flow: `tests/interfaces.rs`.)
 #[test]
-fn learned_evidence_never_overrides_a_declaration() {
+fn learned_evidence_never_overrides_a_declaration_without_an_interface() {
     let mut index = AttributionIndex::default();
-    index
-        .apply(&assign("10.0.0.5", 1000, "old", Some("eni-old")))
-        .unwrap();
+    index.apply(&assign("10.0.0.5", 1000, "old", None)).unwrap();
     index
         .apply(&MetadataEvent::Release {
             ip: ip("10.0.0.5"),

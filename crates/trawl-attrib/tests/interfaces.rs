@@ -1,7 +1,8 @@
 //! Shared and moving interfaces (issue 13 #4): an interface's owners are
 //! looked up at the flow's time, an interface with several declared owners
-//! teaches nothing, and a learned span never overrides a declaration. The
-//! first three tests are the review's (durability-2026-12, section 3).
+//! teaches nothing, and a learned span overrides a declaration only when
+//! the flow contradicts where the declaration placed the IP. The first
+//! three tests are the review's (durability-2026-12, section 3).
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::net::IpAddr;
@@ -324,4 +325,207 @@ fn interface_histories_are_saved_and_version_1_files_still_load() {
     let error = AttributionIndex::load(&path, IndexConfig::default()).unwrap_err();
     assert!(matches!(error, PersistError::Invalid { .. }), "{error}");
     assert!(error.to_string().contains("version 9"), "{error}");
+}
+
+/// The accuracy run's last misattribution: an IP's release by its old
+/// holder and its assignment to the new one were both lost. AWS writes an
+/// interface's own address as the local side of its records, and a private
+/// IP is on one interface at a time, so a flow at the new holder's ENI
+/// showing the IP contradicts the declaration that placed it on the old
+/// holder's ENI: the flow is learned over it (rule 2a of `index.rs`).
+#[test]
+fn ip_reassigned_with_release_and_assign_both_lost_stays_with_the_old_holder() {
+    let mut index = AttributionIndex::default();
+    index
+        .apply(&assign("10.0.0.5", 1000, "old", Some("eni-old")))
+        .unwrap();
+    // `old` released 10.0.0.5 at 1900 and `new` took it at 2000 on its own
+    // ENI: both events lost; only the new ENI's attachment arrived.
+    attach(&mut index, "eni-new", 2000, "new");
+    learn(
+        &mut index,
+        "5 eni-new 10.0.0.5 10.9.9.9 2100 2160 egress OK",
+    );
+    learn(
+        &mut index,
+        "5 eni-new 10.9.9.9 10.0.0.5 2200 2260 ingress OK",
+    );
+    assert_eq!(
+        app_at(&index, "10.0.0.5", 2130),
+        (Rule::Learned, Some("new".into()))
+    );
+    assert_eq!(
+        app_at(&index, "10.0.0.5", 2230),
+        (Rule::Learned, Some("new".into()))
+    );
+    // Before the flows nothing contradicts the declaration.
+    assert_eq!(
+        app_at(&index, "10.0.0.5", 1500),
+        (Rule::Declared, Some("old".into()))
+    );
+    assert_eq!(index.stats().learned_overrides, 2);
+    assert_eq!(index.stats().learned_conflicts, 0);
+}
+
+/// A floating ENI with a fixed IP moves from `a` to `b`; `a`'s release and
+/// `b`'s assign are lost, the `interface` event is not. The ENI moves with
+/// its addresses: `a`'s address there ends at the attachment to `b`, so the
+/// ENI has one owner and its flows contradict `a`'s declaration.
+#[test]
+fn moved_eni_with_release_and_assign_both_lost_is_learned_as_its_new_holder() {
+    let mut index = AttributionIndex::default();
+    attach(&mut index, "eni-float", 1000, "a");
+    index
+        .apply(&assign("10.0.0.7", 1000, "a", Some("eni-float")))
+        .unwrap();
+    attach(&mut index, "eni-float", 2000, "b");
+    assert_eq!(
+        index.interface_owner_at("eni-float", 1500),
+        InterfaceOwner::One(index.owner_at(ip("10.0.0.7"), 1500).owner)
+    );
+    assert!(matches!(
+        index.interface_owner_at("eni-float", 2100),
+        InterfaceOwner::One(_)
+    ));
+    learn(
+        &mut index,
+        "5 eni-float 10.0.0.7 10.9.9.9 2100 2160 egress OK",
+    );
+    assert_eq!(
+        app_at(&index, "10.0.0.7", 2130),
+        (Rule::Learned, Some("b".into()))
+    );
+    // A late flow from before the move still teaches `a`, as declared.
+    learn(
+        &mut index,
+        "5 eni-float 10.0.0.7 10.9.9.9 1100 1160 egress OK",
+    );
+    assert_eq!(
+        app_at(&index, "10.0.0.7", 1130),
+        (Rule::Declared, Some("a".into()))
+    );
+}
+
+/// What overrides a declaration is bounded: one that names no interface (a
+/// Kubernetes pod declared without its node's ENI) is never overridden, a
+/// shared interface teaches nothing, and a declaration that began inside
+/// the learned span wins over it.
+#[test]
+fn only_a_declaration_placed_elsewhere_and_older_than_the_flows_is_overridden() {
+    let mut index = AttributionIndex::default();
+    index
+        .apply(&assign("10.0.0.60", 1000, "pod", None))
+        .unwrap();
+    attach(&mut index, "eni-node", 1000, "node");
+    learn(
+        &mut index,
+        "5 eni-node 10.0.0.60 10.9.9.9 1100 1160 egress OK",
+    );
+    assert_eq!(
+        app_at(&index, "10.0.0.60", 1130),
+        (Rule::Declared, Some("pod".into()))
+    );
+    assert_eq!(index.stats().learned_conflicts, 1);
+
+    // A shared ENI: the node and a pod declared on it.
+    index
+        .apply(&assign("10.0.0.61", 1000, "pod-2", Some("eni-node")))
+        .unwrap();
+    index
+        .apply(&assign("10.0.0.62", 900, "gone", Some("eni-gone")))
+        .unwrap();
+    learn(
+        &mut index,
+        "5 eni-node 10.0.0.62 10.9.9.9 1100 1160 egress OK",
+    );
+    assert_eq!(
+        app_at(&index, "10.0.0.62", 1130),
+        (Rule::Declared, Some("gone".into()))
+    );
+
+    // Learned over `old` from 2100; a declaration from 2130 on wins there.
+    index
+        .apply(&assign("10.0.0.5", 1000, "old", Some("eni-old")))
+        .unwrap();
+    attach(&mut index, "eni-new", 2000, "new");
+    learn(
+        &mut index,
+        "5 eni-new 10.0.0.5 10.9.9.9 2100 2160 egress OK",
+    );
+    index
+        .apply(&assign("10.0.0.5", 2130, "third", Some("eni-third")))
+        .unwrap();
+    assert_eq!(
+        app_at(&index, "10.0.0.5", 2110),
+        (Rule::Learned, Some("new".into()))
+    );
+    assert_eq!(
+        app_at(&index, "10.0.0.5", 2140),
+        (Rule::Declared, Some("third".into()))
+    );
+    assert_eq!(index.stats().learned_overrides, 1);
+}
+
+/// Overriding spans survive a save and a load (version 3), and a version 2
+/// file (spans without flags) still loads, its spans not overriding.
+#[test]
+fn overriding_spans_are_saved_and_version_2_files_still_load() {
+    let mut index = AttributionIndex::default();
+    index
+        .apply(&assign("10.0.0.5", 1000, "old", Some("eni-old")))
+        .unwrap();
+    attach(&mut index, "eni-new", 2000, "new");
+    learn(
+        &mut index,
+        "5 eni-new 10.0.0.5 10.9.9.9 2100 2160 egress OK",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("attrib.idx");
+    index.save(&path).unwrap();
+    let loaded = AttributionIndex::load(&path, IndexConfig::default()).unwrap();
+    assert_eq!(
+        app_at(&loaded, "10.0.0.5", 2130),
+        (Rule::Learned, Some("new".into()))
+    );
+    // Placements are rebuilt from the interfaces: a loaded index overrides too.
+    let mut loaded = loaded;
+    learn(
+        &mut loaded,
+        "5 eni-new 10.0.0.5 10.9.9.9 3100 3160 egress OK",
+    );
+    assert_eq!(
+        app_at(&loaded, "10.0.0.5", 3130),
+        (Rule::Learned, Some("new".into()))
+    );
+
+    // Version 2: one IP with one learned span and no marks or interfaces;
+    // its span is the last thing before the extras (8 bytes) and the CRC.
+    let mut plain = AttributionIndex::default();
+    plain.apply(&attach_event("eni-p", 1000, "p")).unwrap();
+    plain.learn(ip("10.0.0.9"), "eni-p", 1100, 1160);
+    plain.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(&bytes[..8], b"TRWLIDX3");
+    let body = &bytes[8..bytes.len() - 4];
+    let flag = body.len() - 8 - 1;
+    assert_eq!(body[flag], 0, "the span's flags byte");
+    let mut body_v2 = body[..flag].to_vec();
+    body_v2.extend_from_slice(&body[flag + 1..]);
+    let mut file = b"TRWLIDX2".to_vec();
+    file.extend_from_slice(&body_v2);
+    file.extend_from_slice(&crc32fast::hash(&body_v2).to_le_bytes());
+    std::fs::write(&path, &file).unwrap();
+    let old = AttributionIndex::load(&path, IndexConfig::default()).unwrap();
+    assert_eq!(
+        app_at(&old, "10.0.0.9", 1130),
+        (Rule::Learned, Some("p".into()))
+    );
+}
+
+fn attach_event(eni: &str, at: i64, name: &str) -> MetadataEvent {
+    MetadataEvent::Interface {
+        interface_id: eni.into(),
+        at,
+        workload: app(name),
+    }
 }
