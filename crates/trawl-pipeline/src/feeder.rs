@@ -177,7 +177,15 @@ pub(crate) struct Feeder {
     /// Names of complete files missing from consecutive listings of their
     /// directory: forgotten at [`ABSENT_LISTINGS_PRUNED`].
     absent: Arc<Mutex<HashMap<String, u32>>>,
+    /// Run between claiming a file and reading its position (tests pause
+    /// a queueing there while a worker finishes the file).
+    #[cfg(test)]
+    between_claim_and_read: Option<Pause>,
 }
+
+/// A test's pause in [`Feeder::queue`], given the file's key.
+#[cfg(test)]
+type Pause = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Listings a complete file must be missing from before its position is
 /// forgotten: a file moved to another watched directory is found there by
@@ -207,6 +215,8 @@ impl Feeder {
             in_flight,
             labels: Arc::default(),
             absent: Arc::default(),
+            #[cfg(test)]
+            between_claim_and_read: None,
         }
     }
 
@@ -328,6 +338,10 @@ impl Feeder {
             // again from the old offset and its tail counted twice).
             if !self.in_flight.start(Some(&file.key)) {
                 continue;
+            }
+            #[cfg(test)]
+            if let Some(pause) = &self.between_claim_and_read {
+                pause(&file.key);
             }
             let resume = match self.position(&file.key) {
                 Some(position) => position,
@@ -596,6 +610,102 @@ fn unescaped(text: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crossbeam_channel::Receiver;
+    use trawl_attrib::AttributionIndex;
+    use trawl_store::{Store, StoreConfig};
+
+    use crate::config::PipelineConfig;
+
+    /// A feeder whose jobs the test takes (it plays the worker).
+    fn feeder(dir: &Path) -> (Feeder, Receiver<Job>) {
+        let store = Store::open(StoreConfig::new(dir.join("data"))).unwrap();
+        let cx = Context::new(
+            PipelineConfig::default(),
+            store,
+            AttributionIndex::default(),
+            None,
+            None,
+        );
+        let (jobs, taken) = crossbeam_channel::bounded(4);
+        let feeder = Feeder::new(Arc::new(cx), jobs, Arc::new(InFlight::default()));
+        (feeder, taken)
+    }
+
+    /// Records a position for `key` and gives the claim back, as a worker
+    /// does when it ends a job.
+    fn finish_job(feeder: &Feeder, key: &str, position: FilePosition) {
+        feeder
+            .cx
+            .store_write()
+            .edit_positions(&[(key, &position.encode())], &[]);
+        feeder.in_flight.finish(Some(key));
+    }
+
+    /// Issue 13 #9 (review: confirmed by reading). The follow loop queues a
+    /// file while a worker is reading it; the worker ends the file in
+    /// between the loop's two steps (claim, read the position). Read first
+    /// and claimed second, the loop queued the file again from the
+    /// position it read before the end, and the tail was counted twice.
+    /// Here the loop is paused between its two steps, whatever their
+    /// order, while the test (as the worker) ends the file; then no second
+    /// job may be queued from the stale position.
+    #[test]
+    fn a_file_finished_while_the_follow_loop_queues_it_is_not_queued_from_a_stale_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flows.log");
+        std::fs::write(&path, b"line one\nline two\nline three\n").unwrap();
+        let stat = FileStat::of(&std::fs::metadata(&path).unwrap());
+        let (mut feeder, taken) = feeder(dir.path());
+        assert_eq!(
+            feeder.add_files(std::slice::from_ref(&path), true).unwrap(),
+            1
+        );
+        let Ok(Job::File { key, .. }) = taken.try_recv() else {
+            panic!("the first job");
+        };
+        // The worker is mid-file.
+        let middle = FilePosition {
+            offset: 9,
+            ..FilePosition::default()
+        };
+        feeder
+            .cx
+            .store_write()
+            .edit_positions(&[(&key, &middle.encode())], &[]);
+        let end = FilePosition {
+            offset: stat.size,
+            size: Some(stat.size),
+            mtime_ns: stat.modified_ns,
+            ..FilePosition::default()
+        };
+
+        let (reached, paused) = crossbeam_channel::bounded::<()>(1);
+        let (resume, go) = crossbeam_channel::bounded::<()>(1);
+        feeder.between_claim_and_read = Some(Arc::new(move |_key: &str| {
+            let _ = reached.send(());
+            let _ = go.recv_timeout(Duration::from_secs(10));
+        }));
+        let follow = {
+            let (feeder, path) = (feeder.clone(), path.clone());
+            std::thread::spawn(move || feeder.add_files(&[path], true).unwrap())
+        };
+        // Wait for the loop to pause between its steps (or to have given
+        // up on a claim the worker holds), then end the file.
+        let _ = paused.recv_timeout(Duration::from_secs(1));
+        finish_job(&feeder, &key, end);
+        let _ = resume.send(());
+        follow.join().unwrap();
+        if let Ok(Job::File { resume, .. }) = taken.try_recv() {
+            assert_eq!(
+                resume.offset, stat.size,
+                "queued again from a position read before the file ended"
+            );
+        }
+
+        // Once the worker is done, the next visit finds the file complete.
+        assert_eq!(feeder.add_files(&[path], true).unwrap(), 0);
+        assert!(taken.try_recv().is_err());
+    }
 
     #[test]
     fn names_that_are_not_utf8_or_hold_a_percent_sign_keep_their_own_keys() {

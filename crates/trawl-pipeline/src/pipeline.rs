@@ -22,18 +22,16 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Receiver;
 use trawl_attrib::{AttributionIndex, EventError, MetadataEvent, PersistError};
-use trawl_flowlog::DecodeOptions;
 use trawl_store::{SealReport, SharedIndex, SharedStore, Store, StoreError};
 
 use crate::config::PipelineConfig;
 use crate::feeder::{Feeder, InFlight, Job};
-use crate::hold::HoldBuffer;
 use crate::position::FileStat;
 use crate::push_log::{PUSH_LOG_KEY, PushLog, PushLogError, PushLogLimits, PushPosition};
 use crate::source::{Envelope, PushReport, push_durably, read_file, read_stream, replay_push_log};
@@ -165,19 +163,7 @@ impl Pipeline {
             }
             _ => None,
         };
-        let cx = Arc::new(Context {
-            push_log,
-            push_order: Mutex::new(()),
-            metadata_log,
-            metadata_order: Mutex::new(()),
-            snapshot_lock: Mutex::new(()),
-            hold: Mutex::new(HoldBuffer::new(config.held_records_max)),
-            store: Arc::new(RwLock::new(store)),
-            index: Arc::new(RwLock::new(index)),
-            stats: PipelineStats::default(),
-            decode_options: DecodeOptions::default(),
-            config,
-        });
+        let cx = Arc::new(Context::new(config, store, index, push_log, metadata_log));
         let (sender, receiver) = crossbeam_channel::bounded(cx.config.queued_jobs_max.max(1));
         let in_flight = Arc::new(InFlight::default());
         let stop = Arc::new(AtomicBool::new(false));

@@ -60,6 +60,30 @@ pub struct Context {
 }
 
 impl Context {
+    /// A context over `store` and `index`, with the logs of pushes and of
+    /// pushed metadata if they are kept.
+    pub fn new(
+        config: PipelineConfig,
+        store: Store,
+        index: AttributionIndex,
+        push_log: Option<PushLog>,
+        metadata_log: Option<PushLog>,
+    ) -> Context {
+        Context {
+            push_log,
+            push_order: Mutex::new(()),
+            metadata_log,
+            metadata_order: Mutex::new(()),
+            snapshot_lock: Mutex::new(()),
+            hold: Mutex::new(HoldBuffer::new(config.held_records_max)),
+            store: Arc::new(std::sync::RwLock::new(store)),
+            index: Arc::new(std::sync::RwLock::new(index)),
+            stats: PipelineStats::default(),
+            decode_options: DecodeOptions::default(),
+            config,
+        }
+    }
+
     /// The index for reading (a poisoned lock still holds consistent data:
     /// every writer leaves it whole between calls).
     pub fn index_read(&self) -> RwLockReadGuard<'_, AttributionIndex> {
