@@ -24,14 +24,19 @@
 //!     a time. So when a flow at interface I, whose one owner is B, shows
 //!     address X while X is declared to A *on another interface* (an
 //!     `assign` or snapshot entry naming it; or on I itself, before I was
-//!     attached to B), A's declaration is out of date: A's release and B's
-//!     assign were lost. The flow is learned as an *overriding* span, which
-//!     answers over a declared interval that began before it (counted in
-//!     [`IndexStats::learned_overrides`]). A declaration that names no
-//!     interface is never overridden (a Kubernetes pod's IP, declared without
-//!     its node's ENI), nor one that began inside the span, and a shared
-//!     interface teaches nothing. Private ranges reused across VPCs would
-//!     defeat this rule (as they defeat any attribution keyed by IP alone).
+//!     attached to B after it was A's), A's declaration is out of date: A's
+//!     release and B's assign were lost. The flow is learned as a span
+//!     *overriding A* (counted in [`IndexStats::learned_overrides`]): it
+//!     answers over A's declared interval, and over no other. Any mark of
+//!     the IP declared later than the span's start (A asserted again, a
+//!     snapshot, another owner, a release; whenever it arrives) ends the
+//!     span's override there: the newest word wins. A declaration that names
+//!     no interface is never overridden (a Kubernetes pod's IP, declared
+//!     without its node's ENI), a shared interface teaches nothing, and one
+//!     record overrides at most [`OVERRIDE_RECORD_SECS_MAX`] (AWS aggregates
+//!     over 600 s at most; a forged record with a far `end` does not take an
+//!     IP for long). Private ranges reused across VPCs would defeat this
+//!     rule (as they defeat any attribution keyed by IP alone).
 //! 3. **Network**, **AwsIpRanges**: the longest matching user prefix, then
 //!    AWS's published ranges.
 //! 4. **Internet** for a public address, **Unknown** for a private one.
@@ -270,10 +275,22 @@ pub struct Span {
     pub to: u32,
     /// The owner confirmed.
     pub owner: WorkloadId,
-    /// Learned against a declaration it contradicts (rule 2a of the module
-    /// header): answers over a declared interval that began before it.
-    pub overrides: bool,
+    /// The declared owner the flows contradicted (rule 2a of the module
+    /// header), whose interval the span answers over; [`NO_OWNER`] for a
+    /// span that answers only where nothing is declared.
+    pub overrides: WorkloadId,
 }
+
+impl Span {
+    /// Whether the span answers over `overrides`' declared interval.
+    pub fn is_overriding(&self) -> bool {
+        self.overrides != NO_OWNER
+    }
+}
+
+/// Longest record (`end - start`, seconds) that may override a
+/// declaration (rule 2a of the module header).
+pub const OVERRIDE_RECORD_SECS_MAX: u32 = 900;
 
 /// Learned spans of one IP, ordered by `from`. Kept behind one pointer
 /// (null when there are none) so that the record stays one cache line.
@@ -354,10 +371,27 @@ impl IpRecord {
         let covering = |s: &&Span| s.from <= t && t <= s.to;
         let mut spans = self.learned.iter().rev().filter(covering);
         let first = spans.next()?;
-        if first.overrides {
+        if first.is_overriding() {
             return Some(first);
         }
-        Some(spans.find(|s| s.overrides).unwrap_or(first))
+        Some(spans.find(|s| s.is_overriding()).unwrap_or(first))
+    }
+
+    /// A mark declared at `at` ends every override from `at` on (the newest
+    /// word wins: rule 2a of the module header).
+    fn end_overrides_at(&mut self, at: u32) {
+        if !self.learned.iter().any(|s| s.is_overriding() && s.to >= at) {
+            return;
+        }
+        self.learned.edit(|spans| {
+            for span in spans.iter_mut().filter(|s| s.is_overriding() && s.to >= at) {
+                if span.from < at {
+                    span.to = at - 1;
+                } else {
+                    span.overrides = NO_OWNER;
+                }
+            }
+        });
     }
 
     fn is_empty(&self) -> bool {
@@ -378,8 +412,9 @@ pub struct AttributionIndex {
     workloads: WorkloadTable,
     ips: IpMap<IpRecord>,
     interfaces: hashbrown::HashMap<String, InterfaceRecord, foldhash::fast::FixedState>,
-    /// The interfaces each IP was declared on (newest last, at most
-    /// [`PLACEMENTS_PER_IP_MAX`]), to tell where a declaration put an IP.
+    /// The interfaces each IP was declared on (at most
+    /// [`PLACEMENTS_PER_IP_MAX`], the newest by mark time), to tell where a
+    /// declaration put an IP.
     placements: hashbrown::HashMap<IpAddr, Vec<Box<str>>, foldhash::fast::FixedState>,
     snapshots: VecDeque<RetainedSnapshot>,
     prefixes: PrefixTables,
@@ -645,6 +680,7 @@ impl AttributionIndex {
                     owner: NO_OWNER,
                 };
                 record.timeline.insert(release, &self.workloads);
+                record.end_overrides_at(snapshot.at);
             }
         }
         if let Some(interface_id) = interface_id {
@@ -656,18 +692,22 @@ impl AttributionIndex {
         }
     }
 
-    /// Remembers that `ip` was declared on `interface_id`.
+    /// Remembers that `ip` was declared on `interface_id`; past the bound,
+    /// forgets the interface whose newest mark of the IP is the oldest.
     fn place(&mut self, ip: IpAddr, interface_id: &str) {
-        let placed = self.placements.entry(ip.to_canonical()).or_default();
-        if let Some(i) = placed.iter().position(|p| &**p == interface_id) {
-            let known = placed.remove(i);
-            placed.push(known);
-        } else {
-            if placed.len() >= PLACEMENTS_PER_IP_MAX {
-                placed.remove(0);
-            }
-            placed.push(interface_id.into());
+        let ip = ip.to_canonical();
+        let placed = self.placements.entry(ip).or_default();
+        if placed.iter().any(|p| &**p == interface_id) {
+            return;
         }
+        if placed.len() >= PLACEMENTS_PER_IP_MAX {
+            let interfaces = &self.interfaces;
+            let newest_mark = |id: &str| interfaces.get(id).map_or(0, |r| r.newest_mark_of(ip));
+            if let Some(oldest) = (0..placed.len()).min_by_key(|&i| newest_mark(&placed[i])) {
+                placed.swap_remove(oldest);
+            }
+        }
+        placed.push(interface_id.into());
     }
 
     fn release_unlisted(
@@ -688,6 +728,7 @@ impl AttributionIndex {
                     },
                     &self.workloads,
                 );
+                record.end_overrides_at(at);
             }
             compacted += record.timeline.compact_before(compact_cutoff);
         }
@@ -770,48 +811,46 @@ impl AttributionIndex {
             .ips
             .get(ip)
             .is_none_or(|r| r.timeline.only_owner_within(start, end, owner));
-        let overrides = !consistent && via.is_some() && self.contradicted(ip, owner, start, end);
-        if !consistent && !overrides {
+        let span = if consistent {
+            Some(Span {
+                from: start,
+                to: end,
+                owner,
+                overrides: NO_OWNER,
+            })
+        } else if via.is_some() {
+            self.overriding_span(ip, owner, start, end)
+        } else {
+            None
+        };
+        let Some(span) = span else {
             self.stats.learned_conflicts += 1;
             return;
-        }
-        if overrides {
-            self.stats.learned_overrides += 1;
-        }
+        };
+        self.stats.learned_overrides += u64::from(span.is_overriding());
         self.stats.heartbeats += 1;
         let (gap, spans_max) = (
             self.config.learned_gap_secs,
             self.config.learned_spans_per_ip_max,
         );
-        let span = Span {
-            from: start,
-            to: end,
-            owner,
-            overrides,
-        };
         self.ips
             .entry(ip)
             .learned
             .edit(|spans| join_or_insert(spans, span, gap, spans_max));
     }
 
-    /// Whether `ip` is declared over `[start, end]` to one workload other
-    /// than `owner`, the one owner of the interface that logged the flow,
-    /// and that declaration placed it on an interface: another one, or the
-    /// same before it was attached to `owner` (it cannot count there, or
-    /// the interface would have had two owners and taught nothing).
-    fn contradicted(&self, ip: IpAddr, owner: WorkloadId, start: u32, end: u32) -> bool {
-        let Some(record) = self.ips.get(ip) else {
-            return false;
-        };
+    /// The span overriding the declaration of `ip` that a flow of `owner`
+    /// over `[start, end]` contradicts, if it does: `ip` is declared then to
+    /// one workload other than `owner`, the one owner of the interface that
+    /// logged the flow, and that declaration placed it on an interface (on
+    /// another one, or on the same before it was attached to `owner`: it
+    /// cannot count there, or the interface would have had two owners). The
+    /// span ends before the next mark of the IP (rule 2a, module header).
+    fn overriding_span(&self, ip: IpAddr, owner: WorkloadId, start: u32, end: u32) -> Option<Span> {
+        let record = self.ips.get(ip)?;
         let declared = record.timeline.owner_at(start);
-        if declared == NO_OWNER
-            || declared == owner
-            || !record.timeline.only_owner_within(start, end, declared)
-        {
-            return false;
-        }
-        self.placements
+        let placed = self
+            .placements
             .get(&ip.to_canonical())
             .is_some_and(|placed| {
                 placed.iter().any(|interface_id| {
@@ -819,7 +858,21 @@ impl AttributionIndex {
                         .get(&**interface_id)
                         .is_some_and(|r| r.holds(ip, declared, start))
                 })
-            })
+            });
+        let short = end - start <= OVERRIDE_RECORD_SECS_MAX;
+        if declared == NO_OWNER || declared == owner || !placed || !short {
+            return None;
+        }
+        let to = match record.timeline.next_mark_after(start) {
+            Some(next) if next.at <= end => next.at - 1,
+            _ => end,
+        };
+        Some(Span {
+            from: start,
+            to,
+            owner,
+            overrides: declared,
+        })
     }
 
     /// Learns from one flow record: the interface's own address (source of
@@ -1147,12 +1200,22 @@ impl AttributionIndex {
             .intern(&Workload::of_kind("unknown"))
             .unwrap_or(NO_OWNER);
         index.ips = ips;
-        for (id, record) in &interfaces {
-            for address in &record.addresses {
-                index.place(address.ip, id);
-            }
-        }
         index.interfaces = interfaces.into_iter().collect();
+        // Oldest first, so that past the bound the newest are kept.
+        let mut placements: Vec<(u32, IpAddr, String)> = index
+            .interfaces
+            .iter()
+            .flat_map(|(id, record)| {
+                record
+                    .addresses
+                    .iter()
+                    .map(|a| (a.marks.last().map_or(0, |m| m.at), a.ip, id.clone()))
+            })
+            .collect();
+        placements.sort();
+        for (_, ip, id) in placements {
+            index.place(ip, &id);
+        }
         // Times carried past the wall clock (by a version without the
         // bound) are pulled back, so they stop pruning history and settling flows.
         let (limits, now) = (index.config.newest_limits(), index.config.wall_clock());
@@ -1170,6 +1233,7 @@ fn insert_counted(
     stats: &mut IndexStats,
 ) {
     let inserted = record.timeline.insert(mark, workloads);
+    record.end_overrides_at(mark.at);
     stats.unchanged_marks += u64::from(!inserted.changed);
     stats.overlaps += u64::from(inserted.overlap);
     stats.conflicts += u64::from(inserted.conflict);
@@ -1217,7 +1281,9 @@ fn choose(held: Option<Held>, learned: Option<&Span>, settled: bool) -> Option<A
     match (held, learned) {
         // Rule 2a: the flows contradict a declaration made before them.
         (Some(held), Some(span))
-            if span.overrides && span.owner != held.owner && held.from <= span.from =>
+            if span.overrides == held.owner
+                && span.owner != held.owner
+                && held.from <= span.from =>
         {
             Some(from_learned(span))
         }

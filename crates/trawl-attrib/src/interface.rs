@@ -17,10 +17,14 @@
 //!   IP: "from `at` on, W holds this IP on the ENI". An address counts at
 //!   `t` only while the IP's own declared owner at `t` is that workload: a
 //!   release, a snapshot not listing the IP, or an assignment to another
-//!   workload ends it. An ENI moves with its addresses, so an attachment
-//!   to another workload that began after W's mark ends it too (the
-//!   previous holder's release may have been lost; an address declared
-//!   after the attachment, a pod on its node's ENI, still counts).
+//!   workload ends it. An ENI moves with its addresses, so the ENI's move
+//!   from W to another workload (an attachment to it, after one to W, that
+//!   began after W's mark) ends it too: W's release may have been lost. An
+//!   attachment that moves nothing away from W (a node's ENI announced, or
+//!   its workload relabelled, while its pods' addresses are on it) ends no
+//!   address. Pruning keeps an address while its holder is still the IP's
+//!   declared owner, even one a move ended: it is where that declaration
+//!   placed the IP (see `index.rs`, rule 2a).
 //!
 //! The owners at `t` are the attached workload and the workloads of every
 //! address that counts: none, one, or several ([`InterfaceOwner`]).
@@ -129,6 +133,16 @@ impl InterfaceRecord {
         self.addresses.iter().any(|a| a.ip == ip)
     }
 
+    /// The newest mark time of `ip` on this interface (0 if none).
+    pub fn newest_mark_of(&self, ip: IpAddr) -> u32 {
+        let ip = ip.to_canonical();
+        self.addresses
+            .iter()
+            .find(|a| a.ip == ip)
+            .and_then(|a| a.marks.last())
+            .map_or(0, |m| m.at)
+    }
+
     /// Whether `owner` held `ip` on this interface at `t` by its marks here
     /// (counted or not: see the module header).
     pub fn holds(&self, ip: IpAddr, owner: WorkloadId, t: u32) -> bool {
@@ -157,10 +171,14 @@ impl InterfaceRecord {
         cutoff: u32,
         declared: impl Fn(IpAddr, u32) -> WorkloadId,
     ) -> usize {
-        let mut pruned = self.attached.prune_before(cutoff);
+        // The attachment before the one in force at the cutoff tells
+        // whether that one moved the ENI away from an address's holder.
+        let attached_since = self.attached.held_at(cutoff).map_or(cutoff, |h| h.from);
+        let mut pruned = self.attached.prune_before(attached_since);
         self.addresses.retain_mut(|address| {
             pruned += address.marks.prune_before(cutoff);
-            let counts = counted_owner(&self.attached, address, cutoff, &declared) != NO_OWNER;
+            let holder = address.marks.owner_at(cutoff);
+            let counts = holder != NO_OWNER && declared(address.ip, cutoff) == holder;
             let later = address.marks.last().is_some_and(|m| m.at >= cutoff);
             if !(counts || later) {
                 pruned += address.marks.len();
@@ -221,8 +239,8 @@ impl InterfaceRecord {
 
 /// The workload `address` adds to its interface's owners at `t`
 /// ([`NO_OWNER`] if it does not count then): its holder on the interface,
-/// while that is the IP's declared owner and the interface has not been
-/// attached to another workload since the holder's mark.
+/// while that is the IP's declared owner and the interface has not moved
+/// from the holder to another workload since the holder's mark.
 fn counted_owner(
     attached: &Timeline,
     address: &Address,
@@ -235,12 +253,15 @@ fn counted_owner(
     if declared(address.ip, t) != held.owner {
         return NO_OWNER;
     }
-    match attached.held_at(t) {
-        Some(attachment) if attachment.owner != held.owner && attachment.from > held.from => {
-            NO_OWNER
-        }
-        _ => held.owner,
-    }
+    let moved_away = attached.held_at(t).is_some_and(|attachment| {
+        attachment.owner != held.owner
+            && attachment.from > held.from
+            && attachment
+                .from
+                .checked_sub(1)
+                .is_some_and(|before| attached.owner_at(before) == held.owner)
+    });
+    if moved_away { NO_OWNER } else { held.owner }
 }
 
 #[cfg(test)]
@@ -349,14 +370,22 @@ mod tests {
                     _ => None,
                 })
                 .collect();
-            // An attachment to another workload after the holder's mark ends it.
+            // The ENI's move from the holder to another workload after the
+            // holder's mark ends it.
             let counts = |t: u32| {
                 let (owner, from) = run_at(&on, t)?;
-                let moved = run_at(&attach, t).is_some_and(|(w, since)| w != owner && since > from);
+                let moved = run_at(&attach, t).is_some_and(|(w, since)| {
+                    w != owner
+                        && since > from
+                        && since > 0
+                        && latest(&attach, since - 1) == Some(owner)
+                });
                 (latest(&declared, t) == Some(owner) && !moved).then_some(owner)
             };
+            let held_at_cutoff =
+                |cutoff: u32| latest(&on, cutoff).filter(|o| latest(&declared, cutoff) == Some(*o));
             let kept = cutoff.is_none_or(|cutoff| {
-                counts(cutoff).is_some() || on.iter().any(|(at, _)| *at >= cutoff)
+                held_at_cutoff(cutoff).is_some() || on.iter().any(|(at, _)| *at >= cutoff)
             });
             if let Some(owner) = counts(t).filter(|_| kept) {
                 owners.push(owner);

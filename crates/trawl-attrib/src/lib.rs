@@ -35,7 +35,8 @@ pub mod workload;
 pub use event::{EventError, MetadataEvent, SnapshotOwner, read_csv_snapshot, read_json_lines};
 pub use index::{
     ApplyError, Attribution, AttributionIndex, IndexConfig, IndexStats, IpRecord, LearnedSpans,
-    Rule, SOURCE_POSITION_BYTES_MAX, SOURCE_POSITIONS_MAX, Span,
+    OVERRIDE_RECORD_SECS_MAX, PLACEMENTS_PER_IP_MAX, Rule, SOURCE_POSITION_BYTES_MAX,
+    SOURCE_POSITIONS_MAX, Span,
 };
 pub use interface::InterfaceOwner;
 pub use newest::{NewestLimits, NewestTime, Observed, wall_clock_secs};

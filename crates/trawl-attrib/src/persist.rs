@@ -6,15 +6,15 @@
 //! workloads (JSON, in id order), every interface's history (the newest
 //! event time naming it, its attachment marks, and per address its marks:
 //! see [`crate::interface`]), every IP's marks and learned spans (each with
-//! a flags byte: 1 = overriding, see [`crate::index`]), the time
+//! the owner it overrides, 0 for none: see [`crate::index`]), the time
 //! before which history was pruned (events there are refused), and the
 //! metadata sources' positions (what was applied of each, so that a
 //! restart applies only what is new).
 //!
 //! A file of version 1 (`TRWLIDX1`, which kept one `(at, owner)` per
 //! interface, the newest) still loads: each interface becomes attached to
-//! that owner from `at` on; version 2 (`TRWLIDX2`, spans without flags)
-//! loads with no span overriding. Saving writes version 3. The state is checked before it is written and after
+//! that owner from `at` on; version 2 (`TRWLIDX2`, spans without the owner
+//! they override) loads with no span overriding. Saving writes version 3. The state is checked before it is written and after
 //! it is read (marks in order, owner ids known, spans ordered), and the file
 //! is written to a temporary name, synced, and renamed over the old one, so
 //! a crash leaves either the old file or the new one.
@@ -31,12 +31,12 @@ use crate::index::{AttributionIndex, IndexConfig, IpRecord, SOURCE_POSITIONS_MAX
 use crate::interface::{Address, InterfaceRecord};
 use crate::ipmap::IpMap;
 use crate::timeline::{Mark, Timeline};
-use crate::workload::{Workload, WorkloadTable};
+use crate::workload::{NO_OWNER, Workload, WorkloadTable};
 
 /// The magic of the version written.
 const MAGIC: &[u8; 8] = b"TRWLIDX3";
 
-/// The magic of version 2 (learned spans without flags), still read.
+/// The magic of version 2 (learned spans overriding nothing), still read.
 const MAGIC_V2: &[u8; 8] = b"TRWLIDX2";
 
 /// The magic of version 1 (one newest owner per interface), still read.
@@ -89,11 +89,12 @@ fn check_records(ips: &IpMap<IpRecord>, workloads: usize) -> Result<(), String> 
                 return Err(format!("{ip}: learned spans out of order"));
             }
         }
-        if record
-            .learned
-            .iter()
-            .any(|s| s.from > s.to || s.owner as usize > workloads)
-        {
+        if record.learned.iter().any(|s| {
+            s.from > s.to
+                || s.owner as usize > workloads
+                || s.overrides as usize > workloads
+                || (s.is_overriding() && s.overrides == s.owner)
+        }) {
             return Err(format!("{ip}: invalid learned span"));
         }
     }
@@ -139,7 +140,7 @@ impl AttributionIndex {
                 put_u32(&mut body, span.from);
                 put_u32(&mut body, span.to);
                 put_u32(&mut body, span.owner);
-                body.push(u8::from(span.overrides));
+                put_u32(&mut body, span.overrides);
             }
         }
         let (pruned_before, positions) = self.saved_extras();
@@ -212,7 +213,7 @@ enum Version {
     V1,
     /// Interface histories.
     V2,
-    /// Learned spans with flags.
+    /// Learned spans with the owner they override.
     V3,
 }
 
@@ -273,12 +274,8 @@ fn read_body(
                     to: r.u32()?,
                     owner: r.u32()?,
                     overrides: match version {
-                        Version::V1 | Version::V2 => false,
-                        Version::V3 => match r.u8()? {
-                            0 => false,
-                            1 => true,
-                            flags => return Err(format!("unknown span flags {flags}")),
-                        },
+                        Version::V1 | Version::V2 => NO_OWNER,
+                        Version::V3 => r.u32()?,
                     },
                 })
             })
@@ -374,10 +371,6 @@ impl<'a> Reader<'a> {
         let (head, rest) = self.bytes.split_at(n);
         self.bytes = rest;
         Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
     }
 
     fn u32(&mut self) -> Result<u32, String> {

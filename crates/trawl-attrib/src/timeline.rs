@@ -391,6 +391,13 @@ impl Timeline {
             .all(|m| m.owner == owner || m.owner == NO_OWNER)
     }
 
+    /// The first mark after `t`, if any.
+    pub fn next_mark_after(&self, t: u32) -> Option<Mark> {
+        let list = self.list();
+        let index = list.at_or_before(t);
+        (index < list.len()).then(|| list.mark(index))
+    }
+
     /// The newest mark, if any.
     pub fn last(&self) -> Option<Mark> {
         let list = self.list();

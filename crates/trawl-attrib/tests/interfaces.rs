@@ -467,7 +467,8 @@ fn only_a_declaration_placed_elsewhere_and_older_than_the_flows_is_overridden() 
 }
 
 /// Overriding spans survive a save and a load (version 3), and a version 2
-/// file (spans without flags) still loads, its spans not overriding.
+/// file (spans without the owner they override) still loads, its spans
+/// overriding nothing.
 #[test]
 fn overriding_spans_are_saved_and_version_2_files_still_load() {
     let mut index = AttributionIndex::default();
@@ -507,10 +508,14 @@ fn overriding_spans_are_saved_and_version_2_files_still_load() {
     let bytes = std::fs::read(&path).unwrap();
     assert_eq!(&bytes[..8], b"TRWLIDX3");
     let body = &bytes[8..bytes.len() - 4];
-    let flag = body.len() - 8 - 1;
-    assert_eq!(body[flag], 0, "the span's flags byte");
-    let mut body_v2 = body[..flag].to_vec();
-    body_v2.extend_from_slice(&body[flag + 1..]);
+    let overrides = body.len() - 8 - 4;
+    assert_eq!(
+        body[overrides..overrides + 4],
+        [0; 4],
+        "the owner the span overrides"
+    );
+    let mut body_v2 = body[..overrides].to_vec();
+    body_v2.extend_from_slice(&body[overrides + 4..]);
     let mut file = b"TRWLIDX2".to_vec();
     file.extend_from_slice(&body_v2);
     file.extend_from_slice(&crc32fast::hash(&body_v2).to_le_bytes());
@@ -528,4 +533,26 @@ fn attach_event(eni: &str, at: i64, name: &str) -> MetadataEvent {
         at,
         workload: app(name),
     }
+}
+
+/// A forged or broken record whose `end` is far after its `start` takes
+/// no declared IP over: one record overrides at most
+/// `OVERRIDE_RECORD_SECS_MAX` (AWS aggregates over 600 s at most).
+#[test]
+fn a_record_spanning_hours_overrides_no_declaration() {
+    let mut index = AttributionIndex::default();
+    index
+        .apply(&assign("10.0.0.5", 1000, "old", Some("eni-old")))
+        .unwrap();
+    attach(&mut index, "eni-new", 2000, "new");
+    let end = 2100 + i64::from(trawl_attrib::OVERRIDE_RECORD_SECS_MAX) + 1;
+    learn(
+        &mut index,
+        &format!("5 eni-new 10.0.0.5 10.9.9.9 2100 {end} egress OK"),
+    );
+    assert_eq!(
+        app_at(&index, "10.0.0.5", 2130),
+        (Rule::Declared, Some("old".into()))
+    );
+    assert_eq!(index.stats().learned_overrides, 0);
 }
