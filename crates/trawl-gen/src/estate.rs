@@ -35,17 +35,30 @@
 //! The generator writes records as they happen; how late they reach trawl
 //! is up to the reader (the tests deliver them minutes after the metadata).
 //!
-//! Records are written in one custom format (v5 fields: interface,
-//! addresses, ports, counts, action, VPC/subnet/instance, region, AZ,
-//! direction, traffic path) and grouped by [`LogGroup`] (account, region),
-//! as one flow log per account and region delivers them.
+//! - **Cardinality** ([`Cardinality`]): how many distinct rollup rows the
+//!   traffic makes. `Low` (the default): callers pick among a few
+//!   dependencies, each on its one service port. `Mixed`: apps listen on up
+//!   to three ports, callers and callees spread wider, and one conversation
+//!   in twenty goes to a random non-ephemeral port. `High`, the adversarial
+//!   case: every conversation joins two random apps on a random
+//!   non-ephemeral port, so a minute's rollup rows are nearly as many as its
+//!   records.
+//!
+//! Records are written in one custom format, [`EstateConfig::format`]: by
+//! default 22 v5 fields (interface, addresses, ports, counts, action,
+//! VPC/subnet/instance, region, AZ, direction, traffic path), or any field
+//! list, [`v5_all_fields_format`] among them (every field the generator
+//! knows a value for is filled, the others are `-`). Lines are grouped by
+//! [`LogGroup`] (account, region), as one flow log per account and region
+//! delivers them.
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::str::FromStr;
 
 use trawl_attrib::{MetadataEvent, SnapshotOwner, Workload};
 use trawl_flowlog::sample::SplitMix64;
 use trawl_flowlog::{
-    Action, Field, FlowDirection, FlowRecord, LogFormat, LogStatus, Value, write_line,
+    Action, Field, FlowDirection, FlowRecord, LogFormat, LogStatus, TrafficType, Value, write_line,
 };
 
 use crate::names::{ACCOUNTS, AWS_SERVICES, REGIONS, SERVICE_PORTS, app_name, aws_prefix};
@@ -78,6 +91,39 @@ pub struct EstateConfig {
     /// Per mille of ended `instance`s whose ENI, with its IP, moves to the
     /// next new `instance` of the account and region.
     pub moving_eni_per_mille: u32,
+    /// How many distinct rollup rows the traffic makes (module header).
+    pub cardinality: Cardinality,
+    /// The fields of every line, in order.
+    pub format: LogFormat,
+}
+
+/// How many distinct rollup rows the traffic makes (see the module header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Cardinality {
+    /// A few dependencies per caller, one port each: rollups compress well.
+    #[default]
+    Low,
+    /// Up to three ports per app, wider callers and callees, one
+    /// conversation in twenty on a random non-ephemeral port.
+    Mixed,
+    /// Two random apps on a random non-ephemeral port for every
+    /// conversation: rollups barely compress.
+    High,
+}
+
+impl FromStr for Cardinality {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "low" => Ok(Cardinality::Low),
+            "mixed" => Ok(Cardinality::Mixed),
+            "high" => Ok(Cardinality::High),
+            other => Err(format!(
+                "unknown cardinality {other:?} (expected low, mixed or high)"
+            )),
+        }
+    }
 }
 
 impl Default for EstateConfig {
@@ -94,6 +140,8 @@ impl Default for EstateConfig {
             reject_per_mille: 20,
             eks_nodes_per_group: 3,
             moving_eni_per_mille: 200,
+            cardinality: Cardinality::Low,
+            format: default_format(),
         }
     }
 }
@@ -164,6 +212,8 @@ struct App {
     region: usize,
     kind: &'static str,
     port: u16,
+    /// More ports the app listens on ([`Cardinality::Mixed`]).
+    more_ports: Vec<u16>,
     callees: Vec<usize>,
     generation: u32,
     slots: std::ops::Range<usize>,
@@ -276,12 +326,21 @@ impl Estate {
                 1..=7 => "pod",
                 _ => "instance",
             };
+            let port = SERVICE_PORTS[rng.below(SERVICE_PORTS.len() as u64) as usize];
+            let account = rng.below(ACCOUNTS.len() as u64) as usize;
+            let more_ports = match config.cardinality {
+                Cardinality::Mixed => (0..rng.below(3))
+                    .map(|_| random_service_port(&mut rng))
+                    .collect(),
+                Cardinality::Low | Cardinality::High => Vec::new(),
+            };
             apps.push(App {
                 name: app_name(index),
-                account: rng.below(ACCOUNTS.len() as u64) as usize,
+                account,
                 region: index % REGIONS.len(),
                 kind,
-                port: SERVICE_PORTS[rng.below(SERVICE_PORTS.len() as u64) as usize],
+                port,
+                more_ports,
                 callees,
                 generation: 1,
                 slots: slot_count..slot_count + instances,
@@ -333,7 +392,7 @@ impl Estate {
             callers: Zipf::new(apps_count, 0.9),
             nodes,
             detached: vec![Vec::new(); LogGroup::COUNT],
-            format: flow_format(),
+            format: config.format.clone(),
             rng,
             apps,
             slots: Vec::with_capacity(slot_count),
@@ -613,12 +672,48 @@ impl Estate {
         slots.start + self.rng.below(slots.len() as u64) as usize
     }
 
+    /// Caller, callee and service port of one conversation inside the
+    /// estate, by [`Cardinality`].
+    fn conversation(&mut self) -> (usize, usize, u16) {
+        let apps = self.apps.len() as u64;
+        let rng = &mut self.rng;
+        match self.config.cardinality {
+            Cardinality::Low => {
+                let caller = self.callers.sample(rng);
+                let callees = &self.apps[caller].callees;
+                let callee = callees[rng.below(callees.len() as u64) as usize];
+                (caller, callee, self.apps[callee].port)
+            }
+            Cardinality::Mixed => {
+                let caller = self.callers.sample(rng);
+                let callee = if rng.below(4) == 0 {
+                    self.callers.sample(rng)
+                } else {
+                    let callees = &self.apps[caller].callees;
+                    callees[rng.below(callees.len() as u64) as usize]
+                };
+                let app = &self.apps[callee];
+                let port = match rng.below(20) {
+                    0 => random_service_port(rng),
+                    k => std::iter::once(app.port)
+                        .chain(app.more_ports.iter().copied())
+                        .nth(k as usize % (1 + app.more_ports.len()))
+                        .unwrap_or(app.port),
+                };
+                (caller, callee, port)
+            }
+            Cardinality::High => {
+                let caller = rng.below(apps) as usize;
+                let callee = (caller + 1 + rng.below(apps - 1) as usize) % apps as usize;
+                (caller, callee, random_service_port(rng))
+            }
+        }
+    }
+
     fn internal(&mut self, out: &mut TickOutput) {
-        let caller_app = self.callers.sample(&mut self.rng);
-        let callees = &self.apps[caller_app].callees;
-        let callee_app = callees[self.rng.below(callees.len() as u64) as usize];
+        let (caller_app, callee_app, dst_port) = self.conversation();
         let (caller, callee) = (self.random_slot(caller_app), self.random_slot(callee_app));
-        let (src_port, dst_port) = (self.ephemeral_port(), self.apps[callee_app].port);
+        let src_port = self.ephemeral_port();
         let (request, reply) = (self.counts(20, 60, 600), self.counts(200, 100, 1400));
         let duration = 1 + self.rng.below(59) as i64;
         let pair = (caller_app as u32, callee_app as u32);
@@ -740,6 +835,16 @@ impl Estate {
             27
         };
         r.set(Field::TcpFlags, Value::Int(flags));
+        r.set(Field::Type, Value::TrafficType(TrafficType::Ipv4));
+        r.set(Field::PktSrcAddr, Value::Addr(src));
+        r.set(Field::PktDstAddr, Value::Addr(dst));
+        let service = |id: u32| AWS_SERVICES.get((id as usize).wrapping_sub(self.apps.len()));
+        if let Some(name) = service(pair.0) {
+            r.set(Field::PktSrcAwsService, Value::Str(name));
+        }
+        if let Some(name) = service(pair.1) {
+            r.set(Field::PktDstAwsService, Value::Str(name));
+        }
         r.set(Field::Region, Value::Str(REGIONS[app.region].0));
         r.set(Field::AzId, Value::Str(REGIONS[app.region].1[instance.az]));
         let direction = if egress {
@@ -815,8 +920,26 @@ fn public_address(rng: &mut SplitMix64) -> Ipv4Addr {
     Ipv4Addr::new(a, b, rng.below(256) as u8, 1 + rng.below(254) as u8)
 }
 
-/// The custom format every estate line is written in.
-fn flow_format() -> LogFormat {
+/// A random non-ephemeral port (1024 to 32767): a service port the store
+/// keeps as a rollup dimension.
+fn random_service_port(rng: &mut SplitMix64) -> u16 {
+    1024 + rng.below(32_768 - 1024) as u16
+}
+
+/// Every field of version 5, in AWS's order (29 fields): the custom format
+/// of an estate that turned on all of them.
+pub fn v5_all_fields_format() -> LogFormat {
+    LogFormat::parse(
+        "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets \
+         bytes start end action log-status vpc-id subnet-id instance-id tcp-flags type \
+         pkt-srcaddr pkt-dstaddr region az-id sublocation-type sublocation-id \
+         pkt-src-aws-service pkt-dst-aws-service flow-direction traffic-path",
+    )
+    .unwrap_or_default()
+}
+
+/// The estate's default custom format (22 fields of version 5).
+pub fn default_format() -> LogFormat {
     use Field::*;
     let fields = [
         Version,
@@ -923,6 +1046,100 @@ mod tests {
                 .any(|p| p.dst_app.as_deref() == Some("S3"))
         );
         assert!(truth.app_pairs.iter().any(|p| p.src_app.is_none()));
+    }
+
+    /// Distinct (minute, app pair, service port) keys of the records that
+    /// two apps of the estate exchanged, over the records: how little a
+    /// 1-minute rollup compresses them.
+    fn rollup_keys_per_record(config: EstateConfig) -> f64 {
+        let mut estate = Estate::new(config);
+        let mut owner: std::collections::HashMap<Ipv4Addr, usize> = Default::default();
+        let (mut out, mut keys, mut records) = (
+            TickOutput::default(),
+            std::collections::HashSet::new(),
+            0u64,
+        );
+        let decoder = LineDecoder::new(estate.format().clone());
+        for _ in 0..120 {
+            out.clear();
+            estate.tick(&mut out);
+            owner.clear();
+            for slot in &estate.slots {
+                owner.insert(slot.ip, slot.app);
+            }
+            for line in out.lines.iter().flat_map(|l| l.split(|&b| b == b'\n')) {
+                let Ok(record) = decoder.decode(line) else {
+                    continue;
+                };
+                let app = |addr: Option<IpAddr>| match addr {
+                    Some(IpAddr::V4(v4)) => owner.get(&v4).copied(),
+                    _ => None,
+                };
+                let (Some(src), Some(dst)) = (app(record.src_addr()), app(record.dst_addr()))
+                else {
+                    continue;
+                };
+                let port = record.src_port().min(record.dst_port());
+                records += 1;
+                keys.insert((record.start().unwrap_or(0) / 60, src, dst, port));
+            }
+        }
+        keys.len() as f64 / records as f64
+    }
+
+    /// Issue 14: the adversarial estate's rollups barely compress (its
+    /// records come two to a key: a request or a reply logged at both
+    /// ends), the default one's compress many times over.
+    #[test]
+    fn high_cardinality_barely_compresses_and_low_compresses_well() {
+        let config = |cardinality| EstateConfig {
+            apps: 3000,
+            records_per_sec: 2000,
+            cardinality,
+            ..EstateConfig::default()
+        };
+        let low = rollup_keys_per_record(config(Cardinality::Low));
+        let mixed = rollup_keys_per_record(config(Cardinality::Mixed));
+        let high = rollup_keys_per_record(config(Cardinality::High));
+        println!("rollup keys per record: low {low:.3}, mixed {mixed:.3}, high {high:.3}");
+        assert!(high > 0.45, "high {high}");
+        assert!(
+            low < high / 2.0 && low < mixed && mixed < high,
+            "{low} {mixed} {high}"
+        );
+    }
+
+    /// Issue 14: the 29 fields of version 5 in AWS's order, read back by
+    /// their header line as a reader would; every cardinality decodes and
+    /// sums to the truth; AWS service calls name the service.
+    #[test]
+    fn every_cardinality_in_the_29_field_format_decodes_and_sums_to_the_truth() {
+        for cardinality in [Cardinality::Low, Cardinality::Mixed, Cardinality::High] {
+            let config = EstateConfig {
+                cardinality,
+                format: v5_all_fields_format(),
+                ..small()
+            };
+            let (estate, lines, _) = run(config, 120);
+            let header = estate.format().header_line();
+            assert_eq!(header.split(' ').count(), 29, "{header}");
+            let format = LogFormat::parse(&header).expect("the header parses");
+            let decoder = LineDecoder::new(format);
+            let (mut records, mut bytes, mut to_s3) = (0, 0, 0);
+            for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                let record = decoder.decode(line).expect("estate lines decode");
+                records += 1;
+                bytes += record.bytes().unwrap_or(0);
+                to_s3 += u64::from(record.get(Field::PktDstAwsService) == Value::Str("S3"));
+            }
+            let truth = estate.truth();
+            assert_eq!(
+                (records, bytes),
+                (truth.records, truth.bytes),
+                "{cardinality:?}"
+            );
+            assert!(to_s3 > 0, "{cardinality:?}");
+        }
     }
 
     /// What the pipeline end-to-end test checks, without the pipeline:

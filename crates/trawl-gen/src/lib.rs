@@ -26,6 +26,8 @@ pub mod files;
 pub mod names;
 pub mod truth;
 
-pub use estate::{Estate, EstateConfig, LogGroup, TickOutput};
+pub use estate::{
+    Cardinality, Estate, EstateConfig, LogGroup, TickOutput, default_format, v5_all_fields_format,
+};
 pub use files::{FilesReport, Layout, WriteError, write_estate};
 pub use truth::Truth;

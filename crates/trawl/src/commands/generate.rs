@@ -17,8 +17,12 @@ use clap::Args;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use trawl_attrib::parse_time;
+use trawl_flowlog::LogFormat;
 use trawl_gen::files::Layout;
-use trawl_gen::{Estate, EstateConfig, TickOutput, Truth, write_estate};
+use trawl_gen::{
+    Cardinality, Estate, EstateConfig, TickOutput, Truth, default_format, v5_all_fields_format,
+    write_estate,
+};
 
 /// Arguments of `trawl generate`.
 #[derive(Debug, Args)]
@@ -69,6 +73,17 @@ pub struct GenerateArgs {
     /// Pace at wall-clock time.
     #[arg(long)]
     live: bool,
+    /// How many distinct rollup rows the traffic makes: `low` (a few
+    /// dependencies per app, one port each), `mixed` (a realistic spread),
+    /// `high` (random app pairs on random service ports: rollups barely
+    /// compress).
+    #[arg(long, default_value = "low", value_parser = clap::value_parser!(Cardinality))]
+    cardinality: Cardinality,
+    /// Fields of every line: `default` (22 fields of version 5), `v5-all`
+    /// (all 29 fields of version 5, in AWS's order), or a field list in
+    /// AWS's names (`'version srcaddr dstaddr bytes start'`).
+    #[arg(long, default_value = "default", value_name = "FORMAT")]
+    log_format: String,
 }
 
 fn now_secs() -> i64 {
@@ -84,6 +99,12 @@ impl GenerateArgs {
             apps: self.apps as usize,
             records_per_sec: self.rate,
             churn_per_hour: self.churn,
+            cardinality: self.cardinality,
+            format: match self.log_format.as_str() {
+                "default" => default_format(),
+                "v5-all" => v5_all_fields_format(),
+                fields => LogFormat::parse(fields).context("--log-format")?,
+            },
             ..EstateConfig::default()
         };
         if let Some(start) = &self.start {
