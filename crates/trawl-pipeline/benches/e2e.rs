@@ -19,7 +19,9 @@
 //! per estate and input DuckDB's time (`bench/duckdb_e2e.py`, 2 threads,
 //! from `target/peer-venv`; see the README) and trawl's speed over it.
 //!
-//! `TRAWL_E2E_FLOWS` sets the flows per estate (default 2 M). Inputs are
+//! `TRAWL_E2E_FLOWS` sets the flows per estate (default 2 M);
+//! `TRAWL_E2E_SHARDS` the store's open shards (default: one per core; 1
+//! makes every writer wait for the one shard, as before issue 14). Inputs are
 //! generated once into `target/bench-e2e-{estate}-{flows}` and reused.
 //! Arguments filter the runs by label words (`cargo bench --bench e2e --
 //! high off`). Run: `cargo bench -p trawl-pipeline --bench e2e`.
@@ -175,6 +177,9 @@ fn child(estate: &str, input: &str, detail: bool) {
         enabled: detail,
         ..DetailSpec::default()
     };
+    if let Some(shards) = std::env::var("TRAWL_E2E_SHARDS").ok().and_then(|v| v.parse().ok()) {
+        store_config.open_shards = shards;
+    }
     let store = Store::open(store_config).expect("store");
     let mut index = AttributionIndex::default();
     let ranges = std::fs::read(inputs.dir.join("ip-ranges.json")).expect("ip-ranges");

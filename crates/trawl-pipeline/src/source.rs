@@ -148,7 +148,7 @@ fn tail_settled(cx: &Context, resume: &FilePosition, stat: &FileStat) -> bool {
 /// Records the position a read of `path` ended at.
 fn record_end(cx: &Context, path: &Path, key: &str, done: &FilePosition) {
     let index = cx.index_read();
-    let mut store = cx.store_write();
+    let store = cx.store_read();
     if let Err(error) = store.add_batch(&[], index.workloads(), &[(key, &done.encode())]) {
         cx.stats.store_errors.fetch_add(1, Ordering::Relaxed);
         eprintln!("trawl: {}: recording the end: {error}", path.display());

@@ -387,11 +387,13 @@ fn flush(
     if records.is_empty() && position.is_none() {
         return;
     }
-    let owners = {
+    // Learning writes the index; the lookups only read it, so workers
+    // attribute at once.
+    {
         let mut index = cx.index_write();
         records.iter().for_each(|r| index.learn_from_flow(r));
-        owners(&index, records, cx.config.hold_secs > 0)
-    };
+    }
+    let owners = owners(&cx.index_read(), records, cx.config.hold_secs > 0);
     let newest = records
         .iter()
         .filter_map(FlowRecord::start)
@@ -416,9 +418,12 @@ fn flush(
         .map(|((at, _), v)| (at.key, v.as_str()))
         .collect();
     wait_while_full(cx);
+    // The store's shared lock: workers add at once, each to its own shard;
+    // a seal (which takes it exclusively) never falls between these flows,
+    // their position and the held ones pushed below.
     let index = cx.index_read();
-    let mut store = cx.store_write();
-    add_or_report(cx, &mut store, &flows, &index, &positions);
+    let store = cx.store_read();
+    add_or_report(cx, &store, &flows, &index, &positions);
     if flows.len() == records.len() {
         return;
     }
@@ -440,12 +445,12 @@ fn flush(
     cx.stats
         .held_total
         .fetch_add(held as u64, Ordering::Relaxed);
-    add_held(cx, &index, &mut store, evicted, ReleaseReason::Full);
+    add_held(cx, &index, &store, evicted, ReleaseReason::Full);
 }
 
 fn add_or_report(
     cx: &Context,
-    store: &mut Store,
+    store: &Store,
     flows: &[EnrichedFlow<'_, '_>],
     index: &AttributionIndex,
     positions: &[(&str, &str)],
@@ -461,7 +466,7 @@ fn add_or_report(
 pub fn add_held(
     cx: &Context,
     index: &AttributionIndex,
-    store: &mut Store,
+    store: &Store,
     held: Vec<HeldFlow>,
     reason: ReleaseReason,
 ) {
@@ -514,13 +519,13 @@ pub fn release_ready(cx: &Context) {
         return;
     }
     let index = cx.index_read();
-    let mut store = cx.store_write();
+    let store = cx.store_read();
     let (settled, late) = {
         let mut hold = cx.hold_lock();
         let ready = hold.take_ready(Instant::now(), index.horizon());
         cx.stats.held.store(hold.len() as u64, Ordering::Relaxed);
         ready
     };
-    add_held(cx, &index, &mut store, settled, ReleaseReason::Settled);
-    add_held(cx, &index, &mut store, late, ReleaseReason::Deadline);
+    add_held(cx, &index, &store, settled, ReleaseReason::Settled);
+    add_held(cx, &index, &store, late, ReleaseReason::Deadline);
 }

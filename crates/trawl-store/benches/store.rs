@@ -45,7 +45,7 @@ fn bench_add(c: &mut Criterion) {
         ),
     ] {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut store = Store::open(config(dir.path(), rollups)).expect("open");
+        let store = Store::open(config(dir.path(), rollups)).expect("open");
         group.bench_function(name, |b| {
             b.iter(|| {
                 for batch in enriched.chunks(BATCH) {
@@ -86,7 +86,7 @@ fn detail_store(
 ) -> Store {
     let mut config = config(dir, StoreConfig::new(dir).rollups);
     config.detail = DetailSpec::default();
-    let mut store = Store::open(config).expect("open");
+    let store = Store::open(config).expect("open");
     for batch in enriched.chunks(BATCH) {
         store.add_batch(batch, &day.workloads, &[]).expect("add");
     }

@@ -22,6 +22,12 @@
 //! segments of a chunk once the watermark has passed it (or once it has too
 //! many), and applies each table's retention.
 //!
+//! Open rows live in shards (`store/shard.rs`): writers on several threads
+//! add at once under the store's shared lock, each to a shard no other
+//! writer holds; a seal writes each shard's rows of a chunk as a segment
+//! of its own (rollups are sums: the chunk's segments add up, as deltas
+//! do).
+//!
 //! When to seal: when the watermark passes an open chunk ([`Store::seal_due`]),
 //! when open-bucket memory passes `open_bytes_max` (checked after every
 //! batch, so memory stays under the cap plus one batch), and whenever the
@@ -37,24 +43,24 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{SchemaRef, TimestampSecondType, UInt64Type};
 use trawl_attrib::{
-    NO_OWNER, NewestLimits, NewestTime, Observed, WorkloadId, WorkloadTable, wall_clock_secs,
+    NewestLimits, NewestTime, Observed, WorkloadId, WorkloadTable, wall_clock_secs,
 };
 use trawl_flowlog::{FlowRecord, LogStatus};
 
 use crate::commit::{PendingSegment, SealJob, Steps};
 
 mod compact;
+mod shard;
 use crate::detail::DetailBucket;
 use crate::dict::Dictionary;
 use crate::dims::{
-    ACTION_TEXTS, DIM_COUNT, DIRECTION_TEXTS, Dim, DimType, KeywordCodes, NULL_CODE, NULL_SIDE,
-    SideCodes, flow_dims,
+    ACTION_TEXTS, DIM_COUNT, DIRECTION_TEXTS, Dim, DimType, KeywordCodes, NULL_CODE, flow_dims,
 };
 use crate::error::StoreError;
 use crate::manifest::{Manifest, SegmentMeta};
@@ -62,6 +68,7 @@ use crate::rollup::{Measures, RollupBucket, RollupLayout, regrain};
 use crate::schema::{RollupSpec, detail_schema, text_type};
 use crate::segment::read_segment;
 pub use compact::CompactionJob;
+use shard::{Shard, Shards, lock};
 
 /// Name of the detail table.
 pub const DETAIL_TABLE: &str = "flows";
@@ -120,6 +127,9 @@ pub struct StoreConfig {
     pub future_slack_secs: u32,
     /// The wall clock in Unix seconds; `None`: the system's. For tests.
     pub wall_clock_secs: Option<u32>,
+    /// Shards of open rows: writers on this many threads add at once (see
+    /// `store/shard.rs`). Default: the number of cores.
+    pub open_shards: usize,
 }
 
 impl StoreConfig {
@@ -141,6 +151,7 @@ impl StoreConfig {
             delete_delay: Duration::from_secs(60),
             future_slack_secs: 3600,
             wall_clock_secs: None,
+            open_shards: std::thread::available_parallelism().map_or(1, |n| n.get().min(64)),
         }
     }
 
@@ -169,6 +180,12 @@ impl StoreConfig {
             }
             names.push(&spec.name);
         }
+        if !(1..=64).contains(&self.open_shards) {
+            return Err(StoreError::Config(format!(
+                "open_shards must be 1 to 64, not {}",
+                self.open_shards
+            )));
+        }
         if self.detail.chunk_secs == 0 {
             return Err(StoreError::Config(
                 "flows: chunk_secs must be positive".into(),
@@ -187,6 +204,23 @@ pub struct EnrichedFlow<'r, 'a> {
     pub src: WorkloadId,
     /// Owner of the destination address at the flow's time.
     pub dst: WorkloadId,
+}
+
+/// One flow being added to a shard, with what the batch worked out for it.
+#[derive(Clone, Copy)]
+struct Added<'r, 'a> {
+    start: u32,
+    record: &'r FlowRecord<'a>,
+    workloads: [WorkloadId; 2],
+    dims: &'r [u32; DIM_COUNT],
+    watermark: u32,
+}
+
+/// The data behind a lock its holder owns exclusively (no locking).
+fn lock_mut<T>(mutex: &mut Mutex<T>) -> &mut T {
+    mutex
+        .get_mut()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Counters of a store since it was opened.
@@ -263,7 +297,7 @@ impl OpenRollup<'_> {
 /// The open buckets of one table, by chunk start (few: a linear scan).
 #[derive(Debug)]
 struct OpenChunks<B> {
-    chunks: Vec<(u32, B)>,
+    pub(self) chunks: Vec<(u32, B)>,
 }
 
 impl<B> Default for OpenChunks<B> {
@@ -290,9 +324,6 @@ impl<B> OpenChunks<B> {
 struct RollupTable {
     spec: RollupSpec,
     schema: SchemaRef,
-    layout: RollupLayout,
-    /// Rows added to this table directly (all of them for a base table).
-    open: OpenChunks<RollupBucket>,
     /// The base table this one is derived from, if any (see [`derive_sources`]).
     source: Option<usize>,
     /// The retention of that source: flows past it are added here directly.
@@ -332,24 +363,25 @@ fn derive_sources(specs: &[RollupSpec]) -> Vec<Option<usize>> {
 struct DetailTable {
     spec: DetailSpec,
     schema: SchemaRef,
-    open: OpenChunks<DetailBucket>,
 }
 
 /// The store. See the module header.
 #[derive(Debug)]
 pub struct Store {
     config: StoreConfig,
-    dict: Dictionary,
+    /// Shared by every shard; locked only to intern a new string.
+    dict: Mutex<Dictionary>,
     keywords: KeywordCodes,
-    sides: Vec<Option<SideCodes>>,
     rollups: Vec<RollupTable>,
     detail: DetailTable,
+    /// The open rows (see `store/shard.rs`).
+    shards: Shards,
     manifest: Manifest,
-    pending_positions: BTreeMap<String, String>,
+    pending_positions: Mutex<BTreeMap<String, String>>,
     /// See [`Manifest::dropped_below`]; committed with the next manifest.
-    dropped_below: BTreeMap<String, u32>,
+    dropped_below: Mutex<BTreeMap<String, u32>>,
     /// The newest believed event time (see `trawl_attrib::newest`).
-    newest: NewestTime,
+    newest: Mutex<NewestTime>,
     stats: StoreStats,
     doomed: Vec<(PathBuf, Instant)>,
     /// The next segment id no draft has used: drafts number from here, so
@@ -388,15 +420,13 @@ impl Store {
             action: ACTION_TEXTS.map(|a| dict.code(a.as_str())),
             direction: DIRECTION_TEXTS.map(|d| dict.code(d.as_str())),
         };
-        let rollups = config
+        let rollups: Vec<RollupTable> = config
             .rollups
             .iter()
             .zip(derive_sources(&config.rollups))
             .map(|(spec, source)| RollupTable {
                 schema: spec.schema(),
-                layout: RollupLayout::new(&spec.dims),
                 spec: spec.clone(),
-                open: OpenChunks::default(),
                 source,
                 source_retention_secs: source.map(|j| config.rollups[j].retention_secs),
             })
@@ -405,21 +435,20 @@ impl Store {
             detail: DetailTable {
                 spec: config.detail.clone(),
                 schema: detail_schema(),
-                open: OpenChunks::default(),
             },
-            dict,
+            dict: Mutex::new(dict),
             keywords,
-            sides: Vec::new(),
+            shards: Shards::new(config.open_shards, &rollups),
             rollups,
-            pending_positions: manifest.positions.clone(),
-            dropped_below: manifest.dropped_below.clone(),
+            pending_positions: Mutex::new(manifest.positions.clone()),
+            dropped_below: Mutex::new(manifest.dropped_below.clone()),
             // A watermark already carried past the wall clock (by a version
             // without the bound) must not go on expiring history.
-            newest: NewestTime::new(
+            newest: Mutex::new(NewestTime::new(
                 manifest.max_event_time,
                 config.newest_limits(),
                 config.wall_clock(),
-            ),
+            )),
             manifest,
             stats: StoreStats::default(),
             doomed: Vec::new(),
@@ -466,7 +495,16 @@ impl Store {
 
     /// Counters since the store was opened.
     pub fn stats(&self) -> StoreStats {
-        self.stats
+        let added = self.shards.stats();
+        StoreStats {
+            records: added.records,
+            records_without_time: added.records_without_time,
+            records_without_traffic: added.records_without_traffic,
+            late_records: added.late_records,
+            expired_records: added.expired_records,
+            future_records: added.future_records,
+            ..self.stats
+        }
     }
 
     /// The durable state (as of the last commit).
@@ -480,33 +518,33 @@ impl Store {
     }
 
     /// Source positions handed in so far, committed or not: where a source
-    /// running in this process goes on from.
-    pub fn pending_positions(&self) -> &BTreeMap<String, String> {
-        &self.pending_positions
+    /// running in this process goes on from. Writers wait while it is held.
+    pub fn pending_positions(&self) -> MutexGuard<'_, BTreeMap<String, String>> {
+        lock(&self.pending_positions)
     }
 
     /// Sets positions and forgets others (a source whose input moved or is
     /// gone), with no flows: committed with the next seal, all together,
     /// as every position is.
     pub fn edit_positions(&mut self, set: &[(&str, &str)], forget: &[&str]) {
+        let positions = lock_mut(&mut self.pending_positions);
         for key in forget {
-            self.pending_positions.remove(*key);
+            positions.remove(*key);
         }
         for (key, value) in set {
-            self.pending_positions
-                .insert((*key).to_string(), (*value).to_string());
+            positions.insert((*key).to_string(), (*value).to_string());
         }
     }
 
     /// The time below which `table` may lack flows (0: it has them all);
     /// see [`Manifest::dropped_below`].
     pub fn dropped_below(&self, table: &str) -> u32 {
-        self.dropped_below.get(table).copied().unwrap_or(0)
+        lock(&self.dropped_below).get(table).copied().unwrap_or(0)
     }
 
     /// Newest event time minus the allowed lateness (0 before any record).
     pub fn watermark(&self) -> u32 {
-        self.newest
+        lock(&self.newest)
             .get()
             .map_or(0, |t| t.saturating_sub(self.config.lateness_secs))
     }
@@ -558,84 +596,130 @@ impl Store {
     /// Forgets the codes of every workload (call when the workload table
     /// handed to [`Store::add_batch`] is replaced by another).
     pub fn forget_workloads(&mut self) {
-        self.sides.clear();
-        for table in &mut self.rollups {
-            table.layout.forget_workloads();
+        for shard in self.shards.each_mut() {
+            shard.forget_workloads();
         }
-    }
-
-    fn side_codes(&mut self, id: WorkloadId, workloads: &WorkloadTable) -> SideCodes {
-        if let Some(Some(codes)) = self.sides.get(id as usize) {
-            return *codes;
-        }
-        let codes = match workloads.get(id) {
-            Some(w) if id != NO_OWNER => {
-                let mut code =
-                    |s: &Option<String>| s.as_deref().map_or(NULL_CODE, |s| self.dict.code(s));
-                [
-                    code(&w.app),
-                    code(&w.cluster),
-                    code(&w.account),
-                    code(&w.region),
-                    code(&w.az),
-                    code(&w.kind),
-                ]
-            }
-            _ => NULL_SIDE,
-        };
-        if self.sides.len() <= id as usize {
-            self.sides.resize(id as usize + 1, None);
-        }
-        self.sides[id as usize] = Some(codes);
-        codes
     }
 
     /// Adds attributed flows, then records `positions` (source → opaque
     /// position) as covering everything added so far. Never seals: only
     /// the caller knows when every flow before a position is in the store
     /// (a pipeline may hold some back), so it seals when [`Store::over_cap`]
-    /// says so, after releasing what it holds.
+    /// says so, after releasing what it holds. Takes `&self`: writers on
+    /// several threads add at once, each to a shard of its own (see
+    /// `store/shard.rs`); a seal needs the store exclusively, so it never
+    /// falls between a batch and its positions.
     pub fn add_batch(
-        &mut self,
+        &self,
         flows: &[EnrichedFlow<'_, '_>],
         workloads: &WorkloadTable,
         positions: &[(&str, &str)],
     ) -> Result<(), StoreError> {
-        let watermark = self.watermark();
-        let (limits, now) = (self.config.newest_limits(), self.config.wall_clock());
+        self.add_batch_in(None, flows, workloads, positions)
+    }
+
+    /// [`add_batch`](Self::add_batch) into shard `shard` (modulo the
+    /// number of shards), waiting for it if it is held. For tests that
+    /// spread rows over shards deterministically.
+    #[doc(hidden)]
+    pub fn add_batch_to_shard(
+        &self,
+        shard: usize,
+        flows: &[EnrichedFlow<'_, '_>],
+        workloads: &WorkloadTable,
+        positions: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        self.add_batch_in(Some(shard), flows, workloads, positions)
+    }
+
+    fn add_batch_in(
+        &self,
+        shard: Option<usize>,
+        flows: &[EnrichedFlow<'_, '_>],
+        workloads: &WorkloadTable,
+        positions: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        let (watermark, future) = self.observe_times(flows);
+        let (index, mut shard) = match shard {
+            Some(i) => self.shards.lock(i),
+            None => self.shards.writer(),
+        };
+        shard.stats.future_records += future;
+        let mut dropped: Vec<(&str, u32)> = Vec::new();
         for flow in flows {
             let Some(start) = flow.record.start().and_then(|s| u32::try_from(s).ok()) else {
-                self.stats.records_without_time += 1;
+                shard.stats.records_without_time += 1;
                 continue;
             };
-            self.stats.records += 1;
+            shard.stats.records += 1;
             if start < watermark {
-                self.stats.late_records += 1;
+                shard.stats.late_records += 1;
             }
-            if self.newest.observe(start, limits, now) != Observed::Believed {
-                // Kept, but a clock that is wrong must not seal or expire anything.
-                self.stats.future_records += 1;
-            }
-            let src = self.side_codes(flow.src, workloads);
-            let dst = self.side_codes(flow.dst, workloads);
+            let src = shard.side_codes(flow.src, workloads, &self.dict);
+            let dst = shard.side_codes(flow.dst, workloads, &self.dict);
             let dims = flow_dims(flow.record, &src, &dst, &self.keywords);
-            self.add_one(start, flow.record, [flow.src, flow.dst], &dims, watermark);
+            let added = Added {
+                start,
+                record: flow.record,
+                workloads: [flow.src, flow.dst],
+                dims: &dims,
+                watermark,
+            };
+            self.add_one(&mut shard, &added, &mut dropped);
         }
-        for (source, position) in positions {
-            self.pending_positions
-                .insert((*source).to_string(), (*position).to_string());
+        self.shards.publish_bytes(index, &shard);
+        drop(shard);
+        if !dropped.is_empty() {
+            let mut dropped_below = lock(&self.dropped_below);
+            for (table, start) in dropped {
+                note_dropped(&mut dropped_below, table, start);
+            }
+        }
+        if !positions.is_empty() {
+            let mut pending = lock(&self.pending_positions);
+            for (source, position) in positions {
+                pending.insert((*source).to_string(), (*position).to_string());
+            }
         }
         Ok(())
     }
 
-    fn add_one(
-        &mut self,
-        start: u32,
-        record: &FlowRecord<'_>,
-        workloads: [WorkloadId; 2],
-        dims: &[u32; DIM_COUNT],
-        watermark: u32,
+    /// The watermark before `flows`, and how many of them are not believed
+    /// (see `trawl_attrib::newest`); their believed times move the newest
+    /// event time. One short lock for the batch.
+    fn observe_times(&self, flows: &[EnrichedFlow<'_, '_>]) -> (u32, u64) {
+        let (limits, now) = (self.config.newest_limits(), self.config.wall_clock());
+        let mut newest = lock(&self.newest);
+        let watermark = newest
+            .get()
+            .map_or(0, |t| t.saturating_sub(self.config.lateness_secs));
+        let mut future = 0;
+        for flow in flows {
+            if let Some(start) = flow.record.start().and_then(|s| u32::try_from(s).ok())
+                && newest.observe(start, limits, now) != Observed::Believed
+            {
+                // Kept, but a clock that is wrong must not seal or expire anything.
+                future += 1;
+            }
+        }
+        (watermark, future)
+    }
+
+    /// Adds one flow to `shard`; tables that left it out for retention go
+    /// to `dropped` (see [`Manifest::dropped_below`]).
+    fn add_one<'s>(
+        &'s self,
+        shard: &mut Shard,
+        flow: &Added<'_, '_>,
+        dropped: &mut Vec<(&'s str, u32)>,
     ) {
+        let Added {
+            start,
+            record,
+            workloads,
+            dims,
+            watermark,
+        } = *flow;
         let mut expired = false;
         let has_traffic = matches!(record.log_status(), None | Some(LogStatus::Ok));
         if has_traffic {
@@ -645,37 +729,36 @@ impl Store {
                 flows: 1,
             };
             let past = |retention_secs: u32| start < watermark.saturating_sub(retention_secs);
-            for table in &mut self.rollups {
+            for (table, open) in self.rollups.iter().zip(&mut shard.tables) {
                 let spec = &table.spec;
                 if past(spec.retention_secs) {
                     // Past retention: `expire` would delete it at the next seal.
                     expired = true;
-                    note_dropped(&mut self.dropped_below, &spec.name, start);
+                    dropped.push((&spec.name, start));
                     continue;
                 }
                 if table.source_retention_secs.is_some_and(|r| !past(r)) {
                     // Derived from its source's rows, which hold this one.
                     continue;
                 }
-                let key = table
+                let key = open
                     .layout
                     .key(start - start % spec.grain_secs, Some(workloads), dims);
-                table
-                    .open
+                open.open
                     .get_or_insert(start - start % spec.chunk_secs, RollupBucket::default)
                     .add(key, measures);
             }
         } else {
-            self.stats.records_without_traffic += 1;
+            shard.stats.records_without_traffic += 1;
         }
-        let detail = &mut self.detail;
+        let detail = &self.detail;
         if detail.spec.enabled {
             if start < watermark.saturating_sub(detail.spec.retention_secs) {
                 expired = true;
-                note_dropped(&mut self.dropped_below, DETAIL_TABLE, start);
+                dropped.push((DETAIL_TABLE, start));
             } else {
-                detail
-                    .open
+                shard
+                    .detail
                     .get_or_insert(
                         start - start % detail.spec.chunk_secs,
                         DetailBucket::default,
@@ -683,37 +766,14 @@ impl Store {
                     .add(start, record, dims, &detail.schema);
             }
         }
-        self.stats.expired_records += u64::from(expired);
+        shard.stats.expired_records += u64::from(expired);
     }
 
-    /// Sums `rollup` over the open rollup buckets and `detail` over the open detail buckets.
-    fn sum_open(
-        &self,
-        rollup: impl Fn(&RollupBucket) -> usize,
-        detail: impl Fn(&DetailBucket) -> usize,
-    ) -> usize {
-        let rollups: usize = self
-            .rollups
-            .iter()
-            .flat_map(|t| &t.open.chunks)
-            .map(|(_, b)| rollup(b))
-            .sum();
-        rollups
-            + self
-                .detail
-                .open
-                .chunks
-                .iter()
-                .map(|(_, b)| detail(b))
-                .sum::<usize>()
-    }
-
-    /// Approximate bytes held by open buckets, rows being sealed, and the dictionary.
+    /// Approximate bytes held by open buckets (as their writers last
+    /// published them), rows being sealed, and the dictionary.
     pub fn open_bytes(&self) -> usize {
         let sealing: usize = self.sealing.iter().map(|p| p.memory_bytes).sum();
-        self.sum_open(RollupBucket::memory_bytes, DetailBucket::memory_bytes)
-            + sealing
-            + self.dict.memory_bytes()
+        self.shards.bytes() + sealing + lock(&self.dict).memory_bytes()
     }
 
     /// Whether open memory (rows being sealed included) is past the cap:
@@ -731,36 +791,40 @@ impl Store {
     /// published segment.
     pub fn open_rows(&self) -> usize {
         let sealing: u64 = self.sealing.iter().map(|p| p.meta.rows).sum();
-        self.sum_open(RollupBucket::len, DetailBucket::len) + sealing as usize
+        self.shards.each().map(|s| s.rows()).sum::<usize>() + sealing as usize
     }
 
     /// Whether the watermark has passed an open chunk (time to seal).
     pub fn seal_due(&self) -> bool {
-        self.rollups.iter().any(|t| {
-            t.open
+        let watermark = self.watermark();
+        let closed =
+            |chunk: u32, secs: u32| u64::from(chunk) + u64::from(secs) <= u64::from(watermark);
+        self.shards.each().any(|shard| {
+            self.rollups.iter().zip(&shard.tables).any(|(t, open)| {
+                open.open
+                    .chunks
+                    .iter()
+                    .any(|(c, _)| closed(*c, t.spec.chunk_secs))
+            }) || shard
+                .detail
                 .chunks
                 .iter()
-                .any(|(c, _)| self.chunk_closed(*c, t.spec.chunk_secs))
-        }) || self
-            .detail
-            .open
-            .chunks
-            .iter()
-            .any(|(c, _)| self.chunk_closed(*c, self.detail.spec.chunk_secs))
+                .any(|(c, _)| closed(*c, self.detail.spec.chunk_secs))
+        })
     }
 
-    /// The open rows of rollup `index` as a seal writes them: for a derived
-    /// table, its source's open rows regrouped to its grain and dimensions,
-    /// plus its own.
-    fn open_rollup(&self, index: usize) -> OpenRollup<'_> {
-        let table = &self.rollups[index];
-        let Some(source) = table.source.map(|j| &self.rollups[j]) else {
-            return OpenRollup::Base(&table.layout, &table.open);
+    /// The open rows of rollup `index` in `shard` as a seal writes them:
+    /// for a derived table, its source's open rows regrouped to its grain
+    /// and dimensions, plus its own.
+    fn open_rollup<'a>(&self, shard: &'a Shard, index: usize) -> OpenRollup<'a> {
+        let (table, own) = (&self.rollups[index], &shard.tables[index]);
+        let Some(source) = table.source.map(|j| &shard.tables[j]) else {
+            return OpenRollup::Base(&own.layout, &own.open);
         };
         let spec = &table.spec;
         let mut layout = RollupLayout::new(&spec.dims);
         let mut open = OpenChunks::default();
-        for (from, chunks) in [(&source.layout, &source.open), (&table.layout, &table.open)] {
+        for (from, chunks) in [(&source.layout, &source.open), (&own.layout, &own.open)] {
             let mut sides = Vec::new();
             for (key, measures) in chunks.chunks.iter().flat_map(|(_, b)| b.rows()) {
                 let key = layout.rekey(from, key, spec.grain_secs, &mut sides);
@@ -771,18 +835,14 @@ impl Store {
         OpenRollup::Derived(layout, open)
     }
 
-    /// The open rows of `table` whose chunks overlap `[from, to]`, as batches.
+    /// The open rows of `table` whose chunks overlap `[from, to]`, as
+    /// batches (every shard's).
     pub fn open_batches(
         &self,
         table: &str,
         from: u32,
         to: u32,
     ) -> Result<Vec<RecordBatch>, StoreError> {
-        let arrow = |source| StoreError::Arrow {
-            table: table.to_string(),
-            source,
-        };
-        let dictionary = self.dict.values();
         let overlaps = |chunk: u32, secs: u32| {
             chunk <= to && u64::from(chunk) + u64::from(secs) > u64::from(from)
         };
@@ -793,57 +853,71 @@ impl Store {
             .filter(|p| p.meta.table == table && overlaps(p.meta.chunk_start, p.chunk_secs))
             .flat_map(|p| p.batches.iter().cloned())
             .collect();
+        let dictionary = lock(&self.dict).values();
+        for shard in self.shards.each() {
+            self.shard_batches(&shard, table, (from, to), &dictionary, &mut batches)
+                .map_err(|source| StoreError::Arrow {
+                    table: table.to_string(),
+                    source,
+                })?;
+        }
+        Ok(batches)
+    }
+
+    /// [`open_batches`](Self::open_batches) of one shard, appended to `out`.
+    fn shard_batches(
+        &self,
+        shard: &Shard,
+        table: &str,
+        (from, to): (u32, u32),
+        dictionary: &Arc<StringArray>,
+        out: &mut Vec<RecordBatch>,
+    ) -> Result<(), arrow::error::ArrowError> {
+        let overlaps = |chunk: u32, secs: u32| {
+            chunk <= to && u64::from(chunk) + u64::from(secs) > u64::from(from)
+        };
         if table == DETAIL_TABLE {
             let secs = self.detail.spec.chunk_secs;
-            for (_, bucket) in self
+            for (_, bucket) in shard
                 .detail
-                .open
                 .chunks
                 .iter()
                 .filter(|(c, b)| overlaps(*c, secs) && !b.is_empty())
             {
-                let parts = bucket
-                    .to_batches(&self.detail.schema, &dictionary)
-                    .map_err(arrow)?;
-                batches.extend(parts);
+                out.extend(bucket.to_batches(&self.detail.schema, dictionary)?);
             }
-            return Ok(batches);
+            return Ok(());
         }
         let Some(index) = self.rollups.iter().position(|r| r.spec.name == table) else {
-            return Ok(Vec::new());
+            return Ok(());
         };
-        let rollup = &self.rollups[index];
-        for (_, bucket) in rollup
+        let (rollup, own) = (&self.rollups[index], &shard.tables[index]);
+        for (_, bucket) in own
             .open
             .chunks
             .iter()
             .filter(|(c, b)| overlaps(*c, rollup.spec.chunk_secs) && !b.is_empty())
         {
-            let batch = bucket
-                .to_batch(&rollup.schema, &rollup.layout, &dictionary)
-                .map_err(arrow)?;
-            batches.push(batch);
+            out.push(bucket.to_batch(&rollup.schema, &own.layout, dictionary)?);
         }
-        let Some(source) = rollup.source.map(|j| &self.rollups[j]) else {
-            return Ok(batches);
+        let Some(j) = rollup.source else {
+            return Ok(());
         };
+        let (source, source_open) = (&self.rollups[j], &shard.tables[j]);
         // A derived table's open rows are its source's with `time` floored to
         // its grain, not merged: queries sum rows of equal keys anyway (as
         // across segments), so nothing is hashed per query. A source chunk
         // counts if its floored times can fall in `[from, to]`.
         let grain = rollup.spec.grain_secs;
-        for (_, bucket) in source.open.chunks.iter().filter(|(c, b)| {
+        for (_, bucket) in source_open.open.chunks.iter().filter(|(c, b)| {
             !b.is_empty()
                 && c - c % grain <= to
                 && u64::from(*c) + u64::from(source.spec.chunk_secs) > u64::from(from)
         }) {
-            let batch = bucket
-                .to_batch(&source.schema, &source.layout, &dictionary)
-                .and_then(|b| regrain(&b, &rollup.schema, grain))
-                .map_err(arrow)?;
-            batches.push(batch);
+            let batch = bucket.to_batch(&source.schema, &source_open.layout, dictionary)?;
+            out.push(regrain(&batch, &rollup.schema, grain)?);
         }
-        Ok(batches)
+        Ok(())
     }
 
     /// The live segments of `table` whose time ranges overlap `[from, to]`.
@@ -894,8 +968,8 @@ impl Store {
         pending.extend(self.open_segments(id)?);
         let mut next = self.manifest.clone();
         next.segments.extend(pending.iter().map(|p| p.meta.clone()));
-        next.positions = self.pending_positions.clone();
-        next.max_event_time = self.newest.get();
+        next.positions = lock_mut(&mut self.pending_positions).clone();
+        next.max_event_time = lock_mut(&mut self.newest).get();
         next.next_segment = first + pending.len() as u64;
         self.ids_drafted = next.next_segment;
         let expired = self.expire(&mut next);
@@ -910,10 +984,7 @@ impl Store {
             .count();
         let pending: Arc<[PendingSegment]> = pending.into();
         self.sealing = Arc::clone(&pending);
-        for table in &mut self.rollups {
-            table.open.chunks.clear();
-        }
-        self.detail.open.chunks.clear();
+        self.shards.clear();
         // Nothing else publishes while the job is out (maintenance waits),
         // so the generation is known now and the manifest can be written
         // with the segments, without the lock.
@@ -994,10 +1065,11 @@ impl Store {
             }
             keep
         });
+        let dropped_below = lock_mut(&mut self.dropped_below);
         for (table, time_max) in dropped {
-            note_dropped(&mut self.dropped_below, &table, time_max);
+            note_dropped(dropped_below, &table, time_max);
         }
-        next.dropped_below = self.dropped_below.clone();
+        next.dropped_below = dropped_below.clone();
         let now = Instant::now();
         for path in doomed {
             if !self.doomed.iter().any(|(p, _)| *p == path) {
@@ -1019,33 +1091,30 @@ impl Store {
             let table = table.to_string();
             move |source| StoreError::Arrow { table, source }
         };
-        let dictionary = self.dict.values();
-        for (index, table) in self.rollups.iter().enumerate() {
-            let open = self.open_rollup(index);
-            let (layout, chunks) = open.parts();
-            for (chunk, bucket) in chunks.chunks.iter().filter(|(_, b)| !b.is_empty()) {
-                bucket
-                    .check(layout, table.spec.grain_secs)
-                    .map_err(|reason| {
-                        StoreError::Config(format!("{}: {reason}", table.spec.name))
-                    })?;
-                let batch = bucket
-                    .to_batch(&table.schema, layout, &dictionary)
-                    .map_err(arrow(&table.spec.name))?;
-                push(&table.spec.name, *chunk, table.spec.chunk_secs, vec![batch]);
+        let dictionary = lock(&self.dict).values();
+        // Each shard's rows of a chunk are a segment of their own.
+        for shard in self.shards.each() {
+            for (index, table) in self.rollups.iter().enumerate() {
+                let open = self.open_rollup(&shard, index);
+                let (layout, chunks) = open.parts();
+                for (chunk, bucket) in chunks.chunks.iter().filter(|(_, b)| !b.is_empty()) {
+                    bucket
+                        .check(layout, table.spec.grain_secs)
+                        .map_err(|reason| {
+                            StoreError::Config(format!("{}: {reason}", table.spec.name))
+                        })?;
+                    let batch = bucket
+                        .to_batch(&table.schema, layout, &dictionary)
+                        .map_err(arrow(&table.spec.name))?;
+                    push(&table.spec.name, *chunk, table.spec.chunk_secs, vec![batch]);
+                }
             }
-        }
-        for (chunk, bucket) in self
-            .detail
-            .open
-            .chunks
-            .iter()
-            .filter(|(_, b)| !b.is_empty())
-        {
-            let batches = bucket
-                .to_batches(&self.detail.schema, &dictionary)
-                .map_err(arrow(DETAIL_TABLE))?;
-            push(DETAIL_TABLE, *chunk, self.detail.spec.chunk_secs, batches);
+            for (chunk, bucket) in shard.detail.chunks.iter().filter(|(_, b)| !b.is_empty()) {
+                let batches = bucket
+                    .to_batches(&self.detail.schema, &dictionary)
+                    .map_err(arrow(DETAIL_TABLE))?;
+                push(DETAIL_TABLE, *chunk, self.detail.spec.chunk_secs, batches);
+            }
         }
         Ok(out)
     }
@@ -1157,8 +1226,9 @@ impl Store {
             return Ok(batches);
         };
         let mut bucket = RollupBucket::default();
+        let mut layout = RollupLayout::new(&self.rollups[index].spec.dims);
         for batch in &batches {
-            self.add_rollup_batch(index, &mut bucket, batch)
+            self.add_rollup_batch(index, (&mut layout, &mut bucket), batch)
                 .map_err(|error| match error {
                     CodesError::Arrow(e) => arrow(e),
                     CodesError::DictionaryFull => StoreError::DictionaryFull {
@@ -1169,16 +1239,17 @@ impl Store {
         }
         let rollup = &self.rollups[index];
         bucket
-            .to_batch(&rollup.schema, &rollup.layout, &self.dict.values())
+            .to_batch(&rollup.schema, &layout, &lock_mut(&mut self.dict).values())
             .map(|batch| vec![batch])
             .map_err(arrow)
     }
 
-    /// Adds the rows of a rollup batch (as read from a segment) to `bucket`.
+    /// Adds the rows of a rollup batch (as read from a segment) to `bucket`
+    /// (its keys in `layout`).
     fn add_rollup_batch(
         &mut self,
         table: usize,
-        bucket: &mut RollupBucket,
+        (layout, bucket): (&mut RollupLayout, &mut RollupBucket),
         batch: &RecordBatch,
     ) -> Result<(), CodesError> {
         let dims = self.rollups[table].spec.dims.clone();
@@ -1196,7 +1267,6 @@ impl Store {
                 .clone()
         };
         let (bytes, packets, flows) = (measure(0), measure(1), measure(2));
-        let layout = &mut self.rollups[table].layout;
         let mut codes = [NULL_CODE; DIM_COUNT];
         for row in 0..rows {
             for (dim, column) in dims.iter().zip(&columns[1..]) {
@@ -1227,7 +1297,7 @@ impl Store {
                         if values.is_null(i) {
                             Some(NULL_CODE)
                         } else {
-                            self.dict.code_exact(values.value(i))
+                            lock_mut(&mut self.dict).code_exact(values.value(i))
                         }
                     })
                     .collect::<Option<_>>()

@@ -4,7 +4,9 @@
 //! gets the same flows in random batches, out of order and late, with seals,
 //! compactions and reopenings at random points; a reopening without a seal
 //! is a crash, after which the test replays the batches the manifest's
-//! position does not cover, as a source would.
+//! position does not cover, as a source would. Batches go to the store's
+//! three shards in turn, or are split between three writer threads adding
+//! at once (`store/shard.rs`).
 
 // Test helpers outside #[test] functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
@@ -13,16 +15,20 @@ mod common;
 
 use std::sync::{Arc, RwLock};
 
-use common::{Estate, Flow, add, oracle, query_sums};
+use common::{Estate, Flow, add, add_to, oracle, query_sums};
 use proptest::prelude::*;
 use trawl_store::{SqlEngine, Store, StoreConfig, StoreError};
 
 const T0: u32 = 1_790_000_000 - 1_790_000_000 % 86_400;
 const SOURCE: &str = "test-source";
+const SHARDS: usize = 3;
 
 #[derive(Debug, Clone)]
 enum Step {
+    /// One batch, into the shard of its number.
     Add(Vec<Flow>),
+    /// One batch split between three threads adding at once.
+    AddConcurrently(Vec<Flow>),
     Seal,
     Maintain,
     /// Drop the store without sealing (a crash) and reopen it.
@@ -63,7 +69,8 @@ fn arb_flow(base: u32) -> impl Strategy<Value = Flow> {
 
 fn arb_steps() -> impl Strategy<Value = Vec<Step>> {
     let step = prop_oneof![
-        4 => prop::collection::vec(arb_flow(T0), 1..60).prop_map(Step::Add),
+        3 => prop::collection::vec(arb_flow(T0), 1..60).prop_map(Step::Add),
+        2 => prop::collection::vec(arb_flow(T0), 1..60).prop_map(Step::AddConcurrently),
         1 => Just(Step::Seal),
         1 => Just(Step::Maintain),
         1 => Just(Step::Reopen),
@@ -76,6 +83,7 @@ fn open(dir: &std::path::Path) -> (Arc<RwLock<Store>>, SqlEngine) {
     config.lateness_secs = 600;
     config.segments_per_chunk_max = 3;
     config.delete_delay = std::time::Duration::ZERO;
+    config.open_shards = SHARDS;
     let store = Arc::new(RwLock::new(Store::open(config).expect("open")));
     let engine = SqlEngine::new(store.clone(), None).expect("engine");
     (store, engine)
@@ -103,7 +111,21 @@ proptest! {
                 Step::Add(flows) => {
                     batches.push(flows);
                     let position = batches.len().to_string();
-                    add(&mut store.write().unwrap(), &estate, batches.last().unwrap(), Some((SOURCE, &position)));
+                    let shard = Some(batches.len() % SHARDS);
+                    add_to(&store.read().unwrap(), shard, &estate, batches.last().unwrap(), Some((SOURCE, &position)));
+                }
+                Step::AddConcurrently(flows) => {
+                    batches.push(flows);
+                    let position = batches.len().to_string();
+                    let store = store.read().unwrap();
+                    let third = batches.last().unwrap().len().div_ceil(SHARDS);
+                    std::thread::scope(|scope| {
+                        for part in batches.last().unwrap().chunks(third) {
+                            let (store, estate) = (&store, &estate);
+                            scope.spawn(move || add_to(store, None, estate, part, None));
+                        }
+                    });
+                    add_to(&store, None, &estate, &[], Some((SOURCE, &position)));
                 }
                 Step::Seal => {
                     store.write().unwrap().seal().unwrap();

@@ -108,6 +108,8 @@ pub struct StoreSection {
     pub segments_per_chunk_max: usize,
     /// How far past the wall clock a flow's start may be and still move the watermark (seconds).
     pub future_slack_secs: u32,
+    /// Shards of open rows, so that workers add at once (0: one per core).
+    pub open_shards: usize,
 }
 
 impl Default for StoreSection {
@@ -120,6 +122,7 @@ impl Default for StoreSection {
             detail_retention_secs: store.detail.retention_secs,
             segments_per_chunk_max: store.segments_per_chunk_max,
             future_slack_secs: store.future_slack_secs,
+            open_shards: 0,
         }
     }
 }
@@ -175,6 +178,9 @@ impl Config {
         };
         config.segments_per_chunk_max = self.store.segments_per_chunk_max;
         config.future_slack_secs = self.store.future_slack_secs;
+        if self.store.open_shards > 0 {
+            config.open_shards = self.store.open_shards;
+        }
         config
     }
 

@@ -116,6 +116,18 @@ pub fn record(flow: &Flow) -> FlowRecord<'static> {
 
 /// Adds flows to the store in one batch with one position.
 pub fn add(store: &mut Store, estate: &Estate, flows: &[Flow], position: Option<(&str, &str)>) {
+    add_to(store, None, estate, flows, position);
+}
+
+/// Adds `flows` through a shared reference, as concurrent writers do:
+/// into shard `shard`, or the first one free.
+pub fn add_to(
+    store: &Store,
+    shard: Option<usize>,
+    estate: &Estate,
+    flows: &[Flow],
+    position: Option<(&str, &str)>,
+) {
     let records: Vec<_> = flows.iter().map(record).collect();
     let enriched: Vec<_> = flows
         .iter()
@@ -127,9 +139,11 @@ pub fn add(store: &mut Store, estate: &Estate, flows: &[Flow], position: Option<
         })
         .collect();
     let positions: Vec<(&str, &str)> = position.into_iter().collect();
-    store
-        .add_batch(&enriched, &estate.table, &positions)
-        .expect("add");
+    match shard {
+        Some(shard) => store.add_batch_to_shard(shard, &enriched, &estate.table, &positions),
+        None => store.add_batch(&enriched, &estate.table, &positions),
+    }
+    .expect("add");
 }
 
 /// Key of the oracle's 1-minute rollup: minute, src app, dst app, service

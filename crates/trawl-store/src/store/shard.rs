@@ -1,0 +1,260 @@
+//! Open shards: the open rows of every table, split so that writers on
+//! several threads add flows at once.
+//!
+//! A store holds `open_shards` shards (by default one per core). A writer
+//! ([`Store::add_batch`](super::Store::add_batch), which takes `&self`)
+//! locks the first shard no other writer holds, adds its whole batch there
+//! and lets go: writers on different threads never wait for each other
+//! while a shard is free, and a single writer always uses the first shard
+//! (so a store fed from one thread behaves as an unsharded one). A shard
+//! keeps its own rollup layouts (side-key interners) and workload cache,
+//! so nothing shared is written per flow; only the string dictionary
+//! (behind its own lock) is touched, when a workload is seen for the first
+//! time.
+//!
+//! Rollups are sums, so shards need no merging to be right: a seal writes
+//! each shard's rows of a chunk as a segment of its own (the chunk's
+//! segments are summed by queries and merged by compaction, as deltas
+//! are), and queries read every shard's open rows. Detail rows are only
+//! appended. Whatever needs every shard at once (a seal, maintenance)
+//! takes the store exclusively, so no writer is between its flows and
+//! their positions then.
+//!
+//! Invariant: a shard's rollup tables line up with the store's, and each
+//! shard's open memory is published in [`Shard::bytes`] after every batch,
+//! so the memory cap is checked without locking any shard.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+
+use trawl_attrib::{NO_OWNER, WorkloadId, WorkloadTable};
+
+use super::{OpenChunks, RollupTable};
+use crate::detail::DetailBucket;
+use crate::dict::Dictionary;
+use crate::dims::{NULL_CODE, NULL_SIDE, SideCodes};
+use crate::rollup::{RollupBucket, RollupLayout};
+
+/// Counters of what writers added (summed over shards in
+/// [`StoreStats`](super::StoreStats)).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct AddStats {
+    pub records: u64,
+    pub records_without_time: u64,
+    pub records_without_traffic: u64,
+    pub late_records: u64,
+    pub expired_records: u64,
+    pub future_records: u64,
+}
+
+/// The open rows of one rollup table in one shard.
+#[derive(Debug)]
+pub(super) struct ShardTable {
+    /// Side-key interner of this shard's rows.
+    pub layout: RollupLayout,
+    /// Rows added to this table directly (all of them for a base table).
+    pub open: OpenChunks<RollupBucket>,
+}
+
+/// One shard's open rows (see the module header).
+#[derive(Debug)]
+pub(super) struct Shard {
+    /// Per rollup table, in the store's order.
+    pub tables: Vec<ShardTable>,
+    /// Open detail rows.
+    pub detail: OpenChunks<DetailBucket>,
+    /// Side codes of each workload id seen (a cache of the dictionary).
+    pub sides: Vec<Option<SideCodes>>,
+    /// What this shard's writers added.
+    pub stats: AddStats,
+}
+
+impl Shard {
+    /// An empty shard for `rollups`.
+    pub fn new(rollups: &[RollupTable]) -> Shard {
+        Shard {
+            tables: rollups
+                .iter()
+                .map(|table| ShardTable {
+                    layout: RollupLayout::new(&table.spec.dims),
+                    open: OpenChunks::default(),
+                })
+                .collect(),
+            detail: OpenChunks::default(),
+            sides: Vec::new(),
+            stats: AddStats::default(),
+        }
+    }
+
+    /// Heap bytes held by the open buckets.
+    pub fn memory_bytes(&self) -> usize {
+        let rollups: usize = self
+            .tables
+            .iter()
+            .flat_map(|t| &t.open.chunks)
+            .map(|(_, b)| b.memory_bytes())
+            .sum();
+        let detail: usize = self
+            .detail
+            .chunks
+            .iter()
+            .map(|(_, b)| b.memory_bytes())
+            .sum();
+        rollups + detail
+    }
+
+    /// Rows held by the open buckets.
+    pub fn rows(&self) -> usize {
+        let rollups: usize = self
+            .tables
+            .iter()
+            .flat_map(|t| &t.open.chunks)
+            .map(|(_, b)| b.len())
+            .sum();
+        let detail: usize = self.detail.chunks.iter().map(|(_, b)| b.len()).sum();
+        rollups + detail
+    }
+
+    /// Drops every open row (a seal took them).
+    pub fn clear(&mut self) {
+        for table in &mut self.tables {
+            table.open.chunks.clear();
+        }
+        self.detail.chunks.clear();
+    }
+
+    /// Forgets the per-workload caches (the workload table was replaced).
+    pub fn forget_workloads(&mut self) {
+        self.sides.clear();
+        for table in &mut self.tables {
+            table.layout.forget_workloads();
+        }
+    }
+
+    /// The six side codes of workload `id` (interned in `dict` the first
+    /// time this shard sees it).
+    pub fn side_codes(
+        &mut self,
+        id: WorkloadId,
+        workloads: &WorkloadTable,
+        dict: &Mutex<Dictionary>,
+    ) -> SideCodes {
+        if let Some(Some(codes)) = self.sides.get(id as usize) {
+            return *codes;
+        }
+        let codes = match workloads.get(id) {
+            Some(w) if id != NO_OWNER => {
+                let mut dict = lock(dict);
+                let mut code =
+                    |s: &Option<String>| s.as_deref().map_or(NULL_CODE, |s| dict.code(s));
+                [
+                    code(&w.app),
+                    code(&w.cluster),
+                    code(&w.account),
+                    code(&w.region),
+                    code(&w.az),
+                    code(&w.kind),
+                ]
+            }
+            _ => NULL_SIDE,
+        };
+        if self.sides.len() <= id as usize {
+            self.sides.resize(id as usize + 1, None);
+        }
+        self.sides[id as usize] = Some(codes);
+        codes
+    }
+}
+
+/// The shards of a store and what each holds in memory.
+#[derive(Debug)]
+pub(super) struct Shards {
+    shards: Vec<Mutex<Shard>>,
+    /// Each shard's open memory after its last batch (see the module header).
+    bytes: Vec<AtomicUsize>,
+}
+
+impl Shards {
+    /// `count` (at least one) empty shards for `rollups`.
+    pub fn new(count: usize, rollups: &[RollupTable]) -> Shards {
+        let count = count.max(1);
+        Shards {
+            shards: (0..count)
+                .map(|_| Mutex::new(Shard::new(rollups)))
+                .collect(),
+            bytes: (0..count).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+
+    /// The first shard no writer holds (waiting for the first one if all
+    /// are held), and its index.
+    pub fn writer(&self) -> (usize, MutexGuard<'_, Shard>) {
+        for (i, shard) in self.shards.iter().enumerate() {
+            match shard.try_lock() {
+                Ok(guard) => return (i, guard),
+                Err(TryLockError::Poisoned(poisoned)) => return (i, poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        (0, lock(&self.shards[0]))
+    }
+
+    /// Shard `index` (modulo their number), waiting for it if it is held.
+    pub fn lock(&self, index: usize) -> (usize, MutexGuard<'_, Shard>) {
+        let index = index % self.shards.len();
+        (index, lock(&self.shards[index]))
+    }
+
+    /// Publishes shard `index`'s open memory.
+    pub fn publish_bytes(&self, index: usize, shard: &Shard) {
+        self.bytes[index].store(shard.memory_bytes(), Ordering::Relaxed);
+    }
+
+    /// Open memory of every shard, as last published.
+    pub fn bytes(&self) -> usize {
+        self.bytes.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Every shard, locked one after the other (for readers: queries).
+    pub fn each(&self) -> impl Iterator<Item = MutexGuard<'_, Shard>> {
+        self.shards.iter().map(lock)
+    }
+
+    /// Every shard, for the store's exclusive owner (seals, maintenance).
+    pub fn each_mut(&mut self) -> impl Iterator<Item = &mut Shard> {
+        self.shards
+            .iter_mut()
+            .map(|s| s.get_mut().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Drops every open row and republishes the memory (a seal took them).
+    pub fn clear(&mut self) {
+        for shard in self.each_mut() {
+            shard.clear();
+        }
+        for bytes in &self.bytes {
+            bytes.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// What every shard's writers added, summed.
+    pub fn stats(&self) -> AddStats {
+        self.each().fold(AddStats::default(), |sum, shard| {
+            let s = shard.stats;
+            AddStats {
+                records: sum.records + s.records,
+                records_without_time: sum.records_without_time + s.records_without_time,
+                records_without_traffic: sum.records_without_traffic + s.records_without_traffic,
+                late_records: sum.late_records + s.late_records,
+                expired_records: sum.expired_records + s.expired_records,
+                future_records: sum.future_records + s.future_records,
+            }
+        })
+    }
+}
+
+/// Locks `mutex`; a poisoned lock still holds whole data (every writer
+/// leaves a shard or the dictionary consistent between flows).
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
