@@ -177,7 +177,10 @@ fn child(estate: &str, input: &str, detail: bool) {
         enabled: detail,
         ..DetailSpec::default()
     };
-    if let Some(shards) = std::env::var("TRAWL_E2E_SHARDS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(shards) = std::env::var("TRAWL_E2E_SHARDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         store_config.open_shards = shards;
     }
     let store = Store::open(store_config).expect("store");

@@ -207,7 +207,9 @@ pub fn dim_array(
                 .collect();
             let keys = UInt32Array::new(keys.into(), nulls);
             // Codes are below the dictionary's length by construction (the
-            // store interns before it records a code); try_new checks it.
+            // store interns before it records a code, and a reader takes the
+            // dictionary after it holds the shard whose rows it converts:
+            // `store/shard.rs`); try_new checks it.
             Ok(Arc::new(DictionaryArray::<UInt32Type>::try_new(
                 keys,
                 dictionary.clone(),

@@ -128,7 +128,7 @@ pub struct StoreConfig {
     /// The wall clock in Unix seconds; `None`: the system's. For tests.
     pub wall_clock_secs: Option<u32>,
     /// Shards of open rows: writers on this many threads add at once (see
-    /// `store/shard.rs`). Default: the number of cores.
+    /// `store/shard.rs`). Default: the number of cores, at most 8.
     pub open_shards: usize,
 }
 
@@ -151,7 +151,9 @@ impl StoreConfig {
             delete_delay: Duration::from_secs(60),
             future_slack_secs: 3600,
             wall_clock_secs: None,
-            open_shards: std::thread::available_parallelism().map_or(1, |n| n.get().min(64)),
+            // At most 8: a seal writes a segment per shard into an open
+            // chunk, compacted past `segments_per_chunk_max` (8).
+            open_shards: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
         }
     }
 
@@ -667,14 +669,16 @@ impl Store {
             };
             self.add_one(&mut shard, &added, &mut dropped);
         }
-        self.shards.publish_bytes(index, &shard);
-        drop(shard);
+        // Noted before the shard is let go: a query that sees this batch's
+        // rows also sees which tables left some of them out.
         if !dropped.is_empty() {
             let mut dropped_below = lock(&self.dropped_below);
             for (table, start) in dropped {
                 note_dropped(&mut dropped_below, table, start);
             }
         }
+        self.shards.publish_bytes(index, &shard);
+        drop(shard);
         if !positions.is_empty() {
             let mut pending = lock(&self.pending_positions);
             for (source, position) in positions {
@@ -853,8 +857,10 @@ impl Store {
             .filter(|p| p.meta.table == table && overlaps(p.meta.chunk_start, p.chunk_secs))
             .flat_map(|p| p.batches.iter().cloned())
             .collect();
-        let dictionary = lock(&self.dict).values();
         for shard in self.shards.each() {
+            // Taken once the shard is held: a writer adding to it may have
+            // interned new strings, whose codes its rows use.
+            let dictionary = lock(&self.dict).values();
             self.shard_batches(&shard, table, (from, to), &dictionary, &mut batches)
                 .map_err(|source| StoreError::Arrow {
                     table: table.to_string(),
@@ -1091,9 +1097,10 @@ impl Store {
             let table = table.to_string();
             move |source| StoreError::Arrow { table, source }
         };
-        let dictionary = lock(&self.dict).values();
         // Each shard's rows of a chunk are a segment of their own.
         for shard in self.shards.each() {
+            // Taken once the shard is held (see `open_batches`).
+            let dictionary = lock(&self.dict).values();
             for (index, table) in self.rollups.iter().enumerate() {
                 let open = self.open_rollup(&shard, index);
                 let (layout, chunks) = open.parts();

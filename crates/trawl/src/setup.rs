@@ -108,7 +108,7 @@ pub struct StoreSection {
     pub segments_per_chunk_max: usize,
     /// How far past the wall clock a flow's start may be and still move the watermark (seconds).
     pub future_slack_secs: u32,
-    /// Shards of open rows, so that workers add at once (0: one per core).
+    /// Shards of open rows, so that workers add at once (0: one per core, at most 8).
     pub open_shards: usize,
 }
 
