@@ -199,6 +199,7 @@ fn child(estate: &str, input: &str, detail: bool) {
     }
     .expect("files");
     pipeline.wait_idle();
+    let ingest_secs = started.elapsed().as_secs_f64();
     let records = pipeline
         .stats()
         .records
@@ -214,6 +215,8 @@ fn child(estate: &str, input: &str, detail: bool) {
             "secs": secs,
             "flows_per_sec": records as f64 / secs,
             "cores": cpu / secs,
+            "ingest_secs": ingest_secs,
+            "seal_secs": secs - ingest_secs,
             "peak_rss_mib": peak_rss_mib(),
         })
     );

@@ -18,6 +18,10 @@
 //! seal writes them again under new ids; files of the failed attempt are in
 //! no manifest and are never read.
 //!
+//! Segments are encoded and written on every core at once (each is a file
+//! of its own); a crash test's step limit still stops the commit after the
+//! same segments as a one-by-one write would.
+//!
 //! Invariant: a segment is validated against its chunk before it is
 //! written (and again after every read, in `segment`); the manifest entry
 //! of a written segment carries the file's size and time range.
@@ -94,6 +98,14 @@ impl Steps {
         }
     }
 
+    /// Takes up to `n` steps at once: how many are allowed before the
+    /// commit stops as a crash would (then the next step fails).
+    pub fn take(&mut self, n: usize) -> usize {
+        let allowed = n.min(self.max.saturating_sub(self.done));
+        self.done += allowed;
+        allowed
+    }
+
     /// Takes the next step, or stops the commit as a crash would.
     pub fn step(&mut self) -> Result<(), StoreError> {
         self.done += 1;
@@ -118,25 +130,12 @@ pub(crate) fn write_segments(
         .iter()
         .filter(|p| next.segments.iter().any(|s| s.id == p.meta.id))
         .collect();
-    for segment in &listed {
-        steps.step()?;
-        let path = Manifest::segment_path(dir, &segment.meta);
-        let (time_min, time_max) = validate_batches(
-            &segment.batches,
-            segment.meta.chunk_start,
-            segment.chunk_secs,
-        )
-        .map_err(|reason| StoreError::SegmentMismatch {
-            path: path.clone(),
-            reason: format!("refused before writing: {reason}"),
-        })?;
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
-        let bytes = write_segment(&path, &segment.batches)?;
+    // One step per segment, as if written one after the other: past the
+    // step limit (crash tests), the later segments are not written.
+    let allowed = steps.take(listed.len());
+    let written = in_parallel(&listed[..allowed], |segment| write_pending(dir, segment));
+    for (segment, outcome) in listed.iter().zip(written) {
+        let (bytes, time_min, time_max) = outcome?;
         let entry = next
             .segments
             .iter_mut()
@@ -151,6 +150,9 @@ pub(crate) fn write_segments(
         entry.time_min = time_min;
         entry.time_max = time_max;
     }
+    if allowed < listed.len() {
+        return steps.step();
+    }
     steps.step()?;
     let tables: std::collections::BTreeSet<&str> =
         listed.iter().map(|p| p.meta.table.as_str()).collect();
@@ -158,6 +160,59 @@ pub(crate) fn write_segments(
         sync_dir(&dir.join(table))?;
     }
     Ok(())
+}
+
+/// Validates and writes one segment; its size and time range.
+fn write_pending(dir: &Path, segment: &PendingSegment) -> Result<(u64, u32, u32), StoreError> {
+    let path = Manifest::segment_path(dir, &segment.meta);
+    let (time_min, time_max) =
+        validate_batches(&segment.batches, segment.meta.chunk_start, segment.chunk_secs)
+            .map_err(|reason| StoreError::SegmentMismatch {
+                path: path.clone(),
+                reason: format!("refused before writing: {reason}"),
+            })?;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+            path: parent.to_path_buf(),
+            source,
+        })?;
+    }
+    let bytes = write_segment(&path, &segment.batches)?;
+    Ok((bytes, time_min, time_max))
+}
+
+/// `work` on every item, on up to one thread per core; the results in
+/// the items' order.
+pub(crate) fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(work).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(item) = items.get(i) else {
+                            return done;
+                        };
+                        done.push((i, work(item)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// What a seal writes, between [`Store::seal_begin`](crate::store::Store::seal_begin)

@@ -208,6 +208,9 @@ pub struct EnrichedFlow<'r, 'a> {
     pub dst: WorkloadId,
 }
 
+/// A segment's table, chunk start, chunk length and rows, before it has an id.
+type SegmentBatches<'t> = (&'t str, u32, u32, Vec<RecordBatch>);
+
 /// One flow being added to a shard, with what the batch worked out for it.
 #[derive(Clone, Copy)]
 struct Added<'r, 'a> {
@@ -1087,41 +1090,76 @@ impl Store {
 
     /// Batches of every open bucket, with the segment each becomes.
     fn open_segments(&self, first_id: u64) -> Result<Vec<PendingSegment>, StoreError> {
+        // Each shard's rows of a chunk are a segment of their own; every
+        // (shard, table) is converted on its own core.
+        let shards: Vec<MutexGuard<'_, Shard>> = self.shards.each().collect();
+        let dictionary = lock(&self.dict).values();
+        let items: Vec<(usize, Option<usize>)> = (0..shards.len())
+            .flat_map(|s| {
+                (0..self.rollups.len())
+                    .map(Some)
+                    .chain([None])
+                    .map(move |t| (s, t))
+            })
+            .collect();
+        let converted = crate::commit::in_parallel(&items, |&(s, table)| match table {
+            Some(index) => self.rollup_segments(&shards[s], index, &dictionary),
+            None => self.detail_segments(&shards[s], &dictionary),
+        });
         let mut out = Vec::new();
         let mut id = first_id;
-        let mut push = |table: &str, chunk: u32, chunk_secs: u32, batches: Vec<RecordBatch>| {
-            out.push(PendingSegment::new(table, chunk, chunk_secs, batches, id));
-            id += 1;
-        };
-        let arrow = |table: &str| {
-            let table = table.to_string();
-            move |source| StoreError::Arrow { table, source }
-        };
-        // Each shard's rows of a chunk are a segment of their own.
-        for shard in self.shards.each() {
-            // Taken once the shard is held (see `open_batches`).
-            let dictionary = lock(&self.dict).values();
-            for (index, table) in self.rollups.iter().enumerate() {
-                let open = self.open_rollup(&shard, index);
-                let (layout, chunks) = open.parts();
-                for (chunk, bucket) in chunks.chunks.iter().filter(|(_, b)| !b.is_empty()) {
-                    bucket
-                        .check(layout, table.spec.grain_secs)
-                        .map_err(|reason| {
-                            StoreError::Config(format!("{}: {reason}", table.spec.name))
-                        })?;
-                    let batch = bucket
-                        .to_batch(&table.schema, layout, &dictionary)
-                        .map_err(arrow(&table.spec.name))?;
-                    push(&table.spec.name, *chunk, table.spec.chunk_secs, vec![batch]);
-                }
+        for segments in converted {
+            for (table, chunk, chunk_secs, batches) in segments? {
+                out.push(PendingSegment::new(table, chunk, chunk_secs, batches, id));
+                id += 1;
             }
-            for (chunk, bucket) in shard.detail.chunks.iter().filter(|(_, b)| !b.is_empty()) {
-                let batches = bucket
-                    .to_batches(&self.detail.schema, &dictionary)
-                    .map_err(arrow(DETAIL_TABLE))?;
-                push(DETAIL_TABLE, *chunk, self.detail.spec.chunk_secs, batches);
-            }
+        }
+        Ok(out)
+    }
+
+    /// The open rows of rollup `index` in `shard` as segment batches:
+    /// `(table, chunk, chunk_secs, batches)`.
+    fn rollup_segments(
+        &self,
+        shard: &Shard,
+        index: usize,
+        dictionary: &Arc<StringArray>,
+    ) -> Result<Vec<SegmentBatches<'_>>, StoreError> {
+        let table = &self.rollups[index];
+        let name = table.spec.name.as_str();
+        let open = self.open_rollup(shard, index);
+        let (layout, chunks) = open.parts();
+        let mut out = Vec::new();
+        for (chunk, bucket) in chunks.chunks.iter().filter(|(_, b)| !b.is_empty()) {
+            bucket
+                .check(layout, table.spec.grain_secs)
+                .map_err(|reason| StoreError::Config(format!("{name}: {reason}")))?;
+            let batch = bucket
+                .to_batch(&table.schema, layout, dictionary)
+                .map_err(|source| StoreError::Arrow {
+                    table: name.to_string(),
+                    source,
+                })?;
+            out.push((name, *chunk, table.spec.chunk_secs, vec![batch]));
+        }
+        Ok(out)
+    }
+
+    /// The open detail rows of `shard` as segment batches.
+    fn detail_segments(
+        &self,
+        shard: &Shard,
+        dictionary: &Arc<StringArray>,
+    ) -> Result<Vec<SegmentBatches<'_>>, StoreError> {
+        let mut out = Vec::new();
+        for (chunk, bucket) in shard.detail.chunks.iter().filter(|(_, b)| !b.is_empty()) {
+            let batches = bucket
+                .to_batches(&self.detail.schema, dictionary)
+                .map_err(|source| StoreError::Arrow {
+                    table: DETAIL_TABLE.to_string(),
+                    source,
+                })?;
+            out.push((DETAIL_TABLE, *chunk, self.detail.spec.chunk_secs, batches));
         }
         Ok(out)
     }
