@@ -4,42 +4,14 @@
 //! loading, and refusing a damaged file.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::net::IpAddr;
+mod common;
 
+use common::{app, app_at, assign, ip};
 use trawl_attrib::{
     ApplyError, AttributionIndex, IndexConfig, InterfaceOwner, MetadataEvent, NetworkEntry,
-    PersistError, Rule, Workload,
+    PersistError, Rule,
 };
 use trawl_flowlog::{LineDecoder, LogFormat};
-
-fn ip(text: &str) -> IpAddr {
-    text.parse().unwrap()
-}
-
-fn app(name: &str) -> Workload {
-    Workload {
-        app: Some(name.into()),
-        kind: Some("instance".into()),
-        ..Workload::default()
-    }
-}
-
-fn assign(addr: &str, at: i64, name: &str, eni: Option<&str>) -> MetadataEvent {
-    MetadataEvent::Assign {
-        ip: ip(addr),
-        at,
-        workload: app(name),
-        interface_id: eni.map(str::to_string),
-    }
-}
-
-fn app_at(index: &AttributionIndex, addr: &str, t: i64) -> (Rule, Option<String>) {
-    let answer = index.owner_at(ip(addr), t);
-    (
-        answer.rule,
-        index.workload(answer.owner).and_then(|w| w.app.clone()),
-    )
-}
 
 #[test]
 fn fallbacks_in_order_declared_network_aws_internet_unknown() {

@@ -5,50 +5,12 @@
 //! three tests are the review's (durability-2026-12, section 3).
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::net::IpAddr;
+mod common;
 
+use common::{app, app_at, assign, attach, ip, learn};
 use trawl_attrib::{
     AttributionIndex, IndexConfig, InterfaceOwner, MetadataEvent, PersistError, Rule, Workload,
 };
-use trawl_flowlog::{LineDecoder, LogFormat};
-
-fn ip(text: &str) -> IpAddr {
-    text.parse().unwrap()
-}
-
-fn app(name: &str) -> Workload {
-    Workload {
-        app: Some(name.into()),
-        kind: Some("instance".into()),
-        ..Workload::default()
-    }
-}
-
-fn assign(addr: &str, at: i64, name: &str, eni: Option<&str>) -> MetadataEvent {
-    MetadataEvent::Assign {
-        ip: ip(addr),
-        at,
-        workload: app(name),
-        interface_id: eni.map(str::to_string),
-    }
-}
-
-fn learn(index: &mut AttributionIndex, line: &str) {
-    let format = LogFormat::parse(
-        "version interface-id srcaddr dstaddr start end flow-direction log-status",
-    )
-    .unwrap();
-    let decoder = LineDecoder::new(format);
-    index.learn_from_flow(&decoder.decode(line.as_bytes()).unwrap());
-}
-
-fn app_at(index: &AttributionIndex, addr: &str, t: i64) -> (Rule, Option<String>) {
-    let answer = index.owner_at(ip(addr), t);
-    (
-        answer.rule,
-        index.workload(answer.owner).and_then(|w| w.app.clone()),
-    )
-}
 
 /// EKS-style: pod IPs are secondary IPs on the node's ENI. The node is
 /// declared with its ENI; the pod is declared without one. A flow of the pod
@@ -117,16 +79,6 @@ fn late_flow_after_eni_moved_is_learned_as_the_new_owner() {
         app_at(&index, "10.0.0.5", 1130),
         (Rule::Declared, Some("a".into()))
     );
-}
-
-fn attach(index: &mut AttributionIndex, eni: &str, at: i64, name: &str) {
-    index
-        .apply(&MetadataEvent::Interface {
-            interface_id: eni.into(),
-            at,
-            workload: app(name),
-        })
-        .unwrap();
 }
 
 fn owner_name(index: &AttributionIndex, eni: &str, t: i64) -> Option<String> {

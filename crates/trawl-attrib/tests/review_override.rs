@@ -5,60 +5,12 @@
 //! passed there.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-use std::net::IpAddr;
+mod common;
 
+use common::{app, app_at, assign, attach, ip, learn};
 use trawl_attrib::{
-    AttributionIndex, IndexConfig, InterfaceOwner, MetadataEvent, Rule, SnapshotOwner, Workload,
+    AttributionIndex, IndexConfig, InterfaceOwner, MetadataEvent, Rule, SnapshotOwner,
 };
-use trawl_flowlog::{LineDecoder, LogFormat};
-
-fn ip(text: &str) -> IpAddr {
-    text.parse().unwrap()
-}
-
-fn app(name: &str) -> Workload {
-    Workload {
-        app: Some(name.into()),
-        kind: Some("instance".into()),
-        ..Workload::default()
-    }
-}
-
-fn assign(addr: &str, at: i64, name: &str, eni: Option<&str>) -> MetadataEvent {
-    MetadataEvent::Assign {
-        ip: ip(addr),
-        at,
-        workload: app(name),
-        interface_id: eni.map(str::to_string),
-    }
-}
-
-fn attach(index: &mut AttributionIndex, eni: &str, at: i64, name: &str) {
-    index
-        .apply(&MetadataEvent::Interface {
-            interface_id: eni.into(),
-            at,
-            workload: app(name),
-        })
-        .unwrap();
-}
-
-fn learn(index: &mut AttributionIndex, line: &str) {
-    let format = LogFormat::parse(
-        "version interface-id srcaddr dstaddr start end flow-direction log-status",
-    )
-    .unwrap();
-    let decoder = LineDecoder::new(format);
-    index.learn_from_flow(&decoder.decode(line.as_bytes()).unwrap());
-}
-
-fn app_at(index: &AttributionIndex, addr: &str, t: i64) -> (Rule, Option<String>) {
-    let answer = index.owner_at(ip(addr), t);
-    (
-        answer.rule,
-        index.workload(answer.owner).and_then(|w| w.app.clone()),
-    )
-}
 
 /// The commit's own double-loss setup: `old` declared 10.0.0.5 on eni-old,
 /// eni-new attached to `new`, a flow at eni-new over 2100..2160 learned as

@@ -165,12 +165,15 @@ pub(crate) fn write_segments(
 /// Validates and writes one segment; its size and time range.
 fn write_pending(dir: &Path, segment: &PendingSegment) -> Result<(u64, u32, u32), StoreError> {
     let path = Manifest::segment_path(dir, &segment.meta);
-    let (time_min, time_max) =
-        validate_batches(&segment.batches, segment.meta.chunk_start, segment.chunk_secs)
-            .map_err(|reason| StoreError::SegmentMismatch {
-                path: path.clone(),
-                reason: format!("refused before writing: {reason}"),
-            })?;
+    let (time_min, time_max) = validate_batches(
+        &segment.batches,
+        segment.meta.chunk_start,
+        segment.chunk_secs,
+    )
+    .map_err(|reason| StoreError::SegmentMismatch {
+        path: path.clone(),
+        reason: format!("refused before writing: {reason}"),
+    })?;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
             path: parent.to_path_buf(),
@@ -208,7 +211,10 @@ pub(crate) fn in_parallel<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R 
             .collect();
         workers
             .into_iter()
-            .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
             .collect()
     });
     results.sort_by_key(|(i, _)| *i);
