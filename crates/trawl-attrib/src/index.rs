@@ -765,7 +765,7 @@ impl AttributionIndex {
     pub fn learn(&mut self, ip: IpAddr, interface_id: &str, start: Secs, end: Secs) {
         let (start, end) = (clamp_time(start), clamp_time(end.max(start)));
         if let Some(owner) = self.interface_owner_within(interface_id, start, end) {
-            self.learn_as(ip, owner, start, end, Some(interface_id));
+            self.learn_as(ip, owner, start, end, true);
         }
     }
 
@@ -804,9 +804,17 @@ impl AttributionIndex {
     }
 
     /// Learns `owner` for `ip` over `[start, end]` unless the IP is declared
-    /// to another workload then; a flow at `via` whose owner is `owner` is
+    /// to another workload then; with `at_interface` (the flow's interface,
+    /// whose one owner is `owner`, logged `ip` as its own address), it is
     /// learned over a declaration it contradicts (rule 2a, module header).
-    fn learn_as(&mut self, ip: IpAddr, owner: WorkloadId, start: u32, end: u32, via: Option<&str>) {
+    fn learn_as(
+        &mut self,
+        ip: IpAddr,
+        owner: WorkloadId,
+        start: u32,
+        end: u32,
+        at_interface: bool,
+    ) {
         let consistent = self
             .ips
             .get(ip)
@@ -818,7 +826,7 @@ impl AttributionIndex {
                 owner,
                 overrides: NO_OWNER,
             })
-        } else if via.is_some() {
+        } else if at_interface {
             self.overriding_span(ip, owner, start, end)
         } else {
             None
@@ -849,6 +857,10 @@ impl AttributionIndex {
     fn overriding_span(&self, ip: IpAddr, owner: WorkloadId, start: u32, end: u32) -> Option<Span> {
         let record = self.ips.get(ip)?;
         let declared = record.timeline.owner_at(start);
+        let short = end - start <= OVERRIDE_RECORD_SECS_MAX;
+        if declared == NO_OWNER || declared == owner || !short {
+            return None;
+        }
         let placed = self
             .placements
             .get(&ip.to_canonical())
@@ -859,8 +871,7 @@ impl AttributionIndex {
                         .is_some_and(|r| r.holds(ip, declared, start))
                 })
             });
-        let short = end - start <= OVERRIDE_RECORD_SECS_MAX;
-        if declared == NO_OWNER || declared == owner || !placed || !short {
+        if !placed {
             return None;
         }
         let to = match record.timeline.next_mark_after(start) {
@@ -899,7 +910,7 @@ impl AttributionIndex {
                     return;
                 };
                 match self.local_side(owner, record.src_addr(), record.dst_addr(), start) {
-                    Some(ip) => self.learn_as(ip, owner, start, end, None),
+                    Some(ip) => self.learn_as(ip, owner, start, end, false),
                     None => self.stats.heartbeats_without_local_side += 1,
                 }
                 return;

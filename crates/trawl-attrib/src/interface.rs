@@ -127,18 +127,20 @@ impl InterfaceRecord {
         owner
     }
 
+    /// The address `ip` on this interface, if it has marks here.
+    fn address(&self, ip: IpAddr) -> Option<&Address> {
+        let ip = ip.to_canonical();
+        self.addresses.iter().find(|a| a.ip == ip)
+    }
+
     /// Whether `ip` has marks on this interface.
     pub fn lists(&self, ip: IpAddr) -> bool {
-        let ip = ip.to_canonical();
-        self.addresses.iter().any(|a| a.ip == ip)
+        self.address(ip).is_some()
     }
 
     /// The newest mark time of `ip` on this interface (0 if none).
     pub fn newest_mark_of(&self, ip: IpAddr) -> u32 {
-        let ip = ip.to_canonical();
-        self.addresses
-            .iter()
-            .find(|a| a.ip == ip)
+        self.address(ip)
             .and_then(|a| a.marks.last())
             .map_or(0, |m| m.at)
     }
@@ -146,10 +148,8 @@ impl InterfaceRecord {
     /// Whether `owner` held `ip` on this interface at `t` by its marks here
     /// (counted or not: see the module header).
     pub fn holds(&self, ip: IpAddr, owner: WorkloadId, t: u32) -> bool {
-        let ip = ip.to_canonical();
-        self.addresses
-            .iter()
-            .any(|a| a.ip == ip && a.marks.owner_at(t) == owner)
+        self.address(ip)
+            .is_some_and(|a| a.marks.owner_at(t) == owner)
     }
 
     /// Merges marks before `compact_cutoff` that repeat their predecessor's

@@ -221,6 +221,16 @@ struct Added<'r, 'a> {
     watermark: u32,
 }
 
+/// Whether `watermark` has passed the end of the chunk starting at `chunk`.
+fn chunk_closed(chunk: u32, chunk_secs: u32, watermark: u32) -> bool {
+    u64::from(chunk) + u64::from(chunk_secs) <= u64::from(watermark)
+}
+
+/// Whether the chunk starting at `chunk` overlaps `[from, to]`.
+fn chunk_overlaps(chunk: u32, chunk_secs: u32, (from, to): (u32, u32)) -> bool {
+    chunk <= to && u64::from(chunk) + u64::from(chunk_secs) > u64::from(from)
+}
+
 /// The data behind a lock its holder owns exclusively (no locking).
 fn lock_mut<T>(mutex: &mut Mutex<T>) -> &mut T {
     mutex
@@ -302,7 +312,7 @@ impl OpenRollup<'_> {
 /// The open buckets of one table, by chunk start (few: a linear scan).
 #[derive(Debug)]
 struct OpenChunks<B> {
-    pub(self) chunks: Vec<(u32, B)>,
+    chunks: Vec<(u32, B)>,
 }
 
 impl<B> Default for OpenChunks<B> {
@@ -589,11 +599,6 @@ impl Store {
             .map_or(1, |(chunk_secs, _)| chunk_secs)
     }
 
-    /// Whether the watermark has passed the end of the chunk starting at `chunk`.
-    fn chunk_closed(&self, chunk: u32, chunk_secs: u32) -> bool {
-        u64::from(chunk) + u64::from(chunk_secs) <= u64::from(self.watermark())
-    }
-
     fn retention_floor(&self, retention_secs: u32) -> u32 {
         self.watermark().saturating_sub(retention_secs)
     }
@@ -804,8 +809,7 @@ impl Store {
     /// Whether the watermark has passed an open chunk (time to seal).
     pub fn seal_due(&self) -> bool {
         let watermark = self.watermark();
-        let closed =
-            |chunk: u32, secs: u32| u64::from(chunk) + u64::from(secs) <= u64::from(watermark);
+        let closed = |chunk: u32, secs: u32| chunk_closed(chunk, secs, watermark);
         self.shards.each().any(|shard| {
             self.rollups.iter().zip(&shard.tables).any(|(t, open)| {
                 open.open
@@ -850,9 +854,7 @@ impl Store {
         from: u32,
         to: u32,
     ) -> Result<Vec<RecordBatch>, StoreError> {
-        let overlaps = |chunk: u32, secs: u32| {
-            chunk <= to && u64::from(chunk) + u64::from(secs) > u64::from(from)
-        };
+        let overlaps = |chunk: u32, secs: u32| chunk_overlaps(chunk, secs, (from, to));
         // Rows a seal is writing are still open rows until it publishes.
         let mut batches: Vec<RecordBatch> = self
             .sealing
@@ -882,9 +884,7 @@ impl Store {
         dictionary: &Arc<StringArray>,
         out: &mut Vec<RecordBatch>,
     ) -> Result<(), arrow::error::ArrowError> {
-        let overlaps = |chunk: u32, secs: u32| {
-            chunk <= to && u64::from(chunk) + u64::from(secs) > u64::from(from)
-        };
+        let overlaps = |chunk: u32, secs: u32| chunk_overlaps(chunk, secs, (from, to));
         if table == DETAIL_TABLE {
             let secs = self.detail.spec.chunk_secs;
             for (_, bucket) in shard
@@ -1223,6 +1223,7 @@ impl Store {
     }
 
     fn compaction_candidates(&self) -> Vec<(String, u32)> {
+        let watermark = self.watermark();
         let mut counts: BTreeMap<(&str, u32), usize> = BTreeMap::new();
         for s in &self.manifest.segments {
             *counts.entry((&s.table, s.chunk_start)).or_default() += 1;
@@ -1230,7 +1231,7 @@ impl Store {
         counts
             .into_iter()
             .filter(|((table, chunk), n)| {
-                let closed = self.chunk_closed(*chunk, self.chunk_secs(table));
+                let closed = chunk_closed(*chunk, self.chunk_secs(table), watermark);
                 (*n >= 2 && closed) || *n > self.config.segments_per_chunk_max
             })
             .map(|((table, chunk), _)| (table.to_string(), chunk))

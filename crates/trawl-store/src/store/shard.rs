@@ -88,31 +88,34 @@ impl Shard {
 
     /// Heap bytes held by the open buckets.
     pub fn memory_bytes(&self) -> usize {
-        let rollups: usize = self
-            .tables
-            .iter()
-            .flat_map(|t| &t.open.chunks)
-            .map(|(_, b)| b.memory_bytes())
-            .sum();
-        let detail: usize = self
-            .detail
-            .chunks
-            .iter()
-            .map(|(_, b)| b.memory_bytes())
-            .sum();
-        rollups + detail
+        self.sum_open(RollupBucket::memory_bytes, DetailBucket::memory_bytes)
     }
 
     /// Rows held by the open buckets.
     pub fn rows(&self) -> usize {
+        self.sum_open(RollupBucket::len, DetailBucket::len)
+    }
+
+    /// Sums `rollup` over the open rollup buckets and `detail` over the
+    /// open detail buckets.
+    fn sum_open(
+        &self,
+        rollup: impl Fn(&RollupBucket) -> usize,
+        detail: impl Fn(&DetailBucket) -> usize,
+    ) -> usize {
         let rollups: usize = self
             .tables
             .iter()
             .flat_map(|t| &t.open.chunks)
-            .map(|(_, b)| b.len())
+            .map(|(_, b)| rollup(b))
             .sum();
-        let detail: usize = self.detail.chunks.iter().map(|(_, b)| b.len()).sum();
-        rollups + detail
+        rollups
+            + self
+                .detail
+                .chunks
+                .iter()
+                .map(|(_, b)| detail(b))
+                .sum::<usize>()
     }
 
     /// Drops every open row (a seal took them).
