@@ -81,6 +81,42 @@ impl PendingSegment {
     }
 }
 
+/// Sets each segment's `memory_bytes` to the bytes of the buffers no
+/// earlier segment of `pending` holds: batches share buffers (every text
+/// column the dictionary's values, a derived table's passed-through batch
+/// its source's columns), and summing each batch's size counted them once
+/// per use.
+pub(crate) fn count_memory_once(pending: &mut [PendingSegment]) {
+    let mut seen = std::collections::HashSet::new();
+    for segment in pending {
+        let mut bytes = 0;
+        for column in segment.batches.iter().flat_map(RecordBatch::columns) {
+            bytes += unseen_bytes(&column.to_data(), &mut seen);
+        }
+        segment.memory_bytes = bytes;
+    }
+}
+
+/// Capacity of the buffers of `data` (and of its children) not in `seen`,
+/// which it joins.
+fn unseen_bytes(
+    data: &arrow::array::ArrayData,
+    seen: &mut std::collections::HashSet<usize>,
+) -> usize {
+    let mut buffers: Vec<&arrow::buffer::Buffer> = data.buffers().iter().collect();
+    buffers.extend(data.nulls().map(|n| n.buffer()));
+    let own: usize = buffers
+        .into_iter()
+        .filter(|b| seen.insert(b.data_ptr().as_ptr() as usize))
+        .map(arrow::buffer::Buffer::capacity)
+        .sum();
+    own + data
+        .child_data()
+        .iter()
+        .map(|child| unseen_bytes(child, seen))
+        .sum::<usize>()
+}
+
 /// Counts the durable steps of a commit and stops after a set number of
 /// them (crash tests: see `Store::interrupt_next_commit_after`).
 #[derive(Debug, Clone, Copy)]

@@ -19,7 +19,8 @@
 //! coarser two are derived from `flows_1m`), `workloads` and `ip_history`.
 //!
 //! Modules: [`dims`] (dimensions, service-port rule), [`dict`] (string
-//! codes), [`rollup`] and [`detail`] (open buckets), [`schema`], [`segment`]
+//! codes), [`rollup`] and [`detail`] (open buckets), [`distinct`] (how
+//! many rows a regroup leaves), [`schema`], [`segment`]
 //! (Parquet files), [`manifest`] (durable state), [`store`] (the data flow),
 //! [`sql`] (DataFusion), [`route`] (answering from a coarser rollup).
 
@@ -27,6 +28,7 @@ pub mod commit;
 pub mod detail;
 pub mod dict;
 pub mod dims;
+pub mod distinct;
 pub mod error;
 pub mod manifest;
 pub mod readonly;

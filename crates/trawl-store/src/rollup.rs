@@ -282,7 +282,7 @@ impl RollupLayout {
 /// The hash of a row key: four 8-byte words and the last code through
 /// [`KeyHasher`].
 #[inline]
-fn key_hash(key: &RowKey) -> u64 {
+pub(crate) fn key_hash(key: &RowKey) -> u64 {
     use std::hash::Hasher as _;
     let mut hasher = KeyHasher::default();
     for pair in key.chunks_exact(2) {
@@ -312,7 +312,19 @@ impl RollupBucket {
     /// Adds `measures` to the row of `key`.
     #[inline]
     pub fn add(&mut self, key: RowKey, measures: Measures) {
-        let time = key[0];
+        let rows = self.rows_at(key[0]);
+        let hash = key_hash(&key);
+        match rows.find_mut(hash, |(k, _)| key_eq(k, &key)) {
+            Some((_, row)) => row.add(measures),
+            None => {
+                rows.insert_unique(hash, (key, measures), |(k, _)| key_hash(k));
+            }
+        }
+    }
+
+    /// The table of bucket `time`, made if there is none.
+    #[inline]
+    fn rows_at(&mut self, time: u32) -> &mut hashbrown::HashTable<(RowKey, Measures)> {
         if self.by_time.get(self.last).is_none_or(|(t, _)| *t != time) {
             self.last = match self.by_time.iter().position(|(t, _)| *t == time) {
                 Some(i) => i,
@@ -322,14 +334,13 @@ impl RollupBucket {
                 }
             };
         }
-        let rows = &mut self.by_time[self.last].1;
-        let hash = key_hash(&key);
-        match rows.find_mut(hash, |(k, _)| key_eq(k, &key)) {
-            Some((_, row)) => row.add(measures),
-            None => {
-                rows.insert_unique(hash, (key, measures), |(k, _)| key_hash(k));
-            }
-        }
+        &mut self.by_time[self.last].1
+    }
+
+    /// Makes room for `rows` more rows in bucket `time`: a regroup that
+    /// knows its size grows the table once instead of doubling it.
+    pub fn reserve(&mut self, time: u32, rows: usize) {
+        self.rows_at(time).reserve(rows, |(k, _)| key_hash(k));
     }
 
     /// Number of rows.

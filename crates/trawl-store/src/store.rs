@@ -4,8 +4,10 @@
 //! the open bucket of its time chunk in every *base* table (`flows_1m`, and
 //! `flows` when enabled). A coarser rollup whose dimensions a finer one
 //! keeps (`flows_1h`, `flows_1d`) is *derived*: its open rows are the finer
-//! table's open rows regrouped, at seal and at query time, so each flow
-//! costs one hash-map update however many rollups there are (a flow past
+//! table's open rows with their time floored (queries), regrouped or, when
+//! regrouping would not halve them, written as they are (seals:
+//! `store/seal.rs`), so each flow costs one hash-map update however many
+//! rollups there are (a flow past
 //! the finer table's retention but within the coarser one's is added to the
 //! coarser table directly). The watermark is the newest *believed* event
 //! time minus the allowed lateness: a time past the wall clock plus
@@ -56,6 +58,7 @@ use trawl_flowlog::{FlowRecord, LogStatus};
 use crate::commit::{PendingSegment, SealJob, Steps};
 
 mod compact;
+mod seal;
 mod shard;
 use crate::detail::DetailBucket;
 use crate::dict::Dictionary;
@@ -208,9 +211,6 @@ pub struct EnrichedFlow<'r, 'a> {
     pub dst: WorkloadId,
 }
 
-/// A segment's table, chunk start, chunk length and rows, before it has an id.
-type SegmentBatches<'t> = (&'t str, u32, u32, Vec<RecordBatch>);
-
 /// One flow being added to a shard, with what the batch worked out for it.
 #[derive(Clone, Copy)]
 struct Added<'r, 'a> {
@@ -288,23 +288,6 @@ fn note_dropped(dropped_below: &mut BTreeMap<String, u32>, table: &str, time: u3
         Some(t) => *t = (*t).max(below),
         None => {
             dropped_below.insert(table.to_string(), below);
-        }
-    }
-}
-
-/// The open rows of a rollup table as queries and seals see them.
-enum OpenRollup<'a> {
-    /// A base table's own buckets.
-    Base(&'a RollupLayout, &'a OpenChunks<RollupBucket>),
-    /// A derived table's rows, regrouped from its source's and its own.
-    Derived(RollupLayout, OpenChunks<RollupBucket>),
-}
-
-impl OpenRollup<'_> {
-    fn parts(&self) -> (&RollupLayout, &OpenChunks<RollupBucket>) {
-        match self {
-            OpenRollup::Base(layout, open) => (layout, open),
-            OpenRollup::Derived(layout, open) => (layout, open),
         }
     }
 }
@@ -824,28 +807,6 @@ impl Store {
         })
     }
 
-    /// The open rows of rollup `index` in `shard` as a seal writes them:
-    /// for a derived table, its source's open rows regrouped to its grain
-    /// and dimensions, plus its own.
-    fn open_rollup<'a>(&self, shard: &'a Shard, index: usize) -> OpenRollup<'a> {
-        let (table, own) = (&self.rollups[index], &shard.tables[index]);
-        let Some(source) = table.source.map(|j| &shard.tables[j]) else {
-            return OpenRollup::Base(&own.layout, &own.open);
-        };
-        let spec = &table.spec;
-        let mut layout = RollupLayout::new(&spec.dims);
-        let mut open = OpenChunks::default();
-        for (from, chunks) in [(&source.layout, &source.open), (&own.layout, &own.open)] {
-            let mut sides = Vec::new();
-            for (key, measures) in chunks.chunks.iter().flat_map(|(_, b)| b.rows()) {
-                let key = layout.rekey(from, key, spec.grain_secs, &mut sides);
-                open.get_or_insert(key[0] - key[0] % spec.chunk_secs, RollupBucket::default)
-                    .add(key, *measures);
-            }
-        }
-        OpenRollup::Derived(layout, open)
-    }
-
     /// The open rows of `table` whose chunks overlap `[from, to]`, as
     /// batches (every shard's).
     pub fn open_batches(
@@ -1086,82 +1047,6 @@ impl Store {
             }
         }
         before - next.segments.len()
-    }
-
-    /// Batches of every open bucket, with the segment each becomes.
-    fn open_segments(&self, first_id: u64) -> Result<Vec<PendingSegment>, StoreError> {
-        // Each shard's rows of a chunk are a segment of their own; every
-        // (shard, table) is converted on its own core.
-        let shards: Vec<MutexGuard<'_, Shard>> = self.shards.each().collect();
-        let dictionary = lock(&self.dict).values();
-        let items: Vec<(usize, Option<usize>)> = (0..shards.len())
-            .flat_map(|s| {
-                (0..self.rollups.len())
-                    .map(Some)
-                    .chain([None])
-                    .map(move |t| (s, t))
-            })
-            .collect();
-        let converted = crate::commit::in_parallel(&items, |&(s, table)| match table {
-            Some(index) => self.rollup_segments(&shards[s], index, &dictionary),
-            None => self.detail_segments(&shards[s], &dictionary),
-        });
-        let mut out = Vec::new();
-        let mut id = first_id;
-        for segments in converted {
-            for (table, chunk, chunk_secs, batches) in segments? {
-                out.push(PendingSegment::new(table, chunk, chunk_secs, batches, id));
-                id += 1;
-            }
-        }
-        Ok(out)
-    }
-
-    /// The open rows of rollup `index` in `shard` as segment batches:
-    /// `(table, chunk, chunk_secs, batches)`.
-    fn rollup_segments(
-        &self,
-        shard: &Shard,
-        index: usize,
-        dictionary: &Arc<StringArray>,
-    ) -> Result<Vec<SegmentBatches<'_>>, StoreError> {
-        let table = &self.rollups[index];
-        let name = table.spec.name.as_str();
-        let open = self.open_rollup(shard, index);
-        let (layout, chunks) = open.parts();
-        let mut out = Vec::new();
-        for (chunk, bucket) in chunks.chunks.iter().filter(|(_, b)| !b.is_empty()) {
-            bucket
-                .check(layout, table.spec.grain_secs)
-                .map_err(|reason| StoreError::Config(format!("{name}: {reason}")))?;
-            let batch = bucket
-                .to_batch(&table.schema, layout, dictionary)
-                .map_err(|source| StoreError::Arrow {
-                    table: name.to_string(),
-                    source,
-                })?;
-            out.push((name, *chunk, table.spec.chunk_secs, vec![batch]));
-        }
-        Ok(out)
-    }
-
-    /// The open detail rows of `shard` as segment batches.
-    fn detail_segments(
-        &self,
-        shard: &Shard,
-        dictionary: &Arc<StringArray>,
-    ) -> Result<Vec<SegmentBatches<'_>>, StoreError> {
-        let mut out = Vec::new();
-        for (chunk, bucket) in shard.detail.chunks.iter().filter(|(_, b)| !b.is_empty()) {
-            let batches = bucket
-                .to_batches(&self.detail.schema, dictionary)
-                .map_err(|source| StoreError::Arrow {
-                    table: DETAIL_TABLE.to_string(),
-                    source,
-                })?;
-            out.push((DETAIL_TABLE, *chunk, self.detail.spec.chunk_secs, batches));
-        }
-        Ok(out)
     }
 
     /// Writes and publishes `next` (segments already on disk); then the
