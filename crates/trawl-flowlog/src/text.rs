@@ -95,8 +95,10 @@ pub trait RecordSink {
     fn error(&mut self, error: DecodeError);
 }
 
-/// Per-source decoding state: format, line number, counters.
-#[derive(Debug)]
+/// Per-source decoding state: format, line number, counters. A clone
+/// decodes on from where this one is (chunks of one file decoded by
+/// several threads each start from the reader's decoder).
+#[derive(Debug, Clone)]
 pub struct TextDecoder {
     source_name: Arc<str>,
     explicit_format: bool,

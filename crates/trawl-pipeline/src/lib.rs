@@ -5,7 +5,9 @@
 //!
 //! ```text
 //!  files / dirs (followed) ─┐
-//!  stdin                    ├─► bounded job queue ─► workers (one per core):
+//!  stdin                    ├─► bounded job queue ─► workers (one per core): a
+//!                           │   worker reading a file inflates it and hands
+//!                           │   chunks to free workers (bounded chunk queue)
 //!  HTTP push, Firehose ─────┘   (caller's thread)      decode (trawl-flowlog)
 //!                                                       learn + owner_at (trawl-attrib)
 //!  metadata events ─► index                             add_batch + position (trawl-store)
@@ -19,7 +21,7 @@
 //! read, under which name, from where), [`hold`] (held flows), [`metadata_file`] (metadata files applied from
 //! their saved positions), [`metadata_log`] (metadata applied, pushes
 //! logged, snapshots), [`position`] (file positions in the
-//! manifest), [`push_log`] (the write-ahead log of pushes), [`stats`] (counters, Prometheus text), [`config`].
+//! manifest), [`progress`] (a file's chunks finishing out of order), [`push_log`] (the write-ahead log of pushes), [`stats`] (counters, Prometheus text), [`config`].
 //!
 //! The crate knows the decoder, the index and the store; it knows nothing
 //! of HTTP (trawl-server) or of the command line (the binary).
@@ -32,6 +34,7 @@ pub mod metadata_file;
 pub mod metadata_log;
 pub mod pipeline;
 pub mod position;
+pub mod progress;
 pub mod push_log;
 pub mod source;
 pub mod stats;

@@ -415,7 +415,24 @@ impl Drop for Claim<'_> {
 }
 
 fn work(cx: &Context, jobs: &Receiver<Job>, in_flight: &InFlight) {
-    while let Ok(job) = jobs.recv() {
+    loop {
+        // Chunks of files being read come first: their readers wait for them.
+        if let Ok(chunk) = cx.chunk_jobs.try_recv() {
+            chunk.run(cx);
+            continue;
+        }
+        let job = crossbeam_channel::select! {
+            recv(cx.chunk_jobs) -> chunk => {
+                if let Ok(chunk) = chunk {
+                    chunk.run(cx);
+                }
+                continue;
+            }
+            recv(jobs) -> job => match job {
+                Ok(job) => job,
+                Err(_) => break,
+            },
+        };
         match job {
             Job::File {
                 path,

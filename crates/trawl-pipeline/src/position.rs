@@ -100,10 +100,15 @@ impl FileStat {
 }
 
 /// Where reading a file stopped.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FilePosition {
     /// Decompressed bytes consumed (whole lines only).
     pub offset: u64,
+    /// Ranges of decompressed bytes past `offset` already in the store
+    /// (chunks of one file are added by several workers at once, and
+    /// finish out of order: `progress.rs`); a resumed read skips them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub done: Vec<(u64, u64)>,
     /// Size of the file on disk when it was read to its end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
@@ -182,7 +187,7 @@ mod tests {
             fingerprint: Some(Fingerprint::of(b"abc")),
             ..FilePosition::default()
         };
-        assert_eq!(FilePosition::decode(&done.encode()), Some(done));
+        assert_eq!(FilePosition::decode(&done.encode()), Some(done.clone()));
         assert!(done.is_complete(&stat(40, 7)) && !done.is_complete(&stat(41, 7)));
         assert!(
             !done.is_complete(&stat(40, 8)),
@@ -199,7 +204,7 @@ mod tests {
             tail_at_size: Some(9),
             ..FilePosition::default()
         };
-        assert_eq!(FilePosition::decode(&held.encode()), Some(held));
+        assert_eq!(FilePosition::decode(&held.encode()), Some(held.clone()));
         assert!(
             !held.is_complete(&stat(9, 1)),
             "a held tail is read at the next visit"

@@ -13,8 +13,9 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
-use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
 
 use flate2::read::MultiGzDecoder;
 use trawl_flowlog::{
@@ -24,6 +25,7 @@ use trawl_flowlog::{
 
 use crate::chunks::{Chunk, LineChunks};
 use crate::position::{FilePosition, FileStat, Fingerprint, read_head};
+use crate::progress::{FileProgress, Ranges};
 use crate::push_log::{PUSH_LOG_KEY, PushLogError, PushPosition};
 use crate::worker::{ChunkPosition, Context, PositionSource, process_text, report_decode_error};
 
@@ -104,12 +106,14 @@ pub fn read_file(
     }
     let mut decoder = TextDecoder::new(path.display().to_string(), &cx.decode_options);
     let hold_tail = growing && !tail_settled(cx, &resume, &stat);
+    let progress = Arc::new(FileProgress::new(Ranges::new(resume.offset, &resume.done)));
     let at = ChunkPosition {
         key,
         offset: 0,
         source: PositionSource::File(fingerprint),
+        progress: Some(&progress),
     };
-    let (offset, held) = read_chunks(cx, reader, &mut decoder, Some(at), resume.offset, hold_tail)?;
+    let (offset, held) = read_chunks(cx, reader, &mut decoder, Some(at), &progress, hold_tail)?;
     let done = FilePosition {
         offset,
         fingerprint,
@@ -213,7 +217,8 @@ pub fn read_stream(cx: &Context, name: &str, reader: impl Read) -> io::Result<()
         return read_envelope_lines(cx, name, reader);
     }
     let mut decoder = TextDecoder::new(name.to_string(), &cx.decode_options);
-    read_chunks(cx, reader, &mut decoder, None, 0, false)?;
+    let progress = Arc::new(FileProgress::new(Ranges::default()));
+    read_chunks(cx, reader, &mut decoder, None, &progress, false)?;
     Ok(())
 }
 
@@ -241,47 +246,139 @@ fn read_envelope_lines(cx: &Context, name: &str, reader: impl BufRead) -> io::Re
     Ok(())
 }
 
-/// Reads whole-line chunks and processes them; returns the decompressed
-/// offset reached, and whether a last line without a newline was left
-/// unread (only with `hold_tail`). Lines before `skip_to` are not
-/// added; their header lines set the format ([`skip_text`]).
+/// Reads whole-line chunks and has them processed (see [`dispatch`]);
+/// returns the decompressed offset reached, and whether a last line
+/// without a newline was left unread (only with `hold_tail`). Lines that
+/// `progress` already counts finished (before the resumed offset, or in a
+/// finished range past it) are not added; their header lines set the
+/// format ([`skip_text`]). Returns once every chunk handed out is done.
 fn read_chunks(
     cx: &Context,
     reader: impl Read,
     decoder: &mut TextDecoder,
     at: Option<ChunkPosition<'_>>,
-    skip_to: u64,
+    progress: &Arc<FileProgress>,
     hold_tail: bool,
 ) -> io::Result<(u64, bool)> {
+    let finished_before = progress.ranges();
     let line_max = cx.decode_options.line_bytes_max;
     let mut chunks = LineChunks::new(reader, cx.config.chunk_bytes.max(1 << 12), line_max);
-    while let Some(chunk) = chunks.next_chunk()? {
-        let (offset, text) = match chunk {
-            // A last line without a newline: the writer may be in its middle.
-            Chunk::Tail { offset, .. } if hold_tail => {
-                return Ok((offset.max(skip_to), true));
+    let mut read = || -> io::Result<(u64, bool)> {
+        while let Some(chunk) = chunks.next_chunk()? {
+            let (offset, text) = match chunk {
+                // A last line without a newline: the writer may be in its middle.
+                Chunk::Tail { offset, .. } if hold_tail => {
+                    return Ok((offset.max(finished_before.offset), true));
+                }
+                Chunk::Lines { offset, text } | Chunk::Tail { offset, text } => (offset, text),
+                Chunk::Overlong(head) => {
+                    // No newline in it: the decoder reports the line as too long.
+                    decoder.decode_chunk(head, false, &mut ErrorsOnly(cx));
+                    continue;
+                }
+            };
+            let mut begin = 0;
+            while begin < text.len() {
+                let here = offset + begin as u64;
+                let (skip_from, skip_to) = finished_before
+                    .next_done(here)
+                    .unwrap_or((u64::MAX, u64::MAX));
+                let within = |at: u64| {
+                    usize::try_from(at - offset).map_or(text.len(), |a| a.min(text.len()))
+                };
+                let (add_end, skip_end) = (within(skip_from.max(here)), within(skip_to.max(here)));
+                if add_end > begin {
+                    let at = at.map(|at| ChunkPosition { offset: here, ..at });
+                    dispatch(cx, decoder, &text[begin..add_end], at, progress);
+                }
+                if skip_end > add_end {
+                    skip_text(cx, decoder, &text[add_end..skip_end]);
+                }
+                begin = skip_end.max(add_end);
             }
-            Chunk::Lines { offset, text } | Chunk::Tail { offset, text } => (offset, text),
-            Chunk::Overlong(head) => {
-                // No newline in it: the decoder reports the line as too long.
-                decoder.decode_chunk(head, false, &mut ErrorsOnly(cx));
-                continue;
-            }
-        };
-        let mut begin = 0;
-        if offset < skip_to {
-            begin = usize::try_from(skip_to - offset).map_or(text.len(), |s| s.min(text.len()));
-            skip_text(cx, decoder, &text[..begin]);
         }
-        if begin < text.len() {
-            let at = at.map(|at| ChunkPosition {
-                offset: offset + begin as u64,
-                ..at
-            });
-            process_text(cx, decoder, &text[begin..], at);
+        Ok((chunks.offset(), false))
+    };
+    let outcome = read();
+    wait_for_chunks(cx, progress);
+    outcome
+}
+
+/// A chunk of one file or stream, to be processed by any worker.
+#[derive(Debug)]
+pub struct ChunkJob {
+    text: Vec<u8>,
+    /// The reader's decoder as it was at the chunk's first line.
+    decoder: TextDecoder,
+    /// The file's position key and what its positions say, if it has them.
+    position: Option<(Arc<str>, PositionSource)>,
+    offset: u64,
+    progress: Arc<FileProgress>,
+}
+
+impl ChunkJob {
+    /// Decodes, attributes and adds the chunk; then it is done (also if
+    /// processing panicked: the reader waits for it).
+    pub fn run(mut self, cx: &Context) {
+        struct Finished<'p>(&'p FileProgress);
+        impl Drop for Finished<'_> {
+            fn drop(&mut self) {
+                self.0.finished();
+            }
+        }
+        let _finished = Finished(&self.progress);
+        let at = self.position.as_ref().map(|(key, source)| ChunkPosition {
+            key,
+            offset: self.offset,
+            source: *source,
+            progress: Some(&self.progress),
+        });
+        process_text(cx, &mut self.decoder, &self.text, at);
+    }
+}
+
+/// Has `text` (whole lines) processed: queued for a free worker when the
+/// chunk queue has room (the reader's decoder then goes over it only for
+/// its line count and header lines), else processed here. So one file
+/// keeps every core busy: its reader inflates while other workers decode,
+/// attribute and add, and a reader that gets ahead does the work itself.
+fn dispatch(
+    cx: &Context,
+    decoder: &mut TextDecoder,
+    text: &[u8],
+    at: Option<ChunkPosition<'_>>,
+    progress: &Arc<FileProgress>,
+) {
+    let job = ChunkJob {
+        text: text.to_vec(),
+        decoder: decoder.clone(),
+        position: at.map(|at| (Arc::from(at.key), at.source)),
+        offset: at.map_or(0, |at| at.offset),
+        progress: progress.clone(),
+    };
+    progress.started();
+    match cx.chunks.try_send(job) {
+        Ok(()) => advance(decoder, text, &mut Quiet),
+        Err(refused) => {
+            progress.finished();
+            drop(refused);
+            process_text(cx, decoder, text, at);
         }
     }
-    Ok((chunks.offset(), false))
+}
+
+/// Waits until every chunk `progress` handed out is done, doing queued
+/// chunks (of any file) meanwhile, so that readers waiting for their
+/// chunks never leave the queue to no one.
+fn wait_for_chunks(cx: &Context, progress: &FileProgress) {
+    while !progress.wait_finished(Duration::ZERO) {
+        match cx.chunk_jobs.try_recv() {
+            Ok(job) => job.run(cx),
+            Err(_) => {
+                progress.wait_finished(Duration::from_millis(5));
+            }
+        }
+    }
 }
 
 /// Goes over `text`, whole lines a resumed source added before: counts
@@ -291,6 +388,13 @@ fn read_chunks(
 /// taken for a header, and lines after a second header were decoded with
 /// the first header's format).
 fn skip_text(cx: &Context, decoder: &mut TextDecoder, text: &[u8]) {
+    advance(decoder, text, &mut ErrorsOnly(cx));
+}
+
+/// Moves `decoder` past `text` (whole lines) without adding anything: counts
+/// the lines and applies the header lines among them, reporting what a
+/// header line gets wrong to `sink`.
+fn advance(decoder: &mut TextDecoder, text: &[u8], sink: &mut impl RecordSink) {
     let mut plain_lines = 0;
     let mut start = 0;
     for end in memchr::memchr_iter(b'\n', text) {
@@ -301,12 +405,21 @@ fn skip_text(cx: &Context, decoder: &mut TextDecoder, text: &[u8]) {
             && LogFormat::from_header_line(line).is_some();
         if header {
             decoder.skip_lines(std::mem::take(&mut plain_lines));
-            decoder.decode_line(line, &mut FlowRecord::new(), &mut ErrorsOnly(cx));
+            decoder.decode_line(line, &mut FlowRecord::new(), sink);
         } else {
             plain_lines += 1;
         }
     }
     decoder.skip_lines(plain_lines);
+}
+
+/// Reports nothing: the worker that decodes the same lines reports them.
+struct Quiet;
+
+impl RecordSink for Quiet {
+    fn record(&mut self, _: &FlowRecord<'_>, _: &LogFormat) {}
+
+    fn error(&mut self, _: DecodeError) {}
 }
 
 struct ErrorsOnly<'c>(&'c Context);
@@ -396,6 +509,7 @@ fn add_lines(
         key,
         offset: begin as u64,
         source,
+        progress: None,
     });
     process_text(cx, &mut decoder, &text[begin..], at);
 }

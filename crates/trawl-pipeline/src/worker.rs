@@ -28,7 +28,9 @@ use trawl_store::{EnrichedFlow, SealReport, SharedIndex, SharedStore, Store, Sto
 use crate::config::PipelineConfig;
 use crate::hold::{HeldFlow, HoldBuffer};
 use crate::position::{FilePosition, Fingerprint};
+use crate::progress::FileProgress;
 use crate::push_log::{PUSH_LOG_KEY, PushLog, PushPosition};
+use crate::source::ChunkJob;
 use crate::stats::{PipelineStats, ReleaseReason};
 
 /// Everything the stages share.
@@ -57,6 +59,11 @@ pub struct Context {
     pub metadata_order: Mutex<()>,
     /// Held while the attribution snapshot is saved (one save at a time).
     pub snapshot_lock: Mutex<()>,
+    /// Chunks of files and streams for any free worker (bounded: a reader
+    /// past it processes its chunk itself).
+    pub chunks: crossbeam_channel::Sender<ChunkJob>,
+    /// The other end of `chunks`.
+    pub chunk_jobs: crossbeam_channel::Receiver<ChunkJob>,
 }
 
 impl Context {
@@ -69,12 +76,16 @@ impl Context {
         push_log: Option<PushLog>,
         metadata_log: Option<PushLog>,
     ) -> Context {
+        // Two chunks a worker: enough to keep them busy while readers inflate.
+        let (chunks, chunk_jobs) = crossbeam_channel::bounded(2 * config.workers.max(1));
         Context {
             push_log,
             push_order: Mutex::new(()),
             metadata_log,
             metadata_order: Mutex::new(()),
             snapshot_lock: Mutex::new(()),
+            chunks,
+            chunk_jobs,
             hold: Mutex::new(HoldBuffer::new(config.held_records_max)),
             store: Arc::new(std::sync::RwLock::new(store)),
             index: Arc::new(std::sync::RwLock::new(index)),
@@ -119,6 +130,9 @@ pub struct ChunkPosition<'k> {
     pub offset: u64,
     /// What else the position says.
     pub source: PositionSource,
+    /// For a file whose chunks several workers add at once: its finished
+    /// ranges, through which every position is noted (`progress.rs`).
+    pub progress: Option<&'k FileProgress>,
 }
 
 /// The kind of source a [`ChunkPosition`] is in.
@@ -152,6 +166,36 @@ impl ChunkPosition<'_> {
             }
             .encode(),
         }
+    }
+
+    /// Marks `range` (bytes of the chunk) finished in the file's progress
+    /// and notes the position that follows, if the file has progress.
+    fn complete(&self, store: &Store, range: Range<usize>) -> Result<(), StoreError> {
+        let Some(progress) = self.progress else {
+            return Ok(());
+        };
+        let fingerprint = match self.source {
+            PositionSource::File(fingerprint) | PositionSource::Envelopes(fingerprint) => {
+                fingerprint
+            }
+            PositionSource::Push(_) => None,
+        };
+        let (start, end) = (
+            self.offset + range.start as u64,
+            self.offset + range.end as u64,
+        );
+        let mut noted = Ok(());
+        progress.complete(start..end, |ranges| {
+            let value = FilePosition {
+                offset: ranges.offset,
+                done: ranges.done(),
+                fingerprint,
+                ..FilePosition::default()
+            }
+            .encode();
+            noted = store.note_positions(&[(self.key, &value)]);
+        });
+        noted
     }
 }
 
@@ -209,7 +253,7 @@ pub fn process_text(
         decoded: false,
         stats: &cx.stats,
     };
-    let mut start = 0;
+    let (mut start, mut batch_start) = (0, 0);
     for newline in memchr::memchr_iter(b'\n', text) {
         let range = start..newline;
         let n = lines.len();
@@ -225,7 +269,7 @@ pub fn process_text(
         if decoder.stats().header_lines != headers {
             // A header may change the format: what came before is stored
             // with the old one, and every slot starts again empty.
-            let position = at.map(|a| (a, start));
+            let position = at.map(|a| (a, batch_start..start));
             flush(
                 cx,
                 &records[..lines.len()],
@@ -235,17 +279,19 @@ pub fn process_text(
                 decoder,
                 position,
             );
+            batch_start = start;
             lines.clear();
             records.iter_mut().for_each(|r| *r = FlowRecord::new());
             format = FormatCache(None);
         } else if lines.len() == batch {
-            let position = at.map(|a| (a, newline + 1));
+            let position = at.map(|a| (a, batch_start..newline + 1));
             flush(cx, &records, &lines, text, &mut format, decoder, position);
+            batch_start = newline + 1;
             lines.clear();
         }
         start = newline + 1;
     }
-    let position = at.map(|a| (a, start));
+    let position = at.map(|a| (a, batch_start..start));
     flush(
         cx,
         &records[..lines.len()],
@@ -382,7 +428,7 @@ fn flush(
     text: &[u8],
     format: &mut FormatCache,
     decoder: &TextDecoder,
-    position: Option<(ChunkPosition<'_>, usize)>,
+    position: Option<(ChunkPosition<'_>, Range<usize>)>,
 ) {
     if records.is_empty() && position.is_none() {
         return;
@@ -411,12 +457,12 @@ fn flush(
         .filter(|(_, (_, _, wait))| !wait)
         .map(|(record, &(src, dst, _))| EnrichedFlow { record, src, dst })
         .collect();
-    let value = position.map(|(at, end)| at.value(end));
-    let positions: Vec<(&str, &str)> = position
-        .iter()
-        .zip(&value)
-        .map(|((at, _), v)| (at.key, v.as_str()))
-        .collect();
+    // A file with progress notes its position after the flows, below.
+    let value = position
+        .as_ref()
+        .filter(|(at, _)| at.progress.is_none())
+        .map(|(at, range)| (at.key, at.value(range.end)));
+    let positions: Vec<(&str, &str)> = value.iter().map(|(k, v)| (*k, v.as_str())).collect();
     wait_while_full(cx);
     // The store's shared lock: workers add at once, each to its own shard;
     // a seal (which takes it exclusively) never falls between these flows,
@@ -424,6 +470,12 @@ fn flush(
     let index = cx.index_read();
     let store = cx.store_read();
     add_or_report(cx, &store, &flows, &index, &positions);
+    if let Some((at, range)) = &position
+        && let Err(error) = at.complete(&store, range.clone())
+    {
+        cx.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+        eprintln!("trawl: noting the position of {}: {error}", at.key);
+    }
     if flows.len() == records.len() {
         return;
     }

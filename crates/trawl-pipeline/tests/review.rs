@@ -5,14 +5,13 @@
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use trawl_attrib::AttributionIndex;
-use trawl_flowlog::{DecodeOptions, TextDecoder};
-use trawl_pipeline::hold::HoldBuffer;
+use trawl_flowlog::TextDecoder;
 use trawl_pipeline::source::{push_payload, read_file, read_stream};
 use trawl_pipeline::worker::{ChunkPosition, Context, PositionSource, process_text};
-use trawl_pipeline::{FilePosition, FileStat, PipelineConfig, PipelineStats};
+use trawl_pipeline::{FilePosition, FileStat, PipelineConfig};
 use trawl_store::{SqlEngine, Store, StoreConfig};
 
 fn context(data: &Path, open_bytes_max: usize, hold_secs: u64) -> Context {
@@ -23,19 +22,13 @@ fn context(data: &Path, open_bytes_max: usize, hold_secs: u64) -> Context {
         hold_secs,
         ..PipelineConfig::default()
     };
-    Context {
-        hold: Mutex::new(HoldBuffer::new(config.held_records_max)),
-        store: Arc::new(RwLock::new(Store::open(store_config).unwrap())),
-        index: Arc::new(RwLock::new(AttributionIndex::default())),
-        stats: PipelineStats::default(),
-        decode_options: DecodeOptions::default(),
+    Context::new(
         config,
-        push_log: None,
-        push_order: Mutex::new(()),
-        metadata_log: None,
-        metadata_order: Mutex::new(()),
-        snapshot_lock: Mutex::new(()),
-    }
+        Store::open(store_config).unwrap(),
+        AttributionIndex::default(),
+        None,
+        None,
+    )
 }
 
 fn sums(store: Arc<RwLock<Store>>) -> (u64, u64) {
@@ -80,6 +73,7 @@ fn early_seal_in_add_batch_commits_positions_past_held_flows() {
             key: "file:/flows.log",
             offset: 0,
             source: PositionSource::File(None),
+            progress: None,
         }),
     );
     let held = cx.hold.lock().unwrap().len();
@@ -228,7 +222,7 @@ fn a_last_line_without_a_newline_is_read_once_the_file_stops_growing() {
     assert!(!first.is_complete(&size), "{first:?}");
     // Unchanged, but for less than partial_line_wait_secs: still held (a
     // writer pausing mid-line).
-    read_file(&cx, &path, &key, first, true).unwrap();
+    read_file(&cx, &path, &key, first.clone(), true).unwrap();
     assert!(!position(&cx).is_complete(&size));
     assert_eq!(sums(cx.store.clone()).0, 1);
     cx.config.partial_line_wait_secs = 0;

@@ -10,16 +10,14 @@ use common::{bytes_of, file_pipeline, flows, mkdirs, serial, sums};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use trawl_attrib::AttributionIndex;
-use trawl_flowlog::DecodeOptions;
-use trawl_pipeline::hold::HoldBuffer;
 use trawl_pipeline::push_log::{PUSH_LOG_KEY, PushLog, PushLogError, PushLogLimits, PushPosition};
 use trawl_pipeline::source::{Envelope, push_durably, replay_push_log};
 use trawl_pipeline::worker::{Context, seal};
-use trawl_pipeline::{Pipeline, PipelineConfig, PipelineError, PipelineStats};
+use trawl_pipeline::{Pipeline, PipelineConfig, PipelineError};
 use trawl_store::{Store, StoreConfig};
 
 /// A context over `data` with a push log of `limits` (as Pipeline::start
@@ -37,19 +35,7 @@ fn push_context(data: &Path, limits: PushLogLimits) -> Context {
         hold_secs: 0,
         ..PipelineConfig::default()
     };
-    Context {
-        hold: Mutex::new(HoldBuffer::new(config.held_records_max)),
-        store: Arc::new(RwLock::new(store)),
-        index: Arc::new(RwLock::new(AttributionIndex::default())),
-        stats: PipelineStats::default(),
-        decode_options: DecodeOptions::default(),
-        config,
-        push_log: Some(log),
-        push_order: Mutex::new(()),
-        metadata_log: None,
-        metadata_order: Mutex::new(()),
-        snapshot_lock: Mutex::new(()),
-    }
+    Context::new(config, store, AttributionIndex::default(), Some(log), None)
 }
 
 /// Restarts after a crash (the old context dropped unsealed): replays the

@@ -670,6 +670,13 @@ impl Store {
         }
         self.shards.publish_bytes(index, &shard);
         drop(shard);
+        self.note_positions(positions)
+    }
+
+    /// Records source positions for the next seal without adding flows:
+    /// the flows they cover were added before, under the same shared lock
+    /// (a seal, which takes the store exclusively, never falls between).
+    pub fn note_positions(&self, positions: &[(&str, &str)]) -> Result<(), StoreError> {
         if !positions.is_empty() {
             let mut pending = lock(&self.pending_positions);
             for (source, position) in positions {
