@@ -943,6 +943,8 @@ impl Store {
             id += 1;
         }
         pending.extend(self.open_segments(id)?);
+        // Rows a failed seal left share buffers with the new ones too.
+        crate::commit::count_memory_once(&mut pending);
         let mut next = self.manifest.clone();
         next.segments.extend(pending.iter().map(|p| p.meta.clone()));
         next.positions = lock_mut(&mut self.pending_positions).clone();

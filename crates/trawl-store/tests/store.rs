@@ -752,14 +752,20 @@ fn a_seal_regroups_derived_rows_whose_keys_recur_and_passes_through_those_that_d
         s.seal().unwrap();
         let minute_rows = segment_rows(&s, "flows_1m");
         let hour_rows = segment_rows(&s, "flows_1h");
-        // 99 regrouped rows of hour 1 and the 1,300 of hour 2 as they were.
+        // flows_1h: 99 regrouped rows of hour 1 and the 1,300 of hour 2 as
+        // they were. flows_1d: both hours fall in one day and are decided
+        // together (7,240 rows, at most 1,099 keys, a few shared by both
+        // hours): regrouped, a row a key, not the 1,399 passed through.
         assert_eq!(minute_rows, 60 * 99 + 1300, "flows_1m rows");
         assert_eq!(hour_rows, 99 + 1300, "flows_1h rows");
-        assert_eq!(segment_rows(&s, "flows_1d"), 99 + 1300, "flows_1d rows");
+        let day_rows = segment_rows(&s, "flows_1d");
+        assert!(
+            (1000..=1099).contains(&day_rows),
+            "{day_rows} flows_1d rows"
+        );
     }
     let all = [recurring, unique, again].concat();
     check(&engine, &estate, &all);
-    // Compaction merges what was passed through with what was regrouped.
     store.write().unwrap().maintain().unwrap();
     check(&engine, &estate, &all);
 }

@@ -6,6 +6,7 @@
 //! phase 1, each (shard, base table) and each shard's detail on its own core:
 //!     open bucket of a chunk ─► one Arrow batch (RollupBucket::to_batch)
 //! phase 2, each (shard, derived table) on its own core, per source chunk:
+//!     (source chunks in one bucket of the derived table decided together)
 //!     regrouping would keep > half the rows ─► the source's batch, time floored (regrain)
 //!     otherwise                              ─► the source's rows regrouped to the
 //!                                               derived grain and dimensions
@@ -98,7 +99,7 @@ impl Store {
                 id += 1;
             }
         }
-        crate::commit::count_memory_once(&mut out);
+
         Ok(out)
     }
 
@@ -162,23 +163,49 @@ impl Store {
         let one_bucket = spec.grain_secs.is_multiple_of(source_chunk_secs);
         let mut regroup = Regroup::new(&spec.dims, spec.grain_secs, spec.chunk_secs);
         let mut passed: Vec<(u32, RecordBatch)> = Vec::new();
-        for (chunk, bucket) in source.open.chunks.iter().filter(|(_, b)| !b.is_empty()) {
-            let rows = regroup.estimate(source, bucket);
-            let batch = sources
+        // Source chunks that fall in one bucket of this table are decided
+        // together: keys that recur only across them (once an hour, for a
+        // day sealed at once) are still regrouped.
+        let mut groups: Vec<(u32, Vec<&(u32, RollupBucket)>)> = Vec::new();
+        for entry in source.open.chunks.iter().filter(|(_, b)| !b.is_empty()) {
+            let group = if one_bucket {
+                entry.0 - entry.0 % spec.grain_secs
+            } else {
+                entry.0
+            };
+            match groups.iter_mut().find(|(g, _)| *g == group) {
+                Some((_, members)) => members.push(entry),
+                None => groups.push((group, vec![entry])),
+            }
+        }
+        for (_, members) in groups {
+            let rows: usize = members.iter().map(|(_, b)| b.len()).sum();
+            let distinct = regroup.estimate(source, members.iter().map(|(_, b)| b));
+            let batches: Option<Vec<(u32, &RecordBatch)>> = members
                 .iter()
-                .find(|(_, c, _, _)| c == chunk)
-                .and_then(|(.., b)| b.first());
-            match batch {
-                Some(batch)
-                    if whole_chunks && rows > REGROUP_ROWS_SHARE_MAX * bucket.len() as f64 =>
+                .map(|(chunk, _)| {
+                    sources
+                        .iter()
+                        .find(|(_, c, _, _)| c == chunk)
+                        .and_then(|(.., b)| b.first())
+                        .map(|batch| (*chunk, batch))
+                })
+                .collect();
+            match batches {
+                Some(batches)
+                    if whole_chunks && distinct > REGROUP_ROWS_SHARE_MAX * rows as f64 =>
                 {
-                    let batch = regrain(batch, &table.schema, spec.grain_secs)
-                        .map_err(|source| arrow_error(name, source))?;
-                    passed.push((chunk - chunk % spec.chunk_secs, batch));
+                    for (chunk, batch) in batches {
+                        let batch = regrain(batch, &table.schema, spec.grain_secs)
+                            .map_err(|source| arrow_error(name, source))?;
+                        passed.push((chunk - chunk % spec.chunk_secs, batch));
+                    }
                 }
                 _ => {
-                    let reserve = one_bucket.then_some(rows);
-                    regroup.add(source, bucket, reserve);
+                    let mut reserve = one_bucket.then_some(distinct);
+                    for (_, bucket) in members {
+                        regroup.add(source, bucket, reserve.take());
+                    }
                 }
             }
         }
@@ -252,11 +279,15 @@ impl<'d> Regroup<'d> {
         }
     }
 
-    /// About how many rows regrouping `bucket` (rows of `from`) leaves.
-    fn estimate(&mut self, from: &'d ShardTable, bucket: &RollupBucket) -> f64 {
+    /// About how many rows regrouping `buckets` (rows of `from`) leaves.
+    fn estimate<'b>(
+        &mut self,
+        from: &'d ShardTable,
+        buckets: impl Iterator<Item = &'b RollupBucket>,
+    ) -> f64 {
         self.read(&from.layout);
         let mut distinct = DistinctEstimate::default();
-        for (key, _) in bucket.rows() {
+        for (key, _) in buckets.flat_map(RollupBucket::rows) {
             let key = self
                 .layout
                 .rekey(&from.layout, key, self.grain_secs, &mut self.sides);
