@@ -24,6 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -110,6 +111,9 @@ pub struct FileProgress {
     ranges: Mutex<Ranges>,
     outstanding: Mutex<usize>,
     all_finished: Condvar,
+    /// A chunk handed out failed part way (panicked): the read must not
+    /// be recorded complete.
+    failed: AtomicBool,
 }
 
 impl FileProgress {
@@ -119,6 +123,7 @@ impl FileProgress {
             ranges: Mutex::new(resume),
             outstanding: Mutex::new(0),
             all_finished: Condvar::new(),
+            failed: AtomicBool::new(false),
         }
     }
 
@@ -138,6 +143,17 @@ impl FileProgress {
     /// A chunk was handed to a worker.
     pub fn started(&self) {
         *lock(&self.outstanding) += 1;
+    }
+
+    /// A chunk handed out stopped part way: its rest is neither added nor
+    /// counted finished, so the file must be read again from its position.
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a chunk handed out stopped part way.
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
     }
 
     /// A chunk handed out is done (added, or given up on).

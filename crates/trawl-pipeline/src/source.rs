@@ -114,8 +114,16 @@ pub fn read_file(
         progress: Some(&progress),
     };
     let (offset, held) = read_chunks(cx, reader, &mut decoder, Some(at), &progress, hold_tail)?;
+    // A tail held back may lie in a range a worker finished in an earlier
+    // run: the ranges past the offset stay in the position.
     let done = FilePosition {
         offset,
+        done: progress
+            .ranges()
+            .done()
+            .into_iter()
+            .filter(|(_, end)| *end > offset)
+            .collect(),
         fingerprint,
         ..if held {
             FilePosition {
@@ -301,6 +309,10 @@ fn read_chunks(
     };
     let outcome = read();
     wait_for_chunks(cx, progress);
+    if progress.failed() {
+        // Not recorded complete: the file is read again from its position.
+        return Err(io::Error::other("a chunk of it failed part way"));
+    }
     outcome
 }
 
@@ -323,6 +335,9 @@ impl ChunkJob {
         struct Finished<'p>(&'p FileProgress);
         impl Drop for Finished<'_> {
             fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.fail();
+                }
                 self.0.finished();
             }
         }
@@ -349,6 +364,11 @@ fn dispatch(
     at: Option<ChunkPosition<'_>>,
     progress: &Arc<FileProgress>,
 ) {
+    if cx.config.workers <= 1 {
+        // No other worker: queued chunks would wait for the end of the read.
+        process_text(cx, decoder, text, at);
+        return;
+    }
     let job = ChunkJob {
         text: text.to_vec(),
         decoder: decoder.clone(),
