@@ -364,8 +364,9 @@ fn dispatch(
     at: Option<ChunkPosition<'_>>,
     progress: &Arc<FileProgress>,
 ) {
-    if cx.config.workers <= 1 {
-        // No other worker: queued chunks would wait for the end of the read.
+    // With no other worker, queued chunks would wait for the end of the
+    // read; with the queue full, the copy below would be thrown away.
+    if cx.config.workers <= 1 || cx.chunks.is_full() {
         process_text(cx, decoder, text, at);
         return;
     }
@@ -380,6 +381,7 @@ fn dispatch(
     match cx.chunks.try_send(job) {
         Ok(()) => advance(decoder, text, &mut Quiet),
         Err(refused) => {
+            // Filled by another reader since the check above.
             progress.finished();
             drop(refused);
             process_text(cx, decoder, text, at);
