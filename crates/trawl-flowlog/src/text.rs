@@ -246,6 +246,18 @@ impl TextDecoder {
         consumed
     }
 
+    /// Reports the head of a line longer than `line_bytes_max` whose rest a
+    /// reader skipped itself (a whole-line chunker): counts the line and
+    /// the error, and leaves the decoder ready for the next line (unlike
+    /// [`decode_chunk`](Self::decode_chunk), which skips the rest of such a
+    /// line in the text it is given next).
+    pub fn overlong_line(&mut self, head: &[u8], sink: &mut impl RecordSink) {
+        self.line += 1;
+        self.stats.lines += 1;
+        let error = LineError::new(ErrorKind::LineTooLong, None, head);
+        self.report(error, sink);
+    }
+
     /// Counts `lines` lines as read without decoding them (a source that
     /// resumes past them), so that later errors name the right line.
     pub fn skip_lines(&mut self, lines: u64) {

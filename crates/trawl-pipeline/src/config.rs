@@ -3,6 +3,10 @@
 
 use serde::Deserialize;
 
+/// Longest `hold_secs` (a week): a flow held longer is never attributed
+/// better, and a deadline past it overflowed the clock.
+pub const HOLD_SECS_MAX: u64 = 7 * 86_400;
+
 /// How the pipeline runs.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -78,5 +82,55 @@ impl Default for PipelineConfig {
             snapshot_interval_secs: 300,
             snapshot_path: None,
         }
+    }
+}
+
+impl PipelineConfig {
+    /// Checks every setting against its bounds; the error names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        let within = |name: &str, value: u64, min: u64, max: u64| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "pipeline.{name} = {value}: must be between {min} and {max}"
+                ))
+            }
+        };
+        within("workers", self.workers as u64, 1, 1024)?;
+        within("batch_records", self.batch_records as u64, 1, 1 << 20)?;
+        within("chunk_bytes", self.chunk_bytes as u64, 1, 1 << 30)?;
+        within("queued_jobs_max", self.queued_jobs_max as u64, 1, 1 << 20)?;
+        within("hold_secs", self.hold_secs, 0, HOLD_SECS_MAX)?;
+        within("seal_interval_secs", self.seal_interval_secs, 1, 7 * 86_400)?;
+        within(
+            "seal_at_open_percent",
+            u64::from(self.seal_at_open_percent),
+            1,
+            100,
+        )?;
+        within("poll_interval_ms", self.poll_interval_ms, 1, 3_600_000)?;
+        within(
+            "partial_line_wait_secs",
+            self.partial_line_wait_secs,
+            0,
+            86_400,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid_and_a_hold_past_a_week_is_refused_by_name() {
+        assert_eq!(PipelineConfig::default().validate(), Ok(()));
+        let config = PipelineConfig {
+            hold_secs: u64::MAX,
+            ..PipelineConfig::default()
+        };
+        let error = config.validate().unwrap_err();
+        assert!(error.starts_with("pipeline.hold_secs = "), "{error}");
     }
 }

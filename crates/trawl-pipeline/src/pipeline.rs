@@ -50,6 +50,9 @@ pub enum PipelineError {
         /// The error.
         source: std::io::Error,
     },
+    /// A setting is out of its bounds (the message names it).
+    #[error("{0}")]
+    Config(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -132,6 +135,7 @@ impl Pipeline {
         store: Store,
         index: AttributionIndex,
     ) -> Result<Pipeline, PipelineError> {
+        config.validate().map_err(PipelineError::Config)?;
         let push_log = if config.push_log {
             // Past every push a sealed position names (the log may lack it).
             let next_seq_min = store

@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -114,6 +114,9 @@ pub struct FileProgress {
     /// A chunk handed out failed part way (panicked): the read must not
     /// be recorded complete.
     failed: AtomicBool,
+    /// The end of the file's text: a last line read without a newline is
+    /// processed with one added, which is not in the file.
+    end_max: AtomicU64,
 }
 
 impl FileProgress {
@@ -124,15 +127,22 @@ impl FileProgress {
             outstanding: Mutex::new(0),
             all_finished: Condvar::new(),
             failed: AtomicBool::new(false),
+            end_max: AtomicU64::new(u64::MAX),
         }
     }
 
     /// Marks `range` finished and hands the new ranges to `note` under the
     /// same lock (see the module header).
     pub fn complete(&self, range: Range<u64>, note: impl FnOnce(&Ranges)) {
+        let end_max = self.end_max.load(Ordering::Relaxed);
         let mut ranges = lock(&self.ranges);
-        ranges.complete(range);
+        ranges.complete(range.start.min(end_max)..range.end.min(end_max));
         note(&ranges);
+    }
+
+    /// The text ends at `end`: no range completes past it.
+    pub fn limit(&self, end: u64) {
+        self.end_max.fetch_min(end, Ordering::Relaxed);
     }
 
     /// The ranges finished so far.

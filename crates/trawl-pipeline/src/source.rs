@@ -246,9 +246,7 @@ fn read_envelope_lines(cx: &Context, name: &str, reader: impl BufRead) -> io::Re
                     push_payload(cx, name, line);
                 }
             }
-            Chunk::Overlong(head) => {
-                decoder.decode_chunk(head, false, &mut ErrorsOnly(cx));
-            }
+            Chunk::Overlong(head) => decoder.overlong_line(head, &mut ErrorsOnly(cx)),
         }
     }
     Ok(())
@@ -272,19 +270,35 @@ fn read_chunks(
     let line_max = cx.decode_options.line_bytes_max;
     let mut chunks = LineChunks::new(reader, cx.config.chunk_bytes.max(1 << 12), line_max);
     let mut read = || -> io::Result<(u64, bool)> {
-        while let Some(chunk) = chunks.next_chunk()? {
+        // Where a line too long to read began (the chunker skips it): it
+        // is finished, with nothing added, once the next chunk shows where
+        // it ended (else it would stay a gap in the position for good).
+        let mut skipped_from = None;
+        loop {
+            let before = chunks.offset();
+            let Some(chunk) = chunks.next_chunk()? else {
+                break;
+            };
             let (offset, text) = match chunk {
-                // A last line without a newline: the writer may be in its middle.
-                Chunk::Tail { offset, .. } if hold_tail => {
-                    return Ok((offset.max(finished_before.offset), true));
-                }
-                Chunk::Lines { offset, text } | Chunk::Tail { offset, text } => (offset, text),
                 Chunk::Overlong(head) => {
-                    // No newline in it: the decoder reports the line as too long.
-                    decoder.decode_chunk(head, false, &mut ErrorsOnly(cx));
+                    decoder.overlong_line(head, &mut ErrorsOnly(cx));
+                    skipped_from.get_or_insert(before);
                     continue;
                 }
+                Chunk::Lines { offset, text } => (offset, text),
+                // A last line without a newline: the writer may be in its
+                // middle, unless an earlier run added it already.
+                Chunk::Tail { offset, .. } if hold_tail && !finished_before.contains(offset) => {
+                    finish_skipped(cx, at, skipped_from.take(), offset);
+                    return Ok((offset, true));
+                }
+                Chunk::Tail { offset, text } => {
+                    // Its added newline is not in the file.
+                    progress.limit(offset + text.len() as u64 - 1);
+                    (offset, text)
+                }
             };
+            finish_skipped(cx, at, skipped_from.take(), offset);
             let mut begin = 0;
             while begin < text.len() {
                 let here = offset + begin as u64;
@@ -305,8 +319,12 @@ fn read_chunks(
                 begin = skip_end.max(add_end);
             }
         }
+        finish_skipped(cx, at, skipped_from.take(), chunks.offset());
         Ok((chunks.offset(), false))
     };
+    // Chunks still out when the reader panics must end before the file
+    // is read again (their positions would undo the new read's).
+    let _unwinding = WaitOnUnwind(progress);
     let outcome = read();
     wait_for_chunks(cx, progress);
     if progress.failed() {
@@ -314,6 +332,35 @@ fn read_chunks(
         return Err(io::Error::other("a chunk of it failed part way"));
     }
     outcome
+}
+
+/// Marks the bytes of skipped overlong lines, from `from` to `to`,
+/// finished in the file's progress (nothing of them is added).
+fn finish_skipped(cx: &Context, at: Option<ChunkPosition<'_>>, from: Option<u64>, to: u64) {
+    let (Some(at), Some(from)) = (at, from) else {
+        return;
+    };
+    let Ok(len) = usize::try_from(to.saturating_sub(from)) else {
+        return;
+    };
+    let at = ChunkPosition { offset: from, ..at };
+    if let Err(error) = at.complete(&cx.store_read(), 0..len) {
+        cx.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+        eprintln!("trawl: noting the position of {}: {error}", at.key);
+    }
+}
+
+/// Waits, while its reader unwinds from a panic, for the chunks of a file
+/// that other workers hold (it runs no chunk itself: a second panic while
+/// unwinding would abort).
+struct WaitOnUnwind<'p>(&'p FileProgress);
+
+impl Drop for WaitOnUnwind<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            while !self.0.wait_finished(Duration::from_millis(100)) {}
+        }
+    }
 }
 
 /// A chunk of one file or stream, to be processed by any worker.
@@ -331,7 +378,18 @@ pub struct ChunkJob {
 impl ChunkJob {
     /// Decodes, attributes and adds the chunk; then it is done (also if
     /// processing panicked: the reader waits for it).
-    pub fn run(mut self, cx: &Context) {
+    pub fn run(self, cx: &Context) {
+        self.run_with(cx, process_text);
+    }
+
+    /// [`run`](Self::run) with `process` in place of [`process_text`]: a
+    /// seam for tests that make a chunk fail part way.
+    #[doc(hidden)]
+    pub fn run_with(
+        mut self,
+        cx: &Context,
+        process: impl FnOnce(&Context, &mut TextDecoder, &[u8], Option<ChunkPosition<'_>>),
+    ) {
         struct Finished<'p>(&'p FileProgress);
         impl Drop for Finished<'_> {
             fn drop(&mut self) {
@@ -348,7 +406,7 @@ impl ChunkJob {
             source: *source,
             progress: Some(&self.progress),
         });
-        process_text(cx, &mut self.decoder, &self.text, at);
+        process(cx, &mut self.decoder, &self.text, at);
     }
 }
 

@@ -25,7 +25,7 @@ use trawl_flowlog::{
 };
 use trawl_store::{EnrichedFlow, SealReport, SharedIndex, SharedStore, Store, StoreError};
 
-use crate::config::PipelineConfig;
+use crate::config::{HOLD_SECS_MAX, PipelineConfig};
 use crate::hold::{HeldFlow, HoldBuffer};
 use crate::position::{FilePosition, Fingerprint};
 use crate::progress::FileProgress;
@@ -170,7 +170,7 @@ impl ChunkPosition<'_> {
 
     /// Marks `range` (bytes of the chunk) finished in the file's progress
     /// and notes the position that follows, if the file has progress.
-    fn complete(&self, store: &Store, range: Range<usize>) -> Result<(), StoreError> {
+    pub(crate) fn complete(&self, store: &Store, range: Range<usize>) -> Result<(), StoreError> {
         let Some(progress) = self.progress else {
             return Ok(());
         };
@@ -264,6 +264,8 @@ pub fn process_text(
             None => decoder.decode_line(&text[range.clone()], &mut records[n], &mut outcome),
         }
         if outcome.decoded {
+            // The record's format, before a header line can change it.
+            format.get(decoder);
             lines.push(range);
         }
         if decoder.stats().header_lines != headers {
@@ -479,7 +481,7 @@ fn flush(
     if flows.len() == records.len() {
         return;
     }
-    let deadline = Instant::now() + Duration::from_secs(cx.config.hold_secs);
+    let deadline = Instant::now() + Duration::from_secs(cx.config.hold_secs.min(HOLD_SECS_MAX));
     let mut evicted = Vec::new();
     let mut hold = cx.hold_lock();
     for ((record, range), _) in records.iter().zip(lines).zip(&owners).filter(|(_, o)| o.2) {
