@@ -316,6 +316,31 @@ pub fn render_metrics(
         "Seals committed.",
         &[("", s.seals)],
     );
+    let cache = store.segment_cache().map(|c| c.stats()).unwrap_or_default();
+    metric(
+        m,
+        "trawl_segment_cache_bytes",
+        "gauge",
+        "Bytes of decoded rollup segments kept in memory for queries.",
+        &[("", cache.bytes as u64)],
+    );
+    metric(
+        m,
+        "trawl_segment_cache_segments",
+        "gauge",
+        "Rollup segments kept in memory for queries.",
+        &[("", cache.segments as u64)],
+    );
+    metric(
+        m,
+        "trawl_segment_cache_reads_total",
+        "counter",
+        "Segments queries read, from memory (hit) or from Parquet (miss).",
+        &[
+            ("{result=\"hit\"}", cache.hits),
+            ("{result=\"miss\"}", cache.misses),
+        ],
+    );
     metric(
         m,
         "trawl_store_segments_sealed_total",

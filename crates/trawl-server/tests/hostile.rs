@@ -35,6 +35,7 @@ fn fixture(with_tokens: bool) -> Fixture {
     let pipeline = Arc::new(Pipeline::start(config, store, AttributionIndex::default()).unwrap());
     let limits = EngineLimits {
         memory_bytes_max: Some(64 << 20),
+        cache_segments: true,
     };
     let engine = SqlEngine::with_limits(pipeline.store(), Some(pipeline.index()), limits).unwrap();
     let server = ServerConfig {

@@ -36,6 +36,7 @@ pub mod rollup;
 pub mod route;
 pub mod schema;
 pub mod segment;
+pub mod segment_cache;
 pub mod sql;
 pub mod store;
 
@@ -45,6 +46,7 @@ pub use error::StoreError;
 pub use manifest::{Manifest, SegmentMeta};
 pub use rollup::Measures;
 pub use schema::RollupSpec;
+pub use segment_cache::{CacheStats, SegmentCache};
 pub use store::CompactionJob;
 
 pub use readonly::Refusal;

@@ -43,7 +43,7 @@
 //! manifest lists only fsynced files; files leave the disk only after a
 //! manifest without them is published.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -70,6 +70,7 @@ use crate::manifest::{Manifest, SegmentMeta};
 use crate::rollup::{Measures, RollupBucket, RollupLayout, regrain};
 use crate::schema::{RollupSpec, detail_schema, text_type};
 use crate::segment::read_segment;
+use crate::segment_cache::SegmentCache;
 pub use compact::CompactionJob;
 use shard::{Shard, Shards, lock};
 
@@ -130,6 +131,10 @@ pub struct StoreConfig {
     pub future_slack_secs: u32,
     /// The wall clock in Unix seconds; `None`: the system's. For tests.
     pub wall_clock_secs: Option<u32>,
+    /// Most bytes of decoded rollup segments kept in memory for queries
+    /// (`segment_cache.rs`; 0: none). Only a store that a query engine
+    /// reads keeps any (not `trawl ingest`).
+    pub segment_cache_bytes_max: usize,
     /// Shards of open rows: writers on this many threads add at once (see
     /// `store/shard.rs`). Default: the number of cores, at most 8.
     pub open_shards: usize,
@@ -154,6 +159,7 @@ impl StoreConfig {
             delete_delay: Duration::from_secs(60),
             future_slack_secs: 3600,
             wall_clock_secs: None,
+            segment_cache_bytes_max: 512 << 20,
             // At most 8: a seal writes a segment per shard into an open
             // chunk, compacted past `segments_per_chunk_max` (8).
             open_shards: std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
@@ -394,6 +400,12 @@ pub struct Store {
     /// and a job dropped without `seal_finish` (a panicking writer) cannot
     /// leave the store waiting for it forever.
     sealing: Arc<[PendingSegment]>,
+    /// Decoded rollup segments for queries, once a query engine reads the
+    /// store (see `segment_cache.rs`).
+    segment_cache: Arc<SegmentCache>,
+    /// Whether sealed and compacted segments go into the cache: set by the
+    /// first query engine, so a load with no queries keeps no copies.
+    cache_written: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -453,6 +465,8 @@ impl Store {
             ids_drafted: 0,
             interrupt_after_steps: None,
             sealing: Arc::from([]),
+            segment_cache: Arc::new(SegmentCache::new(config.segment_cache_bytes_max)),
+            cache_written: std::sync::atomic::AtomicBool::new(false),
             config,
         };
         store.remove_garbage()?;
@@ -1008,6 +1022,7 @@ impl Store {
         steps.step()?;
         Manifest::publish_pending(&self.config.data_dir)?;
         self.manifest = next;
+        self.cache_segments(&pending);
         if Arc::ptr_eq(&self.sealing, &pending) {
             self.sealing = Arc::from([]);
         }
@@ -1068,7 +1083,53 @@ impl Store {
         steps.step()?;
         Manifest::publish_pending(dir)?;
         self.manifest = next;
+        self.cache_segments(&[]);
         Ok(())
+    }
+
+    /// Keeps decoded rollup segments for queries from now on (see
+    /// `segment_cache.rs`): what seals and compactions write, and what
+    /// queries load. A server's query engine does this; a one-off query
+    /// or a load does not.
+    pub fn keep_segments_in_memory(&self) {
+        self.cache_written
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The decoded segments queries read, once
+    /// [`keep_segments_in_memory`](Self::keep_segments_in_memory) was called.
+    pub fn segment_cache(&self) -> Option<Arc<SegmentCache>> {
+        self.cache_written
+            .load(std::sync::atomic::Ordering::Relaxed)
+            .then(|| self.segment_cache.clone())
+    }
+
+    /// After a manifest is published: keeps the rollup segments just
+    /// written (`written`) in the cache, if a query engine reads it, and
+    /// drops the cached ones the manifest no longer lists.
+    pub(crate) fn cache_segments(&self, written: &[PendingSegment]) {
+        let listed: HashMap<u64, &SegmentMeta> =
+            self.manifest.segments.iter().map(|s| (s.id, s)).collect();
+        self.segment_cache.retain(|id| listed.contains_key(&id));
+        if !self
+            .cache_written
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        for segment in written {
+            let table = &segment.meta.table;
+            let Some(meta) = listed
+                .get(&segment.meta.id)
+                .filter(|_| table != DETAIL_TABLE)
+            else {
+                continue;
+            };
+            if let Some(schema) = self.table_schema(table) {
+                self.segment_cache
+                    .insert(meta.id, &segment.batches, &schema, meta.rows);
+            }
+        }
     }
 
     /// Compacts chunks (closed ones with several segments, open ones with
@@ -1305,7 +1366,7 @@ enum CodesError {
 /// batch lacks (a segment written before the column existed) is all nulls
 /// if the schema lets it be; any other difference (a column the schema
 /// lacks, another type) is the reason it cannot be.
-fn align_to_schema(
+pub(crate) fn align_to_schema(
     batch: &RecordBatch,
     schema: &arrow::datatypes::SchemaRef,
 ) -> Result<RecordBatch, String> {

@@ -110,6 +110,8 @@ pub struct StoreSection {
     pub future_slack_secs: u32,
     /// Shards of open rows, so that workers add at once (0: one per core, at most 8).
     pub open_shards: usize,
+    /// Decoded rollup segments kept in memory for queries (bytes; 0: none).
+    pub segment_cache_bytes_max: usize,
 }
 
 impl Default for StoreSection {
@@ -123,6 +125,7 @@ impl Default for StoreSection {
             segments_per_chunk_max: store.segments_per_chunk_max,
             future_slack_secs: store.future_slack_secs,
             open_shards: 0,
+            segment_cache_bytes_max: store.segment_cache_bytes_max,
         }
     }
 }
@@ -178,6 +181,7 @@ impl Config {
         };
         config.segments_per_chunk_max = self.store.segments_per_chunk_max;
         config.future_slack_secs = self.store.future_slack_secs;
+        config.segment_cache_bytes_max = self.store.segment_cache_bytes_max;
         if self.store.open_shards > 0 {
             config.open_shards = self.store.open_shards;
         }
@@ -297,6 +301,7 @@ impl Running {
         let server = &config.server;
         let limits = EngineLimits {
             memory_bytes_max: Some(server.query_memory_bytes_max()),
+            cache_segments: true,
         };
         let engine =
             SqlEngine::with_limits(self.pipeline.store(), Some(self.pipeline.index()), limits)?;

@@ -274,3 +274,30 @@ fn generate_with_few_apps_finishes_and_impossible_counts_are_refused() {
         );
     }
 }
+
+/// `--records` was ignored with `--out-dir`: a bench asking for a 2 M-record
+/// estate over a day got 27 M.
+#[test]
+fn generate_records_caps_an_out_dir_estate_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("estate");
+    let output = trawl(&[
+        "generate",
+        "--out-dir",
+        out.to_str().unwrap(),
+        "--records",
+        "3000",
+        "--rate",
+        "100",
+        "--duration-secs",
+        "3600",
+    ]);
+    assert!(output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let summary: serde_json::Value = serde_json::from_str(stderr.lines().next().unwrap()).unwrap();
+    let records = summary["records"].as_u64().unwrap();
+    assert!(
+        (3000..3000 + 300).contains(&records),
+        "asked for 3000 records at 100/s, got {records}"
+    );
+}

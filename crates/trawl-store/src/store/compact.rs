@@ -214,6 +214,8 @@ impl Store {
             .filter(|w| !next.segments.iter().any(|s| s.id == w.id))
             .cloned()
             .collect();
+        // Merged rows are dropped once written (one chunk held at a
+        // time): queries load the merged segments into the cache.
         self.publish(next, &mut steps)?;
         let replaced: Vec<SegmentMeta> = replaced.into_iter().cloned().collect();
         self.doom(&replaced);

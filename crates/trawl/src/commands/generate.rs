@@ -67,7 +67,8 @@ pub struct GenerateArgs {
     /// First second, RFC 3339 or epoch seconds (default 2026-11-22T00:00:00Z; now with --live).
     #[arg(long, value_name = "TIME")]
     start: Option<String>,
-    /// Stop after at least this many records.
+    /// Stop after at least this many records (with --out-dir: after the
+    /// first whole second past `records / rate` seconds).
     #[arg(long)]
     records: Option<u64>,
     /// Pace at wall-clock time.
@@ -137,7 +138,17 @@ pub fn run(args: &GenerateArgs) -> anyhow::Result<ExitCode> {
             gzip: !args.plain,
             flat: args.flat,
         };
-        let (estate, report) = write_estate(config, args.duration_secs, dir, layout)?;
+        // The files are written a second at a time at `rate` records/s
+        // (`--records` was ignored here: a 2 M-record estate came out 27 M).
+        let duration_secs = match args.records {
+            Some(records) => {
+                let secs = records.div_ceil(u64::from(args.rate.max(1)));
+                args.duration_secs
+                    .min(u32::try_from(secs).unwrap_or(u32::MAX))
+            }
+            None => args.duration_secs,
+        };
+        let (estate, report) = write_estate(config, duration_secs, dir, layout)?;
         eprintln!("{}", summary(&estate.truth(), &dir.display().to_string()));
         eprintln!(
             "trawl: {} files, {} metadata events",
