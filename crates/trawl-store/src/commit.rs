@@ -97,6 +97,17 @@ pub(crate) fn count_memory_once(pending: &mut [PendingSegment]) {
     }
 }
 
+/// Bytes of the buffers `batches` hold, each buffer counted once (every
+/// text column of a sealed batch shares the store's dictionary).
+pub(crate) fn batches_memory_once(batches: &[RecordBatch]) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    batches
+        .iter()
+        .flat_map(RecordBatch::columns)
+        .map(|column| unseen_bytes(&column.to_data(), &mut seen))
+        .sum()
+}
+
 /// Capacity of the buffers of `data` (and of its children) not in `seen`,
 /// which it joins.
 fn unseen_bytes(

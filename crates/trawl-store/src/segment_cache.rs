@@ -8,23 +8,28 @@
 //! StoreTable::scan ─► get(id) hit ─► memory scan
 //!                      └ miss ─► Parquet scan, and begin_load(id) ─► a blocking task reads
 //!                                 the segment (validated as every read is) ─► insert
-//! every published manifest ─► retain(listed ids)
+//! store open, every published manifest ─► set_listed(ids)
 //! ```
 //!
 //! Invariants: segments are immutable and their ids never reused, so an
 //! entry is never stale; it is dropped once its segment leaves the
-//! manifest. An entry's batches have exactly its table's schema (checked
-//! at insert: a batch that differs is not cached, and the query reads
-//! Parquet). The cache holds at most `bytes_max` bytes of Arrow buffers
-//! (least recently used first out); a segment larger than that is never
-//! cached. Only rollup tables are cached: detail segments are large and
-//! read rarely.
+//! manifest, and only a segment the last published manifest lists is
+//! taken in (a load that ends after a compaction replaced its segment is
+//! refused). An entry's batches have exactly its table's schema and the
+//! manifest's row count (checked at insert: else it is not cached, and the
+//! query reads Parquet). The cache holds at most `bytes_max` bytes of
+//! Arrow buffers, each buffer counted once per entry (least recently used
+//! first out); a segment refused once (too large, or failing the checks)
+//! is not loaded again while listed. Only rollup tables are cached: detail
+//! segments are large and read rarely.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
+
+use crate::commit::batches_memory_once;
 
 /// A segment's rows, shared with the queries reading them.
 pub type CachedBatches = Arc<[RecordBatch]>;
@@ -41,6 +46,11 @@ struct Inner {
     entries: HashMap<u64, Entry>,
     /// Ids being read by a loader: not scheduled twice.
     loading: HashSet<u64>,
+    /// The ids the last published manifest lists: nothing else is taken in.
+    listed: HashSet<u64>,
+    /// Listed ids refused at insert (too large, failed a check): not
+    /// loaded again.
+    refused: HashSet<u64>,
     bytes: usize,
     /// Use counter: an entry's `used` is the tick of its last use.
     tick: u64,
@@ -108,7 +118,10 @@ impl SegmentCache {
             return false;
         }
         let mut inner = self.lock();
-        !inner.entries.contains_key(&id) && inner.loading.insert(id)
+        inner.listed.contains(&id)
+            && !inner.refused.contains(&id)
+            && !inner.entries.contains_key(&id)
+            && inner.loading.insert(id)
     }
 
     /// A load of `id` ended without an insert (the read failed).
@@ -120,14 +133,18 @@ impl SegmentCache {
     /// (the manifest's count), each batch has `schema`, and they fit;
     /// evicts the least recently used entries to make room.
     pub fn insert(&self, id: u64, batches: &[RecordBatch], schema: &SchemaRef, rows: u64) {
-        let fits_schema = batches
+        let checked = batches
             .iter()
             .all(|b| b.schema().fields() == schema.fields())
             && batches.iter().map(|b| b.num_rows() as u64).sum::<u64>() == rows;
-        let bytes: usize = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+        let bytes = batches_memory_once(batches);
         let mut inner = self.lock();
         inner.loading.remove(&id);
-        if !fits_schema || bytes > self.bytes_max || inner.entries.contains_key(&id) {
+        if !inner.listed.contains(&id) || inner.entries.contains_key(&id) {
+            return;
+        }
+        if !checked || bytes > self.bytes_max {
+            inner.refused.insert(id);
             return;
         }
         while inner.bytes + bytes > self.bytes_max {
@@ -152,19 +169,21 @@ impl SegmentCache {
         debug_assert!(inner.bytes <= self.bytes_max);
     }
 
-    /// Drops every entry whose id `listed` refuses (its segment left the
-    /// manifest: compacted away or past retention).
-    pub fn retain(&self, listed: impl Fn(u64) -> bool) {
+    /// The ids a newly published manifest lists: drops every entry it does
+    /// not (compacted away or past retention), and takes in no other.
+    pub fn set_listed(&self, listed: HashSet<u64>) {
         let mut inner = self.lock();
         let gone: Vec<u64> = inner
             .entries
             .keys()
             .copied()
-            .filter(|id| !listed(*id))
+            .filter(|id| !listed.contains(id))
             .collect();
         for id in gone {
             inner.remove(id);
         }
+        inner.refused.retain(|id| listed.contains(id));
+        inner.listed = listed;
     }
 
     /// What the cache holds and how it served.
@@ -206,9 +225,16 @@ mod tests {
         RecordBatch::try_new(schema(), vec![Arc::new(values)]).unwrap()
     }
 
+    /// A cache listing ids 0 to 99.
+    fn listing(bytes_max: usize) -> SegmentCache {
+        let cache = SegmentCache::new(bytes_max);
+        cache.set_listed((0..100).collect());
+        cache
+    }
+
     #[test]
     fn a_batch_of_another_schema_or_row_count_is_not_cached() {
-        let cache = SegmentCache::new(1 << 20);
+        let cache = listing(1 << 20);
         let other = Arc::new(Schema::new(vec![Field::new("w", DataType::Int64, false)]));
         cache.insert(1, &[batch(10)], &other, 10);
         assert!(cache.get(1).is_none());
@@ -223,7 +249,7 @@ mod tests {
 
     #[test]
     fn a_segment_being_loaded_is_not_loaded_twice_and_a_failed_load_can_be_retried() {
-        let cache = SegmentCache::new(1 << 20);
+        let cache = listing(1 << 20);
         assert!(cache.begin_load(7));
         assert!(!cache.begin_load(7));
         cache.end_load(7);
@@ -236,6 +262,41 @@ mod tests {
         );
     }
 
+    #[test]
+    fn an_unlisted_or_refused_segment_is_not_taken_in_or_loaded_again() {
+        let cache = listing(1 << 20);
+        assert!(!cache.begin_load(100), "not listed");
+        cache.insert(100, &[batch(3)], &schema(), 3);
+        assert!(
+            cache.get(100).is_none(),
+            "a load ending after its segment left"
+        );
+        assert!(cache.begin_load(5));
+        cache.insert(5, &[batch(3)], &schema(), 4);
+        assert!(!cache.begin_load(5), "refused once: not read again");
+        cache.set_listed((10..20).collect());
+        cache.set_listed((0..20).collect());
+        assert!(cache.begin_load(5), "forgotten once it left the manifest");
+    }
+
+    #[test]
+    fn a_buffer_shared_by_columns_is_counted_once() {
+        use arrow::array::{DictionaryArray, StringArray, UInt32Array};
+        let values = Arc::new(StringArray::from(vec!["x".repeat(1 << 16)]));
+        let keys = UInt32Array::from(vec![0u32; 10]);
+        let column = Arc::new(DictionaryArray::new(keys, values));
+        let dictionary = DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", dictionary.clone(), false),
+            Field::new("b", dictionary, false),
+        ]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![column.clone(), column]).unwrap();
+        let cache = listing(1 << 20);
+        cache.insert(1, &[batch.clone(), batch], &schema, 20);
+        let bytes = cache.stats().bytes;
+        assert!((1 << 16..2 << 16).contains(&bytes), "{bytes} bytes");
+    }
+
     proptest! {
         /// Against a model (a list in use order): after any inserts, gets
         /// and retains, the cache holds what the model holds, within its
@@ -246,16 +307,19 @@ mod tests {
         ) {
             let one = batch(1).get_array_memory_size();
             let bytes_max = 20 * one.max(1) * 8;
-            let cache = SegmentCache::new(bytes_max);
+            let cache = listing(bytes_max);
             // (id, bytes, rows), least recently used first.
             let mut model: Vec<(u64, usize, usize)> = Vec::new();
+            // Ids `id % 3 == gone` are not listed (3: all are).
+            let mut gone = 3;
             for (op, id, rows) in ops {
                 match op {
                     0 => {
                         let b = batch(rows);
-                        let bytes = b.get_array_memory_size();
+                        let bytes = batches_memory_once(std::slice::from_ref(&b));
                         cache.insert(id, &[b], &schema(), rows as u64);
-                        if bytes <= bytes_max && !model.iter().any(|m| m.0 == id) {
+                        let listed = id % 3 != gone;
+                        if listed && bytes <= bytes_max && !model.iter().any(|m| m.0 == id) {
                             while model.iter().map(|m| m.1).sum::<usize>() + bytes > bytes_max {
                                 model.remove(0);
                             }
@@ -272,8 +336,9 @@ mod tests {
                         }
                     }
                     _ => {
-                        cache.retain(|s| s % 3 != id % 3);
-                        model.retain(|m| m.0 % 3 != id % 3);
+                        gone = id % 3;
+                        cache.set_listed((0..12).filter(|s| s % 3 != gone).collect());
+                        model.retain(|m| m.0 % 3 != gone);
                     }
                 }
                 let stats = cache.stats();

@@ -524,6 +524,15 @@ impl StoreTable {
 /// Reads `segments` (validated, as every read is) into `cache`; a segment
 /// that fails to read is left to Parquet scans (and tried again later).
 fn load_segments(cache: &SegmentCache, segments: &[(PathBuf, SegmentMeta)], schema: &SchemaRef) {
+    /// Ends every load at the end, also when reading panicked (a segment
+    /// left `loading` would never be loaded again).
+    struct EndLoads<'c>(&'c SegmentCache, Vec<u64>);
+    impl Drop for EndLoads<'_> {
+        fn drop(&mut self) {
+            self.1.iter().for_each(|id| self.0.end_load(*id));
+        }
+    }
+    let _end = EndLoads(cache, segments.iter().map(|(_, meta)| meta.id).collect());
     for (path, meta) in segments {
         let batches = read_segment(path, meta).and_then(|batches| {
             batches

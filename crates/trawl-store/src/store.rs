@@ -469,6 +469,7 @@ impl Store {
             cache_written: std::sync::atomic::AtomicBool::new(false),
             config,
         };
+        store.cache_segments(&[]);
         store.remove_garbage()?;
         Ok(store)
     }
@@ -1110,7 +1111,8 @@ impl Store {
     pub(crate) fn cache_segments(&self, written: &[PendingSegment]) {
         let listed: HashMap<u64, &SegmentMeta> =
             self.manifest.segments.iter().map(|s| (s.id, s)).collect();
-        self.segment_cache.retain(|id| listed.contains_key(&id));
+        self.segment_cache
+            .set_listed(listed.keys().copied().collect());
         if !self
             .cache_written
             .load(std::sync::atomic::Ordering::Relaxed)
