@@ -229,9 +229,14 @@ struct FormatCache(Option<Arc<LogFormat>>);
 
 impl FormatCache {
     fn get(&mut self, decoder: &TextDecoder) -> Arc<LogFormat> {
+        self.keep(decoder).clone()
+    }
+
+    /// The format held, taken from `decoder` if none is yet (no clone of
+    /// the `Arc` on the per-record path).
+    fn keep(&mut self, decoder: &TextDecoder) -> &Arc<LogFormat> {
         self.0
             .get_or_insert_with(|| Arc::new(decoder.format().clone()))
-            .clone()
     }
 }
 
@@ -265,7 +270,7 @@ pub fn process_text(
         }
         if outcome.decoded {
             // The record's format, before a header line can change it.
-            format.get(decoder);
+            format.keep(decoder);
             lines.push(range);
         }
         if decoder.stats().header_lines != headers {

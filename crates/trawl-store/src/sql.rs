@@ -55,14 +55,12 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use trawl_attrib::{AttributionIndex, NO_OWNER, Workload};
 
-use crate::error::StoreError;
 use crate::manifest::SegmentMeta;
 use crate::readonly::{self, Refusal};
 use crate::route::{RULE_NAME, RollupRouting};
 use crate::schema::{TIME_COLUMN, time_type};
-use crate::segment::read_segment;
 use crate::segment_cache::SegmentCache;
-use crate::store::{DETAIL_TABLE, Store, align_to_schema};
+use crate::store::{DETAIL_TABLE, Store, read_segment_of};
 
 /// A store shared between the writer and query threads.
 pub type SharedStore = Arc<RwLock<Store>>;
@@ -534,20 +532,8 @@ fn load_segments(cache: &SegmentCache, segments: &[(PathBuf, SegmentMeta)], sche
     }
     let _end = EndLoads(cache, segments.iter().map(|(_, meta)| meta.id).collect());
     for (path, meta) in segments {
-        let batches = read_segment(path, meta).and_then(|batches| {
-            batches
-                .iter()
-                .map(|b| {
-                    align_to_schema(b, schema).map_err(|reason| StoreError::SegmentMismatch {
-                        path: path.clone(),
-                        reason,
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()
-        });
-        match batches {
-            Ok(batches) => cache.insert(meta.id, &batches, schema, meta.rows),
-            Err(_) => cache.end_load(meta.id),
+        if let Ok(batches) = read_segment_of(path, meta, &meta.table, schema) {
+            cache.insert(meta.id, &batches, schema, meta.rows);
         }
     }
 }

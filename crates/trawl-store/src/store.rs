@@ -403,8 +403,9 @@ pub struct Store {
     /// Decoded rollup segments for queries, once a query engine reads the
     /// store (see `segment_cache.rs`).
     segment_cache: Arc<SegmentCache>,
-    /// Whether sealed and compacted segments go into the cache: set by the
-    /// first query engine, so a load with no queries keeps no copies.
+    /// Whether sealed segments go into the cache (and queries load the
+    /// others): set by the first query engine that asks, so a load with no
+    /// queries keeps no copies.
     cache_written: std::sync::atomic::AtomicBool,
 }
 
@@ -1212,18 +1213,7 @@ impl Store {
             .ok_or_else(|| StoreError::Config(format!("no table {table}")))?;
         for s in segments {
             let path = Manifest::segment_path(&self.config.data_dir, s);
-            for batch in read_segment(&path, s)? {
-                // Validate after reading: the file must hold the table's
-                // columns (a segment written before a column was added
-                // lacks it: read as nulls).
-                let batch = align_to_schema(&batch, &schema).map_err(|reason| {
-                    StoreError::SegmentMismatch {
-                        path: path.clone(),
-                        reason: format!("columns differ from table {table}'s: {reason}"),
-                    }
-                })?;
-                batches.push(batch);
-            }
+            batches.extend(read_segment_of(&path, s, table, &schema)?);
         }
         let Some(index) = self.rollups.iter().position(|r| r.spec.name == table) else {
             return Ok(batches);
@@ -1364,11 +1354,31 @@ enum CodesError {
     DictionaryFull,
 }
 
+/// The rows of segment `meta` of `table` (at `path`), validated after
+/// reading: the file must hold the table's columns (a segment written
+/// before a column was added lacks it: read as nulls).
+pub(crate) fn read_segment_of(
+    path: &Path,
+    meta: &SegmentMeta,
+    table: &str,
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>, StoreError> {
+    read_segment(path, meta)?
+        .iter()
+        .map(|batch| {
+            align_to_schema(batch, schema).map_err(|reason| StoreError::SegmentMismatch {
+                path: path.to_path_buf(),
+                reason: format!("columns differ from table {table}'s: {reason}"),
+            })
+        })
+        .collect()
+}
+
 /// `batch` with the columns of `schema`, matched by name: a column the
 /// batch lacks (a segment written before the column existed) is all nulls
 /// if the schema lets it be; any other difference (a column the schema
 /// lacks, another type) is the reason it cannot be.
-pub(crate) fn align_to_schema(
+fn align_to_schema(
     batch: &RecordBatch,
     schema: &arrow::datatypes::SchemaRef,
 ) -> Result<RecordBatch, String> {

@@ -16,7 +16,7 @@ mod common;
 
 use std::sync::{Arc, RwLock};
 
-use common::{Estate, Flow, add, add_to, oracle, query_sums};
+use common::{Estate, Flow, add, add_to, oracle, query_sums, wordy_estate};
 use trawl_store::{SqlEngine, Store, StoreConfig};
 
 const HOUR: u32 = 3600;
@@ -536,33 +536,6 @@ fn segments_of(store: &Store, table: &str, chunk: u32) -> usize {
 // ---------------------------------------------------------------------
 // Findings (these fail on b64e4da).
 // ---------------------------------------------------------------------
-
-/// An estate whose workloads have long names of their own: a dictionary
-/// of a few MB, shared by every text column of every batch of a seal.
-fn wordy_estate(count: usize) -> Estate {
-    let mut table = trawl_attrib::WorkloadTable::default();
-    let mut ids = Vec::new();
-    let mut workloads = Vec::new();
-    let long = |what: &str, i: usize| Some(format!("{what}-{i:06}-{}", "x".repeat(200)));
-    for i in 0..count {
-        let w = trawl_attrib::Workload {
-            app: long("app", i),
-            cluster: long("cluster", i),
-            account: long("account", i),
-            region: long("region", i),
-            az: long("az", i),
-            kind: long("kind", i),
-            labels: Default::default(),
-        };
-        ids.push(table.intern(&w).unwrap());
-        workloads.push(w);
-    }
-    Estate {
-        table,
-        ids,
-        workloads,
-    }
-}
 
 /// commit.rs `count_memory_once` is called only by `open_segments`: the
 /// rows a failed seal left are pending again at the next `seal_begin`

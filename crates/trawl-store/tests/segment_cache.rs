@@ -11,30 +11,10 @@ mod common;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use common::{Estate, Flow, add, oracle, query_sums};
+use common::{Estate, Flow, add, oracle, query_sums, spread_flows as flows};
 use trawl_store::{EngineLimits, SqlEngine, Store, StoreConfig};
 
 const T0: u32 = 1_790_035_200; // a midnight UTC
-
-fn flows(count: usize, start: u32, span_secs: u32, seed: usize) -> Vec<Flow> {
-    (0..count)
-        .map(|i| {
-            let n = (i + seed * 7) as u32;
-            Flow {
-                start: start + (n * 7919) % span_secs,
-                src: (i + seed) % 9,
-                dst: (i * 3 + 1) % 11,
-                src_port: 40_000 + (i % 1000) as u16,
-                dst_port: if i % 3 == 0 { 443 } else { 5432 },
-                protocol: 6,
-                bytes: 100 + (i as u64 * 37) % 5000,
-                packets: 1 + i as u64 % 7,
-                reject: i % 13 == 0,
-                egress: i % 2 == 0,
-            }
-        })
-        .collect()
-}
 
 /// Every rollup's answer equals the oracle's over `all`.
 fn assert_answers(engine: &SqlEngine, estate: &Estate, all: &[Flow], when: &str) {

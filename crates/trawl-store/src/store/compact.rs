@@ -25,11 +25,10 @@ use std::time::Instant;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 
-use super::{DETAIL_TABLE, Store, align_to_schema, within_budget};
+use super::{DETAIL_TABLE, Store, read_segment_of, within_budget};
 use crate::commit::{PendingSegment, Steps, write_segments};
 use crate::error::StoreError;
 use crate::manifest::{Manifest, SegmentMeta};
-use crate::segment::read_segment;
 
 /// One chunk being compacted.
 #[derive(Debug)]
@@ -105,14 +104,7 @@ fn read_chunk(
     let mut batches = Vec::new();
     for segment in &input.segments {
         let path = Manifest::segment_path(dir, segment);
-        for batch in read_segment(&path, segment)? {
-            let batch =
-                align_to_schema(&batch, schema).map_err(|reason| StoreError::SegmentMismatch {
-                    path: path.clone(),
-                    reason: format!("columns differ from table {}'s: {reason}", input.table),
-                })?;
-            batches.push(batch);
-        }
+        batches.extend(read_segment_of(&path, segment, &input.table, schema)?);
     }
     Ok(batches)
 }

@@ -232,3 +232,52 @@ pub fn query_sums(
     }
     sums
 }
+
+/// `count` flows of 9 sources and 11 destinations spread over
+/// `span_secs` from `start`; `seed` shifts the mix.
+pub fn spread_flows(count: usize, start: u32, span_secs: u32, seed: usize) -> Vec<Flow> {
+    (0..count)
+        .map(|i| {
+            let n = (i + seed * 7) as u32;
+            Flow {
+                start: start + (n * 7919) % span_secs,
+                src: (i + seed) % 9,
+                dst: (i * 3 + 1) % 11,
+                src_port: 40_000 + (i % 1000) as u16,
+                dst_port: if i % 3 == 0 { 443 } else { 5432 },
+                protocol: 6,
+                bytes: 100 + (i as u64 * 37) % 5000,
+                packets: 1 + i as u64 % 7,
+                reject: i % 13 == 0,
+                egress: i % 2 == 0,
+            }
+        })
+        .collect()
+}
+
+/// An estate whose workloads have long names of their own: a dictionary
+/// of a few MB, shared by every text column of every batch of a seal.
+pub fn wordy_estate(count: usize) -> Estate {
+    let mut table = trawl_attrib::WorkloadTable::default();
+    let mut ids = Vec::new();
+    let mut workloads = Vec::new();
+    let long = |what: &str, i: usize| Some(format!("{what}-{i:06}-{}", "x".repeat(200)));
+    for i in 0..count {
+        let w = trawl_attrib::Workload {
+            app: long("app", i),
+            cluster: long("cluster", i),
+            account: long("account", i),
+            region: long("region", i),
+            az: long("az", i),
+            kind: long("kind", i),
+            labels: Default::default(),
+        };
+        ids.push(table.intern(&w).unwrap());
+        workloads.push(w);
+    }
+    Estate {
+        table,
+        ids,
+        workloads,
+    }
+}
