@@ -69,6 +69,9 @@ pub struct DecodeStats {
     pub text_bytes: u64,
     /// Errors by kind.
     pub errors: ErrorCounts,
+    /// Latest record `start` decoded (Unix seconds), for a stream's
+    /// event-time progress.
+    pub start_max: Option<u64>,
 }
 
 impl DecodeStats {
@@ -83,6 +86,7 @@ impl DecodeStats {
         self.input_bytes += other.input_bytes;
         self.text_bytes += other.text_bytes;
         self.errors.merge(&other.errors);
+        self.start_max = self.start_max.max(other.start_max);
     }
 }
 
@@ -325,6 +329,7 @@ impl TextDecoder {
         match decoded {
             Ok(()) => {
                 self.stats.records += 1;
+                self.stats.start_max = self.stats.start_max.max(record.start());
                 match record.log_status() {
                     Some(LogStatus::NoData) => self.stats.nodata_records += 1,
                     Some(LogStatus::SkipData) => self.stats.skipdata_records += 1,

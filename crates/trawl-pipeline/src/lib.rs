@@ -9,6 +9,7 @@
 //!                           │   worker reading a file inflates it and hands
 //!                           │   chunks to free workers (bounded chunk queue)
 //!  HTTP push, Firehose ─────┘   (caller's thread)      decode (trawl-flowlog)
+//!  Kafka (consumer thread) ───── message lines ─────►  (in the consumer's thread)
 //!                                                       learn + owner_at (trawl-attrib)
 //!  metadata events ─► index                             add_batch + position (trawl-store)
 //!                                                        └─► hold (unknown while metadata lags)
@@ -18,7 +19,8 @@
 //! Modules: [`pipeline`] (threads and the public calls), [`worker`] (one
 //! chunk: decode → attribute → store), [`source`] (files, streams,
 //! payloads), [`chunks`] (whole-line chunks of a stream), `feeder` (which files to
-//! read, under which name, from where), [`hold`] (held flows), [`metadata_file`] (metadata files applied from
+//! read, under which name, from where), [`hold`] (held flows), [`kafka`]
+//! (Kafka topics through a consumer group, exactly once), [`metadata_file`] (metadata files applied from
 //! their saved positions), [`metadata_log`] (metadata applied, pushes
 //! logged, snapshots), [`position`] (file positions in the
 //! manifest), [`progress`] (a file's chunks finishing out of order), [`push_log`] (the write-ahead log of pushes), [`stats`] (counters, Prometheus text), [`config`].
@@ -30,6 +32,7 @@ pub mod chunks;
 pub mod config;
 mod feeder;
 pub mod hold;
+pub mod kafka;
 pub mod metadata_file;
 pub mod metadata_log;
 pub mod pipeline;
@@ -41,6 +44,7 @@ pub mod stats;
 pub mod worker;
 
 pub use config::PipelineConfig;
+pub use kafka::{Container, KafkaSourceConfig};
 pub use pipeline::{Pipeline, PipelineError, now_secs};
 pub use position::{FilePosition, FileStat, Fingerprint};
 pub use source::{PushReport, list_files};

@@ -32,6 +32,7 @@ use trawl_store::{SealReport, SharedIndex, SharedStore, Store, StoreError};
 
 use crate::config::PipelineConfig;
 use crate::feeder::{Feeder, InFlight, Job};
+use crate::kafka::{KafkaError, KafkaSource, KafkaSourceConfig};
 use crate::position::FileStat;
 use crate::push_log::{PUSH_LOG_KEY, PushLog, PushLogError, PushLogLimits, PushPosition};
 use crate::source::{Envelope, PushReport, push_durably, read_file, read_stream, replay_push_log};
@@ -59,6 +60,9 @@ pub enum PipelineError {
     /// The push log failed.
     #[error(transparent)]
     PushLog(#[from] PushLogError),
+    /// A Kafka source could not start.
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
     /// The attribution snapshot could not be saved.
     #[error("saving the attribution snapshot: {0}")]
     Snapshot(#[from] PersistError),
@@ -246,6 +250,18 @@ impl Pipeline {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(handle);
+        Ok(())
+    }
+
+    /// Consumes a Kafka source in the background until shutdown, which
+    /// seals what it added, commits its offsets and leaves the group (see
+    /// [`crate::kafka`]).
+    pub fn add_kafka(&self, config: KafkaSourceConfig) -> Result<(), PipelineError> {
+        let source = KafkaSource::start(self.cx.clone(), config, self.stop.clone())?;
+        self.background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(source.into_thread());
         Ok(())
     }
 

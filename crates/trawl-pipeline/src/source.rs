@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use flate2::read::MultiGzDecoder;
 use trawl_flowlog::{
-    DecodeError, FlowRecord, LogFormat, PayloadSummary, RecordSink, TextDecoder, decode_payload,
-    write_line,
+    DecodeError, DecodeOptions, DecodeStats, FlowRecord, LogFormat, PayloadSummary, RecordSink,
+    TextDecoder, decode_payload, write_line,
 };
 
 use crate::chunks::{Chunk, LineChunks};
@@ -193,10 +193,11 @@ fn read_envelope_file(
         )));
     }
     let name = path.display().to_string();
-    let (text, _) = decode_push(cx, &name, &payload);
+    let (text, _) = decode_push(cx, &cx.decode_options, &name, &payload);
     let skip = if resume.envelopes { resume.offset } else { 0 };
     add_lines(
         cx,
+        &cx.decode_options,
         &name,
         &text,
         Some((key, PositionSource::Envelopes(fingerprint))),
@@ -553,8 +554,13 @@ impl RecordSink for Lines<'_> {
 
 /// Decodes a pushed payload (record lines, gzip, CloudWatch Logs or
 /// Firehose envelopes) into record lines.
-fn decode_push(cx: &Context, source: &str, payload: &[u8]) -> (Vec<u8>, PushReport) {
-    let mut decoder = TextDecoder::new(source.to_string(), &cx.decode_options);
+pub(crate) fn decode_push(
+    cx: &Context,
+    options: &DecodeOptions,
+    source: &str,
+    payload: &[u8],
+) -> (Vec<u8>, PushReport) {
+    let mut decoder = TextDecoder::new(source.to_string(), options);
     let mut lines = Lines {
         cx,
         text: Vec::with_capacity(payload.len()),
@@ -572,17 +578,19 @@ fn decode_push(cx: &Context, source: &str, payload: &[u8]) -> (Vec<u8>, PushRepo
     (lines.text, report)
 }
 
-/// Processes decoded record lines from byte `skip` on (a replayed push or
-/// a resumed envelope file the store holds in part), recording the
-/// position `at` (a key and its kind) with every batch.
-fn add_lines(
+/// Processes decoded record lines from byte `skip` on (a replayed push, a
+/// resumed envelope file or Kafka message the store holds in part),
+/// recording the position `at` (a key and its kind) with every batch;
+/// returns what the decoder counted.
+pub(crate) fn add_lines(
     cx: &Context,
+    options: &DecodeOptions,
     source: &str,
     text: &[u8],
     at: Option<(&str, PositionSource)>,
     skip: u64,
-) {
-    let mut decoder = TextDecoder::new(source.to_string(), &cx.decode_options);
+) -> DecodeStats {
+    let mut decoder = TextDecoder::new(source.to_string(), options);
     let begin = usize::try_from(skip).map_or(text.len(), |s| s.min(text.len()));
     skip_text(cx, &mut decoder, &text[..begin]);
     let at = at.map(|(key, source)| ChunkPosition {
@@ -592,13 +600,14 @@ fn add_lines(
         progress: None,
     });
     process_text(cx, &mut decoder, &text[begin..], at);
+    decoder.stats().clone()
 }
 
 /// Decodes a payload and processes its records, with no log (nothing
 /// acknowledged it: stdin's envelope lines, a pipeline without a push log).
 pub fn push_payload(cx: &Context, source: &str, payload: &[u8]) -> PushReport {
-    let (text, report) = decode_push(cx, source, payload);
-    add_lines(cx, source, &text, None, 0);
+    let (text, report) = decode_push(cx, &cx.decode_options, source, payload);
+    add_lines(cx, &cx.decode_options, source, &text, None, 0);
     report
 }
 
@@ -625,7 +634,7 @@ pub fn push_durably(
     cx.stats
         .input_bytes
         .fetch_add(payload.len() as u64, Ordering::Relaxed);
-    let (text, report) = decode_push(cx, source, payload);
+    let (text, report) = decode_push(cx, &cx.decode_options, source, payload);
     let refused = envelope == Envelope::Firehose && report.summary.json_envelopes == 0;
     if report.records == 0 || refused {
         // Nothing kept: a Firehose request that is not one is answered 400
@@ -633,7 +642,7 @@ pub fn push_durably(
         return Ok(report);
     }
     let Some(log) = &cx.push_log else {
-        add_lines(cx, source, &text, None, 0);
+        add_lines(cx, &cx.decode_options, source, &text, None, 0);
         return Ok(report);
     };
     let refused = |error: PushLogError| {
@@ -645,6 +654,7 @@ pub fn push_durably(
         let seq = log.append(source, payload).map_err(refused)?;
         add_lines(
             cx,
+            &cx.decode_options,
             source,
             &text,
             Some((PUSH_LOG_KEY, PositionSource::Push(seq))),
@@ -678,7 +688,7 @@ pub fn replay_push_log(cx: &Context) -> Result<u64, PushLogError> {
         .store(log.bytes(), Ordering::Relaxed);
     let mut replayed = 0;
     log.replay(from, |record| {
-        let (text, _) = decode_push(cx, &record.source, &record.payload);
+        let (text, _) = decode_push(cx, &cx.decode_options, &record.source, &record.payload);
         let skip = if record.seq == from.seq {
             from.offset
         } else {
@@ -687,7 +697,7 @@ pub fn replay_push_log(cx: &Context) -> Result<u64, PushLogError> {
         // The store's position may be the end of this push: all of it in.
         if skip < text.len() as u64 {
             let at = (PUSH_LOG_KEY, PositionSource::Push(record.seq));
-            add_lines(cx, &record.source, &text, Some(at), skip);
+            add_lines(cx, &cx.decode_options, &record.source, &text, Some(at), skip);
             replayed += 1;
         }
     })?;

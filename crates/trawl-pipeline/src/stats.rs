@@ -4,7 +4,9 @@
 //! several pipelines — tests — never mix). [`render_metrics`] adds the
 //! store's and the index's own counters at the moment of the scrape.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::PoisonError;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use trawl_attrib::AttributionIndex;
@@ -82,6 +84,94 @@ pub struct PipelineStats {
     pub full_waits: AtomicU64,
     /// Seals a worker ran because open memory passed the cap.
     pub early_seals: AtomicU64,
+    /// Kafka sources' counters.
+    pub kafka: KafkaStats,
+}
+
+/// Counters of the Kafka sources.
+#[derive(Debug, Default)]
+pub struct KafkaStats {
+    /// Messages consumed.
+    pub messages: AtomicU64,
+    /// Messages that were not what their container says, or held no
+    /// record at all among their errors (each printed with topic,
+    /// partition and offset).
+    pub bad_messages: AtomicU64,
+    /// Assignments and revocations.
+    pub rebalances: AtomicU64,
+    /// Partitions the group took back without a revocation (assignment lost).
+    pub partitions_lost: AtomicU64,
+    /// Partitions taken over without their previous store's release
+    /// (waited `handoff_wait_secs`).
+    pub handoff_timeouts: AtomicU64,
+    /// Offset commits to the group that failed (retried).
+    pub commit_errors: AtomicU64,
+    /// Errors the client reported (brokers down, …).
+    pub client_errors: AtomicU64,
+    /// Per source, per partition (`topic/partition`): records behind the
+    /// partition's last stable offset, and seconds behind.
+    lags: std::sync::Mutex<BTreeMap<String, BTreeMap<String, (u64, u64)>>>,
+}
+
+impl KafkaStats {
+    /// Replaces `source`'s partition lags (records, seconds).
+    pub fn set_lags(&self, source: &str, lags: BTreeMap<String, (u64, u64)>) {
+        let mut all = self.lags.lock().unwrap_or_else(PoisonError::into_inner);
+        all.insert(source.to_string(), lags);
+    }
+
+    /// Every partition's lag: `(topic/partition, records, seconds)`.
+    pub fn lags(&self) -> Vec<(String, u64, u64)> {
+        let all = self.lags.lock().unwrap_or_else(PoisonError::into_inner);
+        all.values()
+            .flat_map(|lags| lags.iter().map(|(p, (r, s))| (p.clone(), *r, *s)))
+            .collect()
+    }
+
+    fn render(&self, m: &mut String) {
+        for (name, help, counter) in [
+            ("trawl_kafka_messages_total", "Kafka messages consumed.", &self.messages),
+            (
+                "trawl_kafka_bad_messages_total",
+                "Kafka messages that were not what their container says or held no record (printed with topic, partition, offset).",
+                &self.bad_messages,
+            ),
+            ("trawl_kafka_rebalances_total", "Partition assignments and revocations.", &self.rebalances),
+            (
+                "trawl_kafka_partitions_lost_total",
+                "Partitions the group took back without a revocation (assignment lost).",
+                &self.partitions_lost,
+            ),
+            (
+                "trawl_kafka_handoff_timeouts_total",
+                "Partitions taken over without the previous store's release (it died?): flows it sealed after its last commit may count twice.",
+                &self.handoff_timeouts,
+            ),
+            ("trawl_kafka_commit_errors_total", "Offset commits to the group that failed (retried).", &self.commit_errors),
+            ("trawl_kafka_client_errors_total", "Errors the Kafka client reported.", &self.client_errors),
+        ] {
+            metric(m, name, "counter", help, &[("", get(counter))]);
+        }
+        let lags = self.lags();
+        let label = |p: &str| format!("{{partition=\"{}\"}}", escape_label(p));
+        let records: Vec<(String, u64)> = lags.iter().map(|(p, r, _)| (label(p), *r)).collect();
+        let seconds: Vec<(String, u64)> = lags.iter().map(|(p, _, s)| (label(p), *s)).collect();
+        for (name, help, samples) in [
+            ("trawl_kafka_lag_records", "Records between a partition's position and its last stable offset.", records),
+            ("trawl_kafka_lag_seconds", "Age of the last message consumed from a partition that has records left.", seconds),
+        ] {
+            let samples: Vec<(&str, u64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+            metric(m, name, "gauge", help, &samples);
+        }
+    }
+}
+
+/// A Prometheus label value with `\`, `"` and newlines escaped.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl PipelineStats {
@@ -287,6 +377,7 @@ pub fn render_metrics(
         "Wall clock minus the newest flow start.",
         &[("", lag)],
     );
+    stats.kafka.render(m);
     let s = store.stats();
     metric(
         m,

@@ -27,6 +27,7 @@ use trawl_store::{EnrichedFlow, SealReport, SharedIndex, SharedStore, Store, Sto
 
 use crate::config::{HOLD_SECS_MAX, PipelineConfig};
 use crate::hold::{HeldFlow, HoldBuffer};
+use crate::kafka::PartitionPosition;
 use crate::position::{FilePosition, Fingerprint};
 use crate::progress::FileProgress;
 use crate::push_log::{PUSH_LOG_KEY, PushLog, PushPosition};
@@ -144,6 +145,9 @@ pub enum PositionSource {
     Push(u64),
     /// A file of JSON envelopes: the offset is in its records' decoded text.
     Envelopes(Option<Fingerprint>),
+    /// A Kafka message, by its offset in its partition: the offset is in
+    /// the message's decoded text.
+    Partition(u64),
 }
 
 impl ChunkPosition<'_> {
@@ -158,6 +162,11 @@ impl ChunkPosition<'_> {
             }
             .encode(),
             PositionSource::Push(seq) => PushPosition { seq, offset }.encode(),
+            PositionSource::Partition(message) => PartitionPosition {
+                offset: message,
+                byte: offset,
+            }
+            .encode(),
             PositionSource::Envelopes(fingerprint) => FilePosition {
                 offset,
                 envelopes: true,
@@ -178,7 +187,7 @@ impl ChunkPosition<'_> {
             PositionSource::File(fingerprint) | PositionSource::Envelopes(fingerprint) => {
                 fingerprint
             }
-            PositionSource::Push(_) => None,
+            PositionSource::Push(_) | PositionSource::Partition(_) => None,
         };
         let (start, end) = (
             self.offset + range.start as u64,

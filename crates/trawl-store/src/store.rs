@@ -386,6 +386,9 @@ pub struct Store {
     dropped_below: Mutex<BTreeMap<String, u32>>,
     /// The newest believed event time (see `trawl_attrib::newest`).
     newest: Mutex<NewestTime>,
+    /// Event times sources have each reached (a stream's slowest
+    /// partition): the watermark stays behind the smallest.
+    watermark_caps: Mutex<BTreeMap<String, u32>>,
     stats: StoreStats,
     doomed: Vec<(PathBuf, Instant)>,
     /// The next segment id no draft has used: drafts number from here, so
@@ -460,6 +463,7 @@ impl Store {
                 config.newest_limits(),
                 config.wall_clock(),
             )),
+            watermark_caps: Mutex::new(BTreeMap::new()),
             manifest,
             stats: StoreStats::default(),
             doomed: Vec::new(),
@@ -556,11 +560,30 @@ impl Store {
         lock(&self.dropped_below).get(table).copied().unwrap_or(0)
     }
 
-    /// Newest event time minus the allowed lateness (0 before any record).
+    /// Newest event time minus the allowed lateness (0 before any record),
+    /// held behind the event time every source has reached
+    /// ([`Store::set_watermark_cap`]).
     pub fn watermark(&self) -> u32 {
-        lock(&self.newest)
-            .get()
+        let newest = lock(&self.newest).get();
+        self.watermark_of(newest)
+    }
+
+    fn watermark_of(&self, newest: Option<u32>) -> u32 {
+        let cap = lock(&self.watermark_caps).values().min().copied();
+        newest
+            .map(|t| cap.map_or(t, |cap| t.min(cap)))
             .map_or(0, |t| t.saturating_sub(self.config.lateness_secs))
+    }
+
+    /// Holds the watermark at or behind `reached` (event time) for
+    /// `source`, a stream whose slowest input has got that far; `None`
+    /// lets it go (the source stopped, or every input is idle).
+    pub fn set_watermark_cap(&self, source: &str, reached: Option<u32>) {
+        let mut caps = lock(&self.watermark_caps);
+        match reached {
+            Some(t) => caps.insert(source.to_string(), t),
+            None => caps.remove(source),
+        };
     }
 
     /// Every table's name: `flows`, then the rollups.
@@ -708,9 +731,7 @@ impl Store {
     fn observe_times(&self, flows: &[EnrichedFlow<'_, '_>]) -> (u32, u64) {
         let (limits, now) = (self.config.newest_limits(), self.config.wall_clock());
         let mut newest = lock(&self.newest);
-        let watermark = newest
-            .get()
-            .map_or(0, |t| t.saturating_sub(self.config.lateness_secs));
+        let watermark = self.watermark_of(newest.get());
         let mut future = 0;
         for flow in flows {
             if let Some(start) = flow.record.start().and_then(|s| u32::try_from(s).ok())

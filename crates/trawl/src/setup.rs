@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use trawl_attrib::{AttributionIndex, IndexConfig, NetworkEntry};
-use trawl_pipeline::{Pipeline, PipelineConfig};
+use trawl_pipeline::{KafkaSourceConfig, Pipeline, PipelineConfig};
 use trawl_server::{AppState, ServerConfig, TOKENS_ENV, Tokens};
 use trawl_store::{DetailSpec, EngineLimits, SqlEngine, Store, StoreConfig};
 
@@ -77,6 +77,9 @@ pub struct SourcesConfig {
     pub aws_ip_ranges: Option<PathBuf>,
     /// Access key Firehose must send (`X-Amz-Firehose-Access-Key`); none: any.
     pub firehose_access_key: Option<String>,
+    /// Kafka topics of flow logs (`[[sources.kafka]]`), each read by a
+    /// consumer group, exactly once.
+    pub kafka: Vec<KafkaSourceConfig>,
 }
 
 impl Default for SourcesConfig {
@@ -88,6 +91,7 @@ impl Default for SourcesConfig {
             metadata_files: Vec::new(),
             aws_ip_ranges: None,
             firehose_access_key: None,
+            kafka: Vec::new(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `trawl run`: the long-running service. Sources from the config file
 //! and flags (directories followed for new files, stdin, metadata files,
-//! HTTP pushes), the pipeline, and the HTTP server; SIGINT or SIGTERM
+//! HTTP pushes, Kafka topics), the pipeline, and the HTTP server; SIGINT or SIGTERM
 //! seals, saves the attribution snapshot and exits (a second signal exits
 //! at once). With `--once`: read the directories to their end, seal, exit.
 
@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
+use anyhow::{Context as _, bail};
 use clap::Args;
+use trawl_pipeline::{Container, KafkaSourceConfig};
 
 use crate::setup::{self, Config};
 
@@ -39,6 +41,21 @@ pub struct RunArgs {
     /// Read the directories (and stdin) once, seal and exit; no server.
     #[arg(long)]
     once: bool,
+    /// Kafka bootstrap brokers (`host:port[,…]`): consume `--kafka-topic`.
+    #[arg(long, value_name = "HOST:PORT", requires = "kafka_topics")]
+    kafka_brokers: Option<String>,
+    /// A Kafka topic of flow-log messages (repeatable).
+    #[arg(long = "kafka-topic", value_name = "TOPIC", requires = "kafka_brokers")]
+    kafka_topics: Vec<String>,
+    /// The consumer group (default `trawl`).
+    #[arg(long, value_name = "GROUP", requires = "kafka_brokers")]
+    kafka_group: Option<String>,
+    /// Fields of messages without a header line (default: AWS's default format).
+    #[arg(long, value_name = "FORMAT", requires = "kafka_brokers")]
+    kafka_log_format: Option<String>,
+    /// What a message holds: auto, lines, gzip, cloudwatch or firehose.
+    #[arg(long, value_name = "CONTAINER", requires = "kafka_brokers")]
+    kafka_container: Option<String>,
 }
 
 impl RunArgs {
@@ -63,7 +80,35 @@ impl RunArgs {
         }
         config.sources.stdin |= self.stdin;
         config.sources.follow &= !self.once;
+        if let Some(kafka) = self.kafka_source()? {
+            config.sources.kafka.push(kafka);
+        }
+        if self.once && !config.sources.kafka.is_empty() {
+            bail!("--once reads directories to their end; a Kafka source runs until trawl is stopped");
+        }
         Ok(config)
+    }
+
+    /// The Kafka source the flags describe, if any.
+    fn kafka_source(&self) -> anyhow::Result<Option<KafkaSourceConfig>> {
+        let Some(brokers) = &self.kafka_brokers else {
+            return Ok(None);
+        };
+        let mut kafka = KafkaSourceConfig {
+            brokers: brokers.clone(),
+            topics: self.kafka_topics.clone(),
+            log_format: self.kafka_log_format.clone(),
+            ..KafkaSourceConfig::default()
+        };
+        if let Some(group) = &self.kafka_group {
+            kafka.group = group.clone();
+        }
+        if let Some(name) = &self.kafka_container {
+            kafka.container = Container::parse(name).with_context(|| {
+                format!("--kafka-container {name}: one of auto, lines, gzip, cloudwatch, firehose")
+            })?;
+        }
+        Ok(Some(kafka))
     }
 }
 
@@ -84,6 +129,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         running.stop()?;
         eprintln!("trawl: done");
         return Ok(ExitCode::SUCCESS);
+    }
+    for kafka in &config.sources.kafka {
+        pipeline.add_kafka(kafka.clone())?;
     }
     for dir in &config.sources.flows_dirs {
         if config.sources.follow {

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+pub mod kafka;
 pub mod load;
 
 pub fn trawl(args: &[&str]) -> Output {
@@ -70,11 +71,21 @@ impl Server {
 
     /// Starts `trawl ARGS` with extra environment `env`, trusting `ca`.
     pub fn start_with(args: &[&str], env: &[(&str, &str)], ca: Option<&[u8]>) -> Server {
+        Server::start_logging(args, env, ca, Stdio::null())
+    }
+
+    /// [`start_with`](Self::start_with), the server's stderr to `stderr`.
+    pub fn start_logging(
+        args: &[&str],
+        env: &[(&str, &str)],
+        ca: Option<&[u8]>,
+        stderr: impl Into<Stdio>,
+    ) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_trawl"))
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();

@@ -1,0 +1,759 @@
+//! The consumer thread of one `[[sources.kafka]]`: polls the group,
+//! positions assigned partitions, seals before giving one up, adds each
+//! message's lines with its position, commits sealed offsets to the group,
+//! and holds the watermark at the slowest partition. See the module
+//! header of `kafka` for the exactly-once argument.
+//!
+//! Everything runs on the thread that polls: librdkafka calls the
+//! rebalance and statistics callbacks from `poll`, so a rebalance never
+//! falls inside a message being added.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use trawl_flowlog::{DecodeOptions, LogFormat};
+
+use super::message::message_text;
+use sha2::Digest as _;
+
+use super::position::{
+    Holder, PartitionPosition, Start, handoff_metadata, holder, partition_key, start_at,
+};
+use super::KafkaSourceConfig;
+use crate::source::add_lines;
+use crate::worker::{Context, PositionSource, seal};
+
+/// How long a call to the group coordinator may take.
+const COORDINATOR_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the watermark cap is recomputed.
+const WATERMARK_EVERY: Duration = Duration::from_secs(1);
+/// How long one poll waits for a message.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// Bad messages and client errors printed before only every 1,000th is.
+const PRINTED_MAX: u64 = 20;
+
+/// Why a Kafka source could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum KafkaError {
+    /// A setting is wrong (the message names it).
+    #[error("{0}")]
+    Config(String),
+    /// The client refused its configuration or could not subscribe.
+    #[error("sources.kafka ({brokers}, topics {topics}): {source}")]
+    Client {
+        /// The brokers configured.
+        brokers: String,
+        /// The topics configured.
+        topics: String,
+        /// librdkafka's error.
+        source: rdkafka::error::KafkaError,
+    },
+    /// The consumer thread could not be started.
+    #[error("starting the Kafka consumer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A running Kafka source: its consumer thread.
+#[derive(Debug)]
+pub struct KafkaSource {
+    handle: JoinHandle<()>,
+}
+
+impl KafkaSource {
+    /// Starts consuming `config`'s topics into the pipeline of `cx` until
+    /// `stop` is set; then seals, commits and leaves the group.
+    pub fn start(
+        cx: Arc<Context>,
+        config: KafkaSourceConfig,
+        stop: Arc<AtomicBool>,
+    ) -> Result<KafkaSource, KafkaError> {
+        config.validate().map_err(KafkaError::Config)?;
+        let (brokers, topics) = (config.brokers.clone(), config.topics.join(","));
+        let client_error = |source| KafkaError::Client {
+            brokers: brokers.clone(),
+            topics: topics.clone(),
+            source,
+        };
+        let options = DecodeOptions {
+            format: match &config.log_format {
+                Some(spec) => Some(LogFormat::parse(spec).map_err(|e| {
+                    KafkaError::Config(format!("sources.kafka.log_format: {e}"))
+                })?),
+                None => None,
+            },
+            ..cx.decode_options.clone()
+        };
+        let store_id = {
+            let dir = cx.store_read().data_dir().to_path_buf();
+            store_id(&dir).map_err(|e| {
+                KafkaError::Config(format!("{}: {e}", dir.join(STORE_ID_FILE).display()))
+            })?
+        };
+        let shared = Arc::new(Shared {
+            name: format!("kafka:{}:{}", config.group, config.topics.join(",")),
+            cx,
+            options,
+            store_id,
+            partitions: Mutex::new(BTreeMap::new()),
+            releases: Mutex::new(Vec::new()),
+            config,
+        });
+        let consumer: BaseConsumer<Ctx> = client_config(&shared.config)
+            .create_with_context(Ctx(shared.clone()))
+            .map_err(client_error)?;
+        let topics: Vec<&str> = shared.config.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics).map_err(client_error)?;
+        let handle = std::thread::Builder::new()
+            .name("trawl-kafka".to_string())
+            .spawn(move || consume_until(&shared, &consumer, &stop))
+            .map_err(KafkaError::Thread)?;
+        Ok(KafkaSource { handle })
+    }
+
+    /// The consumer thread (it ends once `stop` is set).
+    pub fn into_thread(self) -> JoinHandle<()> {
+        self.handle
+    }
+}
+
+/// The client settings: the config's properties, then what exactly-once
+/// needs (no automatic commits or offset stores, committed reads only,
+/// cooperative rebalances).
+fn client_config(config: &KafkaSourceConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    for (key, value) in &config.properties {
+        client.set(key, value);
+    }
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", &config.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("isolation.level", "read_committed")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("auto.offset.reset", &config.start)
+        .set("statistics.interval.ms", "5000");
+    client
+}
+
+/// One assigned partition's state in this process.
+#[derive(Debug)]
+struct PartitionState {
+    key: String,
+    /// Where reading resumes inside a message the store holds in part.
+    resume: Option<PartitionPosition>,
+    /// The next offset to add (messages below it are in).
+    next: u64,
+    /// Latest record start added from the partition.
+    newest_event: Option<u32>,
+    /// When the last message arrived (or the partition was assigned).
+    last_message: Instant,
+    /// Create or append time of the last message (milliseconds).
+    last_message_ms: Option<i64>,
+    /// The offset last committed to the group.
+    committed: Option<u64>,
+    /// The partition's last stable offset, from the client's statistics.
+    end_offset: Option<i64>,
+}
+
+/// What the consumer thread and the client's callbacks share.
+struct Shared {
+    /// Name of the source (watermark cap, messages).
+    name: String,
+    cx: Arc<Context>,
+    options: DecodeOptions,
+    config: KafkaSourceConfig,
+    /// This data directory's id in the group's commit metadata.
+    store_id: String,
+    partitions: Mutex<BTreeMap<(String, i32), PartitionState>>,
+    /// Releases the group refused, with when they were first tried.
+    releases: Mutex<Vec<((String, i32, u64), Instant)>>,
+}
+
+impl Shared {
+    fn partitions(&self) -> MutexGuard<'_, BTreeMap<(String, i32), PartitionState>> {
+        self.partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The client context: rebalances, statistics and errors.
+struct Ctx(Arc<Shared>);
+
+impl ClientContext for Ctx {
+    fn stats(&self, statistics: Statistics) {
+        let mut partitions = self.0.partitions();
+        for (topic, stats) in &statistics.topics {
+            for (partition, stats) in &stats.partitions {
+                if let Some(state) = partitions.get_mut(&(topic.clone(), *partition))
+                    && stats.ls_offset >= 0
+                {
+                    state.end_offset = Some(stats.ls_offset);
+                }
+            }
+        }
+        drop(partitions);
+        self.0.publish_lag();
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let stats = &self.0.cx.stats.kafka;
+        let n = stats.client_errors.fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= PRINTED_MAX || n.is_multiple_of(1000) {
+            eprintln!("trawl: {}: client error #{n}: {error}: {reason}", self.0.name);
+        }
+    }
+}
+
+impl ConsumerContext for Ctx {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        self.0.cx.stats.kafka.rebalances.fetch_add(1, Ordering::Relaxed);
+        let done = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let assignment = self.0.assign(consumer, tpl);
+                if cooperative {
+                    consumer.incremental_assign(&assignment)
+                } else {
+                    consumer.assign(&assignment)
+                }
+            }
+            _ => {
+                self.0.revoke(consumer, tpl);
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+        };
+        if let Err(error) = done {
+            eprintln!("trawl: {}: rebalance: {error}", self.0.name);
+        }
+        self.0.publish_watermark();
+    }
+}
+
+impl Shared {
+    /// `tpl`, newly assigned, with each partition's starting offset; its
+    /// state recorded.
+    fn assign(&self, consumer: &BaseConsumer<Ctx>, tpl: &TopicPartitionList) -> TopicPartitionList {
+        let committed = self.committed_when_released(consumer, tpl);
+        let stored: Vec<Option<PartitionPosition>> = {
+            let store = self.cx.store_read();
+            let positions = store.pending_positions();
+            tpl.elements()
+                .iter()
+                .map(|e| {
+                    positions
+                        .get(&partition_key(e.topic(), e.partition()))
+                        .and_then(|v| PartitionPosition::decode(v))
+                })
+                .collect()
+        };
+        let assignment = tpl.clone();
+        let mut partitions = self.partitions();
+        for (mut elem, stored) in assignment.elements().into_iter().zip(stored) {
+            let (topic, partition) = (elem.topic().to_string(), elem.partition());
+            let group = committed
+                .find_partition(&topic, partition)
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => u64::try_from(o).ok(),
+                    _ => None,
+                });
+            let start = start_at(stored, group);
+            let (offset, resume, next) = match start {
+                Start::At(at) => (
+                    i64::try_from(at.offset).map_or(Offset::End, Offset::Offset),
+                    (at.byte > 0).then_some(at),
+                    at.offset,
+                ),
+                // `auto.offset.reset` decides: there is no committed offset.
+                Start::Reset => (Offset::Invalid, None, 0),
+            };
+            if let Err(error) = elem.set_offset(offset) {
+                eprintln!("trawl: {}: {topic}/{partition}: {error}", self.name);
+            }
+            eprintln!(
+                "trawl: {}: assigned {topic}/{partition}, from {}",
+                self.name,
+                describe(start)
+            );
+            partitions.insert(
+                (topic.clone(), partition),
+                PartitionState {
+                    key: partition_key(&topic, partition),
+                    resume,
+                    next,
+                    newest_event: None,
+                    last_message: Instant::now(),
+                    last_message_ms: None,
+                    committed: group,
+                    end_offset: None,
+                },
+            );
+        }
+        assignment
+    }
+
+    /// The group's commits of `tpl`, once no other store holds any of its
+    /// partitions (each waits at most `handoff_wait_secs` for its holder to
+    /// release it).
+    fn committed_when_released(
+        &self,
+        consumer: &BaseConsumer<Ctx>,
+        tpl: &TopicPartitionList,
+    ) -> TopicPartitionList {
+        let deadline = Instant::now() + Duration::from_secs(self.config.handoff_wait_secs);
+        loop {
+            let committed = match consumer.committed_offsets(tpl.clone(), COORDINATOR_TIMEOUT) {
+                Ok(committed) => committed,
+                Err(error) => {
+                    // Rare (no coordinator for 10 s): the store's positions
+                    // are still right unless another store sealed further.
+                    eprintln!(
+                        "trawl: {}: reading the group's offsets: {error}; starting from this store's positions",
+                        self.name
+                    );
+                    return TopicPartitionList::new();
+                }
+            };
+            let held: Vec<String> = committed
+                .elements()
+                .iter()
+                .filter_map(|e| match holder(e.metadata(), &self.store_id) {
+                    Holder::Other(id) => Some(format!("{}/{} (store {id})", e.topic(), e.partition())),
+                    Holder::Nobody | Holder::Me => None,
+                })
+                .collect();
+            if held.is_empty() {
+                return committed;
+            }
+            if Instant::now() >= deadline {
+                self.cx
+                    .stats
+                    .kafka
+                    .handoff_timeouts
+                    .fetch_add(held.len() as u64, Ordering::Relaxed);
+                eprintln!(
+                    "trawl: {}: {} not released within {} s (its process died?): reading from its last commit; flows it sealed after may be counted twice",
+                    self.name,
+                    held.join(", "),
+                    self.config.handoff_wait_secs
+                );
+                return committed;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Before `tpl` is given up: seals what was added from it (bounded in
+    /// time, else the process ends), commits the sealed offsets, forgets it.
+    fn revoke(&self, consumer: &BaseConsumer<Ctx>, tpl: &TopicPartitionList) {
+        let keys: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        if consumer.assignment_lost() {
+            // The group moved to a new generation without this member's
+            // revocation (a heartbeat refused): the group still waits for
+            // this member to rejoin, which it does only after this callback,
+            // so sealing and committing now still comes before the next
+            // owner reads. (Not so when the session expired: see the module
+            // header's known window.)
+            self.cx
+                .stats
+                .kafka
+                .partitions_lost
+                .fetch_add(keys.len() as u64, Ordering::Relaxed);
+            eprintln!(
+                "trawl: {}: the group took {} back (assignment lost): sealing and committing before rejoining",
+                self.name,
+                names(&keys)
+            );
+        }
+        if self.unsealed(&keys) {
+            self.seal_within(self.config.revoke_seal_secs_max, &keys);
+        }
+        let offsets = self.sealed_offsets(&keys);
+        if !self.commit(consumer, &offsets, true, CommitMode::Sync) {
+            // Released once the group takes commits from this member again.
+            let mut releases = self
+                .releases
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            releases.extend(offsets.into_iter().map(|o| (o, Instant::now())));
+        }
+        let mut partitions = self.partitions();
+        for key in &keys {
+            partitions.remove(key);
+        }
+        drop(partitions);
+        eprintln!("trawl: {}: gave up {}", self.name, names(&keys));
+        self.publish_lag();
+    }
+
+    /// Whether anything added from `keys` is not yet in a published manifest.
+    fn unsealed(&self, keys: &[(String, i32)]) -> bool {
+        let store = self.cx.store_read();
+        let pending = store.pending_positions();
+        keys.iter().any(|(topic, partition)| {
+            let key = partition_key(topic, *partition);
+            pending.get(&key) != store.positions().get(&key)
+        })
+    }
+
+    /// Seals until nothing from `keys` is unsealed, retrying for `secs_max`
+    /// seconds; past that ends the process (see the module header).
+    fn seal_within(&self, secs_max: u64, keys: &[(String, i32)]) {
+        let deadline = Instant::now() + Duration::from_secs(secs_max);
+        loop {
+            match seal(&self.cx) {
+                Ok(_) if !self.unsealed(keys) => return,
+                Ok(_) => {}
+                Err(error) => {
+                    self.cx.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("trawl: {}: sealing before a rebalance: {error}", self.name);
+                }
+            }
+            if Instant::now() >= deadline {
+                fail_stop(&format!(
+                    "{}: could not seal {} within {secs_max} s before giving them up: ending the process so that their flows are stored once, by the next owner",
+                    self.name,
+                    names(keys)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Commits the sealed offsets of every assigned partition that moved
+    /// since its last commit, as held by this store.
+    fn commit_sealed(&self, consumer: &BaseConsumer<Ctx>, mode: CommitMode) {
+        let sealed = self.cx.store_read().positions().clone();
+        let mut moved = Vec::new();
+        for ((topic, partition), state) in self.partitions().iter() {
+            let offset = sealed
+                .get(&state.key)
+                .and_then(|v| PartitionPosition::decode(v))
+                .map(|p| p.group_offset());
+            if let Some(offset) = offset
+                && state.committed != Some(offset)
+            {
+                moved.push((topic.clone(), *partition, offset));
+            }
+        }
+        if self.commit(consumer, &moved, false, mode) {
+            let mut partitions = self.partitions();
+            for (topic, partition, offset) in moved {
+                if let Some(state) = partitions.get_mut(&(topic, partition)) {
+                    state.committed = Some(offset);
+                }
+            }
+        }
+    }
+
+    /// The sealed offsets of `keys`, as this store's store id releases them.
+    fn sealed_offsets(&self, keys: &[(String, i32)]) -> Vec<(String, i32, u64)> {
+        let store = self.cx.store_read();
+        keys.iter()
+            .filter_map(|(topic, partition)| {
+                let position = store
+                    .positions()
+                    .get(&partition_key(topic, *partition))
+                    .and_then(|v| PartitionPosition::decode(v))?;
+                Some((topic.clone(), *partition, position.group_offset()))
+            })
+            .collect()
+    }
+
+    /// Commits `offsets` with this store's handoff metadata; whether the
+    /// group took them.
+    fn commit(
+        &self,
+        consumer: &BaseConsumer<Ctx>,
+        offsets: &[(String, i32, u64)],
+        released: bool,
+        mode: CommitMode,
+    ) -> bool {
+        if offsets.is_empty() {
+            return true;
+        }
+        let metadata = handoff_metadata(&self.store_id, released);
+        let mut list = TopicPartitionList::new();
+        for (topic, partition, offset) in offsets {
+            let Ok(offset) = i64::try_from(*offset) else {
+                continue;
+            };
+            let mut elem = list.add_partition(topic, *partition);
+            let positioned = elem.set_offset(Offset::Offset(offset));
+            elem.set_metadata(metadata.as_str());
+            if positioned.is_err() {
+                return false;
+            }
+        }
+        match consumer.commit(&list, mode) {
+            Ok(()) => true,
+            Err(error) => {
+                let stats = &self.cx.stats.kafka;
+                stats.commit_errors.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "trawl: {}: committing offsets to the group: {error} (tried again)",
+                    self.name
+                );
+                false
+            }
+        }
+    }
+
+    /// Commits the releases the group refused (while it moved to a new
+    /// generation without this member); gives up on each after
+    /// `handoff_wait_secs`, when the next owner has stopped waiting for it.
+    fn retry_releases(&self, consumer: &BaseConsumer<Ctx>) {
+        let mut pending = self
+            .releases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if pending.is_empty() {
+            return;
+        }
+        let offsets: Vec<(String, i32, u64)> = pending.iter().map(|(o, _)| o.clone()).collect();
+        if self.commit(consumer, &offsets, true, CommitMode::Sync) {
+            pending.clear();
+            eprintln!("trawl: {}: released {}", self.name, names_of(&offsets));
+            return;
+        }
+        let wait = Duration::from_secs(self.config.handoff_wait_secs);
+        pending.retain(|(_, since)| since.elapsed() < wait);
+    }
+
+    /// Adds one message: its lines from where the store stands in it, then
+    /// the position past it.
+    fn add_message(&self, message: &BorrowedMessage<'_>) {
+        let (topic, partition) = (message.topic(), message.partition());
+        let Ok(offset) = u64::try_from(message.offset()) else {
+            return;
+        };
+        let (key, skip) = {
+            let mut partitions = self.partitions();
+            let Some(state) = partitions.get_mut(&(topic.to_string(), partition)) else {
+                // Fetched before the partition was given up.
+                return;
+            };
+            if offset < state.next {
+                // Already in the store (a message fetched twice).
+                return;
+            }
+            let skip = match state.resume.take() {
+                Some(at) if at.offset == offset => at.byte,
+                _ => 0,
+            };
+            state.next = offset + 1;
+            state.last_message = Instant::now();
+            state.last_message_ms = message.timestamp().to_millis();
+            (state.key.clone(), skip)
+        };
+        let stats = &self.cx.stats.kafka;
+        stats.messages.fetch_add(1, Ordering::Relaxed);
+        let payload = message.payload().unwrap_or_default();
+        self.cx
+            .stats
+            .input_bytes
+            .fetch_add(payload.len() as u64, Ordering::Relaxed);
+        let source = format!("kafka:{topic}/{partition}@{offset}");
+        let text = message_text(
+            &self.cx,
+            &self.options,
+            self.config.container,
+            &source,
+            payload,
+        );
+        let at = (key.as_str(), PositionSource::Partition(offset));
+        let decoded = add_lines(&self.cx, &self.options, &source, &text.text, Some(at), skip);
+        let next = PartitionPosition {
+            offset: offset + 1,
+            byte: 0,
+        };
+        if let Err(error) = self
+            .cx
+            .store_read()
+            .note_positions(&[(&key, &next.encode())])
+        {
+            eprintln!("trawl: {source}: {error}");
+        }
+        let bad = text.bad.or_else(|| {
+            (decoded.errors.total() > 0 && decoded.records == 0)
+                .then(|| format!("{} lines, none a flow record", decoded.errors.total()))
+        });
+        if let Some(why) = bad {
+            let n = stats.bad_messages.fetch_add(1, Ordering::Relaxed) + 1;
+            if n <= PRINTED_MAX || n.is_multiple_of(1000) {
+                eprintln!("trawl: bad message #{n}: {source}: {why}");
+            }
+        }
+        if let Some(start) = decoded.start_max.and_then(|s| u32::try_from(s).ok())
+            && let Some(state) = self.partitions().get_mut(&(topic.to_string(), partition))
+        {
+            state.newest_event = state.newest_event.max(Some(start));
+        }
+    }
+
+    /// Holds the store's watermark at the slowest partition that is not
+    /// idle; lets it go when every partition is idle or none is assigned.
+    fn publish_watermark(&self) {
+        let idle_after = Duration::from_secs(self.config.idle_partition_secs);
+        let partitions = self.partitions();
+        let mut cap: Option<u32> = None;
+        for state in partitions.values() {
+            let idle = self.config.idle_partition_secs > 0 && state.last_message.elapsed() >= idle_after;
+            if idle {
+                continue;
+            }
+            // A partition that has given no time yet holds it at the start.
+            let reached = state.newest_event.unwrap_or(0);
+            cap = Some(cap.map_or(reached, |c| c.min(reached)));
+        }
+        drop(partitions);
+        self.cx.store_read().set_watermark_cap(&self.name, cap);
+    }
+
+    /// Publishes every assigned partition's lag in `/metrics`.
+    fn publish_lag(&self) {
+        let now_ms = crate::pipeline::now_secs().saturating_mul(1000);
+        let lags = self
+            .partitions()
+            .iter()
+            .map(|((topic, partition), state)| {
+                let records = state
+                    .end_offset
+                    .and_then(|end| u64::try_from(end).ok())
+                    .map_or(0, |end| end.saturating_sub(state.next));
+                let behind_ms = state
+                    .last_message_ms
+                    .and_then(|t| u64::try_from(t).ok())
+                    .map_or(0, |t| now_ms.saturating_sub(t));
+                let seconds = if records > 0 { behind_ms / 1000 } else { 0 };
+                (format!("{topic}/{partition}"), (records, seconds))
+            })
+            .collect();
+        self.cx.stats.kafka.set_lags(&self.name, lags);
+    }
+}
+
+/// Polls until `stop`, then seals, commits and leaves the group.
+fn consume_until(shared: &Shared, consumer: &BaseConsumer<Ctx>, stop: &AtomicBool) {
+    let mut generation = shared.cx.store_read().manifest().generation;
+    let mut last_watermark = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        match consumer.poll(POLL_TIMEOUT) {
+            Some(Ok(message)) => shared.add_message(&message),
+            Some(Err(error)) => {
+                let stats = &shared.cx.stats.kafka;
+                let n = stats.client_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                if n <= PRINTED_MAX || n.is_multiple_of(1000) {
+                    eprintln!("trawl: {}: consuming: {error}", shared.name);
+                }
+            }
+            None => {}
+        }
+        // Offsets follow seals closely: what a seal made true reaches the
+        // group within a poll (see the known window in the module header).
+        let sealed = shared.cx.store_read().manifest().generation;
+        if sealed != generation {
+            generation = sealed;
+            shared.commit_sealed(consumer, CommitMode::Async);
+        }
+        shared.retry_releases(consumer);
+        if last_watermark.elapsed() >= WATERMARK_EVERY {
+            last_watermark = Instant::now();
+            shared.publish_watermark();
+        }
+    }
+    // Everything added is sealed before the group hears we leave: the
+    // revocation that follows finds nothing unsealed.
+    let keys: Vec<(String, i32)> = shared.partitions().keys().cloned().collect();
+    if shared.unsealed(&keys) {
+        shared.seal_within(shared.config.revoke_seal_secs_max, &keys);
+    }
+    shared.commit_sealed(consumer, CommitMode::Sync);
+    consumer.unsubscribe();
+    // Serves the revocation (librdkafka calls the callback from poll).
+    let deadline = Instant::now() + COORDINATOR_TIMEOUT;
+    while !shared.partitions().is_empty() && Instant::now() < deadline {
+        let _ = consumer.poll(POLL_TIMEOUT);
+    }
+    shared.cx.store_read().set_watermark_cap(&shared.name, None);
+}
+
+/// Ends the process (see the module header: stored once, by the next owner).
+fn fail_stop(why: &str) -> ! {
+    eprintln!("trawl: {why}");
+    std::process::exit(75)
+}
+
+fn names(keys: &[(String, i32)]) -> String {
+    keys.iter()
+        .map(|(topic, partition)| format!("{topic}/{partition}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn names_of(offsets: &[(String, i32, u64)]) -> String {
+    offsets
+        .iter()
+        .map(|(topic, partition, offset)| format!("{topic}/{partition} at {offset}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Name of the file holding a data directory's id for group commits.
+pub const STORE_ID_FILE: &str = "STORE_ID";
+
+/// The data directory's id, made and saved (written whole, then renamed)
+/// the first time: a digest of the directory, the process and the time.
+fn store_id(dir: &std::path::Path) -> std::io::Result<String> {
+    let path = dir.join(STORE_ID_FILE);
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(id.to_string());
+        }
+    }
+    let seed = format!(
+        "{} {} {:?}",
+        dir.display(),
+        std::process::id(),
+        std::time::SystemTime::now()
+    );
+    let digest = sha2::Sha256::digest(seed.as_bytes());
+    let id: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let tmp = dir.join(format!("{STORE_ID_FILE}.tmp"));
+    std::fs::write(&tmp, format!("{id}\n"))?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(id)
+}
+
+fn describe(start: Start) -> String {
+    match start {
+        Start::At(at) if at.byte > 0 => format!("offset {} (byte {} of it)", at.offset, at.byte),
+        Start::At(at) => format!("offset {}", at.offset),
+        Start::Reset => "auto.offset.reset (nothing stored or committed)".to_string(),
+    }
+}

@@ -1,0 +1,280 @@
+//! The Kafka source against a real broker (noida-db), with input written
+//! by an independent client (confluent-kafka, `tests/kafka/produce.py`,
+//! which also computes the totals a correct consumer must find): kill -9
+//! while consuming, a second process joining and leaving the group, an
+//! aborted transaction in the input, bad messages of every kind.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::kafka::Broker;
+use common::{Server, ok, path, trawl, wait_for};
+use serde_json::Value;
+
+/// Seals every second and holds nothing back (no metadata in these tests).
+const PIPELINE: &str = "[pipeline]\nhold_secs = 0\nseal_interval_secs = 1\nseal_interval_min_secs = 1\n";
+
+/// A config reading `topic` in group `trawl-test`; a member killed with
+/// -9 is given up by the group after 6 s (the broker's least), not 45.
+fn config_file(dir: &Path, broker: &Broker, topic: &str) -> String {
+    let file = dir.join("trawl.toml");
+    let kafka = format!(
+        "[[sources.kafka]]\nbrokers = \"{}\"\ntopics = [\"{topic}\"]\ngroup = \"trawl-test\"\n\
+         [sources.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n",
+        broker.brokers
+    );
+    std::fs::write(&file, format!("{PIPELINE}\n{kafka}")).unwrap();
+    path(&file).to_string()
+}
+
+fn start(data: &Path, config: &str) -> Server {
+    Server::start(&[
+        "run",
+        "--config",
+        config,
+        "--data-dir",
+        path(data),
+        "--listen",
+        "127.0.0.1:0",
+    ])
+}
+
+/// (flows, bytes, packets) in `flows_1m` and rows in `flows`, as the
+/// server answers now.
+fn live_totals(server: &Server) -> [u64; 4] {
+    let (status, body) = server.sql(TOTALS_SQL, "json");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    totals_of(&serde_json::from_slice(&body).unwrap())
+}
+
+/// The same, read from a data directory no process holds.
+fn stored_totals(data: &Path) -> [u64; 4] {
+    let out = ok(trawl(&[
+        "query",
+        "--data-dir",
+        path(data),
+        "--format",
+        "json",
+        TOTALS_SQL,
+    ]));
+    totals_of(&serde_json::from_str(&out).unwrap())
+}
+
+const TOTALS_SQL: &str = "SELECT (SELECT COALESCE(SUM(flows), 0) FROM flows_1m) AS flows, \
+     (SELECT COALESCE(SUM(bytes), 0) FROM flows_1m) AS bytes, \
+     (SELECT COALESCE(SUM(packets), 0) FROM flows_1m) AS packets, \
+     (SELECT COUNT(*) FROM flows) AS rows";
+
+fn totals_of(answer: &Value) -> [u64; 4] {
+    let row = answer
+        .get("rows")
+        .and_then(|r| r.get(0))
+        .or_else(|| answer.get(0))
+        .unwrap_or_else(|| panic!("no row in {answer}"));
+    let get = |name: &str| {
+        let value = &row[name];
+        value
+            .as_u64()
+            .or_else(|| value.as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or_else(|| panic!("{name} in {row}"))
+    };
+    [get("flows"), get("bytes"), get("packets"), get("rows")]
+}
+
+fn expected(totals: &Value) -> [u64; 4] {
+    let records = totals["records"].as_u64().unwrap();
+    [
+        records,
+        totals["bytes"].as_u64().unwrap(),
+        totals["packets"].as_u64().unwrap(),
+        records,
+    ]
+}
+
+/// Waits until `server` holds `want` flows, failing at once if it holds more.
+fn wait_for_flows(server: &Server, want: u64, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        let flows = live_totals(server)[0];
+        assert!(flows <= want, "{flows} flows counted, {want} produced: some twice");
+        if flows == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{flows} of {want} flows after {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A small xorshift: the kill moments, reproducible from the printed seed.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn kill_9_while_consuming_and_every_flow_is_counted_once() {
+    let broker = Broker::start();
+    broker.create_topic("flows", 3);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &broker, "flows");
+    let data = dir.path().join("data");
+    let producer = broker.produce_in_background(
+        "flows",
+        &["--messages", "600", "--lines", "40", "--seconds", "12", "--seed", "7"],
+    );
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("kill seed {seed}");
+    let mut state = seed;
+    for _ in 0..6 {
+        let server = start(&data, &config);
+        std::thread::sleep(Duration::from_millis(300 + next(&mut state) % 2000));
+        drop(server); // SIGKILL
+    }
+    let want = expected(&producer.totals());
+    let server = start(&data, &config);
+    wait_for_flows(&server, want[0], Duration::from_secs(120));
+    assert_eq!(live_totals(&server), want);
+    assert!(server.signal("-TERM").success());
+    assert_eq!(stored_totals(&data), want, "after the last stop");
+}
+
+#[test]
+fn a_second_process_joins_the_group_and_leaves_and_every_flow_is_counted_once() {
+    let broker = Broker::start();
+    broker.create_topic("flows", 4);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &broker, "flows");
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let producer = broker.produce_in_background(
+        "flows",
+        &["--messages", "800", "--lines", "20", "--seconds", "14", "--seed", "11"],
+    );
+    let a = start(&data_a, &config);
+    std::thread::sleep(Duration::from_secs(3));
+    let b = start(&data_b, &config);
+    // B takes partitions over (cooperative: A gives up only those).
+    wait_for("the second process to consume", Duration::from_secs(30), || {
+        b.metric("trawl_kafka_messages_total") > 0
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(b.signal("-TERM").success());
+    let want = expected(&producer.totals());
+    let from_b = stored_totals(&data_b);
+    assert!(from_b[0] > 0, "the second process stored nothing");
+    wait_for_flows(&a, want[0] - from_b[0], Duration::from_secs(90));
+    assert!(a.signal("-TERM").success());
+    let from_a = stored_totals(&data_a);
+    let sum: Vec<u64> = from_a.iter().zip(&from_b).map(|(x, y)| x + y).collect();
+    assert_eq!(sum, want, "a {from_a:?} + b {from_b:?}");
+}
+
+#[test]
+fn an_aborted_transaction_in_the_input_is_not_counted() {
+    let broker = Broker::start();
+    broker.create_topic("flows", 1);
+    let committed = expected(&broker.produce("txn", "flows", &["--seed", "3"]));
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &broker, "flows");
+    let data = dir.path().join("data");
+    let server = start(&data, &config);
+    wait_for_flows(&server, committed[0], Duration::from_secs(60));
+    // The aborted records come before the last committed ones: all read by now.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(live_totals(&server), committed);
+    assert!(server.signal("-TERM").success());
+    assert_eq!(stored_totals(&data), committed);
+}
+
+#[test]
+fn bad_messages_are_counted_and_named_and_the_partition_goes_on() {
+    let broker = Broker::start();
+    broker.create_topic("flows", 1);
+    let produced = broker.produce("bad", "flows", &["--seed", "5"]);
+    let good = expected(&produced);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("trawl.toml");
+    std::fs::write(&config, PIPELINE).unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("stderr.log");
+    // The flags, this time (the common case's way in).
+    let server = Server::start_logging(
+        &[
+            "run",
+            "--config",
+            path(&config),
+            "--data-dir",
+            path(&data),
+            "--listen",
+            "127.0.0.1:0",
+            "--kafka-brokers",
+            &broker.brokers,
+            "--kafka-topic",
+            "flows",
+            "--kafka-group",
+            "trawl-test",
+        ],
+        &[],
+        None,
+        std::fs::File::create(&log).unwrap(),
+    );
+    wait_for_flows(&server, good[0], Duration::from_secs(60));
+    let bad_offsets: Vec<u64> = produced["bad_offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    wait_for("every message consumed", Duration::from_secs(30), || {
+        server.metric("trawl_kafka_messages_total") == 2 * bad_offsets.len() as u64 + 2
+    });
+    assert_eq!(
+        server.metric("trawl_kafka_bad_messages_total"),
+        bad_offsets.len() as u64
+    );
+    assert_eq!(live_totals(&server), good);
+    assert!(server.signal("-TERM").success());
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    for offset in bad_offsets {
+        let name = format!("kafka:flows/0@{offset}");
+        assert!(stderr.contains(&name), "{name} not named in:\n{stderr}");
+    }
+}
+
+#[test]
+fn settings_that_would_break_exactly_once_are_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("trawl.toml");
+    std::fs::write(
+        &config,
+        "[[sources.kafka]]\nbrokers = \"127.0.0.1:1\"\ntopics = [\"flows\"]\n[sources.kafka.properties]\n\"enable.auto.commit\" = \"true\"\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let out = trawl(&[
+        "run",
+        "--config",
+        path(&config),
+        "--data-dir",
+        path(&data),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sources.kafka.properties.enable.auto.commit"),
+        "{stderr}"
+    );
+}
