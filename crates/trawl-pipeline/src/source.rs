@@ -600,7 +600,7 @@ pub(crate) fn add_lines(
         progress: None,
     });
     process_text(cx, &mut decoder, &text[begin..], at);
-    decoder.stats().clone()
+    *decoder.stats()
 }
 
 /// Decodes a payload and processes its records, with no log (nothing
@@ -697,7 +697,14 @@ pub fn replay_push_log(cx: &Context) -> Result<u64, PushLogError> {
         // The store's position may be the end of this push: all of it in.
         if skip < text.len() as u64 {
             let at = (PUSH_LOG_KEY, PositionSource::Push(record.seq));
-            add_lines(cx, &cx.decode_options, &record.source, &text, Some(at), skip);
+            add_lines(
+                cx,
+                &cx.decode_options,
+                &record.source,
+                &text,
+                Some(at),
+                skip,
+            );
             replayed += 1;
         }
     })?;

@@ -88,6 +88,9 @@ pub struct PipelineStats {
     pub kafka: KafkaStats,
 }
 
+/// One source's partitions (`topic/partition`): (records, seconds) behind.
+pub type PartitionLags = BTreeMap<String, (u64, u64)>;
+
 /// Counters of the Kafka sources.
 #[derive(Debug, Default)]
 pub struct KafkaStats {
@@ -110,12 +113,12 @@ pub struct KafkaStats {
     pub client_errors: AtomicU64,
     /// Per source, per partition (`topic/partition`): records behind the
     /// partition's last stable offset, and seconds behind.
-    lags: std::sync::Mutex<BTreeMap<String, BTreeMap<String, (u64, u64)>>>,
+    lags: std::sync::Mutex<BTreeMap<String, PartitionLags>>,
 }
 
 impl KafkaStats {
     /// Replaces `source`'s partition lags (records, seconds).
-    pub fn set_lags(&self, source: &str, lags: BTreeMap<String, (u64, u64)>) {
+    pub fn set_lags(&self, source: &str, lags: PartitionLags) {
         let mut all = self.lags.lock().unwrap_or_else(PoisonError::into_inner);
         all.insert(source.to_string(), lags);
     }
@@ -130,13 +133,21 @@ impl KafkaStats {
 
     fn render(&self, m: &mut String) {
         for (name, help, counter) in [
-            ("trawl_kafka_messages_total", "Kafka messages consumed.", &self.messages),
+            (
+                "trawl_kafka_messages_total",
+                "Kafka messages consumed.",
+                &self.messages,
+            ),
             (
                 "trawl_kafka_bad_messages_total",
                 "Kafka messages that were not what their container says or held no record (printed with topic, partition, offset).",
                 &self.bad_messages,
             ),
-            ("trawl_kafka_rebalances_total", "Partition assignments and revocations.", &self.rebalances),
+            (
+                "trawl_kafka_rebalances_total",
+                "Partition assignments and revocations.",
+                &self.rebalances,
+            ),
             (
                 "trawl_kafka_partitions_lost_total",
                 "Partitions the group took back without a revocation (assignment lost).",
@@ -147,8 +158,16 @@ impl KafkaStats {
                 "Partitions taken over without the previous store's release (it died?): flows it sealed after its last commit may count twice.",
                 &self.handoff_timeouts,
             ),
-            ("trawl_kafka_commit_errors_total", "Offset commits to the group that failed (retried).", &self.commit_errors),
-            ("trawl_kafka_client_errors_total", "Errors the Kafka client reported.", &self.client_errors),
+            (
+                "trawl_kafka_commit_errors_total",
+                "Offset commits to the group that failed (retried).",
+                &self.commit_errors,
+            ),
+            (
+                "trawl_kafka_client_errors_total",
+                "Errors the Kafka client reported.",
+                &self.client_errors,
+            ),
         ] {
             metric(m, name, "counter", help, &[("", get(counter))]);
         }
@@ -157,8 +176,16 @@ impl KafkaStats {
         let records: Vec<(String, u64)> = lags.iter().map(|(p, r, _)| (label(p), *r)).collect();
         let seconds: Vec<(String, u64)> = lags.iter().map(|(p, _, s)| (label(p), *s)).collect();
         for (name, help, samples) in [
-            ("trawl_kafka_lag_records", "Records between a partition's position and its last stable offset.", records),
-            ("trawl_kafka_lag_seconds", "Age of the last message consumed from a partition that has records left.", seconds),
+            (
+                "trawl_kafka_lag_records",
+                "Records between a partition's position and its last stable offset.",
+                records,
+            ),
+            (
+                "trawl_kafka_lag_seconds",
+                "Age of the last message consumed from a partition that has records left.",
+                seconds,
+            ),
         ] {
             let samples: Vec<(&str, u64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
             metric(m, name, "gauge", help, &samples);

@@ -769,3 +769,31 @@ fn a_seal_regroups_derived_rows_whose_keys_recur_and_passes_through_those_that_d
     store.write().unwrap().maintain().unwrap();
     check(&engine, &estate, &all);
 }
+
+/// A stream whose slowest partition is behind holds the watermark there
+/// (issue 15 #2): its minutes are not sealed as due nor its records late.
+#[test]
+fn a_watermark_cap_holds_the_watermark_at_the_slowest_source() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let estate = Estate::new(12);
+    let (store, _engine) = open(dir.path());
+    let mut store = store.write().unwrap();
+    add(&mut store, &estate, &flows(100, T0, HOUR), None);
+    let free = store.watermark();
+    assert!(free > T0, "the watermark follows the newest flow");
+    store.set_watermark_cap("kafka:g:flows", Some(T0));
+    assert_eq!(
+        store.watermark(),
+        T0 - 15 * 60,
+        "held at the slowest partition"
+    );
+    store.set_watermark_cap("kafka:g:other", Some(T0 - 60));
+    assert_eq!(
+        store.watermark(),
+        T0 - 60 - 15 * 60,
+        "the smallest cap wins"
+    );
+    store.set_watermark_cap("kafka:g:other", None);
+    store.set_watermark_cap("kafka:g:flows", None);
+    assert_eq!(store.watermark(), free, "let go");
+}

@@ -15,31 +15,77 @@ use common::{Server, ok, path, trawl, wait_for};
 use serde_json::Value;
 
 /// Seals every second and holds nothing back (no metadata in these tests).
-const PIPELINE: &str = "[pipeline]\nhold_secs = 0\nseal_interval_secs = 1\nseal_interval_min_secs = 1\n";
+const PIPELINE: &str =
+    "[pipeline]\nhold_secs = 0\nseal_interval_secs = 1\nseal_interval_min_secs = 1\n";
 
 /// A config reading `topic` in group `trawl-test`; a member killed with
-/// -9 is given up by the group after 6 s (the broker's least), not 45.
+/// -9 is given up by the group after 6 s (the broker's least), not 45, and
+/// a rebalance waits for it at most 8 s (noida-db waits for the rebalance
+/// timeout, `max.poll.interval.ms`, not the session's).
 fn config_file(dir: &Path, broker: &Broker, topic: &str) -> String {
-    let file = dir.join("trawl.toml");
+    config_with(dir, broker, topic, "")
+}
+
+/// [`config_file`] with static membership (`group.instance.id`): a process
+/// restarted after kill -9 takes its place in the group at once (noida-db
+/// never expires a dead member during a rebalance).
+fn config_with(dir: &Path, broker: &Broker, topic: &str, instance: &str) -> String {
+    let file = dir.join(format!("trawl{instance}.toml"));
+    let static_member = if instance.is_empty() {
+        String::new()
+    } else {
+        format!("\"group.instance.id\" = \"{instance}\"\n")
+    };
     let kafka = format!(
         "[[sources.kafka]]\nbrokers = \"{}\"\ntopics = [\"{topic}\"]\ngroup = \"trawl-test\"\n\
-         [sources.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n",
+         handoff_wait_secs = 4\n\
+         [sources.kafka.properties]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n\
+         \"max.poll.interval.ms\" = \"8000\"\n{static_member}",
         broker.brokers
     );
     std::fs::write(&file, format!("{PIPELINE}\n{kafka}")).unwrap();
     path(&file).to_string()
 }
 
+/// Starts `trawl run`, its stderr appended to `trawl.log` beside its data
+/// directory (shown when a wait fails).
 fn start(data: &Path, config: &str) -> Server {
-    Server::start(&[
-        "run",
-        "--config",
-        config,
-        "--data-dir",
-        path(data),
-        "--listen",
-        "127.0.0.1:0",
-    ])
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_of(data))
+        .unwrap();
+    Server::start_logging(
+        &[
+            "run",
+            "--config",
+            config,
+            "--data-dir",
+            path(data),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        None,
+        log,
+    )
+}
+
+fn log_of(data: &Path) -> std::path::PathBuf {
+    data.with_extension("log")
+}
+
+fn logs_beside(data: &Path) -> String {
+    let dir = data.parent().unwrap();
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let file = entry.unwrap().path();
+        if file.extension().is_some_and(|e| e == "log") {
+            out += &format!("--- {}\n", file.display());
+            out += &std::fs::read_to_string(&file).unwrap_or_default();
+        }
+    }
+    out
 }
 
 /// (flows, bytes, packets) in `flows_1m` and rows in `flows`, as the
@@ -94,18 +140,24 @@ fn expected(totals: &Value) -> [u64; 4] {
     ]
 }
 
-/// Waits until `server` holds `want` flows, failing at once if it holds more.
-fn wait_for_flows(server: &Server, want: u64, timeout: Duration) {
+/// Waits until `server` holds `want` flows, failing at once if it holds
+/// more; a failure shows the servers' logs beside `data`.
+fn wait_for_flows(server: &Server, want: u64, timeout: Duration, data: &Path) {
     let started = Instant::now();
     loop {
         let flows = live_totals(server)[0];
-        assert!(flows <= want, "{flows} flows counted, {want} produced: some twice");
+        assert!(
+            flows <= want,
+            "{flows} flows counted, {want} produced: some twice\n{}",
+            logs_beside(data)
+        );
         if flows == want {
             return;
         }
         assert!(
             started.elapsed() < timeout,
-            "{flows} of {want} flows after {timeout:?}"
+            "{flows} of {want} flows after {timeout:?}\n{}",
+            logs_beside(data)
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -124,11 +176,20 @@ fn kill_9_while_consuming_and_every_flow_is_counted_once() {
     let broker = Broker::start();
     broker.create_topic("flows", 3);
     let dir = tempfile::tempdir().unwrap();
-    let config = config_file(dir.path(), &broker, "flows");
+    let config = config_with(dir.path(), &broker, "flows", "one");
     let data = dir.path().join("data");
     let producer = broker.produce_in_background(
         "flows",
-        &["--messages", "600", "--lines", "40", "--seconds", "12", "--seed", "7"],
+        &[
+            "--messages",
+            "600",
+            "--lines",
+            "40",
+            "--seconds",
+            "12",
+            "--seed",
+            "7",
+        ],
     );
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -144,7 +205,7 @@ fn kill_9_while_consuming_and_every_flow_is_counted_once() {
     }
     let want = expected(&producer.totals());
     let server = start(&data, &config);
-    wait_for_flows(&server, want[0], Duration::from_secs(120));
+    wait_for_flows(&server, want[0], Duration::from_secs(120), &data);
     assert_eq!(live_totals(&server), want);
     assert!(server.signal("-TERM").success());
     assert_eq!(stored_totals(&data), want, "after the last stop");
@@ -159,21 +220,32 @@ fn a_second_process_joins_the_group_and_leaves_and_every_flow_is_counted_once() 
     let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
     let producer = broker.produce_in_background(
         "flows",
-        &["--messages", "800", "--lines", "20", "--seconds", "14", "--seed", "11"],
+        &[
+            "--messages",
+            "800",
+            "--lines",
+            "20",
+            "--seconds",
+            "14",
+            "--seed",
+            "11",
+        ],
     );
     let a = start(&data_a, &config);
     std::thread::sleep(Duration::from_secs(3));
     let b = start(&data_b, &config);
     // B takes partitions over (cooperative: A gives up only those).
-    wait_for("the second process to consume", Duration::from_secs(30), || {
-        b.metric("trawl_kafka_messages_total") > 0
-    });
+    wait_for(
+        "the second process to consume",
+        Duration::from_secs(30),
+        || b.metric("trawl_kafka_messages_total") > 0,
+    );
     std::thread::sleep(Duration::from_secs(3));
     assert!(b.signal("-TERM").success());
     let want = expected(&producer.totals());
     let from_b = stored_totals(&data_b);
     assert!(from_b[0] > 0, "the second process stored nothing");
-    wait_for_flows(&a, want[0] - from_b[0], Duration::from_secs(90));
+    wait_for_flows(&a, want[0] - from_b[0], Duration::from_secs(90), &data_a);
     assert!(a.signal("-TERM").success());
     let from_a = stored_totals(&data_a);
     let sum: Vec<u64> = from_a.iter().zip(&from_b).map(|(x, y)| x + y).collect();
@@ -189,7 +261,7 @@ fn an_aborted_transaction_in_the_input_is_not_counted() {
     let config = config_file(dir.path(), &broker, "flows");
     let data = dir.path().join("data");
     let server = start(&data, &config);
-    wait_for_flows(&server, committed[0], Duration::from_secs(60));
+    wait_for_flows(&server, committed[0], Duration::from_secs(60), &data);
     // The aborted records come before the last committed ones: all read by now.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(live_totals(&server), committed);
@@ -229,7 +301,7 @@ fn bad_messages_are_counted_and_named_and_the_partition_goes_on() {
         None,
         std::fs::File::create(&log).unwrap(),
     );
-    wait_for_flows(&server, good[0], Duration::from_secs(60));
+    wait_for_flows(&server, good[0], Duration::from_secs(60), &data);
     let bad_offsets: Vec<u64> = produced["bad_offsets"]
         .as_array()
         .unwrap()

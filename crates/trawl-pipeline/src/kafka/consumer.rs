@@ -25,10 +25,10 @@ use trawl_flowlog::{DecodeOptions, LogFormat};
 use super::message::message_text;
 use sha2::Digest as _;
 
+use super::KafkaSourceConfig;
 use super::position::{
     Holder, PartitionPosition, Start, handoff_metadata, holder, partition_key, start_at,
 };
-use super::KafkaSourceConfig;
 use crate::source::add_lines;
 use crate::worker::{Context, PositionSource, seal};
 
@@ -55,7 +55,7 @@ pub enum KafkaError {
         /// The topics configured.
         topics: String,
         /// librdkafka's error.
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
     /// The consumer thread could not be started.
     #[error("starting the Kafka consumer thread: {0}")]
@@ -81,17 +81,18 @@ impl KafkaSource {
         let client_error = |source| KafkaError::Client {
             brokers: brokers.clone(),
             topics: topics.clone(),
-            source,
+            source: Box::new(source),
         };
-        let options = DecodeOptions {
-            format: match &config.log_format {
-                Some(spec) => Some(LogFormat::parse(spec).map_err(|e| {
-                    KafkaError::Config(format!("sources.kafka.log_format: {e}"))
-                })?),
-                None => None,
-            },
-            ..cx.decode_options.clone()
-        };
+        let options =
+            DecodeOptions {
+                format: match &config.log_format {
+                    Some(spec) => Some(LogFormat::parse(spec).map_err(|e| {
+                        KafkaError::Config(format!("sources.kafka.log_format: {e}"))
+                    })?),
+                    None => None,
+                },
+                ..cx.decode_options.clone()
+            };
         let store_id = {
             let dir = cx.store_read().data_dir().to_path_buf();
             store_id(&dir).map_err(|e| {
@@ -145,6 +146,9 @@ fn client_config(config: &KafkaSourceConfig) -> ClientConfig {
     client
 }
 
+/// A partition and an offset in it: `(topic, partition, offset)`.
+type Offset3 = (String, i32, u64);
+
 /// One assigned partition's state in this process.
 #[derive(Debug)]
 struct PartitionState {
@@ -176,7 +180,7 @@ struct Shared {
     store_id: String,
     partitions: Mutex<BTreeMap<(String, i32), PartitionState>>,
     /// Releases the group refused, with when they were first tried.
-    releases: Mutex<Vec<((String, i32, u64), Instant)>>,
+    releases: Mutex<Vec<(Offset3, Instant)>>,
 }
 
 impl Shared {
@@ -210,7 +214,10 @@ impl ClientContext for Ctx {
         let stats = &self.0.cx.stats.kafka;
         let n = stats.client_errors.fetch_add(1, Ordering::Relaxed) + 1;
         if n <= PRINTED_MAX || n.is_multiple_of(1000) {
-            eprintln!("trawl: {}: client error #{n}: {error}: {reason}", self.0.name);
+            eprintln!(
+                "trawl: {}: client error #{n}: {error}: {reason}",
+                self.0.name
+            );
         }
     }
 }
@@ -222,8 +229,16 @@ impl ConsumerContext for Ctx {
         err: RDKafkaRespErr,
         tpl: &mut TopicPartitionList,
     ) {
-        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
-        self.0.cx.stats.kafka.rebalances.fetch_add(1, Ordering::Relaxed);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        self.0
+            .cx
+            .stats
+            .kafka
+            .rebalances
+            .fetch_add(1, Ordering::Relaxed);
         let done = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let assignment = self.0.assign(consumer, tpl);
@@ -270,12 +285,13 @@ impl Shared {
         let mut partitions = self.partitions();
         for (mut elem, stored) in assignment.elements().into_iter().zip(stored) {
             let (topic, partition) = (elem.topic().to_string(), elem.partition());
-            let group = committed
-                .find_partition(&topic, partition)
-                .and_then(|e| match e.offset() {
-                    Offset::Offset(o) => u64::try_from(o).ok(),
-                    _ => None,
-                });
+            let group =
+                committed
+                    .find_partition(&topic, partition)
+                    .and_then(|e| match e.offset() {
+                        Offset::Offset(o) => u64::try_from(o).ok(),
+                        _ => None,
+                    });
             let start = start_at(stored, group);
             let (offset, resume, next) = match start {
                 Start::At(at) => (
@@ -337,7 +353,9 @@ impl Shared {
                 .elements()
                 .iter()
                 .filter_map(|e| match holder(e.metadata(), &self.store_id) {
-                    Holder::Other(id) => Some(format!("{}/{} (store {id})", e.topic(), e.partition())),
+                    Holder::Other(id) => {
+                        Some(format!("{}/{} (store {id})", e.topic(), e.partition()))
+                    }
                     Holder::Nobody | Holder::Me => None,
                 })
                 .collect();
@@ -394,10 +412,7 @@ impl Shared {
         let offsets = self.sealed_offsets(&keys);
         if !self.commit(consumer, &offsets, true, CommitMode::Sync) {
             // Released once the group takes commits from this member again.
-            let mut releases = self
-                .releases
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut releases = self.releases.lock().unwrap_or_else(PoisonError::into_inner);
             releases.extend(offsets.into_iter().map(|o| (o, Instant::now())));
         }
         let mut partitions = self.partitions();
@@ -526,10 +541,7 @@ impl Shared {
     /// generation without this member); gives up on each after
     /// `handoff_wait_secs`, when the next owner has stopped waiting for it.
     fn retry_releases(&self, consumer: &BaseConsumer<Ctx>) {
-        let mut pending = self
-            .releases
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut pending = self.releases.lock().unwrap_or_else(PoisonError::into_inner);
         if pending.is_empty() {
             return;
         }
@@ -621,7 +633,8 @@ impl Shared {
         let partitions = self.partitions();
         let mut cap: Option<u32> = None;
         for state in partitions.values() {
-            let idle = self.config.idle_partition_secs > 0 && state.last_message.elapsed() >= idle_after;
+            let idle =
+                self.config.idle_partition_secs > 0 && state.last_message.elapsed() >= idle_after;
             if idle {
                 continue;
             }

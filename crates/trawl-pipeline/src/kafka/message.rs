@@ -130,7 +130,10 @@ fn inflate(payload: &[u8], limit: usize) -> (Vec<u8>, Option<String>) {
         Err(error) => (text, Some(format!("gzip: {error}"))),
         Ok(_) if text.len() > limit => {
             text.truncate(limit);
-            (text, Some(format!("inflates past {limit} bytes (payload_bytes_max)")))
+            (
+                text,
+                Some(format!("inflates past {limit} bytes (payload_bytes_max)")),
+            )
         }
         Ok(_) => (text, None),
     }

@@ -72,10 +72,12 @@ pub enum Start {
 /// position, sealed or not) and the group has committed at `committed`.
 pub fn start_at(stored: Option<PartitionPosition>, committed: Option<u64>) -> Start {
     match (stored, committed) {
-        (Some(stored), Some(committed)) if committed > stored.offset => Start::At(PartitionPosition {
-            offset: committed,
-            byte: 0,
-        }),
+        (Some(stored), Some(committed)) if committed > stored.offset => {
+            Start::At(PartitionPosition {
+                offset: committed,
+                byte: 0,
+            })
+        }
         (Some(stored), _) => Start::At(stored),
         (None, Some(committed)) => Start::At(PartitionPosition {
             offset: committed,
@@ -127,7 +129,10 @@ mod tests {
     fn positions_round_trip_and_foreign_values_are_refused() {
         let position = at(41, 1200);
         assert_eq!(position.encode(), r#"{"offset":41,"byte":1200}"#);
-        assert_eq!(PartitionPosition::decode(&position.encode()), Some(position));
+        assert_eq!(
+            PartitionPosition::decode(&position.encode()),
+            Some(position)
+        );
         assert_eq!(PartitionPosition::decode(r#"{"seq":1,"offset":2}"#), None);
         assert_eq!(PartitionPosition::decode("12"), None);
         assert_eq!(partition_key("flows", 3), "kafka:flows/3");

@@ -84,7 +84,9 @@ impl RunArgs {
             config.sources.kafka.push(kafka);
         }
         if self.once && !config.sources.kafka.is_empty() {
-            bail!("--once reads directories to their end; a Kafka source runs until trawl is stopped");
+            bail!(
+                "--once reads directories to their end; a Kafka source runs until trawl is stopped"
+            );
         }
         Ok(config)
     }
