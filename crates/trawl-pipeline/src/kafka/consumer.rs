@@ -34,7 +34,7 @@ use crate::worker::{Context, PositionSource, seal};
 
 /// How long a call to the group coordinator may take.
 const COORDINATOR_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the watermark cap is recomputed.
+/// How often the watermark cap is recomputed (and refused commits retried).
 const WATERMARK_EVERY: Duration = Duration::from_secs(1);
 /// How long one poll waits for a message.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
@@ -165,6 +165,9 @@ struct PartitionState {
     last_message_ms: Option<i64>,
     /// The offset last committed to the group.
     committed: Option<u64>,
+    /// The offset reading started at: no commit goes below it (the
+    /// manifest may still hold a position from an earlier ownership).
+    floor: u64,
     /// The partition's last stable offset, from the client's statistics.
     end_offset: Option<i64>,
 }
@@ -223,6 +226,35 @@ impl ClientContext for Ctx {
 }
 
 impl ConsumerContext for Ctx {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        if let Err(error) = result {
+            // An asynchronous commit the group refused: tried again after
+            // the next seal, however quiet the partition.
+            self.0
+                .cx
+                .stats
+                .kafka
+                .commit_errors
+                .fetch_add(1, Ordering::Relaxed);
+            eprintln!(
+                "trawl: {}: committing offsets to the group: {error}",
+                self.0.name
+            );
+            let mut partitions = self.0.partitions();
+            for elem in offsets.elements() {
+                if let Some(state) =
+                    partitions.get_mut(&(elem.topic().to_string(), elem.partition()))
+                {
+                    state.committed = None;
+                }
+            }
+        }
+    }
+
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -293,6 +325,18 @@ impl Shared {
                         _ => None,
                     });
             let start = start_at(stored, group);
+            if let Start::At(at) = start
+                && stored.is_none_or(|s| s.offset < at.offset)
+            {
+                // Another store read up to here: this store's position
+                // moves with it, or its next seal would commit the old one
+                // (and a restart read the other store's flows again).
+                let key = partition_key(&topic, partition);
+                let noted = self.cx.store_read().note_positions(&[(&key, &at.encode())]);
+                if let Err(error) = noted {
+                    eprintln!("trawl: {}: {key}: {error}", self.name);
+                }
+            }
             let (offset, resume, next) = match start {
                 Start::At(at) => (
                     i64::try_from(at.offset).map_or(Offset::End, Offset::Offset),
@@ -320,6 +364,7 @@ impl Shared {
                     last_message: Instant::now(),
                     last_message_ms: None,
                     committed: group,
+                    floor: next,
                     end_offset: None,
                 },
             );
@@ -442,6 +487,8 @@ impl Shared {
             match seal(&self.cx) {
                 Ok(_) if !self.unsealed(keys) => return,
                 Ok(_) => {}
+                // The ticker's seal: wait for it, then seal again.
+                Err(trawl_store::StoreError::SealInFlight) => {}
                 Err(error) => {
                     self.cx.stats.store_errors.fetch_add(1, Ordering::Relaxed);
                     eprintln!("trawl: {}: sealing before a rebalance: {error}", self.name);
@@ -469,6 +516,7 @@ impl Shared {
                 .and_then(|v| PartitionPosition::decode(v))
                 .map(|p| p.group_offset());
             if let Some(offset) = offset
+                && offset >= state.floor
                 && state.committed != Some(offset)
             {
                 moved.push((topic.clone(), *partition, offset));
@@ -638,9 +686,12 @@ impl Shared {
             if idle {
                 continue;
             }
-            // A partition that has given no time yet holds it at the start.
-            let reached = state.newest_event.unwrap_or(0);
-            cap = Some(cap.map_or(reached, |c| c.min(reached)));
+            // A partition that has given no flow time yet (empty, only
+            // bad messages) holds nothing back: a cap of 0 stalled sealing
+            // and retention for as long as it stayed so.
+            if let Some(reached) = state.newest_event {
+                cap = Some(cap.map_or(reached, |c| c.min(reached)));
+            }
         }
         drop(partitions);
         self.cx.store_read().set_watermark_cap(&self.name, cap);
@@ -696,6 +747,8 @@ fn consume_until(shared: &Shared, consumer: &BaseConsumer<Ctx>, stop: &AtomicBoo
         if last_watermark.elapsed() >= WATERMARK_EVERY {
             last_watermark = Instant::now();
             shared.publish_watermark();
+            // Commits the group refused (the callback forgot them) again.
+            shared.commit_sealed(consumer, CommitMode::Async);
         }
     }
     // Everything added is sealed before the group hears we leave: the
