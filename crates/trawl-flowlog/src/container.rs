@@ -35,7 +35,8 @@ const CHUNK_BYTES: usize = 256 * 1024;
 /// Most levels of envelope inside envelope (Firehose → CloudWatch → text is 2).
 const NESTING_MAX: u8 = 3;
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+/// The first bytes of every gzip member: how gzip is told from text.
+pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Decodes a file or stdin: plain text or gzip, record lines or JSON envelopes.
 /// Read errors are reported through `sink` and end the stream.
@@ -135,7 +136,9 @@ fn read_error_kind(error: &io::Error, is_gzip: bool) -> ErrorKind {
     }
 }
 
-fn starts_with_json(bytes: &[u8]) -> bool {
+/// Whether the first byte of `bytes` that is not white space is `{`: JSON
+/// envelopes, not record lines.
+pub fn starts_with_json(bytes: &[u8]) -> bool {
     bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 

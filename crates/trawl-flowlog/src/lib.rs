@@ -58,7 +58,7 @@ mod scan;
 mod text;
 mod write;
 
-pub use container::{PayloadSummary, decode_payload, decode_reader};
+pub use container::{GZIP_MAGIC, PayloadSummary, decode_payload, decode_reader, starts_with_json};
 pub use error::{DecodeError, ERROR_TEXT_BYTES_MAX, ErrorCounts, ErrorKind, LineError, Position};
 pub use field::{Field, ValueType};
 pub use format::{COLUMNS_MAX, Column, FormatError, LogFormat};

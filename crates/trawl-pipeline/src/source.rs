@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use flate2::read::MultiGzDecoder;
 use trawl_flowlog::{
-    DecodeError, DecodeOptions, DecodeStats, FlowRecord, LogFormat, PayloadSummary, RecordSink,
-    TextDecoder, decode_payload, write_line,
+    DecodeError, DecodeOptions, DecodeStats, FlowRecord, GZIP_MAGIC, LogFormat, PayloadSummary,
+    RecordSink, TextDecoder, decode_payload, write_line,
 };
 
 use crate::chunks::{Chunk, LineChunks};
@@ -28,8 +28,6 @@ use crate::position::{FilePosition, FileStat, Fingerprint, read_head};
 use crate::progress::{FileProgress, Ranges};
 use crate::push_log::{PUSH_LOG_KEY, PushLogError, PushPosition};
 use crate::worker::{ChunkPosition, Context, PositionSource, process_text, report_decode_error};
-
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Counts bytes as they are read (compressed bytes, for progress).
 struct Counting<'c, R> {
@@ -51,12 +49,7 @@ impl<R: Read> Read for Counting<'_, R> {
 /// Whether the (decompressed) text's first byte that is not white space
 /// is `{`: JSON envelopes, not flow-log lines.
 fn starts_with_json(reader: &mut impl BufRead) -> io::Result<bool> {
-    let first = reader
-        .fill_buf()?
-        .iter()
-        .copied()
-        .find(|b| !b.is_ascii_whitespace());
-    Ok(first == Some(b'{'))
+    Ok(trawl_flowlog::starts_with_json(reader.fill_buf()?))
 }
 
 /// Plain or gzip text of `reader`, told apart by the gzip magic bytes.

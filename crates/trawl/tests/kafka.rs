@@ -55,20 +55,20 @@ fn start(data: &Path, config: &str) -> Server {
         .append(true)
         .open(log_of(data))
         .unwrap();
-    Server::start_logging(
-        &[
-            "run",
-            "--config",
-            config,
-            "--data-dir",
-            path(data),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-        None,
-        log,
-    )
+    Server::start_logging(&run_args(config, data), &[], None, log)
+}
+
+/// `trawl run` with `config` over `data`, serving a free port.
+fn run_args<'a>(config: &'a str, data: &'a Path) -> Vec<&'a str> {
+    vec![
+        "run",
+        "--config",
+        config,
+        "--data-dir",
+        path(data),
+        "--listen",
+        "127.0.0.1:0",
+    ]
 }
 
 fn log_of(data: &Path) -> std::path::PathBuf {
@@ -282,26 +282,16 @@ fn bad_messages_are_counted_and_named_and_the_partition_goes_on() {
     let data = dir.path().join("data");
     let log = dir.path().join("stderr.log");
     // The flags, this time (the common case's way in).
-    let server = Server::start_logging(
-        &[
-            "run",
-            "--config",
-            path(&config),
-            "--data-dir",
-            path(&data),
-            "--listen",
-            "127.0.0.1:0",
-            "--kafka-brokers",
-            &broker.brokers,
-            "--kafka-topic",
-            "flows",
-            "--kafka-group",
-            "trawl-test",
-        ],
-        &[],
-        None,
-        std::fs::File::create(&log).unwrap(),
-    );
+    let mut args = run_args(path(&config), &data);
+    args.extend([
+        "--kafka-brokers",
+        &broker.brokers,
+        "--kafka-topic",
+        "flows",
+        "--kafka-group",
+        "trawl-test",
+    ]);
+    let server = Server::start_logging(&args, &[], None, std::fs::File::create(&log).unwrap());
     wait_for_flows(&server, good[0], Duration::from_secs(60), &data);
     let bad_offsets: Vec<u64> = produced["bad_offsets"]
         .as_array()
@@ -335,15 +325,7 @@ fn settings_that_would_break_exactly_once_are_refused_before_anything_starts() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let out = trawl(&[
-        "run",
-        "--config",
-        path(&config),
-        "--data-dir",
-        path(&data),
-        "--listen",
-        "127.0.0.1:0",
-    ]);
+    let out = trawl(&run_args(path(&config), &data));
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

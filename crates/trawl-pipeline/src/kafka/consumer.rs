@@ -325,13 +325,13 @@ impl Shared {
                         _ => None,
                     });
             let start = start_at(stored, group);
+            let key = partition_key(&topic, partition);
             if let Start::At(at) = start
                 && stored.is_none_or(|s| s.offset < at.offset)
             {
                 // Another store read up to here: this store's position
                 // moves with it, or its next seal would commit the old one
                 // (and a restart read the other store's flows again).
-                let key = partition_key(&topic, partition);
                 let noted = self.cx.store_read().note_positions(&[(&key, &at.encode())]);
                 if let Err(error) = noted {
                     eprintln!("trawl: {}: {key}: {error}", self.name);
@@ -357,7 +357,7 @@ impl Shared {
             partitions.insert(
                 (topic.clone(), partition),
                 PartitionState {
-                    key: partition_key(&topic, partition),
+                    key,
                     resume,
                     next,
                     newest_event: None,
@@ -533,7 +533,7 @@ impl Shared {
     }
 
     /// The sealed offsets of `keys`, as this store's store id releases them.
-    fn sealed_offsets(&self, keys: &[(String, i32)]) -> Vec<(String, i32, u64)> {
+    fn sealed_offsets(&self, keys: &[(String, i32)]) -> Vec<Offset3> {
         let store = self.cx.store_read();
         keys.iter()
             .filter_map(|(topic, partition)| {
@@ -551,7 +551,7 @@ impl Shared {
     fn commit(
         &self,
         consumer: &BaseConsumer<Ctx>,
-        offsets: &[(String, i32, u64)],
+        offsets: &[Offset3],
         released: bool,
         mode: CommitMode,
     ) -> bool {
@@ -593,7 +593,7 @@ impl Shared {
         if pending.is_empty() {
             return;
         }
-        let offsets: Vec<(String, i32, u64)> = pending.iter().map(|(o, _)| o.clone()).collect();
+        let offsets: Vec<Offset3> = pending.iter().map(|(o, _)| o.clone()).collect();
         if self.commit(consumer, &offsets, true, CommitMode::Sync) {
             pending.clear();
             eprintln!("trawl: {}: released {}", self.name, names_of(&offsets));
@@ -723,7 +723,7 @@ impl Shared {
 /// Polls until `stop`, then seals, commits and leaves the group.
 fn consume_until(shared: &Shared, consumer: &BaseConsumer<Ctx>, stop: &AtomicBool) {
     let mut generation = shared.cx.store_read().manifest().generation;
-    let mut last_watermark = Instant::now();
+    let (mut last_check, mut last_watermark) = (Instant::now(), Instant::now());
     while !stop.load(Ordering::Relaxed) {
         match consumer.poll(POLL_TIMEOUT) {
             Some(Ok(message)) => shared.add_message(&message),
@@ -736,14 +736,18 @@ fn consume_until(shared: &Shared, consumer: &BaseConsumer<Ctx>, stop: &AtomicBoo
             }
             None => {}
         }
-        // Offsets follow seals closely: what a seal made true reaches the
-        // group within a poll (see the known window in the module header).
-        let sealed = shared.cx.store_read().manifest().generation;
-        if sealed != generation {
-            generation = sealed;
-            shared.commit_sealed(consumer, CommitMode::Async);
+        // Once a poll's wait, not once a message (the store's lock):
+        // offsets follow seals closely, what a seal made true reaching the
+        // group within 100 ms (see the known window in the module header).
+        if last_check.elapsed() >= POLL_TIMEOUT {
+            last_check = Instant::now();
+            let sealed = shared.cx.store_read().manifest().generation;
+            if sealed != generation {
+                generation = sealed;
+                shared.commit_sealed(consumer, CommitMode::Async);
+            }
+            shared.retry_releases(consumer);
         }
-        shared.retry_releases(consumer);
         if last_watermark.elapsed() >= WATERMARK_EVERY {
             last_watermark = Instant::now();
             shared.publish_watermark();
@@ -780,7 +784,7 @@ fn names(keys: &[(String, i32)]) -> String {
         .join(", ")
 }
 
-fn names_of(offsets: &[(String, i32, u64)]) -> String {
+fn names_of(offsets: &[Offset3]) -> String {
     offsets
         .iter()
         .map(|(topic, partition, offset)| format!("{topic}/{partition} at {offset}"))

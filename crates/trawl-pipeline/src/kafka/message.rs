@@ -21,12 +21,10 @@ use std::io::Read;
 
 use flate2::read::MultiGzDecoder;
 use serde::Deserialize;
-use trawl_flowlog::DecodeOptions;
+use trawl_flowlog::{DecodeOptions, GZIP_MAGIC, starts_with_json};
 
 use crate::source::decode_push;
 use crate::worker::Context;
-
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// What a Kafka message holds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -92,11 +90,7 @@ pub fn message_text(
             } else {
                 (payload.to_vec(), None)
             };
-            let json = inflated
-                .iter()
-                .find(|b| !b.is_ascii_whitespace())
-                .is_some_and(|b| *b == b'{');
-            if container == Container::Auto && json && broken.is_none() {
+            if container == Container::Auto && starts_with_json(&inflated) && broken.is_none() {
                 envelopes(cx, options, source, payload)
             } else {
                 lines(inflated, broken)
