@@ -173,7 +173,7 @@ fn next(state: &mut u64) -> u64 {
 
 #[test]
 fn kill_9_while_consuming_and_every_flow_is_counted_once() {
-    let broker = Broker::start();
+    let broker = Broker::noida();
     broker.create_topic("flows", 3);
     let dir = tempfile::tempdir().unwrap();
     let config = config_with(dir.path(), &broker, "flows", "one");
@@ -211,10 +211,13 @@ fn kill_9_while_consuming_and_every_flow_is_counted_once() {
     assert_eq!(stored_totals(&data), want, "after the last stop");
 }
 
+/// On tansu: noida-db's groups lose the existing member's assignment at a
+/// join under traffic, keep the lost member as a ghost that stalls the
+/// next rebalance, and once assigned a partition to both members (4 runs
+/// in 12 failed there; nothing trawl can hand over correctly).
 #[test]
-#[ignore = "fails about one run in three against noida-db: a member's assignment is lost at every join there and the release after rejoining can race the new owner (issue 15's note); run with --ignored"]
 fn a_second_process_joins_the_group_and_leaves_and_every_flow_is_counted_once() {
-    let broker = Broker::start();
+    let broker = Broker::tansu();
     broker.create_topic("flows", 4);
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(dir.path(), &broker, "flows");
@@ -223,22 +226,28 @@ fn a_second_process_joins_the_group_and_leaves_and_every_flow_is_counted_once() 
         "flows",
         &[
             "--messages",
-            "800",
+            "1200",
             "--lines",
             "20",
             "--seconds",
-            "14",
+            "30",
             "--seed",
             "11",
         ],
     );
+    // tansu's joins take seconds: each process is seen consuming before
+    // the next step.
     let a = start(&data_a, &config);
-    std::thread::sleep(Duration::from_secs(3));
+    wait_for(
+        "the first process to consume",
+        Duration::from_secs(60),
+        || a.metric("trawl_kafka_messages_total") > 0,
+    );
     let b = start(&data_b, &config);
     // B takes partitions over (cooperative: A gives up only those).
     wait_for(
         "the second process to consume",
-        Duration::from_secs(30),
+        Duration::from_secs(60),
         || b.metric("trawl_kafka_messages_total") > 0,
     );
     std::thread::sleep(Duration::from_secs(3));
@@ -251,11 +260,18 @@ fn a_second_process_joins_the_group_and_leaves_and_every_flow_is_counted_once() 
     let from_a = stored_totals(&data_a);
     let sum: Vec<u64> = from_a.iter().zip(&from_b).map(|(x, y)| x + y).collect();
     assert_eq!(sum, want, "a {from_a:?} + b {from_b:?}");
+    // Both ways: A gave partitions up to B and took them back from B's release.
+    let log = std::fs::read_to_string(log_of(&data_a)).unwrap();
+    let gave_up = log.find(": gave up flows/").expect("A gave partitions up");
+    assert!(
+        log[gave_up..].contains("from offset"),
+        "A did not take them back:\n{log}"
+    );
 }
 
 #[test]
 fn an_aborted_transaction_in_the_input_is_not_counted() {
-    let broker = Broker::start();
+    let broker = Broker::noida();
     broker.create_topic("flows", 1);
     let committed = expected(&broker.produce("txn", "flows", &["--seed", "3"]));
     let dir = tempfile::tempdir().unwrap();
@@ -272,7 +288,7 @@ fn an_aborted_transaction_in_the_input_is_not_counted() {
 
 #[test]
 fn bad_messages_are_counted_and_named_and_the_partition_goes_on() {
-    let broker = Broker::start();
+    let broker = Broker::noida();
     broker.create_topic("flows", 1);
     let produced = broker.produce("bad", "flows", &["--seed", "5"]);
     let good = expected(&produced);

