@@ -384,8 +384,14 @@ impl Shared {
         loop {
             let committed = match consumer.committed_offsets(tpl.clone(), COORDINATOR_TIMEOUT) {
                 Ok(committed) => committed,
+                // Asked again until the hand-over deadline: without the
+                // commits, another store's further seals would be missed.
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
                 Err(error) => {
-                    // Rare (no coordinator for 10 s): the store's positions
+                    // No coordinator all that time: the store's positions
                     // are still right unless another store sealed further.
                     eprintln!(
                         "trawl: {}: reading the group's offsets: {error}; starting from this store's positions",
