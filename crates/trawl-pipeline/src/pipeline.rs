@@ -32,7 +32,9 @@ use trawl_store::{SealReport, SharedIndex, SharedStore, Store, StoreError};
 
 use crate::config::PipelineConfig;
 use crate::feeder::{Feeder, InFlight, Job};
-use crate::kafka::{KafkaError, KafkaSource, KafkaSourceConfig};
+use crate::kafka::{
+    KafkaError, KafkaMetadataConfig, KafkaMetadataSource, KafkaSource, KafkaSourceConfig,
+};
 use crate::position::FileStat;
 use crate::push_log::{PUSH_LOG_KEY, PushLog, PushLogError, PushLogLimits, PushPosition};
 use crate::source::{Envelope, PushReport, push_durably, read_file, read_stream, replay_push_log};
@@ -258,6 +260,18 @@ impl Pipeline {
     /// [`crate::kafka`]).
     pub fn add_kafka(&self, config: KafkaSourceConfig) -> Result<(), PipelineError> {
         let source = KafkaSource::start(self.cx.clone(), config, self.stop.clone())?;
+        self.background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(source.into_thread());
+        Ok(())
+    }
+
+    /// Reads a metadata topic into the index in the background until
+    /// shutdown (every partition, no group; see `kafka::metadata`); returns
+    /// once the topic is read to its end or `catch_up_secs_max` has passed.
+    pub fn add_kafka_metadata(&self, config: KafkaMetadataConfig) -> Result<(), PipelineError> {
+        let source = KafkaMetadataSource::start(self.cx.clone(), config, self.stop.clone())?;
         self.background
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -111,6 +111,8 @@ pub struct KafkaStats {
     pub commit_errors: AtomicU64,
     /// Errors the client reported (brokers down, …).
     pub client_errors: AtomicU64,
+    /// Messages read from the metadata topic.
+    pub metadata_messages: AtomicU64,
     /// Per source, per partition (`topic/partition`): records behind the
     /// partition's last stable offset, and seconds behind.
     lags: std::sync::Mutex<BTreeMap<String, PartitionLags>>,
@@ -167,6 +169,11 @@ impl KafkaStats {
                 "trawl_kafka_client_errors_total",
                 "Errors the Kafka client reported.",
                 &self.client_errors,
+            ),
+            (
+                "trawl_kafka_metadata_messages_total",
+                "Messages read from the metadata topic.",
+                &self.metadata_messages,
             ),
         ] {
             metric(m, name, "counter", help, &[("", get(counter))]);

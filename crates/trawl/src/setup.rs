@@ -14,7 +14,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use trawl_attrib::{AttributionIndex, IndexConfig, NetworkEntry};
-use trawl_pipeline::{KafkaSourceConfig, Pipeline, PipelineConfig};
+use trawl_pipeline::{KafkaMetadataConfig, KafkaSourceConfig, Pipeline, PipelineConfig};
 use trawl_server::{AppState, ServerConfig, TOKENS_ENV, Tokens};
 use trawl_store::{DetailSpec, EngineLimits, SqlEngine, Store, StoreConfig};
 
@@ -80,6 +80,8 @@ pub struct SourcesConfig {
     /// Kafka topics of flow logs (`[[sources.kafka]]`), each read by a
     /// consumer group, exactly once.
     pub kafka: Vec<KafkaSourceConfig>,
+    /// A Kafka topic of ownership events, read whole by every process.
+    pub kafka_metadata: Option<KafkaMetadataConfig>,
 }
 
 impl Default for SourcesConfig {
@@ -92,6 +94,7 @@ impl Default for SourcesConfig {
             aws_ip_ranges: None,
             firehose_access_key: None,
             kafka: Vec::new(),
+            kafka_metadata: None,
         }
     }
 }

@@ -50,12 +50,7 @@ fn config_with(dir: &Path, broker: &Broker, topic: &str, instance: &str) -> Stri
 /// Starts `trawl run`, its stderr appended to `trawl.log` beside its data
 /// directory (shown when a wait fails).
 fn start(data: &Path, config: &str) -> Server {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_of(data))
-        .unwrap();
-    Server::start_logging(&run_args(config, data), &[], None, log)
+    start_args(data, &run_args(config, data))
 }
 
 /// `trawl run` with `config` over `data`, serving a free port.
@@ -348,4 +343,119 @@ fn settings_that_would_break_exactly_once_are_refused_before_anything_starts() {
         stderr.contains("sources.kafka.properties.enable.auto.commit"),
         "{stderr}"
     );
+}
+
+/// Bytes by source app in `flows_1m` (`unknown` for none).
+fn bytes_by_app(server: &Server) -> std::collections::BTreeMap<String, u64> {
+    let sql = "SELECT COALESCE(src_app, 'unknown') AS app, SUM(bytes) AS bytes \
+               FROM flows_1m GROUP BY 1 ORDER BY 1";
+    let (status, body) = server.sql(sql, "json");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    let rows = answer.get("rows").unwrap_or(&answer).as_array().unwrap();
+    rows.iter()
+        .map(|row| {
+            let bytes = &row["bytes"];
+            let bytes = bytes
+                .as_u64()
+                .or_else(|| bytes.as_str().and_then(|s| s.parse().ok()))
+                .unwrap();
+            (row["app"].as_str().unwrap().to_string(), bytes)
+        })
+        .collect()
+}
+
+fn add_bytes(into: &mut std::collections::BTreeMap<String, u64>, produced: &Value) {
+    for (app, bytes) in produced["by_app"].as_object().unwrap() {
+        *into.entry(app.clone()).or_default() += bytes.as_u64().unwrap();
+    }
+}
+
+/// Ownership comes from a metadata topic every process reads whole: flows
+/// are attributed by it (the start waits until it is read), and a restart
+/// reads only the messages its snapshot lacks, then attributes later flows
+/// by the events those carry (a reassignment, a snapshot releasing IPs).
+#[test]
+fn a_metadata_topic_attributes_flows_and_a_restart_reads_only_what_is_new() {
+    let broker = Broker::noida();
+    broker.create_topic("flows", 2);
+    broker.create_topic("ownership", 2);
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let phase = |n: &str| {
+        broker.produce(
+            "owned",
+            "flows",
+            &[
+                "--metadata-topic",
+                "ownership",
+                "--base",
+                &base,
+                "--phase",
+                n,
+            ],
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("trawl.toml");
+    std::fs::write(&config, PIPELINE).unwrap();
+    let data = dir.path().join("data");
+    let mut args = run_args(path(&config), &data);
+    args.extend([
+        "--kafka-brokers",
+        &broker.brokers,
+        "--kafka-topic",
+        "flows",
+        "--kafka-group",
+        "trawl-test",
+        "--kafka-metadata-topic",
+        "ownership",
+    ]);
+    let first = phase("1");
+    let mut want = std::collections::BTreeMap::new();
+    add_bytes(&mut want, &first);
+    let server = start_args(&data, &args);
+    wait_for_flows(
+        &server,
+        first["records"].as_u64().unwrap(),
+        Duration::from_secs(60),
+        &data,
+    );
+    assert_eq!(bytes_by_app(&server), want, "{}", logs_beside(&data));
+    assert_eq!(
+        server.metric("trawl_kafka_metadata_messages_total"),
+        first["metadata_messages"].as_u64().unwrap()
+    );
+    assert_eq!(server.metric("trawl_metadata_errors_total"), 1);
+    assert!(server.signal("-TERM").success());
+
+    let second = phase("2");
+    add_bytes(&mut want, &second);
+    assert!(
+        want.contains_key("b0") && want.contains_key("unknown"),
+        "{want:?}"
+    );
+    let server = start_args(&data, &args);
+    let records = first["records"].as_u64().unwrap() + second["records"].as_u64().unwrap();
+    wait_for_flows(&server, records, Duration::from_secs(60), &data);
+    assert_eq!(bytes_by_app(&server), want, "{}", logs_beside(&data));
+    assert_eq!(
+        server.metric("trawl_kafka_metadata_messages_total"),
+        second["metadata_messages"].as_u64().unwrap(),
+        "the restart read again what its snapshot held"
+    );
+    assert!(server.signal("-TERM").success());
+}
+
+/// Starts `trawl run` with `args`, its stderr appended beside `data`.
+fn start_args(data: &Path, args: &[&str]) -> Server {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_of(data))
+        .unwrap();
+    Server::start_logging(args, &[], None, log)
 }

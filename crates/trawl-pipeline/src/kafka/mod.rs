@@ -45,6 +45,7 @@
 
 mod consumer;
 mod message;
+mod metadata;
 mod position;
 
 use std::collections::BTreeMap;
@@ -53,6 +54,9 @@ use serde::Deserialize;
 
 pub use consumer::{KafkaError, KafkaSource};
 pub use message::{Container, MessageText, message_text};
+pub use metadata::{
+    KafkaMetadataConfig, KafkaMetadataSource, RESERVED_METADATA_PROPERTIES, metadata_partition_key,
+};
 pub use position::{
     Holder, PartitionPosition, Start, handoff_metadata, holder, partition_key, start_at,
 };
@@ -132,14 +136,7 @@ impl KafkaSourceConfig {
             return Err("sources.kafka.topics is empty: name at least one topic".into());
         }
         for topic in &self.topics {
-            let valid = topic
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-            if topic.is_empty() || topic.len() > TOPIC_NAME_BYTES_MAX || !valid {
-                return Err(format!(
-                    "sources.kafka.topics: {topic:?} is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)"
-                ));
-            }
+            validate_topic(topic).map_err(|e| format!("sources.kafka.topics: {e}"))?;
         }
         if self.group.trim().is_empty() {
             return Err("sources.kafka.group is empty".into());
@@ -171,6 +168,19 @@ impl KafkaSourceConfig {
         }
         Ok(())
     }
+}
+
+/// Checks a topic name (Kafka's rules).
+pub(crate) fn validate_topic(topic: &str) -> Result<(), String> {
+    let valid = topic
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if topic.is_empty() || topic.len() > TOPIC_NAME_BYTES_MAX || !valid {
+        return Err(format!(
+            "{topic:?} is not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use trawl_pipeline::{Container, KafkaSourceConfig};
+use trawl_pipeline::{Container, KafkaMetadataConfig, KafkaSourceConfig};
 
 use crate::setup::{self, Config};
 
@@ -41,8 +41,9 @@ pub struct RunArgs {
     /// Read the directories (and stdin) once, seal and exit; no server.
     #[arg(long)]
     once: bool,
-    /// Kafka bootstrap brokers (`host:port[,…]`): consume `--kafka-topic`.
-    #[arg(long, value_name = "HOST:PORT", requires = "kafka_topics")]
+    /// Kafka bootstrap brokers (`host:port[,…]`): consume `--kafka-topic`
+    /// and read `--kafka-metadata-topic`.
+    #[arg(long, value_name = "HOST:PORT")]
     kafka_brokers: Option<String>,
     /// A Kafka topic of flow-log messages (repeatable).
     #[arg(long = "kafka-topic", value_name = "TOPIC", requires = "kafka_brokers")]
@@ -56,6 +57,10 @@ pub struct RunArgs {
     /// What a message holds: auto, lines, gzip, cloudwatch or firehose.
     #[arg(long, value_name = "CONTAINER", requires = "kafka_brokers")]
     kafka_container: Option<String>,
+    /// A Kafka topic of ownership events (JSON lines), read whole by every
+    /// process (`[sources.kafka_metadata]`).
+    #[arg(long, value_name = "TOPIC", requires = "kafka_brokers")]
+    kafka_metadata_topic: Option<String>,
 }
 
 impl RunArgs {
@@ -83,6 +88,13 @@ impl RunArgs {
         if let Some(kafka) = self.kafka_source()? {
             config.sources.kafka.push(kafka);
         }
+        if let (Some(brokers), Some(topic)) = (&self.kafka_brokers, &self.kafka_metadata_topic) {
+            config.sources.kafka_metadata = Some(KafkaMetadataConfig {
+                brokers: brokers.clone(),
+                topic: topic.clone(),
+                ..KafkaMetadataConfig::default()
+            });
+        }
         if self.once && !config.sources.kafka.is_empty() {
             bail!(
                 "--once reads directories to their end; a Kafka source runs until trawl is stopped"
@@ -96,6 +108,12 @@ impl RunArgs {
         let Some(brokers) = &self.kafka_brokers else {
             return Ok(None);
         };
+        if self.kafka_topics.is_empty() {
+            if self.kafka_metadata_topic.is_none() {
+                bail!("--kafka-brokers needs --kafka-topic or --kafka-metadata-topic");
+            }
+            return Ok(None);
+        }
         let mut kafka = KafkaSourceConfig {
             brokers: brokers.clone(),
             topics: self.kafka_topics.clone(),
@@ -121,6 +139,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let pipeline = running.pipeline.clone();
     if config.sources.stdin {
         pipeline.add_stream("stdin", Box::new(std::io::stdin()))?;
+    }
+    if let Some(metadata) = &config.sources.kafka_metadata {
+        pipeline.add_kafka_metadata(metadata.clone())?;
     }
     if args.once {
         for dir in &config.sources.flows_dirs {

@@ -11,6 +11,14 @@ Usage:
   produce.py txn BROKERS TOPIC --seed S
       A committed transaction, an aborted one, a committed one. Prints the
       committed totals only.
+  produce.py owned BROKERS TOPIC --metadata-topic M --base T --phase 1|2 --seed S
+      Ownership events to M (JSON lines, many a message, over its
+      partitions) and flows from the owned IPs to TOPIC. Phase 1: 40 IPs
+      assigned at T-3600 to apps a0..a4, flows in [T-3000, T-1200).
+      Phase 2: at T-1200 half of them reassigned to b0..b2 (the rest
+      released by a snapshot that lists only the reassigned and the kept),
+      flows in [T-1200, T-600). Prints the totals, the bytes by source app
+      and the metadata messages produced.
   produce.py bad BROKERS TOPIC --seed S
       Bad messages (broken gzip, JSON that is no envelope, binary garbage,
       empty, a gzip of garbage) between good ones. Prints the good totals
@@ -185,6 +193,70 @@ def cmd_bad(a):
     print(json.dumps(out))
 
 
+def owned_ips():
+    return ["10.9.0.%d" % i for i in range(1, 41)]
+
+
+def workload(app):
+    return {"app": app, "cluster": app + "-prod", "account": "123456789012",
+            "region": "eu-west-1", "az": "euw1-az1", "kind": "instance"}
+
+
+def cmd_owned(a):
+    rng = random.Random(a.seed)
+    totals = Totals()
+    by_app = {}
+    ips = owned_ips()
+    t0, t1 = a.base - 3600, a.base - 1200
+    if a.phase == 1:
+        events = [{"type": "assign", "ip": ip, "at": t0, "workload": workload("a%d" % (i % 5))}
+                  for i, ip in enumerate(ips)]
+        owner = {ip: "a%d" % (i % 5) for i, ip in enumerate(ips)}
+        window = (a.base - 3000, t1 - 120)
+    else:
+        moved = {ip: "b%d" % (i % 3) for i, ip in enumerate(ips) if i % 2 == 0}
+        kept = {ip: "a%d" % (i % 5) for i, ip in enumerate(ips) if i % 4 == 1}
+        events = [{"type": "assign", "ip": ip, "at": t1, "workload": workload(app)}
+                  for ip, app in moved.items()]
+        listed = dict(moved, **kept)
+        events.append({"type": "snapshot", "at": t1 + 1,
+                       "owners": [{"ip": ip, "workload": workload(app)} for ip, app in listed.items()]})
+        owner = {ip: listed.get(ip, "unknown") for ip in ips}
+        window = (t1 + 60, a.base - 600 - 120)
+    p = producer(a.brokers)
+    messages = 0
+    for i in range(0, len(events), 7):
+        body = "\n".join(json.dumps(e) for e in events[i:i + 7]) + "\n"
+        p.produce(a.metadata_topic, body.encode(), partition=messages % 2, on_delivery=delivered)
+        messages += 1
+    # A line that is no event: counted as a metadata error, the rest applied.
+    p.produce(a.metadata_topic, b'{"type":"assign","ip":"nonsense"}\n', partition=1, on_delivery=delivered)
+    messages += 1
+    if p.flush(30) != 0:
+        sys.exit("metadata left unsent")
+    for m in range(20):
+        lines = []
+        for _ in range(25):
+            ip = rng.choice(ips)
+            start = rng.randint(*window)
+            packets = rng.randint(1, 100)
+            size = packets * rng.randint(40, 1500)
+            totals.records += 1
+            totals.bytes += size
+            totals.packets += packets
+            app = owner[ip]
+            by_app[app] = by_app.get(app, 0) + size
+            lines.append("2 123456789012 eni-0a1b2c3d %s 10.200.0.%d %d 443 6 %d %d %d %d ACCEPT OK"
+                         % (ip, rng.randint(1, 254), rng.randint(1024, 65535), packets, size, start, start + 60))
+        p.produce(a.topic, encode("gzip" if m % 2 else "lines", lines), on_delivery=delivered)
+    if p.flush(30) != 0:
+        sys.exit("flows left unsent")
+    out = totals.as_dict()
+    out["by_app"] = by_app
+    out["metadata_messages"] = messages
+    print(json.dumps(out))
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -197,8 +269,15 @@ def main():
         s.add_argument("--messages", type=int, default=100)
         s.add_argument("--lines", type=int, default=50)
         s.add_argument("--seconds", type=float, default=0)
+    o = sub.add_parser("owned")
+    o.add_argument("brokers"); o.add_argument("topic")
+    o.add_argument("--metadata-topic", required=True)
+    o.add_argument("--base", type=int, required=True)
+    o.add_argument("--phase", type=int, choices=[1, 2], required=True)
+    o.add_argument("--seed", type=int, default=1)
     a = parser.parse_args()
-    {"create": cmd_create, "flows": cmd_flows, "txn": cmd_txn, "bad": cmd_bad}[a.cmd](a)
+    {"create": cmd_create, "flows": cmd_flows, "txn": cmd_txn, "bad": cmd_bad,
+     "owned": cmd_owned}[a.cmd](a)
 
 
 if __name__ == "__main__":
