@@ -44,7 +44,7 @@ pub mod stats;
 pub mod worker;
 
 pub use config::PipelineConfig;
-pub use kafka::{Container, KafkaMetadataConfig, KafkaSourceConfig};
+pub use kafka::{Container, KafkaMetadataConfig, KafkaSinkConfig, KafkaSourceConfig};
 pub use pipeline::{Pipeline, PipelineError, now_secs};
 pub use position::{FilePosition, FileStat, Fingerprint};
 pub use source::{PushReport, list_files};

@@ -33,7 +33,8 @@ use trawl_store::{SealReport, SharedIndex, SharedStore, Store, StoreError};
 use crate::config::PipelineConfig;
 use crate::feeder::{Feeder, InFlight, Job};
 use crate::kafka::{
-    KafkaError, KafkaMetadataConfig, KafkaMetadataSource, KafkaSource, KafkaSourceConfig,
+    KafkaError, KafkaMetadataConfig, KafkaMetadataSource, KafkaSink, KafkaSinkConfig, KafkaSource,
+    KafkaSourceConfig, store_id,
 };
 use crate::position::FileStat;
 use crate::push_log::{PUSH_LOG_KEY, PushLog, PushLogError, PushLogLimits, PushPosition};
@@ -109,6 +110,7 @@ pub struct Pipeline {
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<()>>,
     background: Mutex<Vec<JoinHandle<()>>>,
+    sinks: Mutex<Vec<KafkaSink>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -194,6 +196,7 @@ impl Pipeline {
             stop,
             workers,
             background: Mutex::new(vec![ticker]),
+            sinks: Mutex::new(Vec::new()),
         })
     }
 
@@ -276,6 +279,22 @@ impl Pipeline {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(source.into_thread());
+        Ok(())
+    }
+
+    /// Publishes every seal's flows to a Kafka topic in the background, one
+    /// transaction a seal (see `kafka::sink`); shutdown publishes the last
+    /// seal before it returns.
+    pub fn add_kafka_sink(&self, config: KafkaSinkConfig) -> Result<(), PipelineError> {
+        let id = {
+            let dir = self.cx.store_read().data_dir().to_path_buf();
+            store_id(&dir).map_err(|source| PipelineError::Io { path: dir, source })?
+        };
+        let sink = KafkaSink::start(self.cx.clone(), config, id)?;
+        self.sinks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(sink);
         Ok(())
     }
 
@@ -415,6 +434,7 @@ impl Pipeline {
             stop,
             workers,
             background,
+            sinks,
         } = self;
         stop.store(true, Ordering::Relaxed);
         let background = background
@@ -427,7 +447,13 @@ impl Pipeline {
         for handle in workers {
             let _ = handle.join();
         }
-        let report = seal(&cx)?;
+        let report = seal(&cx);
+        // The last seal is published before the sinks end (or, failing
+        // that, at the next start).
+        for sink in sinks.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            sink.finish();
+        }
+        let report = report?;
         if let Some(path) = &cx.config.snapshot_path {
             metadata_log::save_snapshot(&cx, path)?;
         }

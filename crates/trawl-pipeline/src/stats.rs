@@ -86,6 +86,8 @@ pub struct PipelineStats {
     pub early_seals: AtomicU64,
     /// Kafka sources' counters.
     pub kafka: KafkaStats,
+    /// The Kafka sinks' counters (all sinks together).
+    pub sink: SinkStats,
 }
 
 /// One source's partitions (`topic/partition`): (records, seconds) behind.
@@ -196,6 +198,60 @@ impl KafkaStats {
         ] {
             let samples: Vec<(&str, u64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
             metric(m, name, "gauge", help, &samples);
+        }
+    }
+}
+
+/// Counters of the Kafka sinks.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    /// Flows published (committed transactions only).
+    pub rows: AtomicU64,
+    /// Transactions committed (one a seal).
+    pub transactions: AtomicU64,
+    /// Transactions that failed and were aborted (retried).
+    pub errors: AtomicU64,
+    /// Detail segments retention removed before they were published.
+    pub segments_expired: AtomicU64,
+    /// Seals not yet published.
+    pub lag_generations: AtomicU64,
+}
+
+impl SinkStats {
+    fn render(&self, m: &mut String) {
+        for (name, kind, help, counter) in [
+            (
+                "trawl_sink_kafka_rows_total",
+                "counter",
+                "Flows published to Kafka (committed transactions).",
+                &self.rows,
+            ),
+            (
+                "trawl_sink_kafka_transactions_total",
+                "counter",
+                "Kafka sink transactions committed (one a seal).",
+                &self.transactions,
+            ),
+            (
+                "trawl_sink_kafka_errors_total",
+                "counter",
+                "Kafka sink transactions aborted after an error (retried).",
+                &self.errors,
+            ),
+            (
+                "trawl_sink_kafka_segments_expired_total",
+                "counter",
+                "Detail segments removed by retention before the sink published them.",
+                &self.segments_expired,
+            ),
+            (
+                "trawl_sink_kafka_lag_generations",
+                "gauge",
+                "Seals the Kafka sink has not published yet.",
+                &self.lag_generations,
+            ),
+        ] {
+            metric(m, name, kind, help, &[("", get(counter))]);
         }
     }
 }
@@ -412,6 +468,7 @@ pub fn render_metrics(
         &[("", lag)],
     );
     stats.kafka.render(m);
+    stats.sink.render(m);
     let s = store.stats();
     metric(
         m,

@@ -73,6 +73,7 @@ impl PendingSegment {
                 bytes: 0,
                 time_min,
                 time_max,
+                sealed_in: None,
             },
             memory_bytes: batches.iter().map(RecordBatch::get_array_memory_size).sum(),
             batches,

@@ -55,4 +55,5 @@ pub use sql::{
 };
 pub use store::{
     DETAIL_TABLE, DetailSpec, EnrichedFlow, SealReport, Store, StoreConfig, StoreStats,
+    read_detail_segment,
 };

@@ -46,6 +46,11 @@ pub struct SegmentMeta {
     pub time_min: u32,
     /// Largest `time` in the file.
     pub time_max: u32,
+    /// The manifest generation of the seal that wrote it (`None`: written
+    /// by compaction, or before this was kept). A sink publishes each
+    /// seal's detail segments once, in generation order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_in: Option<u64>,
 }
 
 /// The durable state of a store.
@@ -186,6 +191,7 @@ mod tests {
                 bytes: 100,
                 time_min: 3600,
                 time_max: 3660,
+                sealed_in: Some(2),
             }],
             positions: [("file:a.log".to_string(), "1234".to_string())].into(),
             dropped_below: [("flows_1m".to_string(), 1800)].into(),

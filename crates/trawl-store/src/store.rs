@@ -389,6 +389,9 @@ pub struct Store {
     /// Event times sources have each reached (a stream's slowest
     /// partition): the watermark stays behind the smallest.
     watermark_caps: Mutex<BTreeMap<String, u32>>,
+    /// Detail segments sealed after this generation are not compacted (a
+    /// sink has yet to publish them; see [`Store::hold_detail_after`]).
+    detail_held_after: Mutex<Option<u64>>,
     stats: StoreStats,
     doomed: Vec<(PathBuf, Instant)>,
     /// The next segment id no draft has used: drafts number from here, so
@@ -464,6 +467,7 @@ impl Store {
                 config.wall_clock(),
             )),
             watermark_caps: Mutex::new(BTreeMap::new()),
+            detail_held_after: Mutex::new(None),
             manifest,
             stats: StoreStats::default(),
             doomed: Vec::new(),
@@ -573,6 +577,26 @@ impl Store {
         newest
             .map(|t| cap.map_or(t, |cap| t.min(cap)))
             .map_or(0, |t| t.saturating_sub(self.config.lateness_secs))
+    }
+
+    /// Keeps the detail segments sealed after `generation` out of
+    /// compaction (a sink publishes each seal's segments, by their
+    /// `sealed_in`, and has published up to `generation`); `None` lets
+    /// them be compacted. Retention still removes them when they expire.
+    pub fn hold_detail_after(&self, generation: Option<u64>) {
+        *self
+            .detail_held_after
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = generation;
+    }
+
+    /// The rows of detail segment `meta`, read from its file and checked
+    /// against the table's columns (the file is read without the store
+    /// lock: clone the segment's listing, drop the lock, then call
+    /// [`read_detail_segment`] with what [`Store::detail_source`] gave).
+    pub fn detail_source(&self) -> Option<(PathBuf, SchemaRef)> {
+        let schema = self.table_schema(DETAIL_TABLE)?;
+        Some((self.config.data_dir.clone(), schema))
     }
 
     /// Holds the watermark at or behind `reached` (event time) for
@@ -983,7 +1007,11 @@ impl Store {
         // Rows a failed seal left share buffers with the new ones too.
         crate::commit::count_memory_once(&mut pending);
         let mut next = self.manifest.clone();
-        next.segments.extend(pending.iter().map(|p| p.meta.clone()));
+        let generation = self.manifest.generation + 1;
+        next.segments.extend(pending.iter().map(|p| SegmentMeta {
+            sealed_in: Some(generation),
+            ..p.meta.clone()
+        }));
         next.positions = lock_mut(&mut self.pending_positions).clone();
         next.max_event_time = lock_mut(&mut self.newest).get();
         next.next_segment = first + pending.len() as u64;
@@ -1004,7 +1032,7 @@ impl Store {
         // Nothing else publishes while the job is out (maintenance waits),
         // so the generation is known now and the manifest can be written
         // with the segments, without the lock.
-        next.generation = self.manifest.generation + 1;
+        next.generation = generation;
         Ok(SealJob {
             pending,
             next,
@@ -1375,6 +1403,16 @@ enum CodesError {
     DictionaryFull,
 }
 
+/// The rows of detail segment `meta` in the data directory `dir`, checked
+/// against the table's `schema` (from [`Store::detail_source`]).
+pub fn read_detail_segment(
+    dir: &Path,
+    meta: &SegmentMeta,
+    schema: &SchemaRef,
+) -> Result<Vec<RecordBatch>, StoreError> {
+    read_segment_of(&dir.join(&meta.file), meta, DETAIL_TABLE, schema)
+}
+
 /// The rows of segment `meta` of `table` (at `path`), validated after
 /// reading: the file must hold the table's columns (a segment written
 /// before a column was added lacks it: read as nulls).
@@ -1454,6 +1492,7 @@ mod budget_tests {
             bytes,
             time_min: 0,
             time_max: 0,
+            sealed_in: None,
         }
     }
 

@@ -797,3 +797,46 @@ fn a_watermark_cap_holds_the_watermark_at_the_slowest_source() {
     store.set_watermark_cap("kafka:g:flows", None);
     assert_eq!(store.watermark(), free, "let go");
 }
+
+/// A sink publishes each seal's detail segments by `sealed_in`: those it
+/// has not published stay out of compaction (merged into one segment with
+/// published rows, they would be published twice or never), and go in
+/// once it lets them.
+#[test]
+fn detail_segments_a_sink_holds_are_not_compacted_until_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let estate = Estate::new(10);
+    let (store, _engine) = open(dir.path());
+    let detail = |store: &Store| -> Vec<Option<u64>> {
+        let mut sealed: Vec<Option<u64>> = store
+            .manifest()
+            .segments
+            .iter()
+            .filter(|s| s.table == trawl_store::DETAIL_TABLE && s.chunk_start <= T0)
+            .map(|s| s.sealed_in)
+            .collect();
+        sealed.sort();
+        sealed
+    };
+    {
+        let mut s = store.write().unwrap();
+        add(&mut s, &estate, &flows(200, T0, HOUR), None);
+        s.seal().unwrap();
+        let first = s.manifest().generation;
+        add(&mut s, &estate, &flows(300, T0 + 3 * HOUR, HOUR), None);
+        add(&mut s, &estate, &flows(100, T0, HOUR), None);
+        s.seal().unwrap();
+        let second = s.manifest().generation;
+        assert_eq!(detail(&s), vec![Some(first), Some(second)]);
+        s.hold_detail_after(Some(first));
+        s.maintain().unwrap();
+        assert_eq!(
+            detail(&s),
+            vec![Some(first), Some(second)],
+            "an unpublished seal was compacted"
+        );
+        s.hold_detail_after(Some(second));
+        s.maintain().unwrap();
+        assert_eq!(detail(&s), vec![None], "published: merged into one");
+    }
+}

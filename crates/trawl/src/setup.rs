@@ -14,7 +14,9 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use trawl_attrib::{AttributionIndex, IndexConfig, NetworkEntry};
-use trawl_pipeline::{KafkaMetadataConfig, KafkaSourceConfig, Pipeline, PipelineConfig};
+use trawl_pipeline::{
+    KafkaMetadataConfig, KafkaSinkConfig, KafkaSourceConfig, Pipeline, PipelineConfig,
+};
 use trawl_server::{AppState, ServerConfig, TOKENS_ENV, Tokens};
 use trawl_store::{DetailSpec, EngineLimits, SqlEngine, Store, StoreConfig};
 
@@ -34,6 +36,8 @@ pub struct Config {
     pub listen: String,
     /// Where flows and metadata come from.
     pub sources: SourcesConfig,
+    /// Where enriched flows go besides the store.
+    pub sinks: SinksConfig,
     /// The store.
     pub store: StoreSection,
     /// Attribution.
@@ -52,6 +56,7 @@ impl Default for Config {
             data_dir: PathBuf::from("trawl-data"),
             listen: LISTEN_DEFAULT.to_string(),
             sources: SourcesConfig::default(),
+            sinks: SinksConfig::default(),
             store: StoreSection::default(),
             attribution: AttributionSection::default(),
             pipeline: PipelineConfig::default(),
@@ -97,6 +102,15 @@ impl Default for SourcesConfig {
             kafka_metadata: None,
         }
     }
+}
+
+/// `[sinks]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SinksConfig {
+    /// Kafka topics every sealed flow is published to, once
+    /// (`[[sinks.kafka]]`, transactional).
+    pub kafka: Vec<KafkaSinkConfig>,
 }
 
 /// `[store]`.

@@ -803,7 +803,7 @@ pub const STORE_ID_FILE: &str = "STORE_ID";
 
 /// The data directory's id, made and saved (written whole, then renamed)
 /// the first time: a digest of the directory, the process and the time.
-fn store_id(dir: &std::path::Path) -> std::io::Result<String> {
+pub(crate) fn store_id(dir: &std::path::Path) -> std::io::Result<String> {
     let path = dir.join(STORE_ID_FILE);
     if let Ok(id) = std::fs::read_to_string(&path) {
         let id = id.trim();

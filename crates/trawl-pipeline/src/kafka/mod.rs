@@ -47,12 +47,14 @@ mod consumer;
 mod message;
 mod metadata;
 mod position;
+mod sink;
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-pub use consumer::{KafkaError, KafkaSource};
+pub(crate) use consumer::store_id;
+pub use consumer::{KafkaError, KafkaSource, STORE_ID_FILE};
 pub use message::{Container, MessageText, message_text};
 pub use metadata::{
     KafkaMetadataConfig, KafkaMetadataSource, RESERVED_METADATA_PROPERTIES, metadata_partition_key,
@@ -60,6 +62,7 @@ pub use metadata::{
 pub use position::{
     Holder, PartitionPosition, Start, handoff_metadata, holder, partition_key, start_at,
 };
+pub use sink::{KafkaSink, KafkaSinkConfig, RESERVED_SINK_PROPERTIES};
 
 /// Client properties trawl sets itself: set in `properties`, they would
 /// break exactly-once or name the group twice.

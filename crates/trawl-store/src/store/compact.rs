@@ -128,6 +128,7 @@ impl Store {
                 .filter(|s| s.table == table && s.chunk_start == chunk)
                 .cloned()
                 .collect();
+            let segments = self.without_held_detail(&table, segments);
             let (segments, _) = within_budget(segments, budget);
             if segments.len() < 2 {
                 continue;
@@ -167,6 +168,22 @@ impl Store {
             written: Manifest::default(),
             outcome: None,
         }))
+    }
+
+    /// `segments` of `table` less the detail segments a sink has yet to
+    /// publish (see [`Store::hold_detail_after`]).
+    fn without_held_detail(&self, table: &str, segments: Vec<SegmentMeta>) -> Vec<SegmentMeta> {
+        let held_after = *self
+            .detail_held_after
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match held_after {
+            Some(after) if table == DETAIL_TABLE => segments
+                .into_iter()
+                .filter(|s| s.sealed_in.is_none_or(|g| g <= after))
+                .collect(),
+            _ => segments,
+        }
     }
 
     /// Step 3 of a compaction (under the store lock): publishes the merged

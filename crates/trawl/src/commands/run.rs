@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use trawl_pipeline::{Container, KafkaMetadataConfig, KafkaSourceConfig};
+use trawl_pipeline::{Container, KafkaMetadataConfig, KafkaSinkConfig, KafkaSourceConfig};
 
 use crate::setup::{self, Config};
 
@@ -61,6 +61,10 @@ pub struct RunArgs {
     /// process (`[sources.kafka_metadata]`).
     #[arg(long, value_name = "TOPIC", requires = "kafka_brokers")]
     kafka_metadata_topic: Option<String>,
+    /// A Kafka topic every sealed flow is published to, once, as JSON
+    /// (`[[sinks.kafka]]`; needs the `flows` table).
+    #[arg(long, value_name = "TOPIC", requires = "kafka_brokers")]
+    kafka_sink_topic: Option<String>,
 }
 
 impl RunArgs {
@@ -88,6 +92,13 @@ impl RunArgs {
         if let Some(kafka) = self.kafka_source()? {
             config.sources.kafka.push(kafka);
         }
+        if let (Some(brokers), Some(topic)) = (&self.kafka_brokers, &self.kafka_sink_topic) {
+            config.sinks.kafka.push(KafkaSinkConfig {
+                brokers: brokers.clone(),
+                topic: topic.clone(),
+                ..KafkaSinkConfig::default()
+            });
+        }
         if let (Some(brokers), Some(topic)) = (&self.kafka_brokers, &self.kafka_metadata_topic) {
             config.sources.kafka_metadata = Some(KafkaMetadataConfig {
                 brokers: brokers.clone(),
@@ -109,8 +120,10 @@ impl RunArgs {
             return Ok(None);
         };
         if self.kafka_topics.is_empty() {
-            if self.kafka_metadata_topic.is_none() {
-                bail!("--kafka-brokers needs --kafka-topic or --kafka-metadata-topic");
+            if self.kafka_metadata_topic.is_none() && self.kafka_sink_topic.is_none() {
+                bail!(
+                    "--kafka-brokers needs --kafka-topic, --kafka-metadata-topic or --kafka-sink-topic"
+                );
             }
             return Ok(None);
         }
@@ -139,6 +152,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let pipeline = running.pipeline.clone();
     if config.sources.stdin {
         pipeline.add_stream("stdin", Box::new(std::io::stdin()))?;
+    }
+    for sink in &config.sinks.kafka {
+        pipeline.add_kafka_sink(sink.clone())?;
     }
     if let Some(metadata) = &config.sources.kafka_metadata {
         pipeline.add_kafka_metadata(metadata.clone())?;

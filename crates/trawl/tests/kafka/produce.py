@@ -19,6 +19,10 @@ Usage:
       released by a snapshot that lists only the reassigned and the kept),
       flows in [T-1200, T-600). Prints the totals, the bytes by source app
       and the metadata messages produced.
+  produce.py read BROKERS TOPIC
+      Reads TOPIC whole with read_committed (the sink's output) and prints
+      its rows, bytes, packets, distinct trawl-seal headers, and the first
+      row's column names.
   produce.py bad BROKERS TOPIC --seed S
       Bad messages (broken gzip, JSON that is no envelope, binary garbage,
       empty, a gzip of garbage) between good ones. Prints the good totals
@@ -257,6 +261,40 @@ def cmd_owned(a):
     print(json.dumps(out))
 
 
+def cmd_read(a):
+    from confluent_kafka import Consumer, TopicPartition
+    consumer = Consumer({"bootstrap.servers": a.brokers, "group.id": "trawl-test-reader",
+                         "isolation.level": "read_committed", "enable.auto.commit": False,
+                         "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+    partitions = consumer.list_topics(a.topic, timeout=30).topics[a.topic].partitions
+    consumer.assign([TopicPartition(a.topic, p, 0) for p in partitions])
+    ended = set()
+    out = {"rows": 0, "bytes": 0, "packets": 0, "seals": set(), "columns": None}
+    deadline = time.time() + 120
+    while len(ended) < len(partitions):
+        if time.time() > deadline:
+            sys.exit("the topic was not read to its end in 120 s")
+        m = consumer.poll(1.0)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == -191:  # _PARTITION_EOF
+                ended.add(m.partition())
+                continue
+            sys.exit("reading: %s" % m.error())
+        row = json.loads(m.value())
+        out["rows"] += 1
+        out["bytes"] += row["bytes"]
+        out["packets"] += row["packets"]
+        out["columns"] = out["columns"] or sorted(row)
+        for key, value in m.headers() or []:
+            if key == "trawl-seal":
+                out["seals"].add(value.decode())
+    consumer.close()
+    out["seals"] = len(out["seals"])
+    print(json.dumps(out))
+
+
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -275,8 +313,10 @@ def main():
     o.add_argument("--base", type=int, required=True)
     o.add_argument("--phase", type=int, choices=[1, 2], required=True)
     o.add_argument("--seed", type=int, default=1)
+    r = sub.add_parser("read")
+    r.add_argument("brokers"); r.add_argument("topic")
     a = parser.parse_args()
-    {"create": cmd_create, "flows": cmd_flows, "txn": cmd_txn, "bad": cmd_bad,
+    {"read": cmd_read, "create": cmd_create, "flows": cmd_flows, "txn": cmd_txn, "bad": cmd_bad,
      "owned": cmd_owned}[a.cmd](a)
 
 
