@@ -33,6 +33,7 @@ pub mod config;
 mod feeder;
 pub mod hold;
 pub mod kafka;
+pub mod kinesis;
 pub mod metadata_file;
 pub mod metadata_log;
 pub mod pipeline;
@@ -45,6 +46,7 @@ pub mod worker;
 
 pub use config::PipelineConfig;
 pub use kafka::{Container, KafkaMetadataConfig, KafkaSinkConfig, KafkaSourceConfig};
+pub use kinesis::KinesisSourceConfig;
 pub use pipeline::{Pipeline, PipelineError, now_secs};
 pub use position::{FilePosition, FileStat, Fingerprint};
 pub use source::{PushReport, list_files};

@@ -36,6 +36,7 @@ use crate::kafka::{
     KafkaError, KafkaMetadataConfig, KafkaMetadataSource, KafkaSink, KafkaSinkConfig, KafkaSource,
     KafkaSourceConfig, store_id,
 };
+use crate::kinesis::{KinesisError, KinesisSource, KinesisSourceConfig};
 use crate::position::FileStat;
 use crate::push_log::{PUSH_LOG_KEY, PushLog, PushLogError, PushLogLimits, PushPosition};
 use crate::source::{Envelope, PushReport, push_durably, read_file, read_stream, replay_push_log};
@@ -66,6 +67,9 @@ pub enum PipelineError {
     /// A Kafka source could not start.
     #[error(transparent)]
     Kafka(#[from] KafkaError),
+    /// A Kinesis source could not start.
+    #[error(transparent)]
+    Kinesis(#[from] KinesisError),
     /// The attribution snapshot could not be saved.
     #[error("saving the attribution snapshot: {0}")]
     Snapshot(#[from] PersistError),
@@ -263,6 +267,17 @@ impl Pipeline {
     /// [`crate::kafka`]).
     pub fn add_kafka(&self, config: KafkaSourceConfig) -> Result<(), PipelineError> {
         let source = KafkaSource::start(self.cx.clone(), config, self.stop.clone())?;
+        self.background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(source.into_thread());
+        Ok(())
+    }
+
+    /// Reads a Kinesis stream (this node's shards) in the background until
+    /// shutdown (see [`crate::kinesis`]).
+    pub fn add_kinesis(&self, config: KinesisSourceConfig) -> Result<(), PipelineError> {
+        let source = KinesisSource::start(self.cx.clone(), config, self.stop.clone())?;
         self.background
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

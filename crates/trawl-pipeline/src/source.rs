@@ -364,7 +364,7 @@ pub struct ChunkJob {
     /// The reader's decoder as it was at the chunk's first line.
     decoder: TextDecoder,
     /// The file's position key and what its positions say, if it has them.
-    position: Option<(Arc<str>, PositionSource)>,
+    position: Option<(Arc<str>, PositionSource<'static>)>,
     offset: u64,
     progress: Arc<FileProgress>,
 }
@@ -418,14 +418,18 @@ fn dispatch(
 ) {
     // With no other worker, queued chunks would wait for the end of the
     // read; with the queue full, the copy below would be thrown away.
-    if cx.config.workers <= 1 || cx.chunks.is_full() {
+    // A position that borrows (a Kinesis record's) stays with its reader.
+    let owned = at.map(|at| at.source.into_static());
+    if cx.config.workers <= 1 || cx.chunks.is_full() || matches!(owned, Some(None)) {
         process_text(cx, decoder, text, at);
         return;
     }
     let job = ChunkJob {
         text: text.to_vec(),
         decoder: decoder.clone(),
-        position: at.map(|at| (Arc::from(at.key), at.source)),
+        position: at
+            .zip(owned.flatten())
+            .map(|(at, source)| (Arc::from(at.key), source)),
         offset: at.map_or(0, |at| at.offset),
         progress: progress.clone(),
     };
@@ -580,7 +584,7 @@ pub(crate) fn add_lines(
     options: &DecodeOptions,
     source: &str,
     text: &[u8],
-    at: Option<(&str, PositionSource)>,
+    at: Option<(&str, PositionSource<'_>)>,
     skip: u64,
 ) -> DecodeStats {
     let mut decoder = TextDecoder::new(source.to_string(), options);

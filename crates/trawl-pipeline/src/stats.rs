@@ -88,6 +88,8 @@ pub struct PipelineStats {
     pub kafka: KafkaStats,
     /// The Kafka sinks' counters (all sinks together).
     pub sink: SinkStats,
+    /// Kinesis sources' counters.
+    pub kinesis: KinesisStats,
 }
 
 /// One source's partitions (`topic/partition`): (records, seconds) behind.
@@ -199,6 +201,86 @@ impl KafkaStats {
             let samples: Vec<(&str, u64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
             metric(m, name, "gauge", help, &samples);
         }
+    }
+}
+
+/// Counters of the Kinesis sources.
+#[derive(Debug, Default)]
+pub struct KinesisStats {
+    /// Records read.
+    pub records: AtomicU64,
+    /// Records that were not what their container says or held no flow
+    /// among their errors (each printed with stream, shard and sequence).
+    pub bad_records: AtomicU64,
+    /// Calls refused for throughput (`ProvisionedThroughputExceeded`, KMS), backed off.
+    pub throttles: AtomicU64,
+    /// Other failed calls (backed off, retried).
+    pub errors: AtomicU64,
+    /// Iterators that expired and were got again.
+    pub expired_iterators: AtomicU64,
+    /// Closed shards read to their end.
+    pub shards_ended: AtomicU64,
+    /// Per source, per shard (`stream/shard`): seconds behind the tip.
+    lags: std::sync::Mutex<BTreeMap<String, Vec<(String, u64)>>>,
+}
+
+impl KinesisStats {
+    /// Replaces `source`'s shard lags (seconds behind the tip).
+    pub fn set_lags(&self, source: &str, lags: Vec<(String, u64)>) {
+        let mut all = self.lags.lock().unwrap_or_else(PoisonError::into_inner);
+        all.insert(source.to_string(), lags);
+    }
+
+    fn render(&self, m: &mut String) {
+        for (name, help, counter) in [
+            (
+                "trawl_kinesis_records_total",
+                "Kinesis records read.",
+                &self.records,
+            ),
+            (
+                "trawl_kinesis_bad_records_total",
+                "Kinesis records that were not what their container says or held no flow.",
+                &self.bad_records,
+            ),
+            (
+                "trawl_kinesis_throttles_total",
+                "Kinesis calls refused for throughput (backed off).",
+                &self.throttles,
+            ),
+            (
+                "trawl_kinesis_errors_total",
+                "Other failed Kinesis calls (retried).",
+                &self.errors,
+            ),
+            (
+                "trawl_kinesis_expired_iterators_total",
+                "Kinesis shard iterators that expired and were got again.",
+                &self.expired_iterators,
+            ),
+            (
+                "trawl_kinesis_shards_ended_total",
+                "Closed Kinesis shards read to their end.",
+                &self.shards_ended,
+            ),
+        ] {
+            metric(m, name, "counter", help, &[("", get(counter))]);
+        }
+        let all = self.lags.lock().unwrap_or_else(PoisonError::into_inner);
+        let samples: Vec<(String, u64)> = all
+            .values()
+            .flatten()
+            .map(|(shard, s)| (format!("{{shard=\"{}\"}}", escape_label(shard)), *s))
+            .collect();
+        drop(all);
+        let samples: Vec<(&str, u64)> = samples.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric(
+            m,
+            "trawl_kinesis_lag_seconds",
+            "gauge",
+            "How far a shard's reader is behind its tip (MillisBehindLatest).",
+            &samples,
+        );
     }
 }
 
@@ -469,6 +551,7 @@ pub fn render_metrics(
     );
     stats.kafka.render(m);
     stats.sink.render(m);
+    stats.kinesis.render(m);
     let s = store.stats();
     metric(
         m,

@@ -28,6 +28,7 @@ use trawl_store::{EnrichedFlow, SealReport, SharedIndex, SharedStore, Store, Sto
 use crate::config::{HOLD_SECS_MAX, PipelineConfig};
 use crate::hold::{HeldFlow, HoldBuffer};
 use crate::kafka::PartitionPosition;
+use crate::kinesis::ShardPosition;
 use crate::position::{FilePosition, Fingerprint};
 use crate::progress::FileProgress;
 use crate::push_log::{PUSH_LOG_KEY, PushLog, PushPosition};
@@ -130,7 +131,7 @@ pub struct ChunkPosition<'k> {
     /// Decompressed offset of the chunk's first byte.
     pub offset: u64,
     /// What else the position says.
-    pub source: PositionSource,
+    pub source: PositionSource<'k>,
     /// For a file whose chunks several workers add at once: its finished
     /// ranges, through which every position is noted (`progress.rs`).
     pub progress: Option<&'k FileProgress>,
@@ -138,7 +139,7 @@ pub struct ChunkPosition<'k> {
 
 /// The kind of source a [`ChunkPosition`] is in.
 #[derive(Debug, Clone, Copy)]
-pub enum PositionSource {
+pub enum PositionSource<'k> {
     /// A file, with its identity (recorded with every position).
     File(Option<Fingerprint>),
     /// A push, by its sequence number in the push log.
@@ -148,6 +149,22 @@ pub enum PositionSource {
     /// A Kafka message, by its offset in its partition: the offset is in
     /// the message's decoded text.
     Partition(u64),
+    /// A Kinesis record, by its sequence number in its shard: the offset
+    /// is in the record's decoded text.
+    Sequence(&'k str),
+}
+
+impl PositionSource<'_> {
+    /// The same source with no borrow, if it holds none.
+    pub fn into_static(self) -> Option<PositionSource<'static>> {
+        Some(match self {
+            PositionSource::File(f) => PositionSource::File(f),
+            PositionSource::Push(seq) => PositionSource::Push(seq),
+            PositionSource::Envelopes(f) => PositionSource::Envelopes(f),
+            PositionSource::Partition(offset) => PositionSource::Partition(offset),
+            PositionSource::Sequence(_) => return None,
+        })
+    }
 }
 
 impl ChunkPosition<'_> {
@@ -174,6 +191,7 @@ impl ChunkPosition<'_> {
                 ..FilePosition::default()
             }
             .encode(),
+            PositionSource::Sequence(seq) => ShardPosition::inside(seq, offset).encode(),
         }
     }
 
@@ -187,7 +205,9 @@ impl ChunkPosition<'_> {
             PositionSource::File(fingerprint) | PositionSource::Envelopes(fingerprint) => {
                 fingerprint
             }
-            PositionSource::Push(_) | PositionSource::Partition(_) => None,
+            PositionSource::Push(_)
+            | PositionSource::Partition(_)
+            | PositionSource::Sequence(_) => None,
         };
         let (start, end) = (
             self.offset + range.start as u64,

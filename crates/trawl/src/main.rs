@@ -30,7 +30,7 @@ enum Command {
     /// A live churning estate through the whole pipeline, served over HTTP.
     Demo(commands::demo::DemoArgs),
     /// Run the service: sources, pipeline, store, HTTP server.
-    Run(commands::run::RunArgs),
+    Run(Box<commands::run::RunArgs>),
     /// Load flow-log files into a data directory (progress bar, summary).
     Ingest(commands::ingest::IngestArgs),
     /// Run one SQL statement against a data directory or a server.

@@ -15,7 +15,8 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use trawl_attrib::{AttributionIndex, IndexConfig, NetworkEntry};
 use trawl_pipeline::{
-    KafkaMetadataConfig, KafkaSinkConfig, KafkaSourceConfig, Pipeline, PipelineConfig,
+    KafkaMetadataConfig, KafkaSinkConfig, KafkaSourceConfig, KinesisSourceConfig, Pipeline,
+    PipelineConfig,
 };
 use trawl_server::{AppState, ServerConfig, TOKENS_ENV, Tokens};
 use trawl_store::{DetailSpec, EngineLimits, SqlEngine, Store, StoreConfig};
@@ -87,6 +88,9 @@ pub struct SourcesConfig {
     pub kafka: Vec<KafkaSourceConfig>,
     /// A Kafka topic of ownership events, read whole by every process.
     pub kafka_metadata: Option<KafkaMetadataConfig>,
+    /// Kinesis Data Streams of flow logs (`[[sources.kinesis]]`), each
+    /// read exactly once (this node's shards).
+    pub kinesis: Vec<KinesisSourceConfig>,
 }
 
 impl Default for SourcesConfig {
@@ -100,6 +104,7 @@ impl Default for SourcesConfig {
             firehose_access_key: None,
             kafka: Vec::new(),
             kafka_metadata: None,
+            kinesis: Vec::new(),
         }
     }
 }

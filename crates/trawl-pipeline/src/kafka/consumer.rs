@@ -22,14 +22,13 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use trawl_flowlog::{DecodeOptions, LogFormat};
 
-use super::message::message_text;
+use super::message::add_message;
 use sha2::Digest as _;
 
 use super::KafkaSourceConfig;
 use super::position::{
     Holder, PartitionPosition, Start, handoff_metadata, holder, partition_key, start_at,
 };
-use crate::source::add_lines;
 use crate::worker::{Context, PositionSource, seal};
 
 /// How long a call to the group coordinator may take.
@@ -638,20 +637,17 @@ impl Shared {
         let stats = &self.cx.stats.kafka;
         stats.messages.fetch_add(1, Ordering::Relaxed);
         let payload = message.payload().unwrap_or_default();
-        self.cx
-            .stats
-            .input_bytes
-            .fetch_add(payload.len() as u64, Ordering::Relaxed);
         let source = format!("kafka:{topic}/{partition}@{offset}");
-        let text = message_text(
+        let at = (key.as_str(), PositionSource::Partition(offset));
+        let added = add_message(
             &self.cx,
             &self.options,
             self.config.container,
             &source,
             payload,
+            at,
+            skip,
         );
-        let at = (key.as_str(), PositionSource::Partition(offset));
-        let decoded = add_lines(&self.cx, &self.options, &source, &text.text, Some(at), skip);
         let next = PartitionPosition {
             offset: offset + 1,
             byte: 0,
@@ -663,17 +659,13 @@ impl Shared {
         {
             eprintln!("trawl: {source}: {error}");
         }
-        let bad = text.bad.or_else(|| {
-            (decoded.errors.total() > 0 && decoded.records == 0)
-                .then(|| format!("{} lines, none a flow record", decoded.errors.total()))
-        });
-        if let Some(why) = bad {
+        if let Some(why) = added.bad {
             let n = stats.bad_messages.fetch_add(1, Ordering::Relaxed) + 1;
             if n <= PRINTED_MAX || n.is_multiple_of(1000) {
                 eprintln!("trawl: bad message #{n}: {source}: {why}");
             }
         }
-        if let Some(start) = decoded.start_max.and_then(|s| u32::try_from(s).ok())
+        if let Some(start) = added.start_max
             && let Some(state) = self.partitions().get_mut(&(topic.to_string(), partition))
         {
             state.newest_event = state.newest_event.max(Some(start));

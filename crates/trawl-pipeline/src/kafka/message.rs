@@ -58,6 +58,43 @@ impl Container {
     }
 }
 
+/// What adding one message (or Kinesis record) did.
+#[derive(Debug, Default)]
+pub struct Added {
+    /// Why the message is bad, if it is (not what its container says, or
+    /// lines that are all errors).
+    pub bad: Option<String>,
+    /// The newest record start in it.
+    pub start_max: Option<u32>,
+}
+
+/// Adds the record lines of one message of a stream with its position
+/// `at` (the first `skip` bytes of its decoded text are in already);
+/// counts its input bytes. The caller notes the position past it.
+pub(crate) fn add_message(
+    cx: &Context,
+    options: &DecodeOptions,
+    container: Container,
+    source: &str,
+    payload: &[u8],
+    at: (&str, crate::worker::PositionSource<'_>),
+    skip: u64,
+) -> Added {
+    cx.stats
+        .input_bytes
+        .fetch_add(payload.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    let text = message_text(cx, options, container, source, payload);
+    let decoded = crate::source::add_lines(cx, options, source, &text.text, Some(at), skip);
+    let bad = text.bad.or_else(|| {
+        (decoded.errors.total() > 0 && decoded.records == 0)
+            .then(|| format!("{} lines, none a flow record", decoded.errors.total()))
+    });
+    Added {
+        bad,
+        start_max: decoded.start_max.and_then(|s| u32::try_from(s).ok()),
+    }
+}
+
 /// A message's record lines, and why it is bad if it is.
 #[derive(Debug, Default)]
 pub struct MessageText {

@@ -55,7 +55,8 @@ use serde::Deserialize;
 
 pub(crate) use consumer::store_id;
 pub use consumer::{KafkaError, KafkaSource, STORE_ID_FILE};
-pub use message::{Container, MessageText, message_text};
+pub(crate) use message::add_message;
+pub use message::{Added, Container, MessageText, message_text};
 pub use metadata::{
     KafkaMetadataConfig, KafkaMetadataSource, RESERVED_METADATA_PROPERTIES, metadata_partition_key,
 };

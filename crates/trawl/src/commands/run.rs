@@ -10,7 +10,9 @@ use std::sync::atomic::Ordering;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use trawl_pipeline::{Container, KafkaMetadataConfig, KafkaSinkConfig, KafkaSourceConfig};
+use trawl_pipeline::{
+    Container, KafkaMetadataConfig, KafkaSinkConfig, KafkaSourceConfig, KinesisSourceConfig,
+};
 
 use crate::setup::{self, Config};
 
@@ -65,6 +67,15 @@ pub struct RunArgs {
     /// (`[[sinks.kafka]]`; needs the `flows` table).
     #[arg(long, value_name = "TOPIC", requires = "kafka_brokers")]
     kafka_sink_topic: Option<String>,
+    /// A Kinesis Data Stream of flow logs (`[[sources.kinesis]]` for more settings).
+    #[arg(long, value_name = "STREAM")]
+    kinesis_stream: Option<String>,
+    /// The stream's region (default us-east-1).
+    #[arg(long, value_name = "REGION", requires = "kinesis_stream")]
+    kinesis_region: Option<String>,
+    /// Another Kinesis endpoint (compatible services, tests).
+    #[arg(long, value_name = "URL", requires = "kinesis_stream")]
+    kinesis_endpoint_url: Option<String>,
 }
 
 impl RunArgs {
@@ -106,9 +117,20 @@ impl RunArgs {
                 ..KafkaMetadataConfig::default()
             });
         }
-        if self.once && !config.sources.kafka.is_empty() {
+        if let Some(stream) = &self.kinesis_stream {
+            let mut kinesis = KinesisSourceConfig {
+                stream: stream.clone(),
+                endpoint_url: self.kinesis_endpoint_url.clone(),
+                ..KinesisSourceConfig::default()
+            };
+            if let Some(region) = &self.kinesis_region {
+                kinesis.region = region.clone();
+            }
+            config.sources.kinesis.push(kinesis);
+        }
+        if self.once && !(config.sources.kafka.is_empty() && config.sources.kinesis.is_empty()) {
             bail!(
-                "--once reads directories to their end; a Kafka source runs until trawl is stopped"
+                "--once reads directories to their end; a Kafka or Kinesis source runs until trawl is stopped"
             );
         }
         Ok(config)
@@ -168,6 +190,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         running.stop()?;
         eprintln!("trawl: done");
         return Ok(ExitCode::SUCCESS);
+    }
+    for kinesis in &config.sources.kinesis {
+        pipeline.add_kinesis(kinesis.clone())?;
     }
     for kafka in &config.sources.kafka {
         pipeline.add_kafka(kafka.clone())?;

@@ -28,7 +28,7 @@ pub fn venv() -> PathBuf {
     venv
 }
 
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     venv().join("bin/python")
 }
 
@@ -46,7 +46,7 @@ fn package_file(package: &str, file: &str) -> String {
     String::from_utf8(output.stdout).unwrap().trim().to_string()
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
