@@ -69,6 +69,23 @@ pub enum MetadataEvent {
         /// Its owner.
         workload: Workload,
     },
+    /// Flows at interface `interface_id` showed `ip` as its own address
+    /// over `[from, to]` (a heartbeat another process learned and shared:
+    /// applied by the same rules as one learned here, see
+    /// `AttributionIndex::learn`). It declares nothing: it moves neither
+    /// the newest event time nor the horizon.
+    Heartbeat {
+        /// The address.
+        ip: IpAddr,
+        /// The ENI whose flows showed it.
+        interface_id: String,
+        /// First flow start.
+        #[serde(deserialize_with = "deserialize_time")]
+        from: Secs,
+        /// Last flow end.
+        #[serde(deserialize_with = "deserialize_time")]
+        to: Secs,
+    },
 }
 
 /// One owner listed in a snapshot.
@@ -92,7 +109,14 @@ impl MetadataEvent {
             | MetadataEvent::Release { at, .. }
             | MetadataEvent::Snapshot { at, .. }
             | MetadataEvent::Interface { at, .. } => *at,
+            MetadataEvent::Heartbeat { from, .. } => *from,
         }
+    }
+
+    /// Whether the event declares ownership (every kind but heartbeats,
+    /// which report what flows showed).
+    pub fn is_declaration(&self) -> bool {
+        !matches!(self, MetadataEvent::Heartbeat { .. })
     }
 }
 

@@ -596,6 +596,17 @@ impl AttributionIndex {
     }
 
     fn apply_unchecked(&mut self, event: &MetadataEvent) -> Result<(), ApplyError> {
+        if let MetadataEvent::Heartbeat {
+            ip,
+            interface_id,
+            from,
+            to,
+        } = event
+        {
+            // Not a declaration: no newest time, no horizon (see the event).
+            let _ = self.learn(*ip, interface_id, *from, *to);
+            return Ok(());
+        }
         let at = to_stored(event.at()).ok_or(ApplyError::TimeOutOfRange(event.at()))?;
         if at < self.pruned_before {
             // Issue 13 #13: placed before the pruned history (a metadata
@@ -653,6 +664,7 @@ impl AttributionIndex {
                     .or_default()
                     .attach(at, owner, &self.workloads);
             }
+            MetadataEvent::Heartbeat { .. } => {}
         }
         Ok(())
     }
@@ -762,10 +774,12 @@ impl AttributionIndex {
     /// `[start, end]`, if the interface had one declared workload at `start`
     /// and at `end`, and `ip` is declared to nobody else over that time
     /// (see the module header).
-    pub fn learn(&mut self, ip: IpAddr, interface_id: &str, start: Secs, end: Secs) {
+    /// Returns whether a span was learned.
+    pub fn learn(&mut self, ip: IpAddr, interface_id: &str, start: Secs, end: Secs) -> bool {
         let (start, end) = (clamp_time(start), clamp_time(end.max(start)));
-        if let Some(owner) = self.interface_owner_within(interface_id, start, end) {
-            self.learn_as(ip, owner, start, end, true);
+        match self.interface_owner_within(interface_id, start, end) {
+            Some(owner) => self.learn_as(ip, owner, start, end, true),
+            None => false,
         }
     }
 
@@ -814,7 +828,7 @@ impl AttributionIndex {
         start: u32,
         end: u32,
         at_interface: bool,
-    ) {
+    ) -> bool {
         let consistent = self
             .ips
             .get(ip)
@@ -833,7 +847,7 @@ impl AttributionIndex {
         };
         let Some(span) = span else {
             self.stats.learned_conflicts += 1;
-            return;
+            return false;
         };
         self.stats.learned_overrides += u64::from(span.is_overriding());
         self.stats.heartbeats += 1;
@@ -845,6 +859,7 @@ impl AttributionIndex {
             .entry(ip)
             .learned
             .edit(|spans| join_or_insert(spans, span, gap, spans_max));
+        true
     }
 
     /// The span overriding the declaration of `ip` that a flow of `owner`
@@ -891,14 +906,15 @@ impl AttributionIndex {
     /// side declared to the interface's workload) was held by the
     /// interface's workload over the record's `[start, end]` (see
     /// [`learn`](Self::learn) for when a record teaches nothing).
-    pub fn learn_from_flow(&mut self, record: &FlowRecord<'_>) {
+    /// Returns the address and times learned, if a span was.
+    pub fn learn_from_flow(&mut self, record: &FlowRecord<'_>) -> Option<(IpAddr, Secs, Secs)> {
         let (Some(interface_id), Some(start), Some(end)) =
             (record.interface_id(), record.start(), record.end())
         else {
-            return;
+            return None;
         };
         if record.log_status() != Some(LogStatus::Ok) {
-            return;
+            return None;
         }
         let (start, end) = (start as Secs, end as Secs);
         let local = match record.flow_direction() {
@@ -906,19 +922,26 @@ impl AttributionIndex {
             Some(FlowDirection::Ingress) => record.dst_addr(),
             None => {
                 let (start, end) = (clamp_time(start), clamp_time(end.max(start)));
-                let Some(owner) = self.interface_owner_within(interface_id, start, end) else {
-                    return;
-                };
-                match self.local_side(owner, record.src_addr(), record.dst_addr(), start) {
-                    Some(ip) => self.learn_as(ip, owner, start, end, false),
-                    None => self.stats.heartbeats_without_local_side += 1,
-                }
-                return;
+                let owner = self.interface_owner_within(interface_id, start, end)?;
+                let learned =
+                    match self.local_side(owner, record.src_addr(), record.dst_addr(), start) {
+                        Some(ip) => self.learn_as(ip, owner, start, end, false).then_some(ip),
+                        None => {
+                            self.stats.heartbeats_without_local_side += 1;
+                            None
+                        }
+                    };
+                return learned.map(|ip| (ip, Secs::from(start), Secs::from(end)));
             }
         };
         match local {
-            Some(ip) => self.learn(ip, interface_id, start, end),
-            None => self.stats.heartbeats_without_local_side += 1,
+            Some(ip) => self
+                .learn(ip, interface_id, start, end)
+                .then_some((ip, start, end)),
+            None => {
+                self.stats.heartbeats_without_local_side += 1;
+                None
+            }
         }
     }
 

@@ -31,6 +31,7 @@
 pub mod chunks;
 pub mod config;
 mod feeder;
+pub mod heartbeats;
 pub mod hold;
 pub mod kafka;
 pub mod kinesis;

@@ -289,7 +289,8 @@ impl Pipeline {
     /// shutdown (every partition, no group; see `kafka::metadata`); returns
     /// once the topic is read to its end or `catch_up_secs_max` has passed.
     pub fn add_kafka_metadata(&self, config: KafkaMetadataConfig) -> Result<(), PipelineError> {
-        let source = KafkaMetadataSource::start(self.cx.clone(), config, self.stop.clone())?;
+        let id = self.store_id()?;
+        let source = KafkaMetadataSource::start(self.cx.clone(), config, id, self.stop.clone())?;
         self.background
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -301,16 +302,22 @@ impl Pipeline {
     /// transaction a seal (see `kafka::sink`); shutdown publishes the last
     /// seal before it returns.
     pub fn add_kafka_sink(&self, config: KafkaSinkConfig) -> Result<(), PipelineError> {
-        let id = {
-            let dir = self.cx.store_read().data_dir().to_path_buf();
-            store_id(&dir).map_err(|source| PipelineError::Io { path: dir, source })?
-        };
-        let sink = KafkaSink::start(self.cx.clone(), config, id)?;
-        self.sinks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(sink);
+        let id = self.store_id()?;
+        let mut sinks = self.sinks.lock().unwrap_or_else(PoisonError::into_inner);
+        if sinks.iter().any(|s| s.holder() == config.holder()) {
+            return Err(PipelineError::Kafka(KafkaError::Config(format!(
+                "sinks.kafka: topic {:?} twice (one sink a topic: they would share a transactional id and a hold)",
+                config.topic
+            ))));
+        }
+        sinks.push(KafkaSink::start(self.cx.clone(), config, id)?);
         Ok(())
+    }
+
+    /// The data directory's id (made the first time; see `kafka`).
+    fn store_id(&self) -> Result<String, PipelineError> {
+        let dir = self.cx.store_read().data_dir().to_path_buf();
+        store_id(&dir).map_err(|source| PipelineError::Io { path: dir, source })
     }
 
     /// Queues a byte stream (stdin), read to its end by one worker.
@@ -414,7 +421,11 @@ impl Pipeline {
         complete: bool,
     ) -> (usize, Vec<EventError>) {
         let (events, errors) = metadata_log::parse_events(&self.cx, reader, source_name);
-        let newest = events.iter().map(MetadataEvent::at).max();
+        let newest = events
+            .iter()
+            .filter(|e| e.is_declaration())
+            .map(MetadataEvent::at)
+            .max();
         let applied = self.apply_events(&events, newest.filter(|_| complete));
         (applied, errors)
     }

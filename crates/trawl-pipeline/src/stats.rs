@@ -117,6 +117,8 @@ pub struct KafkaStats {
     pub client_errors: AtomicU64,
     /// Messages read from the metadata topic.
     pub metadata_messages: AtomicU64,
+    /// Learned heartbeats published to the metadata topic.
+    pub heartbeats_published: AtomicU64,
     /// Per source, per partition (`topic/partition`): records behind the
     /// partition's last stable offset, and seconds behind.
     lags: std::sync::Mutex<BTreeMap<String, PartitionLags>>,
@@ -178,6 +180,11 @@ impl KafkaStats {
                 "trawl_kafka_metadata_messages_total",
                 "Messages read from the metadata topic.",
                 &self.metadata_messages,
+            ),
+            (
+                "trawl_kafka_heartbeats_published_total",
+                "Heartbeats learned from flows and published to the metadata topic.",
+                &self.heartbeats_published,
             ),
         ] {
             metric(m, name, "counter", help, &[("", get(counter))]);

@@ -16,7 +16,7 @@
 use std::net::IpAddr;
 use std::ops::Range;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, PoisonError, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use trawl_attrib::{AttributionIndex, NO_OWNER, Secs, WorkloadId, is_private};
@@ -26,6 +26,7 @@ use trawl_flowlog::{
 use trawl_store::{EnrichedFlow, SealReport, SharedIndex, SharedStore, Store, StoreError};
 
 use crate::config::{HOLD_SECS_MAX, PipelineConfig};
+use crate::heartbeats::{Heartbeat, HeartbeatOutbox};
 use crate::hold::{HeldFlow, HoldBuffer};
 use crate::kafka::PartitionPosition;
 use crate::kinesis::ShardPosition;
@@ -66,6 +67,9 @@ pub struct Context {
     pub chunks: crossbeam_channel::Sender<ChunkJob>,
     /// The other end of `chunks`.
     pub chunk_jobs: crossbeam_channel::Receiver<ChunkJob>,
+    /// Heartbeats learned here, kept to be shared (set when a metadata
+    /// topic publishes them).
+    pub heartbeats: OnceLock<HeartbeatOutbox>,
 }
 
 impl Context {
@@ -88,6 +92,7 @@ impl Context {
             snapshot_lock: Mutex::new(()),
             chunks,
             chunk_jobs,
+            heartbeats: OnceLock::new(),
             hold: Mutex::new(HoldBuffer::new(config.held_records_max)),
             store: Arc::new(std::sync::RwLock::new(store)),
             index: Arc::new(std::sync::RwLock::new(index)),
@@ -457,6 +462,33 @@ fn owners(
         .collect()
 }
 
+/// Learns from every record (the index's write lock, once); with an
+/// outbox (heartbeats shared through the metadata topic), keeps what was
+/// learned for it.
+fn learn(cx: &Context, records: &[FlowRecord<'_>]) {
+    let outbox = cx.heartbeats.get();
+    let mut learned = Vec::new();
+    {
+        let mut index = cx.index_write();
+        for record in records {
+            let span = index.learn_from_flow(record);
+            if let (Some(_), Some((ip, from, to)), Some(interface_id)) =
+                (outbox, span, record.interface_id())
+            {
+                learned.push(Heartbeat {
+                    ip,
+                    interface_id: interface_id.to_string(),
+                    from,
+                    to,
+                });
+            }
+        }
+    }
+    if let Some(outbox) = outbox.filter(|_| !learned.is_empty()) {
+        outbox.add(learned);
+    }
+}
+
 fn flush(
     cx: &Context,
     records: &[FlowRecord<'_>],
@@ -471,10 +503,7 @@ fn flush(
     }
     // Learning writes the index; the lookups only read it, so workers
     // attribute at once.
-    {
-        let mut index = cx.index_write();
-        records.iter().for_each(|r| index.learn_from_flow(r));
-    }
+    learn(cx, records);
     let owners = owners(&cx.index_read(), records, cx.config.hold_secs > 0);
     let newest = records
         .iter()

@@ -72,6 +72,12 @@ pub struct Manifest {
     /// absent: the table has every flow ever added.
     #[serde(default)]
     pub dropped_below: BTreeMap<String, u32>,
+    /// Per sink (its name), the newest seal generation it has published:
+    /// detail segments sealed after the smallest are kept out of
+    /// compaction (see `Store::hold_detail_after`). Kept here so that a
+    /// restart, or a run without the sink, holds them from the start.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub detail_holds: BTreeMap<String, u64>,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -195,6 +201,7 @@ mod tests {
             }],
             positions: [("file:a.log".to_string(), "1234".to_string())].into(),
             dropped_below: [("flows_1m".to_string(), 1800)].into(),
+            detail_holds: [("kafka:enriched".to_string(), 1)].into(),
         }
     }
 

@@ -389,9 +389,10 @@ pub struct Store {
     /// Event times sources have each reached (a stream's slowest
     /// partition): the watermark stays behind the smallest.
     watermark_caps: Mutex<BTreeMap<String, u32>>,
-    /// Detail segments sealed after this generation are not compacted (a
-    /// sink has yet to publish them; see [`Store::hold_detail_after`]).
-    detail_held_after: Mutex<Option<u64>>,
+    /// Per sink, the newest generation it published: detail segments
+    /// sealed after the smallest are not compacted (see
+    /// [`Store::hold_detail_after`]); committed with the next manifest.
+    detail_holds: Mutex<BTreeMap<String, u64>>,
     stats: StoreStats,
     doomed: Vec<(PathBuf, Instant)>,
     /// The next segment id no draft has used: drafts number from here, so
@@ -467,7 +468,7 @@ impl Store {
                 config.wall_clock(),
             )),
             watermark_caps: Mutex::new(BTreeMap::new()),
-            detail_held_after: Mutex::new(None),
+            detail_holds: Mutex::new(manifest.detail_holds.clone()),
             manifest,
             stats: StoreStats::default(),
             doomed: Vec::new(),
@@ -580,14 +581,33 @@ impl Store {
     }
 
     /// Keeps the detail segments sealed after `generation` out of
-    /// compaction (a sink publishes each seal's segments, by their
-    /// `sealed_in`, and has published up to `generation`); `None` lets
-    /// them be compacted. Retention still removes them when they expire.
-    pub fn hold_detail_after(&self, generation: Option<u64>) {
-        *self
-            .detail_held_after
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = generation;
+    /// compaction for `holder` (a sink publishes each seal's segments, by
+    /// their `sealed_in`, and has published up to `generation`); `None`
+    /// drops the holder's hold. Segments are held while any holder holds
+    /// them; the holds go into the next manifest, so they hold from the
+    /// next open on (also in a run without the sink). Retention still
+    /// removes held segments when they expire.
+    pub fn hold_detail_after(&self, holder: &str, generation: Option<u64>) {
+        let mut holds = lock(&self.detail_holds);
+        match generation {
+            Some(g) => {
+                holds.insert(holder.to_string(), g);
+            }
+            None => {
+                holds.remove(holder);
+            }
+        }
+    }
+
+    /// The generation `holder` holds detail segments after, if it does.
+    pub fn detail_hold(&self, holder: &str) -> Option<u64> {
+        lock(&self.detail_holds).get(holder).copied()
+    }
+
+    /// Detail segments sealed after this generation are held (the
+    /// smallest hold), if any are.
+    pub(crate) fn detail_held_after(&self) -> Option<u64> {
+        lock(&self.detail_holds).values().min().copied()
     }
 
     /// The rows of detail segment `meta`, read from its file and checked
@@ -1013,6 +1033,7 @@ impl Store {
             ..p.meta.clone()
         }));
         next.positions = lock_mut(&mut self.pending_positions).clone();
+        next.detail_holds = lock(&self.detail_holds).clone();
         next.max_event_time = lock_mut(&mut self.newest).get();
         next.next_segment = first + pending.len() as u64;
         self.ids_drafted = next.next_segment;

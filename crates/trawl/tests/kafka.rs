@@ -528,3 +528,74 @@ fn the_sink_topic_read_committed_equals_the_stored_flows_across_kill_9() {
         assert!(columns.contains(&name), "{name} not in {columns:?}");
     }
 }
+
+/// Processes of a group learn only from their own partitions' flows; with
+/// `publish_learned`, what one learns (an undeclared address seen as its
+/// interface's own) reaches the others through the metadata topic, and
+/// they attribute flows to that address by it.
+#[test]
+fn a_heartbeat_one_process_learns_attributes_flows_another_process_reads() {
+    let broker = Broker::noida();
+    for topic in ["ownership", "flows-a", "flows-b"] {
+        broker.create_topic(topic, 1);
+    }
+    let base = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let to_b = broker.produce(
+        "learned",
+        "flows-a",
+        &[
+            "--topic-b",
+            "flows-b",
+            "--metadata-topic",
+            "ownership",
+            "--base",
+            &base,
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = |name: &str, topic: &str, format: &str, publish: bool| {
+        let file = dir.path().join(format!("{name}.toml"));
+        let text = format!(
+            "{PIPELINE}\n[sources.kafka_metadata]\nbrokers = \"{b}\"\ntopic = \"ownership\"\n\
+             publish_learned = {publish}\npublish_interval_secs = 1\n\
+             [[sources.kafka]]\nbrokers = \"{b}\"\ntopics = [\"{topic}\"]\ngroup = \"{name}\"\n\
+             log_format = \"{format}\"\n",
+            b = broker.brokers
+        );
+        std::fs::write(&file, text).unwrap();
+        file
+    };
+    const DEFAULT: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status";
+    let with_direction = format!("{DEFAULT} flow-direction");
+    let config_a = config("a", "flows-a", &with_direction, true);
+    let config_b = config("b", "flows-b", DEFAULT, false);
+    let (data_a, data_b) = (dir.path().join("a"), dir.path().join("b"));
+    let a = start(&data_a, path(&config_a));
+    wait_for(
+        "A to publish what it learned",
+        Duration::from_secs(30),
+        || a.metric("trawl_kafka_heartbeats_published_total") > 0,
+    );
+    let b = start(&data_b, path(&config_b));
+    let want = to_b["records"].as_u64().unwrap();
+    wait_for_flows(&b, want, Duration::from_secs(60), &data_b);
+    let sql =
+        "SELECT COALESCE(dst_app, 'unknown') AS app, SUM(flows) AS flows FROM flows_1m GROUP BY 1";
+    let (status, body) = b.sql(sql, "json");
+    assert_eq!(status, 200);
+    let answer: Value = serde_json::from_slice(&body).unwrap();
+    let rows = answer
+        .get("rows")
+        .unwrap_or(&answer)
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(rows.len(), 1, "{rows:?}\n{}", logs_beside(&data_b));
+    assert_eq!(rows[0]["app"], "learned-app", "{rows:?}");
+    assert!(a.signal("-TERM").success());
+    assert!(b.signal("-TERM").success());
+}

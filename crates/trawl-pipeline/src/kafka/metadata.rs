@@ -39,13 +39,15 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError as ClientError;
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use trawl_attrib::MetadataEvent;
 
 use super::KafkaError;
+use crate::heartbeats::HeartbeatOutbox;
 use crate::metadata_log::{apply_events, parse_events};
 use crate::worker::Context;
 
@@ -81,6 +83,13 @@ pub struct KafkaMetadataConfig {
     pub catch_up_secs_max: u64,
     /// How often the topic's partition count is checked (seconds).
     pub refresh_secs: u64,
+    /// Also publish what this process learns from its flows (heartbeats:
+    /// an interface's own address over a span) to the topic, so that the
+    /// processes of a group, each learning from its own partitions, share
+    /// them.
+    pub publish_learned: bool,
+    /// How often learned heartbeats are published (seconds).
+    pub publish_interval_secs: u64,
 }
 
 impl Default for KafkaMetadataConfig {
@@ -91,6 +100,8 @@ impl Default for KafkaMetadataConfig {
             properties: BTreeMap::new(),
             catch_up_secs_max: 30,
             refresh_secs: 30,
+            publish_learned: false,
+            publish_interval_secs: 10,
         }
     }
 }
@@ -114,6 +125,11 @@ impl KafkaMetadataConfig {
         }
         if self.catch_up_secs_max > 3600 {
             return Err("sources.kafka_metadata.catch_up_secs_max must be at most 3600".into());
+        }
+        if !(1..=3600).contains(&self.publish_interval_secs) {
+            return Err(
+                "sources.kafka_metadata.publish_interval_secs must be between 1 and 3600".into(),
+            );
         }
         if !(1..=3600).contains(&self.refresh_secs) {
             return Err("sources.kafka_metadata.refresh_secs must be between 1 and 3600".into());
@@ -147,6 +163,7 @@ impl KafkaMetadataSource {
     pub fn start(
         cx: Arc<Context>,
         config: KafkaMetadataConfig,
+        store_id: String,
         stop: Arc<AtomicBool>,
     ) -> Result<KafkaMetadataSource, KafkaError> {
         config.validate().map_err(KafkaError::Config)?;
@@ -156,6 +173,15 @@ impl KafkaMetadataSource {
             source: Box::new(source),
         };
         let consumer: BaseConsumer = client_config(&config).create().map_err(client_error)?;
+        refuse_a_missing_topic(&consumer, &config)?;
+        let publisher = if config.publish_learned {
+            let producer: BaseProducer =
+                heartbeat_producer(&config).create().map_err(client_error)?;
+            let _ = cx.heartbeats.set(HeartbeatOutbox::default());
+            Some(producer)
+        } else {
+            None
+        };
         let caught_up = Arc::new(CaughtUp::default());
         let wait = Duration::from_secs(config.catch_up_secs_max);
         let reader = Reader {
@@ -164,6 +190,8 @@ impl KafkaMetadataSource {
             config,
             partitions: BTreeMap::new(),
             caught_up: caught_up.clone(),
+            publisher,
+            store_id,
         };
         let handle = std::thread::Builder::new()
             .name("trawl-kafka-metadata".to_string())
@@ -197,6 +225,52 @@ impl KafkaMetadataSource {
         self.handle
     }
 }
+
+/// Refuses a topic the brokers say does not exist (a typo would otherwise
+/// cost `catch_up_secs_max`, then run with no ownership); brokers that do
+/// not answer are not a reason to refuse (the reader retries).
+fn refuse_a_missing_topic(
+    consumer: &BaseConsumer,
+    config: &KafkaMetadataConfig,
+) -> Result<(), KafkaError> {
+    let Ok(metadata) = consumer.fetch_metadata(Some(&config.topic), METADATA_TIMEOUT) else {
+        return Ok(());
+    };
+    let described = metadata.topics().iter().find(|t| t.name() == config.topic);
+    let missing = match described {
+        None => true,
+        Some(t) => {
+            t.error().map(RDKafkaErrorCode::from) == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+        }
+    };
+    if missing {
+        return Err(KafkaError::Config(format!(
+            "sources.kafka_metadata.topic: the brokers ({}) have no topic {:?}",
+            config.brokers, config.topic
+        )));
+    }
+    Ok(())
+}
+
+/// The producer of learned heartbeats (idempotent; not transactional:
+/// heartbeats applied twice change nothing).
+fn heartbeat_producer(config: &KafkaMetadataConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    for (key, value) in &config.properties {
+        client.set(key, value);
+    }
+    client
+        .set("bootstrap.servers", &config.brokers)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "50");
+    client
+}
+
+/// The header naming the store that published a heartbeat message (its
+/// own are not applied again).
+const ORIGIN_HEADER: &str = "trawl-origin";
+/// Heartbeats per published message.
+const HEARTBEATS_PER_MESSAGE_MAX: usize = 500;
 
 /// The client settings: partitions assigned, not subscribed (librdkafka's
 /// consumer wants a `group.id` even so; it joins nothing and commits
@@ -233,6 +307,10 @@ struct Reader {
     config: KafkaMetadataConfig,
     partitions: BTreeMap<i32, PartitionState>,
     caught_up: Arc<CaughtUp>,
+    /// Publishes learned heartbeats, if configured.
+    publisher: Option<BaseProducer>,
+    /// This data directory's id (the origin of what it publishes).
+    store_id: String,
 }
 
 impl Reader {
@@ -242,7 +320,13 @@ impl Reader {
         let mut last_refresh: Option<Instant> = None;
         let mut newest_applied: Option<i64> = None;
         let mut vouched = false;
+        let publish_every = Duration::from_secs(self.config.publish_interval_secs);
+        let mut last_publish = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            if last_publish.elapsed() >= publish_every {
+                last_publish = Instant::now();
+                self.publish_heartbeats();
+            }
             if last_refresh.is_none_or(|t| t.elapsed() >= refresh)
                 || self.partitions.is_empty()
                     && last_refresh.is_some_and(|t| t.elapsed() >= POLL_TIMEOUT * 10)
@@ -281,6 +365,54 @@ impl Reader {
                 self.caught_up.changed.notify_all();
             }
         }
+        self.publish_heartbeats();
+        if let Some(producer) = &self.publisher
+            && let Err(error) = producer.flush(METADATA_TIMEOUT)
+        {
+            self.report(&error);
+        }
+    }
+
+    /// Publishes the heartbeats learned since the last time (JSON lines
+    /// of `heartbeat` events, marked with this store's id).
+    fn publish_heartbeats(&self) {
+        let (Some(producer), Some(outbox)) = (&self.publisher, self.cx.heartbeats.get()) else {
+            return;
+        };
+        let heartbeats = outbox.drain();
+        for chunk in heartbeats.chunks(HEARTBEATS_PER_MESSAGE_MAX) {
+            let mut body = String::new();
+            for h in chunk {
+                let event = MetadataEvent::Heartbeat {
+                    ip: h.ip,
+                    interface_id: h.interface_id.clone(),
+                    from: h.from,
+                    to: h.to,
+                };
+                if let Ok(line) = serde_json::to_string(&event) {
+                    body.push_str(&line);
+                    body.push('\n');
+                }
+            }
+            let headers = OwnedHeaders::new().insert(Header {
+                key: ORIGIN_HEADER,
+                value: Some(self.store_id.as_str()),
+            });
+            let record = BaseRecord::<(), str>::to(&self.config.topic)
+                .payload(body.as_str())
+                .headers(headers);
+            match producer.send(record) {
+                Ok(()) => {
+                    self.cx
+                        .stats
+                        .kafka
+                        .heartbeats_published
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+                Err((error, _)) => self.report(&error),
+            }
+        }
+        producer.poll(Duration::ZERO);
     }
 
     /// Assigns the topic's partitions not assigned yet, each at the
@@ -315,6 +447,7 @@ impl Reader {
                 .index_read()
                 .source_position(&metadata_partition_key(topic, id))
                 .and_then(|v| v.parse::<u64>().ok());
+            let saved = self.within_partition(consumer, id, saved);
             self.partitions.insert(
                 id,
                 PartitionState {
@@ -346,6 +479,29 @@ impl Reader {
         );
     }
 
+    /// `saved`, unless the partition now ends before it (the topic was
+    /// made again, or another cluster serves it): then its start, or its
+    /// events would be skipped up to the old offset.
+    fn within_partition(
+        &self,
+        consumer: &BaseConsumer,
+        partition: i32,
+        saved: Option<u64>,
+    ) -> Option<u64> {
+        let saved = saved?;
+        let topic = self.config.topic.as_str();
+        match consumer.fetch_watermarks(topic, partition, METADATA_TIMEOUT) {
+            Ok((_, high)) if u64::try_from(high).is_ok_and(|high| saved > high) => {
+                eprintln!(
+                    "trawl: {}: partition {partition} ends at {high}, before the saved position {saved} (the topic was made again?): read from its start",
+                    self.name
+                );
+                None
+            }
+            _ => Some(saved),
+        }
+    }
+
     /// Applies one message's events with the partition's new position;
     /// returns the newest event time applied.
     fn apply(&mut self, message: &BorrowedMessage<'_>) -> Option<i64> {
@@ -362,18 +518,39 @@ impl Reader {
             .kafka
             .metadata_messages
             .fetch_add(1, Ordering::Relaxed);
+        let key = metadata_partition_key(&self.config.topic, partition);
+        if self.is_own(message) {
+            // Learned here, applied here already.
+            self.cx
+                .index_write()
+                .set_source_position(&key, &(offset + 1).to_string());
+            return None;
+        }
         let source = format!("kafka:{}/{partition}@{offset}", self.config.topic);
         let payload = message.payload().unwrap_or_default();
         let (events, errors) = parse_events(&self.cx, payload, &source);
         for error in errors.iter().take(3) {
             eprintln!("trawl: {error}");
         }
-        let newest = events.iter().map(MetadataEvent::at).max();
-        let key = metadata_partition_key(&self.config.topic, partition);
+        // Heartbeats declare nothing: they vouch for no time.
+        let newest = events
+            .iter()
+            .filter(|e| e.is_declaration())
+            .map(MetadataEvent::at)
+            .max();
         let mut index = self.cx.index_write();
         apply_events(&self.cx, &mut index, &events, None);
         index.set_source_position(&key, &(offset + 1).to_string());
         newest
+    }
+
+    /// Whether `message` was published by this store.
+    fn is_own(&self, message: &BorrowedMessage<'_>) -> bool {
+        message.headers().is_some_and(|headers| {
+            headers
+                .iter()
+                .any(|h| h.key == ORIGIN_HEADER && h.value == Some(self.store_id.as_bytes()))
+        })
     }
 
     fn report(&self, error: &ClientError) {
@@ -413,5 +590,139 @@ mod tests {
         };
         assert!(bad_topic.validate().unwrap_err().contains("topic"));
         assert_eq!(metadata_partition_key("t", 3), "kafka-metadata:t/3");
+    }
+}
+
+// Tests against a real broker, written by a cold review, against
+// noida-db (see `sink::broker_tests::Noida`).
+#[cfg(test)]
+mod broker_tests {
+    use super::*;
+    use crate::kafka::sink::broker_tests::Noida;
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
+    fn create_topic(broker: &Noida, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &broker.brokers)
+            .create()
+            .unwrap();
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let results =
+            futures::executor::block_on(admin.create_topics([&new], &AdminOptions::new())).unwrap();
+        for result in results {
+            result.unwrap();
+        }
+    }
+
+    fn context(dir: &std::path::Path) -> Arc<Context> {
+        let store = trawl_store::Store::open(trawl_store::StoreConfig::new(dir)).unwrap();
+        Arc::new(Context::new(
+            crate::config::PipelineConfig::default(),
+            store,
+            trawl_attrib::AttributionIndex::default(),
+            None,
+            None,
+        ))
+    }
+
+    fn config(broker: &Noida) -> KafkaMetadataConfig {
+        KafkaMetadataConfig {
+            brokers: broker.brokers.clone(),
+            topic: "ownership".into(),
+            catch_up_secs_max: 20,
+            ..KafkaMetadataConfig::default()
+        }
+    }
+
+    /// Regression (cold review of the sink and metadata topic): the position saved for a partition is taken as
+    /// the truth even when the partition now ends before it (the topic
+    /// was deleted and created again, or moved to another cluster under
+    /// its name): the consumer resets to the start, and `apply` skips
+    /// every message below the saved position, so the new topic's events
+    /// are never applied (flows attributed to no one) until it grows past
+    /// the old offset; meanwhile the start vouches metadata complete.
+    #[test]
+    fn events_of_a_partition_shorter_than_its_saved_position_are_applied() {
+        let broker = Noida::start();
+        create_topic(&broker, "ownership", 1);
+        let producer: BaseProducer = ClientConfig::new()
+            .set("bootstrap.servers", &broker.brokers)
+            .create()
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        for i in 1..=3 {
+            let event = format!(
+                r#"{{"type":"assign","ip":"10.0.0.{i}","at":{},"workload":{{"app":"web"}}}}"#,
+                now - 600
+            );
+            producer
+                .send(BaseRecord::<str, str>::to("ownership").payload(&event))
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cx = context(dir.path());
+        // Saved by a snapshot when the old topic of that name had 100 messages.
+        cx.index_write()
+            .set_source_position(&metadata_partition_key("ownership", 0), "100");
+        let stop = Arc::new(AtomicBool::new(false));
+        let source =
+            KafkaMetadataSource::start(cx.clone(), config(&broker), "test".into(), stop.clone())
+                .unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::Relaxed);
+        source.into_thread().join().unwrap();
+        assert_eq!(
+            cx.stats.kafka.metadata_messages.load(Ordering::Relaxed),
+            3,
+            "the topic's 3 messages were skipped (below the saved position 100)"
+        );
+    }
+
+    /// Guard: a topic with an empty partition (or none with messages) is
+    /// read to its end at once: the start does not wait out
+    /// `catch_up_secs_max` (checks that an empty partition gives its EOF).
+    #[test]
+    fn an_empty_partition_does_not_hold_the_start() {
+        let broker = Noida::start();
+        create_topic(&broker, "ownership", 2);
+        let dir = tempfile::tempdir().unwrap();
+        let cx = context(dir.path());
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let source =
+            KafkaMetadataSource::start(cx, config(&broker), "test".into(), stop.clone()).unwrap();
+        let took = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        source.into_thread().join().unwrap();
+        assert!(took < Duration::from_secs(10), "the start waited {took:?}");
+    }
+
+    /// Regression (cold review of the sink and metadata topic): a metadata topic that does not exist (a typo): the start
+    /// should say so at once, not wait out `catch_up_secs_max` and then
+    /// run with no ownership at all.
+    #[test]
+    fn a_missing_metadata_topic_is_refused_at_start() {
+        let broker = Noida::start();
+        let dir = tempfile::tempdir().unwrap();
+        let cx = context(dir.path());
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let result = KafkaMetadataSource::start(cx, config(&broker), "test".into(), stop.clone());
+        let took = started.elapsed();
+        stop.store(true, Ordering::Relaxed);
+        match result {
+            Ok(source) => {
+                source.into_thread().join().unwrap();
+                panic!("a missing topic was accepted after {took:?}");
+            }
+            Err(_) => assert!(took < Duration::from_secs(10)),
+        }
     }
 }

@@ -76,6 +76,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Progress records read back from the end of the progress topic, per
 /// step, when looking for this store's newest.
 const PROGRESS_WINDOW: i64 = 10_000;
+/// Longest a read of the progress topic to its end may take: past the
+/// transaction timeout, so that one left open is aborted meanwhile.
+const PROGRESS_READ_TIMEOUT: Duration = Duration::from_secs(75);
 /// Errors printed before only every 1,000th is.
 const PRINTED_MAX: u64 = 20;
 
@@ -149,6 +152,11 @@ impl KafkaSinkConfig {
         Ok(())
     }
 
+    /// The name of the sink's hold on detail segments in the store.
+    pub fn holder(&self) -> String {
+        format!("kafka:{}", self.topic)
+    }
+
     /// The progress topic's name.
     pub fn progress_topic(&self) -> String {
         self.progress_topic
@@ -162,18 +170,23 @@ impl KafkaSinkConfig {
 pub struct KafkaSink {
     handle: JoinHandle<()>,
     finish: Arc<AtomicBool>,
+    holder: String,
 }
 
 impl KafkaSink {
     /// Starts publishing the store's seals of `cx` to `config.topic`;
-    /// fails when the store keeps no detail rows, a setting is wrong, or
-    /// the brokers cannot say what was published before.
+    /// fails when the store keeps no detail rows or a setting is wrong.
+    /// The seals this sink has not published are held out of compaction
+    /// at once (the hold is in the manifest from the next seal on); the
+    /// brokers are reached in the background, retried until they answer.
     pub fn start(
         cx: Arc<Context>,
         config: KafkaSinkConfig,
         store_id: String,
     ) -> Result<KafkaSink, KafkaError> {
         config.validate().map_err(KafkaError::Config)?;
+        let holder = config.holder();
+        let hold = holder.clone();
         let (dir, schema) = {
             let store = cx.store_read();
             if !store.config().detail.enabled {
@@ -184,6 +197,10 @@ impl KafkaSink {
             let (dir, schema) = store.detail_source().ok_or_else(|| {
                 KafkaError::Config("sinks.kafka: the store has no flows table".into())
             })?;
+            if store.detail_hold(&hold).is_none() {
+                // A sink new to this store publishes all it still holds.
+                store.hold_detail_after(&hold, Some(0));
+            }
             (dir, schema)
         };
         for column in &config.key {
@@ -193,44 +210,28 @@ impl KafkaSink {
                 )));
             }
         }
-        let client_error = |source| KafkaError::Client {
-            brokers: config.brokers.clone(),
-            topics: config.topic.clone(),
-            source: Box::new(source),
-        };
-        let progress_topic = config.progress_topic();
-        create_progress_topic(&config, &progress_topic).map_err(client_error)?;
-        let published =
-            published_generation(&config, &progress_topic, &store_id).map_err(client_error)?;
-        let transactional_id = format!("trawl-sink-{store_id}-{}", config.topic);
-        let producer: BaseProducer = producer_config(&config, &transactional_id)
-            .create()
-            .map_err(client_error)?;
-        producer
-            .init_transactions(TRANSACTION_TIMEOUT)
-            .map_err(client_error)?;
-        cx.store_read().hold_detail_after(Some(published));
-        eprintln!(
-            "trawl: sink {}: published through seal {published} (transactional.id {transactional_id})",
-            config.topic
-        );
         let finish = Arc::new(AtomicBool::new(false));
-        let publisher = Publisher {
-            cx,
-            progress_topic,
-            store_id,
-            dir,
-            schema,
-            published,
-            producer,
-            config,
-        };
         let stop = finish.clone();
         let handle = std::thread::Builder::new()
             .name("trawl-kafka-sink".to_string())
-            .spawn(move || publisher.publish_until(&stop))
+            .spawn(move || {
+                if let Some(publisher) =
+                    Publisher::connect(cx, config, store_id, dir, schema, &stop)
+                {
+                    publisher.publish_until(&stop);
+                }
+            })
             .map_err(KafkaError::Thread)?;
-        Ok(KafkaSink { handle, finish })
+        Ok(KafkaSink {
+            handle,
+            finish,
+            holder,
+        })
+    }
+
+    /// The name of its hold on the store's detail segments (one a topic).
+    pub fn holder(&self) -> &str {
+        &self.holder
     }
 
     /// Publishes what is sealed by now (trying for at most
@@ -239,6 +240,17 @@ impl KafkaSink {
         self.finish.store(true, Ordering::Relaxed);
         let _ = self.handle.join();
     }
+}
+
+/// A transactional producer for `config`, initialised (fencing and
+/// aborting what an earlier process with the same id left open).
+fn transactional_producer(
+    config: &KafkaSinkConfig,
+    transactional_id: &str,
+) -> Result<BaseProducer, ClientError> {
+    let producer: BaseProducer = producer_config(config, transactional_id).create()?;
+    producer.init_transactions(TRANSACTION_TIMEOUT)?;
+    Ok(producer)
 }
 
 fn producer_config(config: &KafkaSinkConfig, transactional_id: &str) -> ClientConfig {
@@ -286,23 +298,31 @@ struct Progress {
 
 /// The newest generation this store published: the last record keyed by
 /// `store_id` in the progress topic (committed records only), read back
-/// from its end; 0 if there is none.
+/// from its end; 0 if there is none. The end is the high watermark (what
+/// `read_uncommitted` sees): a transaction another store left open holds
+/// `read_committed` readers at its start until the broker aborts it, and
+/// records committed after it (this store's newest, maybe) lie past the
+/// last stable offset. Unless every record up to the end is read, the
+/// answer is an error (retried), never a partial one.
 fn published_generation(
     config: &KafkaSinkConfig,
     topic: &str,
     store_id: &str,
 ) -> Result<u64, ClientError> {
-    let mut client = ClientConfig::new();
-    for (key, value) in &config.properties {
-        client.set(key, value);
-    }
-    let consumer: BaseConsumer = client
-        .set("bootstrap.servers", &config.brokers)
-        .set("group.id", "trawl-sink-progress-reader")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()?;
-    let (low, high) = consumer.fetch_watermarks(topic, 0, REQUEST_TIMEOUT)?;
+    let reader = |isolation: &str| -> Result<BaseConsumer, ClientError> {
+        let mut client = ClientConfig::new();
+        for (key, value) in &config.properties {
+            client.set(key, value);
+        }
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("group.id", "trawl-sink-progress-reader")
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", isolation)
+            .create()
+    };
+    let (low, high) = reader("read_uncommitted")?.fetch_watermarks(topic, 0, REQUEST_TIMEOUT)?;
+    let consumer = reader("read_committed")?;
     let mut end = high;
     while end > low {
         let from = (end - PROGRESS_WINDOW).max(low);
@@ -314,7 +334,8 @@ fn published_generation(
     Ok(0)
 }
 
-/// The newest generation of `store_id` among progress records `[from, end)`.
+/// The newest generation of `store_id` among progress records `[from,
+/// end)`; an error if the reader does not reach `end` in time.
 fn newest_in(
     consumer: &BaseConsumer,
     topic: &str,
@@ -326,8 +347,8 @@ fn newest_in(
     tpl.add_partition_offset(topic, 0, Offset::Offset(from))?;
     consumer.assign(&tpl)?;
     let mut newest = None;
-    let deadline = Instant::now() + REQUEST_TIMEOUT * 3;
-    while Instant::now() < deadline {
+    let deadline = Instant::now() + PROGRESS_READ_TIMEOUT;
+    loop {
         let position =
             consumer
                 .position()?
@@ -337,12 +358,16 @@ fn newest_in(
                     _ => None,
                 });
         if position.is_some_and(|p| p >= end) {
-            break;
+            return Ok(newest);
+        }
+        if Instant::now() >= deadline {
+            // Not read to its end (a transaction left open): no answer.
+            return Err(ClientError::Global(RDKafkaErrorCode::OperationTimedOut));
         }
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(message)) => {
                 if message.offset() >= end {
-                    break;
+                    return Ok(newest);
                 }
                 if message.key() == Some(store_id.as_bytes())
                     && let Some(progress) = message
@@ -356,7 +381,6 @@ fn newest_in(
             None => {}
         }
     }
-    Ok(newest)
 }
 
 /// The sink thread's state.
@@ -381,6 +405,70 @@ struct Pending {
 }
 
 impl Publisher {
+    /// Reaches the brokers: the progress topic made if missing, what this
+    /// store published read from it, the transactional producer
+    /// initialised; retried (backing off) until done or `finish`.
+    fn connect(
+        cx: Arc<Context>,
+        config: KafkaSinkConfig,
+        store_id: String,
+        dir: PathBuf,
+        schema: SchemaRef,
+        finish: &AtomicBool,
+    ) -> Option<Publisher> {
+        let progress_topic = config.progress_topic();
+        let transactional_id = format!("trawl-sink-{store_id}-{}", config.topic);
+        let mut backoff = BACKOFF_MIN;
+        let attempt = || -> Result<(u64, BaseProducer), ClientError> {
+            create_progress_topic(&config, &progress_topic)?;
+            // The producer first: initialising it aborts what an earlier
+            // process of this store left open, before progress is read.
+            let producer = transactional_producer(&config, &transactional_id)?;
+            let published = published_generation(&config, &progress_topic, &store_id)?;
+            Ok((published, producer))
+        };
+        loop {
+            match attempt() {
+                Ok((published, producer)) => {
+                    cx.store_read()
+                        .hold_detail_after(&config.holder(), Some(published));
+                    eprintln!(
+                        "trawl: sink {}: published through seal {published} (transactional.id {transactional_id})",
+                        config.topic
+                    );
+                    return Some(Publisher {
+                        cx,
+                        progress_topic,
+                        store_id,
+                        dir,
+                        schema,
+                        published,
+                        producer,
+                        config,
+                    });
+                }
+                Err(error) => {
+                    let n = cx.stats.sink.errors.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n <= PRINTED_MAX || n.is_multiple_of(1000) {
+                        eprintln!(
+                            "trawl: sink {}: reaching the brokers (retried; seals wait, held): {error}",
+                            config.topic
+                        );
+                    }
+                }
+            }
+            if finish.load(Ordering::Relaxed) {
+                eprintln!(
+                    "trawl: sink {}: stopping before the brokers answered: the next start publishes what is sealed",
+                    config.topic
+                );
+                return None;
+            }
+            std::thread::sleep(backoff);
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
     /// Publishes each new seal until `finish`, then what is sealed by then.
     fn publish_until(mut self, finish: &AtomicBool) {
         let mut backoff = BACKOFF_MIN;
@@ -403,6 +491,9 @@ impl Publisher {
             for seal in pending {
                 if let Err(error) = self.publish(&seal) {
                     self.report(&error, seal.generation);
+                    if is_fatal(&error) {
+                        self.renew_producer();
+                    }
                     failed = true;
                     break;
                 }
@@ -422,8 +513,17 @@ impl Publisher {
         }
     }
 
-    /// The seals past the published one, oldest first; counts those whose
-    /// segments retention removed before they were published.
+    /// A new producer in place of one that failed for good (fenced, or
+    /// its transaction timed out); kept if a new one cannot be made now.
+    fn renew_producer(&mut self) {
+        let transactional_id = format!("trawl-sink-{}-{}", self.store_id, self.config.topic);
+        match transactional_producer(&self.config, &transactional_id) {
+            Ok(producer) => self.producer = producer,
+            Err(error) => self.report(&error, self.published + 1),
+        }
+    }
+
+    /// The seals past the published one, oldest first.
     fn pending(&self) -> Vec<Pending> {
         let store = self.cx.store_read();
         let manifest = store.manifest();
@@ -458,11 +558,20 @@ impl Publisher {
         for segment in &seal.segments {
             match read_detail_segment(&self.dir, segment, &self.schema) {
                 Ok(mut read) => batches.append(&mut read),
-                Err(error) => {
-                    // Removed by retention since the listing: the next
-                    // listing no longer shows it.
+                Err(error) if self.still_listed(segment) => {
+                    // Unreadable but the store's: never published without it.
                     eprintln!(
-                        "trawl: sink {}: seal {}: {error}",
+                        "trawl: sink {}: seal {}: {error} (retried)",
+                        self.config.topic, seal.generation
+                    );
+                    return Err(ClientError::MessageProduction(
+                        RDKafkaErrorCode::InvalidRecord,
+                    ));
+                }
+                Err(error) => {
+                    // Removed by retention since the listing.
+                    eprintln!(
+                        "trawl: sink {}: seal {}: {error}: expired before it was published",
                         self.config.topic, seal.generation
                     );
                     self.cx
@@ -481,7 +590,9 @@ impl Publisher {
         }) {
             Ok(rows) => {
                 self.published = seal.generation;
-                self.cx.store_read().hold_detail_after(Some(self.published));
+                self.cx
+                    .store_read()
+                    .hold_detail_after(&self.config.holder(), Some(self.published));
                 let stats = &self.cx.stats.sink;
                 stats.rows.fetch_add(rows, Ordering::Relaxed);
                 stats.transactions.fetch_add(1, Ordering::Relaxed);
@@ -492,6 +603,12 @@ impl Publisher {
                 Err(error)
             }
         }
+    }
+
+    /// Whether the store still lists `segment` (not expired since).
+    fn still_listed(&self, segment: &SegmentMeta) -> bool {
+        let store = self.cx.store_read();
+        store.manifest().segments.iter().any(|s| s.id == segment.id)
     }
 
     /// Sends the rows of `batches` and the progress record; returns the rows.
@@ -589,6 +706,19 @@ impl Publisher {
     }
 }
 
+/// Whether a failed transaction leaves the producer unusable (fenced by
+/// another process with the same id, or a fatal client error).
+fn is_fatal(error: &ClientError) -> bool {
+    match error {
+        ClientError::Transaction(e) => e.is_fatal(),
+        ClientError::MessageProduction(code) => matches!(
+            code,
+            RDKafkaErrorCode::Fatal | RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced
+        ),
+        _ => false,
+    }
+}
+
 /// One JSON object a row, nulls written out.
 fn json_lines(batch: &RecordBatch) -> Result<Vec<Vec<u8>>, ClientError> {
     let mut buffer = Vec::new();
@@ -660,6 +790,453 @@ mod tests {
                 br#"{"src_app":"api","bytes":10}"#.to_vec(),
                 br#"{"src_app":null,"bytes":20}"#.to_vec()
             ]
+        );
+    }
+}
+
+// Tests against a real broker (noida-db), written by a cold review. They start it
+// from the test environment `.ci/test-deps` made (target/test-deps/venv,
+// or TRAWL_TEST_VENV), as crates/trawl/tests/common/kafka.rs does.
+#[cfg(test)]
+pub(crate) mod broker_tests {
+    use super::*;
+    use std::process::{Child, Command, Stdio};
+
+    /// A noida-db broker on a free port, killed on drop.
+    pub(crate) struct Noida {
+        child: Child,
+        pub brokers: String,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Noida {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Noida {
+        pub(crate) fn start() -> Noida {
+            let venv = std::env::var_os("TRAWL_TEST_VENV").map_or_else(
+                || {
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                        .join("../../target/test-deps/venv")
+                },
+                PathBuf::from,
+            );
+            let found = Command::new(venv.join("bin/python"))
+                .args([
+                    "-c",
+                    "import importlib.resources as r; print(r.files('noida_db').joinpath('noida-db'))",
+                ])
+                .output()
+                .unwrap();
+            let binary = PathBuf::from(String::from_utf8(found.stdout).unwrap().trim());
+            assert!(
+                binary.exists(),
+                "run .ci/test-deps: no {}",
+                binary.display()
+            );
+            let dir = tempfile::tempdir().unwrap();
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = Command::new(&binary)
+                .args(["start", "--only", "kafka", "--host", "127.0.0.1"])
+                .args(["--kafka-port", &port.to_string()])
+                .arg("--data-dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let broker = Noida {
+                child,
+                brokers: format!("127.0.0.1:{port}"),
+                _dir: dir,
+            };
+            let started = Instant::now();
+            loop {
+                let consumer: BaseConsumer = ClientConfig::new()
+                    .set("bootstrap.servers", &broker.brokers)
+                    .create()
+                    .unwrap();
+                if consumer
+                    .fetch_metadata(None, Duration::from_secs(1))
+                    .is_ok()
+                {
+                    break;
+                }
+                assert!(started.elapsed() < Duration::from_secs(30), "no broker");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            broker
+        }
+
+        /// A transactional producer (initialised).
+        pub(crate) fn producer(&self, transactional_id: &str) -> BaseProducer {
+            let producer: BaseProducer = ClientConfig::new()
+                .set("bootstrap.servers", &self.brokers)
+                .set("transactional.id", transactional_id)
+                .set("transaction.timeout.ms", "60000")
+                .create()
+                .unwrap();
+            producer.init_transactions(TRANSACTION_TIMEOUT).unwrap();
+            producer
+        }
+    }
+
+    fn progress_record(producer: &BaseProducer, topic: &str, store_id: &str, generation: u64) {
+        let value = serde_json::to_vec(&Progress {
+            store_id: store_id.to_string(),
+            generation,
+            rows: 1,
+            positions: BTreeMap::new(),
+        })
+        .unwrap();
+        producer
+            .send(
+                BaseRecord::to(topic)
+                    .payload(value.as_slice())
+                    .key(store_id),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+        producer.flush(TRANSACTION_TIMEOUT).unwrap();
+    }
+
+    fn committed_progress(broker: &Noida, topic: &str, store_id: &str, generation: u64) {
+        let producer = broker.producer(&format!("trawl-sink-{store_id}-enriched"));
+        producer.begin_transaction().unwrap();
+        progress_record(&producer, topic, store_id, generation);
+        producer.commit_transaction(TRANSACTION_TIMEOUT).unwrap();
+    }
+
+    fn sink_config(broker: &Noida) -> KafkaSinkConfig {
+        KafkaSinkConfig {
+            brokers: broker.brokers.clone(),
+            topic: "enriched".into(),
+            ..KafkaSinkConfig::default()
+        }
+    }
+
+    /// Guard: the progress topic ends with
+    /// a commit marker, and the consumer's position does pass it, so
+    /// `newest_in` does not wait out its 30 s deadline at every start.
+    #[test]
+    fn the_sink_reads_its_published_generation_without_waiting_out_the_deadline() {
+        let broker = Noida::start();
+        let config = sink_config(&broker);
+        let topic = config.progress_topic();
+        create_progress_topic(&config, &topic).unwrap();
+        committed_progress(&broker, &topic, "store-a", 7);
+        let started = Instant::now();
+        let published = published_generation(&config, &topic, "store-a").unwrap();
+        let took = started.elapsed();
+        assert_eq!(published, 7);
+        assert!(
+            took < Duration::from_secs(10),
+            "published_generation took {took:?} for one committed record"
+        );
+    }
+
+    /// Regression (cold review of the sink and metadata topic): two stores whose sinks publish to one topic share
+    /// its progress topic. Store B is killed inside a transaction (its
+    /// progress record written, no commit); store A commits a later seal
+    /// after it, then restarts before the broker times B's transaction out
+    /// (60 s). The progress consumer reads `read_committed`, so
+    /// `fetch_watermarks` answers the last stable offset (B's open record)
+    /// as the end: A's later record is past it, `newest_in` never looks
+    /// at it and answers generation 1 at once, so A publishes seal 2 again
+    /// (every row of it twice for read_committed consumers).
+    /// Refusing to start (an error) would be right; a stale answer is not.
+    #[test]
+    fn an_open_transaction_of_another_store_does_not_make_the_published_generation_stale() {
+        let broker = Noida::start();
+        let config = sink_config(&broker);
+        let topic = config.progress_topic();
+        create_progress_topic(&config, &topic).unwrap();
+        committed_progress(&broker, &topic, "store-a", 1);
+        let killed = broker.producer("trawl-sink-store-b-enriched");
+        killed.begin_transaction().unwrap();
+        progress_record(&killed, &topic, "store-b", 1);
+        committed_progress(&broker, &topic, "store-a", 2);
+        // Refusing to answer (an error) is safe; a stale answer is not.
+        if let Ok(published) = published_generation(&config, &topic, "store-a") {
+            assert_eq!(
+                published, 2,
+                "store A's seal 2 is committed in the progress topic: it would be published twice"
+            );
+        }
+        drop(killed);
+    }
+
+    /// A pipeline over `dir` (a store whose open chunks are
+    /// compacted past one segment, so two seals are enough; no ticker
+    /// maintenance: the test runs it).
+    pub(crate) fn pipeline(dir: &std::path::Path) -> crate::pipeline::Pipeline {
+        let mut store_config = trawl_store::StoreConfig::new(dir.join("data"));
+        store_config.segments_per_chunk_max = 1;
+        store_config.open_shards = 1;
+        let store = trawl_store::Store::open(store_config).unwrap();
+        let config = crate::config::PipelineConfig {
+            hold_secs: 0,
+            workers: 1,
+            maintain_interval_secs: 3600,
+            seal_interval_secs: 3600,
+            push_log: false,
+            ..crate::config::PipelineConfig::default()
+        };
+        crate::pipeline::Pipeline::start(config, store, trawl_attrib::AttributionIndex::default())
+            .unwrap()
+    }
+
+    /// `n` flow records (AWS's default format), all in one chunk.
+    pub(crate) fn flow_lines(n: usize, seed: usize) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let start = now - now % 3600 + 60;
+        let start = if start + 120 > now {
+            start - 3600
+        } else {
+            start
+        };
+        (0..n)
+            .map(|i| {
+                format!(
+                    "2 123456789012 eni-1 10.0.{}.{} 10.1.0.{} 443 {} 6 {} {} {start} {} ACCEPT OK\n",
+                    seed % 200,
+                    i % 200 + 1,
+                    i % 50 + 1,
+                    40000 + i,
+                    i + 1,
+                    100 * (i + 1),
+                    start + 30
+                )
+            })
+            .collect()
+    }
+
+    /// The detail segments' `sealed_in`, sorted.
+    pub(crate) fn detail_seals(pipeline: &crate::pipeline::Pipeline) -> Vec<Option<u64>> {
+        let store = pipeline.store();
+        let store = store.read().unwrap();
+        let mut sealed: Vec<Option<u64>> = store
+            .manifest()
+            .segments
+            .iter()
+            .filter(|s| s.table == DETAIL_TABLE)
+            .map(|s| s.sealed_in)
+            .collect();
+        sealed.sort();
+        sealed
+    }
+
+    /// Messages in `topic` (every partition) for read_committed.
+    pub(crate) fn committed_messages(brokers: &str, topic: &str) -> usize {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "review-reader")
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .create()
+            .unwrap();
+        let metadata = consumer
+            .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+            .unwrap();
+        let partitions: Vec<i32> = metadata.topics()[0]
+            .partitions()
+            .iter()
+            .map(|p| p.id())
+            .collect();
+        if partitions.is_empty() {
+            return 0;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for &p in &partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut ended = std::collections::BTreeSet::new();
+        let mut n = 0;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ended.len() < partitions.len() && Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(_)) => n += 1,
+                Some(Err(ClientError::PartitionEOF(p))) => {
+                    ended.insert(p);
+                }
+                _ => {}
+            }
+        }
+        n
+    }
+
+    /// Regression (cold review of the sink and metadata topic): `[[sinks.kafka]]` is a list, but the store keeps
+    /// one hold (`detail_held_after`) that every sink overwrites with its
+    /// own published generation. Sink A publishes seals 1 and 2 while
+    /// sink B's brokers are down: A's hold (after 2) replaces B's (after
+    /// 0), compaction merges the two seals' detail segments into one with
+    /// `sealed_in: None`, and B never publishes them, even once its
+    /// brokers are back.
+    #[test]
+    fn a_second_sink_keeps_its_unpublished_seals_out_of_compaction() {
+        let (a, b) = (Noida::start(), Noida::start());
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = pipeline(dir.path());
+        pipeline.add_kafka_sink(sink_config(&a)).unwrap();
+        let same_topic = pipeline.add_kafka_sink(sink_config(&b)).unwrap_err();
+        assert!(same_topic.to_string().contains("enriched"), "{same_topic}");
+        let other = KafkaSinkConfig {
+            topic: "enriched-b".into(),
+            ..sink_config(&b)
+        };
+        pipeline.add_kafka_sink(other).unwrap();
+        drop(b); // B's brokers go down
+        pipeline.push("test", flow_lines(20, 1).as_bytes()).unwrap();
+        pipeline.seal().unwrap();
+        pipeline.push("test", flow_lines(20, 2).as_bytes()).unwrap();
+        pipeline.seal().unwrap();
+        let before = detail_seals(&pipeline);
+        assert_eq!(before.len(), 2, "{before:?}");
+        let started = Instant::now();
+        while pipeline.stats().sink.transactions.load(Ordering::Relaxed) < 2 {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "A published nothing"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(committed_messages(&a.brokers, "enriched"), 40);
+        pipeline.store().write().unwrap().maintain().unwrap();
+        assert_eq!(
+            detail_seals(&pipeline),
+            before,
+            "seals sink B has not published were compacted: B can never publish them"
+        );
+        // (the pipeline is not shut down: sink B would retry for 30 s)
+        std::mem::forget(pipeline);
+    }
+
+    /// Regression (cold review of the sink and metadata topic): the hold lives in the store's memory only and is
+    /// set by `KafkaSink::start`, after `Pipeline::start` has started the
+    /// ticker. A process stopped with seals unpublished ("the next start
+    /// publishes them") restarts: if the ticker's maintenance (every
+    /// `maintain_interval_secs`, 10 s by default) runs before the sink has
+    /// started (its start may take 10 s + 10 s + 30 s of broker timeouts),
+    /// or if the data directory is run once without the sink (`trawl run
+    /// --once`, a run without `--kafka-sink-topic`), the unpublished
+    /// seal's detail segments are compacted (`sealed_in: None`) and never
+    /// published. Here seal 1 was published, seal 2 was not; the sink
+    /// starts 1.5 s after a pipeline maintaining every second.
+    #[test]
+    fn a_seal_left_unpublished_is_published_after_a_restart_even_if_maintenance_ran_first() {
+        let broker = Noida::start();
+        let dir = tempfile::tempdir().unwrap();
+        let first = pipeline(dir.path());
+        // The earlier process ran the sink: its hold (here as the sink sets
+        // it when it starts) goes into the manifest with the seals.
+        first
+            .store()
+            .read()
+            .unwrap()
+            .hold_detail_after("kafka:enriched", Some(0));
+        first.push("test", flow_lines(20, 1).as_bytes()).unwrap();
+        first.seal().unwrap();
+        first.push("test", flow_lines(30, 2).as_bytes()).unwrap();
+        first.seal().unwrap();
+        first.shutdown().unwrap();
+        // What the killed process published: seal 1 (20 rows) with its
+        // progress, in one transaction.
+        let id = crate::kafka::store_id(&dir.path().join("data")).unwrap();
+        let config = sink_config(&broker);
+        let topic = config.progress_topic();
+        create_progress_topic(&config, &topic).unwrap();
+        {
+            let producer = broker.producer(&format!("trawl-sink-{id}-enriched"));
+            producer.begin_transaction().unwrap();
+            for _ in 0..20 {
+                producer
+                    .send(BaseRecord::<str, [u8]>::to("enriched").payload(b"{}".as_slice()))
+                    .map_err(|(e, _)| e)
+                    .unwrap();
+            }
+            progress_record(&producer, &topic, &id, 1);
+            producer.commit_transaction(TRANSACTION_TIMEOUT).unwrap();
+        }
+        // The restart: the ticker maintains every second; the sink starts
+        // after its first maintenance.
+        let mut store_config = trawl_store::StoreConfig::new(dir.path().join("data"));
+        store_config.segments_per_chunk_max = 1;
+        store_config.open_shards = 1;
+        let store = trawl_store::Store::open(store_config).unwrap();
+        let second = crate::pipeline::Pipeline::start(
+            crate::config::PipelineConfig {
+                hold_secs: 0,
+                workers: 1,
+                maintain_interval_secs: 1,
+                seal_interval_secs: 3600,
+                push_log: false,
+                ..crate::config::PipelineConfig::default()
+            },
+            store,
+            trawl_attrib::AttributionIndex::default(),
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        second.add_kafka_sink(config).unwrap();
+        second.shutdown().unwrap(); // publishes what is sealed
+        assert_eq!(
+            committed_messages(&broker.brokers, "enriched"),
+            50,
+            "seal 2's 30 rows were compacted before the sink held them"
+        );
+    }
+
+    /// Regression (cold review of the sink and metadata topic): `publish` takes any failure to read a segment
+    /// the manifest lists as its expiry: it counts it in
+    /// `segments_expired`, commits the seal without those rows and moves
+    /// its progress past them, so they are never published. A read that
+    /// fails for another reason (a file briefly unreadable: EMFILE, EIO,
+    /// a restore in progress) loses rows the store still holds. Here the
+    /// segment's file is away while the sink publishes, then back.
+    #[test]
+    fn a_segment_that_cannot_be_read_but_is_still_listed_is_not_skipped() {
+        let broker = Noida::start();
+        let dir = tempfile::tempdir().unwrap();
+        let pipeline = pipeline(dir.path());
+        pipeline.push("test", flow_lines(20, 1).as_bytes()).unwrap();
+        pipeline.seal().unwrap();
+        let file = {
+            let store = pipeline.store();
+            let store = store.read().unwrap();
+            let segment = store
+                .manifest()
+                .segments
+                .iter()
+                .find(|s| s.table == DETAIL_TABLE)
+                .cloned()
+                .unwrap();
+            dir.path().join("data").join(&segment.file)
+        };
+        let away = file.with_extension("away");
+        std::fs::rename(&file, &away).unwrap();
+        pipeline.add_kafka_sink(sink_config(&broker)).unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        std::fs::rename(&away, &file).unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        pipeline.shutdown().unwrap();
+        assert_eq!(
+            committed_messages(&broker.brokers, "enriched"),
+            20,
+            "the seal was committed without the rows of a segment the store still lists"
         );
     }
 }

@@ -173,11 +173,7 @@ impl Store {
     /// `segments` of `table` less the detail segments a sink has yet to
     /// publish (see [`Store::hold_detail_after`]).
     fn without_held_detail(&self, table: &str, segments: Vec<SegmentMeta>) -> Vec<SegmentMeta> {
-        let held_after = *self
-            .detail_held_after
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match held_after {
+        match self.detail_held_after() {
             Some(after) if table == DETAIL_TABLE => segments
                 .into_iter()
                 .filter(|s| s.sealed_in.is_none_or(|g| g <= after))

@@ -3,11 +3,17 @@
 
 Usage:
   produce.py create BROKERS TOPIC PARTITIONS
-  produce.py flows BROKERS TOPIC --messages N --lines L --seed S [--seconds T]
+  produce.py flows BROKERS TOPIC --messages N --lines L --seed S [--seconds T] [--kinds K,..]
       Messages of L flow records each (AWS's default format), cycling
       through the containers trawl reads (plain lines, gzip'd files with a
-      header, CloudWatch Logs subscription payloads, Firehose requests),
-      spread over T seconds. Prints {"records":..,"bytes":..,"packets":..}.
+      header, CloudWatch Logs subscription payloads, Firehose requests;
+      --kinds picks some), spread over T seconds. Prints
+      {"records":..,"bytes":..,"packets":..}.
+  produce.py burst BROKERS TOPIC --lines L --rate R --steady S --burst B
+      R messages a second of L records each (gzip'd files and CloudWatch
+      payloads, from a pool made first) for S seconds, then 10 R a second
+      for B seconds, then R again for S seconds; prints the totals and the
+      second the burst began and ended (time.time()).
   produce.py txn BROKERS TOPIC --seed S
       A committed transaction, an aborted one, a committed one. Prints the
       committed totals only.
@@ -19,6 +25,13 @@ Usage:
       released by a snapshot that lists only the reassigned and the kept),
       flows in [T-1200, T-600). Prints the totals, the bytes by source app
       and the metadata messages produced.
+  produce.py learned BROKERS TOPIC_A --topic-b B --metadata-topic M --base T
+      An interface event to M (eni-shared00 belongs to app "learned-app"
+      from T-3600; its address 10.9.9.9 is declared to nobody), egress
+      flows from 10.9.9.9 at that interface to TOPIC_A (format: the
+      default fields and flow-direction) every 10 s over [T-1800, T-1200],
+      and flows to 10.9.9.9 seen at another interface to B within that
+      span. Prints the records and bytes sent to B.
   produce.py read BROKERS TOPIC
       Reads TOPIC whole with read_committed (the sink's output) and prints
       its rows, bytes, packets, distinct trawl-seal headers, and the first
@@ -119,7 +132,7 @@ def cmd_flows(a):
     rng = random.Random(a.seed)
     totals = Totals()
     p = producer(a.brokers)
-    kinds = ["lines", "gzip", "cloudwatch", "firehose"]
+    kinds = a.kinds.split(",")
     now = int(time.time())
     pause = a.seconds / max(a.messages, 1)
     for i in range(a.messages):
@@ -131,6 +144,47 @@ def cmd_flows(a):
     if p.flush(60) != 0:
         sys.exit("messages left unsent")
     print(json.dumps(totals.as_dict()))
+
+
+def cmd_burst(a):
+    rng = random.Random(a.seed)
+    now = int(time.time())
+    pool = []
+    for i in range(64):
+        t = Totals()
+        lines = flow_lines(rng, a.lines, t, now)
+        pool.append((encode("gzip" if i % 2 else "cloudwatch", lines), t))
+    totals = Totals()
+    p = producer(a.brokers, **{"linger.ms": 20, "queue.buffering.max.messages": 1000000})
+    marks = {}
+    sent = 0
+    for phase, rate, seconds in [("steady", a.rate, a.steady), ("burst", 10 * a.rate, a.burst),
+                                 ("after", a.rate, a.steady)]:
+        marks[phase] = time.time()
+        start = time.time()
+        n = int(rate * seconds)
+        for i in range(n):
+            payload, t = pool[sent % len(pool)]
+            sent += 1
+            while True:
+                try:
+                    p.produce(a.topic, payload, on_delivery=delivered)
+                    break
+                except BufferError:
+                    p.poll(0.05)
+            totals.records += t.records
+            totals.bytes += t.bytes
+            totals.packets += t.packets
+            p.poll(0)
+            ahead = start + (i + 1) / rate - time.time()
+            if ahead > 0:
+                time.sleep(ahead)
+    marks["end"] = time.time()
+    if p.flush(120) != 0:
+        sys.exit("messages left unsent")
+    out = totals.as_dict()
+    out["marks"] = marks
+    print(json.dumps(out))
 
 
 def cmd_txn(a):
@@ -261,6 +315,34 @@ def cmd_owned(a):
     print(json.dumps(out))
 
 
+def cmd_learned(a):
+    rng = random.Random(a.seed)
+    p = producer(a.brokers)
+    event = {"type": "interface", "interface_id": "eni-shared00", "at": a.base - 3600,
+             "workload": workload("learned-app")}
+    p.produce(a.metadata_topic, (json.dumps(event) + "\n").encode(), on_delivery=delivered)
+    lines = []
+    for start in range(a.base - 1800, a.base - 1200, 10):
+        lines.append("2 123456789012 eni-shared00 10.9.9.9 10.200.0.%d %d 443 6 5 500 %d %d ACCEPT OK egress"
+                     % (rng.randint(1, 254), rng.randint(1024, 65535), start, start + 30))
+    p.produce(a.topic, "\n".join(lines).encode(), on_delivery=delivered)
+    totals = Totals()
+    b_lines = []
+    for _ in range(50):
+        start = rng.randint(a.base - 1700, a.base - 1300)
+        packets = rng.randint(1, 50)
+        size = packets * 100
+        totals.records += 1
+        totals.bytes += size
+        totals.packets += packets
+        b_lines.append("2 123456789012 eni-other 10.200.1.%d 10.9.9.9 %d 443 6 %d %d %d %d ACCEPT OK"
+                       % (rng.randint(1, 254), rng.randint(1024, 65535), packets, size, start, start + 30))
+    p.produce(a.topic_b, "\n".join(b_lines).encode(), on_delivery=delivered)
+    if p.flush(30) != 0:
+        sys.exit("messages left unsent")
+    print(json.dumps(totals.as_dict()))
+
+
 def cmd_read(a):
     from confluent_kafka import Consumer, TopicPartition
     consumer = Consumer({"bootstrap.servers": a.brokers, "group.id": "trawl-test-reader",
@@ -307,16 +389,30 @@ def main():
         s.add_argument("--messages", type=int, default=100)
         s.add_argument("--lines", type=int, default=50)
         s.add_argument("--seconds", type=float, default=0)
+        s.add_argument("--kinds", default="lines,gzip,cloudwatch,firehose")
     o = sub.add_parser("owned")
     o.add_argument("brokers"); o.add_argument("topic")
     o.add_argument("--metadata-topic", required=True)
     o.add_argument("--base", type=int, required=True)
     o.add_argument("--phase", type=int, choices=[1, 2], required=True)
     o.add_argument("--seed", type=int, default=1)
+    b = sub.add_parser("burst")
+    b.add_argument("brokers"); b.add_argument("topic")
+    b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--lines", type=int, default=200)
+    b.add_argument("--rate", type=float, default=50)
+    b.add_argument("--steady", type=float, default=10)
+    b.add_argument("--burst", type=float, default=3)
+    l = sub.add_parser("learned")
+    l.add_argument("brokers"); l.add_argument("topic")
+    l.add_argument("--topic-b", required=True)
+    l.add_argument("--metadata-topic", required=True)
+    l.add_argument("--base", type=int, required=True)
+    l.add_argument("--seed", type=int, default=1)
     r = sub.add_parser("read")
     r.add_argument("brokers"); r.add_argument("topic")
     a = parser.parse_args()
-    {"read": cmd_read, "create": cmd_create, "flows": cmd_flows, "txn": cmd_txn, "bad": cmd_bad,
+    {"learned": cmd_learned, "burst": cmd_burst, "read": cmd_read, "create": cmd_create, "flows": cmd_flows, "txn": cmd_txn, "bad": cmd_bad,
      "owned": cmd_owned}[a.cmd](a)
 
 
