@@ -518,14 +518,22 @@ fn a_shared_heartbeat_is_learned_here_and_moves_no_horizon() {
     let mut index = AttributionIndex::default();
     attach(&mut index, "eni-a", 1_000, "api");
     let (newest, horizon) = (index.newest_event_at(), index.horizon());
-    let line = r#"{"type":"heartbeat","ip":"10.0.0.7","interface_id":"eni-a","from":5000,"to":5060}"#;
+    let line =
+        r#"{"type":"heartbeat","ip":"10.0.0.7","interface_id":"eni-a","from":5000,"to":5060}"#;
     let event: MetadataEvent = serde_json::from_str(line).unwrap();
     assert!(!event.is_declaration());
     index.apply(&event).unwrap();
-    assert_eq!(app_at(&index, "10.0.0.7", 5030), (Rule::Learned, Some("api".into())));
-    assert_eq!((index.newest_event_at(), index.horizon()), (newest, horizon));
+    assert_eq!(
+        app_at(&index, "10.0.0.7", 5030),
+        (Rule::Learned, Some("api".into()))
+    );
+    assert_eq!(
+        (index.newest_event_at(), index.horizon()),
+        (newest, horizon)
+    );
     // At an interface nobody declared, a heartbeat teaches nothing.
-    let stray = r#"{"type":"heartbeat","ip":"10.0.0.8","interface_id":"eni-x","from":5000,"to":5060}"#;
+    let stray =
+        r#"{"type":"heartbeat","ip":"10.0.0.8","interface_id":"eni-x","from":5000,"to":5060}"#;
     index.apply(&serde_json::from_str(stray).unwrap()).unwrap();
     assert_eq!(app_at(&index, "10.0.0.8", 5030).1, None);
 }

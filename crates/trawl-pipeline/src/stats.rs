@@ -227,6 +227,9 @@ pub struct KinesisStats {
     pub expired_iterators: AtomicU64,
     /// Closed shards read to their end.
     pub shards_ended: AtomicU64,
+    /// Stored positions not used: of another shard of the same id (the
+    /// stream was made again).
+    pub foreign_positions: AtomicU64,
     /// Per source, per shard (`stream/shard`): seconds behind the tip.
     lags: std::sync::Mutex<BTreeMap<String, Vec<(String, u64)>>>,
 }
@@ -269,6 +272,11 @@ impl KinesisStats {
                 "trawl_kinesis_shards_ended_total",
                 "Closed Kinesis shards read to their end.",
                 &self.shards_ended,
+            ),
+            (
+                "trawl_kinesis_foreign_positions_total",
+                "Stored shard positions not used: another shard of the same id (the stream was made again).",
+                &self.foreign_positions,
             ),
         ] {
             metric(m, name, "counter", help, &[("", get(counter))]);

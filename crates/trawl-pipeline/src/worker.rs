@@ -154,9 +154,15 @@ pub enum PositionSource<'k> {
     /// A Kafka message, by its offset in its partition: the offset is in
     /// the message's decoded text.
     Partition(u64),
-    /// A Kinesis record, by its sequence number in its shard: the offset
-    /// is in the record's decoded text.
-    Sequence(&'k str),
+    /// A Kinesis record, by its sequence number in its shard (and the
+    /// shard's starting sequence number): the offset is in the record's
+    /// decoded text.
+    Sequence {
+        /// The record's sequence number.
+        seq: &'k str,
+        /// The shard's starting sequence number.
+        shard_start: &'k str,
+    },
 }
 
 impl PositionSource<'_> {
@@ -167,7 +173,7 @@ impl PositionSource<'_> {
             PositionSource::Push(seq) => PositionSource::Push(seq),
             PositionSource::Envelopes(f) => PositionSource::Envelopes(f),
             PositionSource::Partition(offset) => PositionSource::Partition(offset),
-            PositionSource::Sequence(_) => return None,
+            PositionSource::Sequence { .. } => return None,
         })
     }
 }
@@ -196,7 +202,9 @@ impl ChunkPosition<'_> {
                 ..FilePosition::default()
             }
             .encode(),
-            PositionSource::Sequence(seq) => ShardPosition::inside(seq, offset).encode(),
+            PositionSource::Sequence { seq, shard_start } => {
+                ShardPosition::inside(seq, offset, shard_start).encode()
+            }
         }
     }
 
@@ -212,7 +220,7 @@ impl ChunkPosition<'_> {
             }
             PositionSource::Push(_)
             | PositionSource::Partition(_)
-            | PositionSource::Sequence(_) => None,
+            | PositionSource::Sequence { .. } => None,
         };
         let (start, end) = (
             self.offset + range.start as u64,

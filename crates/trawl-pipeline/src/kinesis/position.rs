@@ -8,7 +8,12 @@
 //!   record `S`'s decoded text (a seal inside a record of many lines;
 //!   resume `AT_SEQUENCE_NUMBER S`, skipping `B` bytes);
 //! - `ended`: the shard is closed (resharded) and read to its end: its
-//!   children may start.
+//!   children may start;
+//! - `from`: the shard's starting sequence number, which tells it from a
+//!   shard of the same id in a stream deleted and made again (ids start
+//!   over at `shardId-000000000000`): a position whose `from` differs, or
+//!   that lies before the shard's start, belongs to the old stream and is
+//!   not used.
 //!
 //! Sequence numbers are decimal strings of up to 129 digits, increasing
 //! within a shard; they are compared as numbers ([`sequence_order`]).
@@ -43,26 +48,46 @@ pub struct ShardPosition {
     /// The shard is closed and read to its end.
     #[serde(default)]
     pub ended: bool,
+    /// The shard's starting sequence number (see the module header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
 }
 
 impl ShardPosition {
-    /// `byte` bytes of record `seq` are in.
-    pub fn inside(seq: &str, byte: u64) -> ShardPosition {
+    /// `byte` bytes of record `seq` are in, of the shard starting at `from`.
+    pub fn inside(seq: &str, byte: u64, from: &str) -> ShardPosition {
         ShardPosition {
             seq: seq.to_string(),
             byte,
             whole: false,
             ended: false,
+            from: Some(from.to_string()),
         }
     }
 
-    /// Record `seq` and every one before it are in.
-    pub fn after(seq: &str) -> ShardPosition {
+    /// Record `seq` and every one before it are in, of the shard starting at `from`.
+    pub fn after(seq: &str, from: &str) -> ShardPosition {
         ShardPosition {
             seq: seq.to_string(),
             byte: 0,
             whole: true,
             ended: false,
+            from: Some(from.to_string()),
+        }
+    }
+
+    /// Whether the position belongs to the shard listed now, which starts
+    /// at `starting_seq` and is open unless `closed` (see the module
+    /// header: a stream made again reuses shard ids).
+    pub fn is_of(&self, starting_seq: &str, closed: bool) -> bool {
+        match &self.from {
+            Some(from) => from == starting_seq,
+            // Written before `from` was kept: judged by what it says.
+            None => {
+                let before = !self.seq.is_empty()
+                    && sequence_order(&self.seq, starting_seq) == Ordering::Less;
+                !before && (closed || !self.ended)
+            }
         }
     }
 
@@ -111,10 +136,11 @@ mod tests {
         let inside = ShardPosition::inside(
             "49590338271490256608559692538361571095921575989136588898",
             120,
+            "49590338271490256608559692538361571095921575989136588000",
         );
         assert!(!inside.whole);
         assert_eq!(ShardPosition::decode(&inside.encode()), Some(inside));
-        let after = ShardPosition::after("17");
+        let after = ShardPosition::after("17", "1");
         assert!(after.whole && after.byte == 0 && !after.ended);
         assert_eq!(ShardPosition::decode(&after.encode()), Some(after));
         assert_eq!(
@@ -124,6 +150,22 @@ mod tests {
         assert_eq!(
             shard_key("flows", "shardId-000000000001"),
             "kinesis:flows/shardId-000000000001"
+        );
+    }
+
+    #[test]
+    fn a_position_of_a_stream_made_again_is_not_taken_for_the_new_shards() {
+        let kept = ShardPosition::after("17", "1");
+        assert!(kept.is_of("1", false));
+        assert!(!kept.is_of("900", false), "another shard of the same id");
+        let mut old = ShardPosition::decode(r#"{"seq":"17","whole":true}"#).unwrap();
+        assert!(old.is_of("1", false));
+        assert!(!old.is_of("18", false), "before the shard's start");
+        old.ended = true;
+        assert!(old.is_of("1", true));
+        assert!(
+            !old.is_of("1", false),
+            "ended, but the listed shard is open"
         );
     }
 

@@ -10,9 +10,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::config::timeout::TimeoutConfig;
 use aws_sdk_kinesis::config::{BehaviorVersion, Region};
 use aws_sdk_kinesis::error::{DisplayErrorContext, SdkError};
 use aws_sdk_kinesis::operation::get_records::{GetRecordsError, GetRecordsOutput};
+use aws_sdk_kinesis::operation::get_shard_iterator::GetShardIteratorError;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use tokio::runtime::Runtime;
@@ -93,6 +95,8 @@ impl KinesisSource {
             client,
             runtime,
             shards: BTreeMap::new(),
+            listed_once: false,
+            relist: false,
             config,
         };
         let handle = std::thread::Builder::new()
@@ -114,8 +118,16 @@ async fn client_of(config: &KinesisSourceConfig) -> Client {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https();
+    // An endpoint that takes the connection and never answers must not
+    // hold the reader (every shard) or the shutdown.
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(10))
+        .operation_timeout(Duration::from_secs(30))
+        .build();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(Region::new(config.region.clone()))
+        .timeout_config(timeouts)
         .http_client(http);
     if let Some(url) = &config.endpoint_url {
         loader = loader.endpoint_url(url);
@@ -127,6 +139,13 @@ async fn client_of(config: &KinesisSourceConfig) -> Client {
 #[derive(Debug)]
 struct ShardState {
     key: String,
+    /// The shard's starting sequence number (kept in its positions).
+    shard_start: String,
+    /// Born of a reshard this store saw, or listed after the first
+    /// listing: starts at its oldest record whatever `start` says (at the
+    /// latest one, what was put between the reshard and the first call
+    /// would be lost).
+    child: bool,
     /// Its parents (a split's one, a merge's two).
     parents: Vec<String>,
     /// Where the store (and this process) stands in it.
@@ -157,6 +176,8 @@ struct Listed {
     id: String,
     parents: Vec<String>,
     starting_hash_key: String,
+    starting_seq: String,
+    closed: bool,
 }
 
 /// The reader thread's state.
@@ -168,6 +189,10 @@ struct Reader {
     client: Client,
     runtime: Runtime,
     shards: BTreeMap<String, ShardState>,
+    /// The first listing is done (shards listed later are children).
+    listed_once: bool,
+    /// List again now (a shard ended: its children should not wait).
+    relist: bool,
 }
 
 impl Reader {
@@ -177,8 +202,9 @@ impl Reader {
         let mut last_list: Option<Instant> = None;
         let mut last_publish = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            if last_list.is_none_or(|t| t.elapsed() >= list_every) {
+            if self.relist || last_list.is_none_or(|t| t.elapsed() >= list_every) {
                 last_list = Some(Instant::now());
+                self.relist = false;
                 self.list_shards();
             }
             self.start_ready_shards();
@@ -189,6 +215,9 @@ impl Reader {
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in &due {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
                 self.read_shard(id);
             }
             if last_publish.elapsed() >= PUBLISH_EVERY {
@@ -220,7 +249,19 @@ impl Reader {
                 continue;
             }
             let key = shard_key(&self.config.stream, &shard.id);
-            let position = positions.get(&key).and_then(|v| ShardPosition::decode(v));
+            let stored = positions.get(&key).and_then(|v| ShardPosition::decode(v));
+            let position = match stored {
+                Some(p) if !p.is_of(&shard.starting_seq, shard.closed) => {
+                    self.foreign_position(&shard.id, &p);
+                    None
+                }
+                other => other,
+            };
+            let child = self.listed_once
+                || shard.parents.iter().any(|p| {
+                    self.shards.contains_key(p)
+                        || positions.contains_key(&shard_key(&self.config.stream, p))
+                });
             let skip = position
                 .as_ref()
                 .filter(|p| !p.whole && !p.ended)
@@ -229,6 +270,8 @@ impl Reader {
                 shard.id,
                 ShardState {
                     key,
+                    shard_start: shard.starting_seq,
+                    child,
                     parents: shard.parents,
                     position,
                     skip,
@@ -241,6 +284,21 @@ impl Reader {
                 },
             );
         }
+        self.listed_once = true;
+    }
+
+    /// Says (and counts) that a stored position belongs to another shard
+    /// of the same id (the stream was made again): it is not used.
+    fn foreign_position(&self, id: &str, position: &ShardPosition) {
+        self.cx
+            .stats
+            .kinesis
+            .foreign_positions
+            .fetch_add(1, Ordering::Relaxed);
+        eprintln!(
+            "trawl: {}: the position stored for {id} (sequence {}) is not of the shard listed now (the stream was made again?): reading it from its oldest record",
+            self.name, position.seq
+        );
     }
 
     /// Gets an iterator for every shard that has none, is not read to its
@@ -284,7 +342,7 @@ impl Reader {
                     .starting_sequence_number(&p.seq);
                 format!("at {} (byte {} of it)", p.seq, p.byte)
             }
-            None if self.config.start == "latest" => {
+            None if self.config.start == "latest" && !shard.child => {
                 request = request.shard_iterator_type(ShardIteratorType::Latest);
                 "the latest record".to_string()
             }
@@ -304,6 +362,17 @@ impl Reader {
                 eprintln!("trawl: {}: reading {id} from {from}", self.name);
             }
             Err(error) => {
+                let invalid = matches!(
+                    error.as_service_error(),
+                    Some(GetShardIteratorError::InvalidArgumentException(_))
+                );
+                if invalid && let Some(position) = shard.position.take() {
+                    // A sequence number the shard does not know: another
+                    // stream's (made again under the same name).
+                    shard.skip = None;
+                    self.foreign_position(id, &position);
+                    return;
+                }
                 shard.back_off();
                 self.report(&format!("starting {id}"), &error);
             }
@@ -340,6 +409,7 @@ impl Reader {
                 _ => 0,
             };
             let key = shard.key.clone();
+            let shard_start = shard.shard_start.clone();
             let source = format!("{}/{id}@{seq}", self.name);
             stats.records.fetch_add(1, Ordering::Relaxed);
             let added = add_message(
@@ -348,10 +418,16 @@ impl Reader {
                 self.config.container,
                 &source,
                 record.data().as_ref(),
-                (&key, PositionSource::Sequence(seq)),
+                (
+                    &key,
+                    PositionSource::Sequence {
+                        seq,
+                        shard_start: &shard_start,
+                    },
+                ),
                 skip,
             );
-            let after = ShardPosition::after(seq);
+            let after = ShardPosition::after(seq, &shard_start);
             if let Err(error) = self
                 .cx
                 .store_read()
@@ -388,6 +464,8 @@ impl Reader {
                 ended.ended = true;
                 ended.whole = true;
                 ended.byte = 0;
+                ended.from = Some(shard.shard_start.clone());
+                self.relist = true;
                 if let Err(error) = self
                     .cx
                     .store_read()
@@ -425,6 +503,12 @@ impl Reader {
                 shard.back_off();
                 stats.throttles.fetch_add(1, Ordering::Relaxed);
             }
+            Some(GetRecordsError::ResourceNotFoundException(_)) => {
+                // Gone (past retention, or the stream was deleted): it
+                // holds no child; listed again, it starts afresh.
+                self.shards.remove(id);
+                self.report(&format!("reading {id}"), &error);
+            }
             _ => {
                 shard.back_off();
                 self.report(&format!("reading {id}"), &error);
@@ -439,7 +523,13 @@ impl Reader {
             .shards
             .values()
             .filter(|s| s.iterator.is_some())
-            .filter(|s| self.config.idle_shard_secs == 0 || s.last_record.elapsed() < idle_after)
+            // Idle: no record for a while and nothing behind the tip (a
+            // shard still catching up on empty pages holds it).
+            .filter(|s| {
+                self.config.idle_shard_secs == 0
+                    || s.last_record.elapsed() < idle_after
+                    || s.behind_ms > 0
+            })
             .filter_map(|s| s.newest_event)
             .min();
         self.cx.store_read().set_watermark_cap(&self.name, cap);
@@ -489,8 +579,13 @@ async fn list_all(
                 .flatten()
                 .map(str::to_string)
                 .collect();
+            let range = shard.sequence_number_range();
             listed.push(Listed {
                 id: shard.shard_id().to_string(),
+                starting_seq: range
+                    .map(|r| r.starting_sequence_number().to_string())
+                    .unwrap_or_default(),
+                closed: range.is_some_and(|r| r.ending_sequence_number().is_some()),
                 parents,
                 starting_hash_key: shard
                     .hash_key_range()
