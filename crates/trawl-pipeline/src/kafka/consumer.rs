@@ -4,13 +4,20 @@
 //! and holds the watermark at the slowest partition. See the module
 //! header of `kafka` for the exactly-once argument.
 //!
-//! Everything runs on the thread that polls: librdkafka calls the
-//! rebalance and statistics callbacks from `poll`, so a rebalance never
-//! falls inside a message being added.
+//! The thread that polls keeps the partitions' state and the group: it
+//! positions, dedups and hands each message to a *lane* (one thread per
+//! worker, bounded queue), always the same lane for one partition, so a
+//! partition's messages are added, and their positions noted, in offset
+//! order while other partitions' are added on the other cores. librdkafka
+//! calls the rebalance and statistics callbacks from `poll`; a
+//! revocation (and the stop) first waits until the lanes have added every
+//! message handed to them, so a seal before a partition is given up holds
+//! all of it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -39,6 +46,8 @@ const WATERMARK_EVERY: Duration = Duration::from_secs(1);
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 /// Bad messages and client errors printed before only every 1,000th is.
 const PRINTED_MAX: u64 = 20;
+/// Messages queued for one lane (bounded: the poll waits past it).
+const LANE_QUEUE_MAX: usize = 16;
 
 /// Why a Kafka source could not start.
 #[derive(Debug, thiserror::Error)]
@@ -105,8 +114,10 @@ impl KafkaSource {
             store_id,
             partitions: Mutex::new(BTreeMap::new()),
             releases: Mutex::new(Vec::new()),
+            lanes: Lanes::default(),
             config,
         });
+        let lanes = start_lanes(&shared).map_err(KafkaError::Thread)?;
         let consumer: BaseConsumer<Ctx> = client_config(&shared.config)
             .create_with_context(Ctx(shared.clone()))
             .map_err(client_error)?;
@@ -114,7 +125,19 @@ impl KafkaSource {
         consumer.subscribe(&topics).map_err(client_error)?;
         let handle = std::thread::Builder::new()
             .name("trawl-kafka".to_string())
-            .spawn(move || consume_until(&shared, &consumer, &stop))
+            .spawn(move || {
+                consume_until(&shared, &consumer, &stop);
+                // The queues closed: every lane ends.
+                shared
+                    .lanes
+                    .senders
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clear();
+                for lane in lanes {
+                    let _ = lane.join();
+                }
+            })
             .map_err(KafkaError::Thread)?;
         Ok(KafkaSource { handle })
     }
@@ -122,6 +145,38 @@ impl KafkaSource {
     /// The consumer thread (it ends once `stop` is set).
     pub fn into_thread(self) -> JoinHandle<()> {
         self.handle
+    }
+}
+
+/// Starts one lane per worker, each adding the messages handed to it in
+/// order.
+fn start_lanes(shared: &Arc<Shared>) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let count = shared.cx.config.workers.max(1);
+    let mut handles = Vec::with_capacity(count);
+    let mut senders = Vec::with_capacity(count);
+    for i in 0..count {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Job>(LANE_QUEUE_MAX);
+        let lane = shared.clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("trawl-kafka-lane-{i}"))
+                .spawn(move || run_lane(&lane, &receiver))?,
+        );
+        senders.push(sender);
+    }
+    *shared
+        .lanes
+        .senders
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = senders;
+    Ok(handles)
+}
+
+/// Adds each message of the lane's queue until it closes.
+fn run_lane(shared: &Shared, jobs: &Receiver<Job>) {
+    for job in jobs {
+        shared.add_job(job);
+        shared.lanes.done();
     }
 }
 
@@ -183,6 +238,80 @@ struct Shared {
     partitions: Mutex<BTreeMap<(String, i32), PartitionState>>,
     /// Releases the group refused, with when they were first tried.
     releases: Mutex<Vec<(Offset3, Instant)>>,
+    /// The lanes messages are added on.
+    lanes: Lanes,
+}
+
+/// One message handed to a lane.
+struct Job {
+    topic: String,
+    partition: i32,
+    offset: u64,
+    key: String,
+    /// Bytes of its decoded text already in the store.
+    skip: u64,
+    payload: Vec<u8>,
+}
+
+/// The lanes' queues and how many messages they have not finished.
+#[derive(Default)]
+struct Lanes {
+    senders: Mutex<Vec<SyncSender<Job>>>,
+    /// Each partition's lane, dealt round-robin as partitions first send
+    /// (two partitions on two cores use both).
+    lane_of: Mutex<BTreeMap<(String, i32), usize>>,
+    in_flight: Mutex<usize>,
+    finished: Condvar,
+}
+
+impl Lanes {
+    /// Hands `job` to its partition's lane (waiting while it is full).
+    fn send(&self, job: Job) {
+        let senders = self.senders.lock().unwrap_or_else(PoisonError::into_inner);
+        if senders.is_empty() {
+            return;
+        }
+        let lane = {
+            let mut lane_of = self.lane_of.lock().unwrap_or_else(PoisonError::into_inner);
+            let next = lane_of.len() % senders.len();
+            *lane_of
+                .entry((job.topic.clone(), job.partition))
+                .or_insert(next)
+        };
+        let sender = senders[lane].clone();
+        drop(senders);
+        *self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) += 1;
+        if sender.send(job).is_err() {
+            self.done();
+        }
+    }
+
+    /// One message finished.
+    fn done(&self) {
+        let mut n = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.finished.notify_all();
+        }
+    }
+
+    /// Waits until every message handed to a lane is added.
+    fn drain(&self) {
+        let n = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let _idle = self
+            .finished
+            .wait_while(n, |n| *n > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+    }
 }
 
 impl Shared {
@@ -433,6 +562,8 @@ impl Shared {
     /// Before `tpl` is given up: seals what was added from it (bounded in
     /// time, else the process ends), commits the sealed offsets, forgets it.
     fn revoke(&self, consumer: &BaseConsumer<Ctx>, tpl: &TopicPartitionList) {
+        // Every message handed out is added before anything is sealed.
+        self.lanes.drain();
         let keys: Vec<(String, i32)> = tpl
             .elements()
             .iter()
@@ -608,8 +739,8 @@ impl Shared {
         pending.retain(|(_, since)| since.elapsed() < wait);
     }
 
-    /// Adds one message: its lines from where the store stands in it, then
-    /// the position past it.
+    /// Hands one message to its partition's lane, unless the store holds
+    /// it already.
     fn add_message(&self, message: &BorrowedMessage<'_>) {
         let (topic, partition) = (message.topic(), message.partition());
         let Ok(offset) = u64::try_from(message.offset()) else {
@@ -634,9 +765,29 @@ impl Shared {
             state.last_message_ms = message.timestamp().to_millis();
             (state.key.clone(), skip)
         };
+        self.cx.stats.kafka.messages.fetch_add(1, Ordering::Relaxed);
+        self.lanes.send(Job {
+            topic: topic.to_string(),
+            partition,
+            offset,
+            key,
+            skip,
+            payload: message.payload().unwrap_or_default().to_vec(),
+        });
+    }
+
+    /// Adds one message on its lane: its lines from where the store stands
+    /// in it, then the position past it.
+    fn add_job(&self, job: Job) {
+        let Job {
+            topic,
+            partition,
+            offset,
+            key,
+            skip,
+            payload,
+        } = job;
         let stats = &self.cx.stats.kafka;
-        stats.messages.fetch_add(1, Ordering::Relaxed);
-        let payload = message.payload().unwrap_or_default();
         let source = format!("kafka:{topic}/{partition}@{offset}");
         let at = (key.as_str(), PositionSource::Partition(offset));
         let added = add_message(
@@ -644,7 +795,7 @@ impl Shared {
             &self.options,
             self.config.container,
             &source,
-            payload,
+            &payload,
             at,
             skip,
         );
@@ -666,7 +817,7 @@ impl Shared {
             }
         }
         if let Some(start) = added.start_max
-            && let Some(state) = self.partitions().get_mut(&(topic.to_string(), partition))
+            && let Some(state) = self.partitions().get_mut(&(topic, partition))
         {
             state.newest_event = state.newest_event.max(Some(start));
         }
@@ -753,8 +904,9 @@ fn consume_until(shared: &Shared, consumer: &BaseConsumer<Ctx>, stop: &AtomicBoo
             shared.commit_sealed(consumer, CommitMode::Async);
         }
     }
-    // Everything added is sealed before the group hears we leave: the
-    // revocation that follows finds nothing unsealed.
+    // Everything handed out is added, and sealed, before the group hears
+    // we leave: the revocation that follows finds nothing unsealed.
+    shared.lanes.drain();
     let keys: Vec<(String, i32)> = shared.partitions().keys().cloned().collect();
     if shared.unsealed(&keys) {
         shared.seal_within(shared.config.revoke_seal_secs_max, &keys);
