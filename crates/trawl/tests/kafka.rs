@@ -599,3 +599,46 @@ fn a_heartbeat_one_process_learns_attributes_flows_another_process_reads() {
     assert!(a.signal("-TERM").success());
     assert!(b.signal("-TERM").success());
 }
+
+/// A topic deleted and made again under its name starts its offsets over:
+/// positions the store (and the group) hold for the old one lie past the
+/// new one's end, and are not used (its messages were skipped up to the
+/// old offset, or waited for).
+#[test]
+fn a_topic_made_again_is_read_from_its_start() {
+    let broker = Broker::noida();
+    broker.create_topic("flows", 1);
+    let first = expected(&broker.produce(
+        "flows",
+        "flows",
+        &["--messages", "40", "--lines", "10", "--seed", "21"],
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_file(dir.path(), &broker, "flows");
+    let data = dir.path().join("data");
+    let server = start(&data, &config);
+    wait_for_flows(&server, first[0], Duration::from_secs(60), &data);
+    assert!(server.signal("-TERM").success());
+    let _ = broker.produce("delete", "flows", &[]);
+    broker.create_topic("flows", 1);
+    let second = expected(&broker.produce(
+        "flows",
+        "flows",
+        &["--messages", "10", "--lines", "10", "--seed", "22"],
+    ));
+    let server = start(&data, &config);
+    wait_for_flows(
+        &server,
+        first[0] + second[0],
+        Duration::from_secs(60),
+        &data,
+    );
+    assert!(server.signal("-TERM").success());
+    assert!(
+        std::fs::read_to_string(log_of(&data))
+            .unwrap()
+            .contains("made again"),
+        "{}",
+        logs_beside(&data)
+    );
+}

@@ -441,9 +441,14 @@ impl Shared {
                 })
                 .collect()
         };
+        let ends: Vec<Option<u64>> = tpl
+            .elements()
+            .iter()
+            .map(|e| end_of(consumer, e.topic(), e.partition()))
+            .collect();
         let assignment = tpl.clone();
         let mut partitions = self.partitions();
-        for (mut elem, stored) in assignment.elements().into_iter().zip(stored) {
+        for ((mut elem, stored), end) in assignment.elements().into_iter().zip(stored).zip(ends) {
             let (topic, partition) = (elem.topic().to_string(), elem.partition());
             let group =
                 committed
@@ -452,10 +457,26 @@ impl Shared {
                         Offset::Offset(o) => u64::try_from(o).ok(),
                         _ => None,
                     });
+            // A partition that now ends before a position (the topic was
+            // made again): that position is another topic's, and reading
+            // from it would skip (or wait for) the new one's messages.
+            let past_end = |offset: u64| end.is_some_and(|end| offset > end);
+            let remade = stored.is_some_and(|s| past_end(s.offset)) || group.is_some_and(past_end);
+            let (stored, group) = if remade {
+                eprintln!(
+                    "trawl: {}: {topic}/{partition} ends at {}, before the position held for it (the topic was made again?): read from its start",
+                    self.name,
+                    end.unwrap_or(0)
+                );
+                let reset = PartitionPosition::default();
+                (Some(reset), None)
+            } else {
+                (stored, group)
+            };
             let start = start_at(stored, group);
             let key = partition_key(&topic, partition);
             if let Start::At(at) = start
-                && stored.is_none_or(|s| s.offset < at.offset)
+                && (remade || stored.is_none_or(|s| s.offset < at.offset))
             {
                 // Another store read up to here: this store's position
                 // moves with it, or its next seal would commit the old one
@@ -919,6 +940,14 @@ fn consume_until(shared: &Shared, consumer: &BaseConsumer<Ctx>, stop: &AtomicBoo
         let _ = consumer.poll(POLL_TIMEOUT);
     }
     shared.cx.store_read().set_watermark_cap(&shared.name, None);
+}
+
+/// The partition's high watermark, if the broker says it in time.
+fn end_of(consumer: &BaseConsumer<Ctx>, topic: &str, partition: i32) -> Option<u64> {
+    consumer
+        .fetch_watermarks(topic, partition, Duration::from_secs(5))
+        .ok()
+        .and_then(|(_, high)| u64::try_from(high).ok())
 }
 
 /// Ends the process (see the module header: stored once, by the next owner).

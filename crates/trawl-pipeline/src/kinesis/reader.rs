@@ -599,3 +599,51 @@ async fn list_all(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard() -> ShardState {
+        ShardState {
+            key: "kinesis:flows/shardId-000000000000".into(),
+            shard_start: "1".into(),
+            child: false,
+            parents: Vec::new(),
+            position: None,
+            skip: None,
+            iterator: Some("it".into()),
+            next_call: Instant::now(),
+            backoff: Duration::ZERO,
+            newest_event: None,
+            last_record: Instant::now(),
+            behind_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_throttled_shard_backs_off_doubling_up_to_the_cap() {
+        let mut s = shard();
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            s.back_off();
+            waits.push(s.backoff);
+            assert!(s.next_call > Instant::now(), "the next call waits");
+        }
+        assert_eq!(waits[0], BACKOFF_MIN);
+        assert_eq!(waits[1], BACKOFF_MIN * 2);
+        assert_eq!(waits[2], BACKOFF_MIN * 4);
+        assert_eq!(*waits.last().unwrap(), BACKOFF_MAX, "capped");
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn a_shard_is_ended_only_by_an_ended_position() {
+        let mut s = shard();
+        assert!(!s.ended());
+        s.position = Some(ShardPosition::after("5", "1"));
+        assert!(!s.ended());
+        s.position.as_mut().unwrap().ended = true;
+        assert!(s.ended());
+    }
+}

@@ -3,6 +3,7 @@
 
 Usage:
   produce.py create BROKERS TOPIC PARTITIONS
+  produce.py delete BROKERS TOPIC
   produce.py flows BROKERS TOPIC --messages N --lines L --seed S [--seconds T] [--kinds K,..]
       Messages of L flow records each (AWS's default format), cycling
       through the containers trawl reads (plain lines, gzip'd files with a
@@ -119,6 +120,18 @@ def producer(brokers, **extra):
 def delivered(err, _msg):
     if err is not None:
         sys.exit("delivery failed: %s" % err)
+
+
+def cmd_delete(a):
+    admin = AdminClient({"bootstrap.servers": a.brokers})
+    for f in admin.delete_topics([a.topic]).values():
+        f.result(timeout=30)
+    # Deleted when the brokers no longer list it.
+    deadline = time.time() + 30
+    while a.topic in admin.list_topics(timeout=10).topics:
+        if time.time() > deadline:
+            sys.exit("the topic was not deleted")
+        time.sleep(0.2)
 
 
 def cmd_create(a):
@@ -380,6 +393,8 @@ def cmd_read(a):
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("delete")
+    d.add_argument("brokers"); d.add_argument("topic")
     c = sub.add_parser("create")
     c.add_argument("brokers"); c.add_argument("topic"); c.add_argument("partitions", type=int)
     for name in ["flows", "txn", "bad"]:
@@ -412,7 +427,7 @@ def main():
     r = sub.add_parser("read")
     r.add_argument("brokers"); r.add_argument("topic")
     a = parser.parse_args()
-    {"learned": cmd_learned, "burst": cmd_burst, "read": cmd_read, "create": cmd_create, "flows": cmd_flows, "txn": cmd_txn, "bad": cmd_bad,
+    {"learned": cmd_learned, "burst": cmd_burst, "read": cmd_read, "create": cmd_create, "delete": cmd_delete, "flows": cmd_flows, "txn": cmd_txn, "bad": cmd_bad,
      "owned": cmd_owned}[a.cmd](a)
 
 
