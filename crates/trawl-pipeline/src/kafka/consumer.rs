@@ -34,7 +34,8 @@ use sha2::Digest as _;
 
 use super::KafkaSourceConfig;
 use super::position::{
-    Holder, PartitionPosition, Start, handoff_metadata, holder, partition_key, start_at,
+    Holder, PartitionPosition, Start, handoff_metadata, holder, partition_key, release_is_stale,
+    start_at,
 };
 use crate::worker::{Context, PositionSource, seal};
 
@@ -750,6 +751,23 @@ impl Shared {
         if pending.is_empty() {
             return;
         }
+        let Some(stale) = self.stale_releases(consumer, &pending) else {
+            // The group's offsets unknown now: asked again next time.
+            return;
+        };
+        pending.retain(|(o, _)| {
+            let drop = stale.contains(o);
+            if drop {
+                eprintln!(
+                    "trawl: {}: {}/{} not released at {}: another store holds it or sealed past it",
+                    self.name, o.0, o.1, o.2
+                );
+            }
+            !drop
+        });
+        if pending.is_empty() {
+            return;
+        }
         let offsets: Vec<Offset3> = pending.iter().map(|(o, _)| o.clone()).collect();
         if self.commit(consumer, &offsets, true, CommitMode::Sync) {
             pending.clear();
@@ -758,6 +776,39 @@ impl Shared {
         }
         let wait = Duration::from_secs(self.config.handoff_wait_secs);
         pending.retain(|(_, since)| since.elapsed() < wait);
+    }
+
+    /// The pending releases the group's commits make stale (see
+    /// [`release_is_stale`]); `None` if the group's commits cannot be read.
+    fn stale_releases(
+        &self,
+        consumer: &BaseConsumer<Ctx>,
+        pending: &[(Offset3, Instant)],
+    ) -> Option<Vec<Offset3>> {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition, _), _) in pending {
+            tpl.add_partition(topic, *partition);
+        }
+        let committed = consumer.committed_offsets(tpl, COORDINATOR_TIMEOUT).ok()?;
+        Some(
+            pending
+                .iter()
+                .map(|(o, _)| o)
+                .filter(|(topic, partition, offset)| {
+                    let group = committed.find_partition(topic, *partition).and_then(|e| {
+                        match e.offset() {
+                            Offset::Offset(at) => u64::try_from(at)
+                                .ok()
+                                .map(|at| (at, e.metadata().to_string())),
+                            _ => None,
+                        }
+                    });
+                    let group = group.as_ref().map(|(at, m)| (*at, m.as_str()));
+                    release_is_stale(*offset, group, &self.store_id)
+                })
+                .cloned()
+                .collect(),
+        )
     }
 
     /// Hands one message to its partition's lane, unless the store holds

@@ -117,6 +117,20 @@ pub fn holder(metadata: &str, me: &str) -> Holder {
     }
 }
 
+/// Whether a release this store could not commit in time (its assignment
+/// was lost, the group refused its commits) is stale now: another store
+/// holds the partition, or the group's offset is past the release's.
+/// Committed anyway, it would move the group's offset back over flows
+/// the newer owner sealed, and the next owner would read them again.
+pub fn release_is_stale(released_at: u64, committed: Option<(u64, &str)>, me: &str) -> bool {
+    match committed {
+        None => false,
+        Some((offset, metadata)) => {
+            matches!(holder(metadata, me), Holder::Other(_)) || offset > released_at
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +163,20 @@ mod tests {
         for foreign in ["", "hello", "trawl:b2", "trawl:b2:held:x", "other:b2:held"] {
             assert_eq!(holder(foreign, "a1"), Holder::Nobody, "{foreign}");
         }
+    }
+
+    #[test]
+    fn a_late_release_never_moves_a_newer_owners_offset_back() {
+        let held_by_b = handoff_metadata("b2", false);
+        let released_by_b = handoff_metadata("b2", true);
+        let mine = handoff_metadata("a1", false);
+        // The group still has this store's own commit, or nothing: release.
+        assert!(!release_is_stale(40, Some((35, &mine)), "a1"));
+        assert!(!release_is_stale(40, None, "a1"));
+        // Another store holds it now, or sealed past this release: drop it.
+        assert!(release_is_stale(40, Some((38, &held_by_b)), "a1"));
+        assert!(release_is_stale(40, Some((55, &released_by_b)), "a1"));
+        assert!(release_is_stale(40, Some((41, "")), "a1"));
     }
 
     #[test]
