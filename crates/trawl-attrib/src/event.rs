@@ -51,13 +51,19 @@ pub enum MetadataEvent {
         #[serde(deserialize_with = "deserialize_time")]
         at: Secs,
     },
-    /// The complete set of owners at `at`: every IP not listed is released.
+    /// The complete set of owners at `at`: every IP not listed (within
+    /// `within`, if it names prefixes) is released.
     Snapshot {
         /// When the snapshot was taken.
         #[serde(deserialize_with = "deserialize_time")]
         at: Secs,
         /// Every owner at that time.
         owners: Vec<SnapshotOwner>,
+        /// The networks the snapshot covers: only IPs in them are released
+        /// (a poller of one region's VPCs releases nothing of another's);
+        /// empty: every IP.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        within: Vec<ipnet::IpNet>,
     },
     /// ENI `interface_id` belongs to `workload` from `at` on.
     Interface {
@@ -237,7 +243,11 @@ pub fn read_csv_snapshot(
         }
     }
     match snapshot_at {
-        Some(at) => Some(MetadataEvent::Snapshot { at, owners }),
+        Some(at) => Some(MetadataEvent::Snapshot {
+            at,
+            owners,
+            within: Vec::new(),
+        }),
         None => {
             on_error(error(
                 1,
@@ -355,7 +365,7 @@ mod tests {
             errors.push(e.to_string())
         })
         .unwrap();
-        let MetadataEvent::Snapshot { at, owners } = event else {
+        let MetadataEvent::Snapshot { at, owners, .. } = event else {
             panic!("not a snapshot")
         };
         assert_eq!(at, 1_795_341_600);

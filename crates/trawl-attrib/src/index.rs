@@ -403,6 +403,20 @@ impl IpRecord {
 struct RetainedSnapshot {
     at: u32,
     listed: hashbrown::HashSet<IpAddr, foldhash::fast::FixedState>,
+    /// The networks it covers (empty: every IP).
+    within: Vec<ipnet::IpNet>,
+}
+
+impl RetainedSnapshot {
+    /// Whether the snapshot released `ip` (canonical): covered, not listed.
+    fn released(&self, ip: &IpAddr) -> bool {
+        covers(&self.within, ip) && !self.listed.contains(ip)
+    }
+}
+
+/// Whether a snapshot over `within` (empty: everything) covers `ip`.
+fn covers(within: &[ipnet::IpNet], ip: &IpAddr) -> bool {
+    within.is_empty() || within.iter().any(|net| net.contains(ip))
 }
 
 /// The index.
@@ -643,7 +657,7 @@ impl AttributionIndex {
                     owner: NO_OWNER,
                 },
             ),
-            MetadataEvent::Snapshot { owners, .. } => {
+            MetadataEvent::Snapshot { owners, within, .. } => {
                 let mut listed =
                     hashbrown::HashSet::with_hasher(foldhash::fast::FixedState::default());
                 for entry in owners {
@@ -651,7 +665,7 @@ impl AttributionIndex {
                     self.assign(entry.ip, at, owner, entry.interface_id.as_deref());
                     listed.insert(entry.ip.to_canonical());
                 }
-                self.release_unlisted(at, listed);
+                self.release_unlisted(at, listed, within);
             }
             MetadataEvent::Interface {
                 interface_id,
@@ -686,7 +700,7 @@ impl AttributionIndex {
         // Snapshots taken after `at` that do not list the IP released it.
         let canonical = ip.to_canonical();
         for snapshot in &self.snapshots {
-            if snapshot.at > at && !snapshot.listed.contains(&canonical) {
+            if snapshot.at > at && snapshot.released(&canonical) {
                 let release = Mark {
                     at: snapshot.at,
                     owner: NO_OWNER,
@@ -726,13 +740,17 @@ impl AttributionIndex {
         &mut self,
         at: u32,
         listed: hashbrown::HashSet<IpAddr, foldhash::fast::FixedState>,
+        within: &[ipnet::IpNet],
     ) {
         let compact_cutoff = self
             .newest_at()
             .saturating_sub(self.config.reorder_window_secs);
         let mut compacted = 0;
         for (ip, record) in self.ips.iter_mut() {
-            if !listed.contains(&ip) && record.timeline.owner_at(at) != NO_OWNER {
+            if !listed.contains(&ip)
+                && covers(within, &ip.to_canonical())
+                && record.timeline.owner_at(at) != NO_OWNER
+            {
                 record.timeline.insert(
                     Mark {
                         at,
@@ -748,7 +766,11 @@ impl AttributionIndex {
             compacted += record.compact_before(compact_cutoff);
         }
         self.stats.compacted_marks += compacted as u64;
-        self.snapshots.push_back(RetainedSnapshot { at, listed });
+        self.snapshots.push_back(RetainedSnapshot {
+            at,
+            listed,
+            within: within.to_vec(),
+        });
         self.forget_old_snapshots();
     }
 

@@ -286,7 +286,11 @@ fn simulate(rng: &mut Rng) -> Estate {
                     interface_id: Some(instances[i].eni.clone()),
                 })
                 .collect();
-            events.push(MetadataEvent::Snapshot { at: t, owners });
+            events.push(MetadataEvent::Snapshot {
+                at: t,
+                owners,
+                within: Vec::new(),
+            });
         }
         if (t - BASE) % 30 == 0 {
             // Flows within [t, t + 10) between instances alive all along.

@@ -482,3 +482,42 @@ fn source_positions_are_saved_with_the_index_and_bounded() {
     );
     assert_eq!(loaded.source_positions().len(), 1);
 }
+
+/// A snapshot scoped to some networks (`within`) releases the unlisted IPs
+/// in them only: a poller of one region's VPCs leaves another's alone.
+#[test]
+fn a_snapshot_within_networks_releases_only_their_unlisted_ips() {
+    let mut index = AttributionIndex::default();
+    for line in [
+        r#"{"type":"assign","ip":"10.1.0.5","at":1000,"workload":{"app":"a"}}"#,
+        r#"{"type":"assign","ip":"10.2.0.5","at":1000,"workload":{"app":"b"}}"#,
+        r#"{"type":"snapshot","at":2000,"within":["10.1.0.0/16"],"owners":[]}"#,
+    ] {
+        let event: MetadataEvent = serde_json::from_str(line).unwrap();
+        index.apply(&event).unwrap();
+    }
+    let app = |index: &AttributionIndex, ip: &str| {
+        let answer = index.owner_at(ip.parse().unwrap(), 2500);
+        index.workload(answer.owner).and_then(|w| w.app.clone())
+    };
+    assert_eq!(
+        app(&index, "10.1.0.5"),
+        None,
+        "in the snapshot's network, unlisted: released"
+    );
+    assert_eq!(
+        app(&index, "10.2.0.5"),
+        Some("b".into()),
+        "outside it: kept"
+    );
+    // An assign arriving late (within the window) in the network is
+    // released by the snapshot after it; one outside is not.
+    for line in [
+        r#"{"type":"assign","ip":"10.1.0.6","at":1500,"workload":{"app":"c"}}"#,
+        r#"{"type":"assign","ip":"10.3.0.6","at":1500,"workload":{"app":"d"}}"#,
+    ] {
+        index.apply(&serde_json::from_str(line).unwrap()).unwrap();
+    }
+    assert_eq!(app(&index, "10.1.0.6"), None);
+    assert_eq!(app(&index, "10.3.0.6"), Some("d".into()));
+}

@@ -19,6 +19,10 @@ const IPS: [&str; 5] = [
     "::ffff:10.0.0.9",
 ];
 
+/// The networks a snapshot may cover: every IP, some of the v4 ones (the
+/// mapped one among them), the v6 one.
+const SCOPES: [&[&str]; 3] = [&[], &["10.0.0.0/31", "10.0.0.8/29"], &["2001:db8::/64"]];
+
 fn workload(n: u8) -> Workload {
     Workload {
         app: Some(format!("app{n}")),
@@ -37,14 +41,15 @@ fn event_strategy() -> impl Strategy<Value = MetadataEvent> {
             ip: ip(i), at, workload: workload(w), interface_id: None,
         }),
         3 => (0..IPS.len(), at.clone()).prop_map(|(i, at)| MetadataEvent::Release { ip: ip(i), at }),
-        1 => (at, proptest::collection::vec((0..IPS.len(), 0u8..3), 0..4)).prop_map(|(at, owners)| {
+        1 => (at, proptest::collection::vec((0..IPS.len(), 0u8..3), 0..4), 0..SCOPES.len()).prop_map(|(at, owners, scope)| {
             let mut seen = Vec::new();
             let owners = owners.into_iter().filter(|(i, _)| {
                 let new = !seen.contains(i);
                 seen.push(*i);
                 new
             }).map(|(i, w)| SnapshotOwner { ip: ip(i), workload: workload(w), interface_id: None }).collect();
-            MetadataEvent::Snapshot { at, owners }
+            let within = SCOPES[scope].iter().map(|n| n.parse().unwrap()).collect();
+            MetadataEvent::Snapshot { at, owners, within }
         }),
     ]
 }
@@ -65,9 +70,13 @@ fn points_of(events: &[MetadataEvent], target: IpAddr) -> Vec<Point> {
             MetadataEvent::Release { ip, at } if ip.to_canonical() == target => {
                 points.push((*at, None))
             }
-            MetadataEvent::Snapshot { at, owners } => {
+            MetadataEvent::Snapshot { at, owners, within } => {
                 let listed = owners.iter().find(|o| o.ip.to_canonical() == target);
-                points.push((*at, listed.map(|o| o.workload.clone())));
+                let covered =
+                    within.is_empty() || within.iter().any(|n: &ipnet::IpNet| n.contains(&target));
+                if listed.is_some() || covered {
+                    points.push((*at, listed.map(|o| o.workload.clone())));
+                }
             }
             _ => {}
         }

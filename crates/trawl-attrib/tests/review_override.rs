@@ -83,6 +83,7 @@ fn late_snapshot_without_interface_is_not_overridden_by_an_earlier_learned_span(
                 workload: app("pod"),
                 interface_id: None,
             }],
+            within: Vec::new(),
         })
         .unwrap();
     assert_eq!(

@@ -522,6 +522,7 @@ impl Estate {
         out.events.push(MetadataEvent::Snapshot {
             at: self.now,
             owners,
+            within: Vec::new(),
         });
         self.tally.events += 1;
     }
