@@ -8,6 +8,10 @@
 //!     ─► one `interface` event per interface (for learning from flows)
 //! ```
 //!
+//! Kubernetes pods go the other way (`pod`): a watch event is an assign
+//! or a release of the pod's IPs, a full list releases what it no longer
+//! has.
+//!
 //! This crate holds the conversion only: pure functions from values that
 //! mirror the cloud APIs' fields to [`trawl_attrib::MetadataEvent`]s, so
 //! every rule is unit-tested without a cloud. The pollers that fill those
@@ -19,5 +23,7 @@
 //! each address at `t`; a change between two polls is seen at the second.
 
 pub mod eni;
+pub mod pod;
 
 pub use eni::{Instance, NetworkInterface, TagKeys, owners_of, snapshot, workload_of};
+pub use pod::{Controllers, OwnerRef, Pod, pod_events, relist, workload_of_pod};
