@@ -642,3 +642,60 @@ fn a_topic_made_again_is_read_from_its_start() {
         logs_beside(&data)
     );
 }
+
+/// Regression (cold review): the reset of a topic made again lived only in
+/// the pending positions until the next seal (`seal_interval_secs`): a
+/// kill -9 in that window left the old topic's position in the manifest
+/// (and `commit_sealed` committed it to the group as held); once the new
+/// topic had grown past it, the restart skipped the new topic up to it
+/// (500 of 900 flows). The reset is now sealed at assignment.
+#[test]
+fn a_topic_made_again_then_kill_9_before_a_seal_loses_nothing() {
+    let broker = Broker::noida();
+    broker.create_topic("flows", 1);
+    let first = expected(&broker.produce(
+        "flows",
+        "flows",
+        &["--messages", "40", "--lines", "10", "--seed", "21"],
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(dir.path(), &broker, "flows", "one");
+    // Seals at the default pace (the stop still seals).
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        PIPELINE,
+        "[pipeline]\nhold_secs = 0\nseal_interval_secs = 300\nseal_interval_min_secs = 300\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data, &config);
+    wait_for_flows(&server, first[0], Duration::from_secs(60), &data);
+    assert!(server.signal("-TERM").success());
+    let _ = broker.produce("delete", "flows", &[]);
+    broker.create_topic("flows", 1);
+    let second = expected(&broker.produce(
+        "flows",
+        "flows",
+        &["--messages", "10", "--lines", "10", "--seed", "22"],
+    ));
+    let server = start(&data, &config);
+    wait_for_flows(
+        &server,
+        first[0] + second[0],
+        Duration::from_secs(60),
+        &data,
+    );
+    drop(server); // SIGKILL, before the next seal
+    let third = expected(&broker.produce(
+        "flows",
+        "flows",
+        &["--messages", "40", "--lines", "10", "--seed", "23"],
+    ));
+    let server = start(&data, &config);
+    wait_for_flows(
+        &server,
+        first[0] + second[0] + third[0],
+        Duration::from_secs(40),
+        &data,
+    );
+    assert!(server.signal("-TERM").success());
+}

@@ -34,8 +34,8 @@ use sha2::Digest as _;
 
 use super::KafkaSourceConfig;
 use super::position::{
-    Holder, PartitionPosition, Start, handoff_metadata, holder, partition_key, release_is_stale,
-    start_at,
+    Holder, PartitionPosition, Start, committer, handoff_metadata, holder, partition_key,
+    release_is_stale, start_at,
 };
 use crate::worker::{Context, PositionSource, seal};
 
@@ -175,9 +175,24 @@ fn start_lanes(shared: &Arc<Shared>) -> std::io::Result<Vec<JoinHandle<()>>> {
 
 /// Adds each message of the lane's queue until it closes.
 fn run_lane(shared: &Shared, jobs: &Receiver<Job>) {
+    /// Counts the message finished; if adding it panicked, ends the
+    /// process: a drain (a revocation, the stop) would wait for ever, and
+    /// the lane's later messages would be lost until a restart, which
+    /// reads them again from the sealed positions.
+    struct Finished<'s>(&'s Lanes);
+    impl Drop for Finished<'_> {
+        fn drop(&mut self) {
+            if std::thread::panicking() {
+                fail_stop(
+                    "a Kafka lane panicked while adding a message: ending the process (a restart reads again what was not sealed)",
+                );
+            }
+            self.0.done();
+        }
+    }
     for job in jobs {
+        let _finished = Finished(&shared.lanes);
         shared.add_job(job);
-        shared.lanes.done();
     }
 }
 
@@ -274,10 +289,21 @@ impl Lanes {
         }
         let lane = {
             let mut lane_of = self.lane_of.lock().unwrap_or_else(PoisonError::into_inner);
-            let next = lane_of.len() % senders.len();
-            *lane_of
-                .entry((job.topic.clone(), job.partition))
-                .or_insert(next)
+            let key = (job.topic.clone(), job.partition);
+            match lane_of.get(&key) {
+                Some(lane) => *lane,
+                None => {
+                    // The least loaded lane.
+                    let lanes = senders.len();
+                    let mut load = vec![0usize; lanes];
+                    for lane in lane_of.values() {
+                        load[*lane % lanes] += 1;
+                    }
+                    let lane = (0..load.len()).min_by_key(|i| load[*i]).unwrap_or(0);
+                    lane_of.insert(key, lane);
+                    lane
+                }
+            }
         };
         let sender = senders[lane].clone();
         drop(senders);
@@ -288,6 +314,16 @@ impl Lanes {
         if sender.send(job).is_err() {
             self.done();
         }
+    }
+
+    /// Forgets every partition's lane; call it drained only (a partition
+    /// moved to another lane with messages queued on its old one would be
+    /// added out of order).
+    fn redeal(&self) {
+        self.lane_of
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
     }
 
     /// One message finished.
@@ -448,22 +484,27 @@ impl Shared {
             .map(|e| end_of(consumer, e.topic(), e.partition()))
             .collect();
         let assignment = tpl.clone();
+        let mut remade_keys = Vec::new();
         let mut partitions = self.partitions();
         for ((mut elem, stored), end) in assignment.elements().into_iter().zip(stored).zip(ends) {
             let (topic, partition) = (elem.topic().to_string(), elem.partition());
-            let group =
-                committed
-                    .find_partition(&topic, partition)
-                    .and_then(|e| match e.offset() {
-                        Offset::Offset(o) => u64::try_from(o).ok(),
-                        _ => None,
-                    });
+            // The group's offset, unless this store committed it: its own
+            // positions are the truth then (a commit of an older position,
+            // a remade topic's reset, may not have reached the group).
+            let group = committed
+                .find_partition(&topic, partition)
+                .filter(|e| committer(e.metadata()) != Some(self.store_id.as_str()))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(o) => u64::try_from(o).ok(),
+                    _ => None,
+                });
             // A partition that now ends before a position (the topic was
             // made again): that position is another topic's, and reading
             // from it would skip (or wait for) the new one's messages.
             let past_end = |offset: u64| end.is_some_and(|end| offset > end);
             let remade = stored.is_some_and(|s| past_end(s.offset)) || group.is_some_and(past_end);
             let (stored, group) = if remade {
+                remade_keys.push((topic.clone(), partition));
                 eprintln!(
                     "trawl: {}: {topic}/{partition} ends at {}, before the position held for it (the topic was made again?): read from its start",
                     self.name,
@@ -518,6 +559,13 @@ impl Shared {
                     end_offset: None,
                 },
             );
+        }
+        drop(partitions);
+        // The reset is only pending until sealed: killed before the next
+        // seal, a restart would resume from the old topic's position and
+        // skip the new one's messages below it.
+        if !remade_keys.is_empty() {
+            self.seal_within(self.config.revoke_seal_secs_max, &remade_keys);
         }
         assignment
     }
@@ -591,6 +639,9 @@ impl Shared {
             .iter()
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
+        // Nothing is in flight now: the partitions kept are dealt to the
+        // lanes afresh (their order kept), so they spread again.
+        self.lanes.redeal();
         if consumer.assignment_lost() {
             // The group moved to a new generation without this member's
             // revocation (a heartbeat refused): the group still waits for
@@ -675,6 +726,9 @@ impl Shared {
                 .map(|p| p.group_offset());
             if let Some(offset) = offset
                 && offset >= state.floor
+                // Never past what this ownership handed out (a remade
+                // topic's old sealed offset, before its reset is sealed).
+                && offset <= state.next
                 && state.committed != Some(offset)
             {
                 moved.push((topic.clone(), *partition, offset));
@@ -993,12 +1047,19 @@ fn consume_until(shared: &Shared, consumer: &BaseConsumer<Ctx>, stop: &AtomicBoo
     shared.cx.store_read().set_watermark_cap(&shared.name, None);
 }
 
-/// The partition's high watermark, if the broker says it in time.
+/// The partition's high watermark, if the broker says it in time (asked
+/// up to three times: just after a topic is made, its leader may not be
+/// known yet).
 fn end_of(consumer: &BaseConsumer<Ctx>, topic: &str, partition: i32) -> Option<u64> {
-    consumer
-        .fetch_watermarks(topic, partition, Duration::from_secs(5))
-        .ok()
-        .and_then(|(_, high)| u64::try_from(high).ok())
+    for attempt in 0..3 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        if let Ok((_, high)) = consumer.fetch_watermarks(topic, partition, Duration::from_secs(3)) {
+            return u64::try_from(high).ok();
+        }
+    }
+    None
 }
 
 /// Ends the process (see the module header: stored once, by the next owner).
@@ -1055,5 +1116,44 @@ fn describe(start: Start) -> String {
         Start::At(at) if at.byte > 0 => format!("offset {} (byte {} of it)", at.offset, at.byte),
         Start::At(at) => format!("offset {}", at.offset),
         Start::Reset => "auto.offset.reset (nothing stored or committed)".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(partition: i32) -> Job {
+        Job {
+            topic: "t".into(),
+            partition,
+            offset: 0,
+            key: String::new(),
+            skip: 0,
+            payload: Vec::new(),
+        }
+    }
+
+    /// Regression (cold review): the lanes were dealt once, so after a
+    /// rebalance the partitions kept could all sit on one lane (one core).
+    #[test]
+    fn partitions_left_after_a_rebalance_use_every_lane() {
+        let lanes = Lanes::default();
+        let (s0, r0) = std::sync::mpsc::sync_channel::<Job>(LANE_QUEUE_MAX);
+        let (s1, r1) = std::sync::mpsc::sync_channel::<Job>(LANE_QUEUE_MAX);
+        *lanes.senders.lock().unwrap() = vec![s0, s1];
+        for p in 0..4 {
+            lanes.send(job(p));
+        }
+        while r0.try_recv().is_ok() {}
+        while r1.try_recv().is_ok() {}
+        // Partitions 1 and 3 revoked: drained, dealt afresh; 0 and 2
+        // remain, two partitions on two lanes.
+        lanes.redeal();
+        lanes.send(job(0));
+        lanes.send(job(2));
+        let on0 = std::iter::from_fn(|| r0.try_recv().ok()).count();
+        let on1 = std::iter::from_fn(|| r1.try_recv().ok()).count();
+        assert_eq!((on0, on1), (1, 1), "two partitions on one lane");
     }
 }

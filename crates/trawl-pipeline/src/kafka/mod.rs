@@ -61,8 +61,8 @@ pub use metadata::{
     KafkaMetadataConfig, KafkaMetadataSource, RESERVED_METADATA_PROPERTIES, metadata_partition_key,
 };
 pub use position::{
-    Holder, PartitionPosition, Start, handoff_metadata, holder, partition_key, release_is_stale,
-    start_at,
+    Holder, PartitionPosition, Start, committer, handoff_metadata, holder, partition_key,
+    release_is_stale, start_at,
 };
 pub use sink::{KafkaSink, KafkaSinkConfig, RESERVED_SINK_PROPERTIES};
 

@@ -117,6 +117,15 @@ pub fn holder(metadata: &str, me: &str) -> Holder {
     }
 }
 
+/// The store that made a group commit (held or released), if trawl did.
+pub fn committer(metadata: &str) -> Option<&str> {
+    let mut parts = metadata.split(':');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some("trawl"), Some(id), Some("held" | "released"), None) => Some(id),
+        _ => None,
+    }
+}
+
 /// Whether a release this store could not commit in time (its assignment
 /// was lost, the group refused its commits) is stale now: another store
 /// holds the partition, or the group's offset is past the release's.
@@ -163,6 +172,14 @@ mod tests {
         for foreign in ["", "hello", "trawl:b2", "trawl:b2:held:x", "other:b2:held"] {
             assert_eq!(holder(foreign, "a1"), Holder::Nobody, "{foreign}");
         }
+    }
+
+    #[test]
+    fn a_commit_names_the_store_that_made_it() {
+        assert_eq!(committer(&handoff_metadata("a1", true)), Some("a1"));
+        assert_eq!(committer(&handoff_metadata("a1", false)), Some("a1"));
+        assert_eq!(committer("trawl:a1"), None);
+        assert_eq!(committer(""), None);
     }
 
     #[test]
