@@ -32,11 +32,11 @@ use trawl_flowlog::{DecodeOptions, LogFormat};
 use super::message::add_message;
 use sha2::Digest as _;
 
-use super::KafkaSourceConfig;
 use super::position::{
     Holder, PartitionPosition, Start, committer, handoff_metadata, holder, partition_key,
     release_is_stale, start_at,
 };
+use super::{KafkaSourceConfig, client_with};
 use crate::worker::{Context, PositionSource, seal};
 
 /// How long a call to the group coordinator may take.
@@ -200,12 +200,8 @@ fn run_lane(shared: &Shared, jobs: &Receiver<Job>) {
 /// needs (no automatic commits or offset stores, committed reads only,
 /// cooperative rebalances).
 fn client_config(config: &KafkaSourceConfig) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    for (key, value) in &config.properties {
-        client.set(key, value);
-    }
+    let mut client = client_with(&config.brokers, &config.properties);
     client
-        .set("bootstrap.servers", &config.brokers)
         .set("group.id", &config.group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

@@ -46,7 +46,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use trawl_attrib::MetadataEvent;
 
-use super::KafkaError;
+use super::{KafkaError, client_with};
 use crate::heartbeats::HeartbeatOutbox;
 use crate::metadata_log::{apply_events, parse_events};
 use crate::worker::Context;
@@ -255,12 +255,8 @@ fn refuse_a_missing_topic(
 /// The producer of learned heartbeats (idempotent; not transactional:
 /// heartbeats applied twice change nothing).
 fn heartbeat_producer(config: &KafkaMetadataConfig) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    for (key, value) in &config.properties {
-        client.set(key, value);
-    }
+    let mut client = client_with(&config.brokers, &config.properties);
     client
-        .set("bootstrap.servers", &config.brokers)
         .set("enable.idempotence", "true")
         .set("linger.ms", "50");
     client
@@ -277,12 +273,8 @@ const HEARTBEATS_PER_MESSAGE_MAX: usize = 500;
 /// nothing), committed reads only, an end-of-partition event to know when
 /// the topic is read.
 fn client_config(config: &KafkaMetadataConfig) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    for (key, value) in &config.properties {
-        client.set(key, value);
-    }
+    let mut client = client_with(&config.brokers, &config.properties);
     client
-        .set("bootstrap.servers", &config.brokers)
         .set("group.id", "trawl-metadata-reader")
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")

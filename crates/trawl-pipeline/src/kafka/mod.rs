@@ -175,6 +175,20 @@ impl KafkaSourceConfig {
     }
 }
 
+/// A client's settings: the configured `properties` as they are, then
+/// the brokers (every Kafka client trawl makes starts here).
+pub(crate) fn client_with(
+    brokers: &str,
+    properties: &BTreeMap<String, String>,
+) -> rdkafka::config::ClientConfig {
+    let mut client = rdkafka::config::ClientConfig::new();
+    for (key, value) in properties {
+        client.set(key, value);
+    }
+    client.set("bootstrap.servers", brokers);
+    client
+}
+
 /// Checks a topic name (Kafka's rules).
 pub(crate) fn validate_topic(topic: &str) -> Result<(), String> {
     let valid = topic

@@ -61,7 +61,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Deserialize;
 use trawl_store::{DETAIL_TABLE, SegmentMeta, read_detail_segment};
 
-use super::KafkaError;
+use super::{KafkaError, client_with};
 use crate::worker::Context;
 
 /// How long a transaction call may take.
@@ -254,12 +254,8 @@ fn transactional_producer(
 }
 
 fn producer_config(config: &KafkaSinkConfig, transactional_id: &str) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    for (key, value) in &config.properties {
-        client.set(key, value);
-    }
+    let mut client = client_with(&config.brokers, &config.properties);
     client
-        .set("bootstrap.servers", &config.brokers)
         .set("transactional.id", transactional_id)
         .set("enable.idempotence", "true")
         .set("transaction.timeout.ms", "60000");
@@ -268,12 +264,8 @@ fn producer_config(config: &KafkaSinkConfig, transactional_id: &str) -> ClientCo
 
 /// Creates the progress topic (one partition) unless it exists.
 fn create_progress_topic(config: &KafkaSinkConfig, topic: &str) -> Result<(), ClientError> {
-    let mut client = ClientConfig::new();
-    for (key, value) in &config.properties {
-        client.set(key, value);
-    }
-    client.set("bootstrap.servers", &config.brokers);
-    let admin: AdminClient<DefaultClientContext> = client.create()?;
+    let admin: AdminClient<DefaultClientContext> =
+        client_with(&config.brokers, &config.properties).create()?;
     let new = NewTopic::new(topic, 1, TopicReplication::Fixed(-1));
     let options = AdminOptions::new().request_timeout(Some(REQUEST_TIMEOUT));
     let results = futures::executor::block_on(admin.create_topics([&new], &options))?;
@@ -310,12 +302,7 @@ fn published_generation(
     store_id: &str,
 ) -> Result<u64, ClientError> {
     let reader = |isolation: &str| -> Result<BaseConsumer, ClientError> {
-        let mut client = ClientConfig::new();
-        for (key, value) in &config.properties {
-            client.set(key, value);
-        }
-        client
-            .set("bootstrap.servers", &config.brokers)
+        client_with(&config.brokers, &config.properties)
             .set("group.id", "trawl-sink-progress-reader")
             .set("enable.auto.commit", "false")
             .set("isolation.level", isolation)
