@@ -52,7 +52,7 @@ pub enum MetadataEvent {
         at: Secs,
     },
     /// The complete set of owners at `at`: every IP not listed (within
-    /// `within`, if it names prefixes) is released.
+    /// `within`, if it names prefixes, and not in `except`) is released.
     Snapshot {
         /// When the snapshot was taken.
         #[serde(deserialize_with = "deserialize_time")]
@@ -64,6 +64,11 @@ pub enum MetadataEvent {
         /// empty: every IP.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         within: Vec<ipnet::IpNet>,
+        /// Networks or addresses inside `within` the snapshot says nothing
+        /// of: neither listed nor released (an EC2 poll leaves the
+        /// addresses the VPC CNI gives pods to the Kubernetes watcher).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        except: Vec<ipnet::IpNet>,
     },
     /// ENI `interface_id` belongs to `workload` from `at` on.
     Interface {
@@ -247,6 +252,7 @@ pub fn read_csv_snapshot(
             at,
             owners,
             within: Vec::new(),
+            except: Vec::new(),
         }),
         None => {
             on_error(error(

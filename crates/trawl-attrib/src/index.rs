@@ -403,14 +403,48 @@ impl IpRecord {
 struct RetainedSnapshot {
     at: u32,
     listed: hashbrown::HashSet<IpAddr, foldhash::fast::FixedState>,
-    /// The networks it covers (empty: every IP).
-    within: Vec<ipnet::IpNet>,
+    /// The addresses it covers.
+    scope: Scope,
 }
 
 impl RetainedSnapshot {
     /// Whether the snapshot released `ip` (canonical): covered, not listed.
     fn released(&self, ip: &IpAddr) -> bool {
-        covers(&self.within, ip) && !self.listed.contains(ip)
+        self.scope.covers(ip) && !self.listed.contains(ip)
+    }
+}
+
+/// The addresses a snapshot speaks for: those in `within` (empty: every
+/// one) but not in `except` (single addresses kept in a hash set, so a
+/// poll that leaves thousands of pod addresses out stays cheap).
+#[derive(Debug, Clone, Default)]
+struct Scope {
+    within: Vec<IpNet>,
+    except_hosts: hashbrown::HashSet<IpAddr, foldhash::fast::FixedState>,
+    except_nets: Vec<IpNet>,
+}
+
+impl Scope {
+    fn new(within: &[IpNet], except: &[IpNet]) -> Scope {
+        let mut scope = Scope {
+            within: within.to_vec(),
+            ..Scope::default()
+        };
+        for net in except {
+            if net.prefix_len() == net.max_prefix_len() {
+                scope.except_hosts.insert(net.addr().to_canonical());
+            } else {
+                scope.except_nets.push(*net);
+            }
+        }
+        scope
+    }
+
+    /// Whether `ip` (canonical) is in the scope.
+    fn covers(&self, ip: &IpAddr) -> bool {
+        covers(&self.within, ip)
+            && !self.except_hosts.contains(ip)
+            && !self.except_nets.iter().any(|net| net.contains(ip))
     }
 }
 
@@ -657,7 +691,12 @@ impl AttributionIndex {
                     owner: NO_OWNER,
                 },
             ),
-            MetadataEvent::Snapshot { owners, within, .. } => {
+            MetadataEvent::Snapshot {
+                owners,
+                within,
+                except,
+                ..
+            } => {
                 let mut listed =
                     hashbrown::HashSet::with_hasher(foldhash::fast::FixedState::default());
                 for entry in owners {
@@ -665,7 +704,7 @@ impl AttributionIndex {
                     self.assign(entry.ip, at, owner, entry.interface_id.as_deref());
                     listed.insert(entry.ip.to_canonical());
                 }
-                self.release_unlisted(at, listed, within);
+                self.release_unlisted(at, listed, Scope::new(within, except));
             }
             MetadataEvent::Interface {
                 interface_id,
@@ -740,7 +779,7 @@ impl AttributionIndex {
         &mut self,
         at: u32,
         listed: hashbrown::HashSet<IpAddr, foldhash::fast::FixedState>,
-        within: &[ipnet::IpNet],
+        scope: Scope,
     ) {
         let compact_cutoff = self
             .newest_at()
@@ -748,7 +787,7 @@ impl AttributionIndex {
         let mut compacted = 0;
         for (ip, record) in self.ips.iter_mut() {
             if !listed.contains(&ip)
-                && covers(within, &ip.to_canonical())
+                && scope.covers(&ip.to_canonical())
                 && record.timeline.owner_at(at) != NO_OWNER
             {
                 record.timeline.insert(
@@ -766,11 +805,7 @@ impl AttributionIndex {
             compacted += record.compact_before(compact_cutoff);
         }
         self.stats.compacted_marks += compacted as u64;
-        self.snapshots.push_back(RetainedSnapshot {
-            at,
-            listed,
-            within: within.to_vec(),
-        });
+        self.snapshots.push_back(RetainedSnapshot { at, listed, scope });
         self.forget_old_snapshots();
     }
 

@@ -290,6 +290,7 @@ fn simulate(rng: &mut Rng) -> Estate {
                 at: t,
                 owners,
                 within: Vec::new(),
+                except: Vec::new(),
             });
         }
         if (t - BASE) % 30 == 0 {

@@ -20,8 +20,17 @@ const IPS: [&str; 5] = [
 ];
 
 /// The networks a snapshot may cover: every IP, some of the v4 ones (the
-/// mapped one among them), the v6 one.
-const SCOPES: [&[&str]; 3] = [&[], &["10.0.0.0/31", "10.0.0.8/29"], &["2001:db8::/64"]];
+/// mapped one among them), the v6 one, all of v4 but two addresses.
+const SCOPES: [&[&str]; 4] = [
+    &[],
+    &["10.0.0.0/31", "10.0.0.8/29"],
+    &["2001:db8::/64"],
+    &["10.0.0.0/24"],
+];
+
+/// What the scopes leave out (`except`): for the last, one address given
+/// as a host and one (the mapped one) inside a network.
+const EXCEPTS: [&[&str]; 4] = [&[], &[], &[], &["10.0.0.2/32", "10.0.0.8/30"]];
 
 fn workload(n: u8) -> Workload {
     Workload {
@@ -49,7 +58,8 @@ fn event_strategy() -> impl Strategy<Value = MetadataEvent> {
                 new
             }).map(|(i, w)| SnapshotOwner { ip: ip(i), workload: workload(w), interface_id: None }).collect();
             let within = SCOPES[scope].iter().map(|n| n.parse().unwrap()).collect();
-            MetadataEvent::Snapshot { at, owners, within }
+            let except = EXCEPTS[scope].iter().map(|n| n.parse().unwrap()).collect();
+            MetadataEvent::Snapshot { at, owners, within, except }
         }),
     ]
 }
@@ -70,10 +80,16 @@ fn points_of(events: &[MetadataEvent], target: IpAddr) -> Vec<Point> {
             MetadataEvent::Release { ip, at } if ip.to_canonical() == target => {
                 points.push((*at, None))
             }
-            MetadataEvent::Snapshot { at, owners, within } => {
+            MetadataEvent::Snapshot {
+                at,
+                owners,
+                within,
+                except,
+            } => {
                 let listed = owners.iter().find(|o| o.ip.to_canonical() == target);
-                let covered =
-                    within.is_empty() || within.iter().any(|n: &ipnet::IpNet| n.contains(&target));
+                let covered = (within.is_empty()
+                    || within.iter().any(|n: &ipnet::IpNet| n.contains(&target)))
+                    && !except.iter().any(|n: &ipnet::IpNet| n.contains(&target));
                 if listed.is_some() || covered {
                     points.push((*at, listed.map(|o| o.workload.clone())));
                 }

@@ -84,6 +84,7 @@ fn late_snapshot_without_interface_is_not_overridden_by_an_earlier_learned_span(
                 interface_id: None,
             }],
             within: Vec::new(),
+            except: Vec::new(),
         })
         .unwrap();
     assert_eq!(

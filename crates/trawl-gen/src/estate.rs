@@ -523,6 +523,7 @@ impl Estate {
             at: self.now,
             owners,
             within: Vec::new(),
+            except: Vec::new(),
         });
         self.tally.events += 1;
     }
