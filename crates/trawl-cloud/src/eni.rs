@@ -31,6 +31,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use trawl_attrib::{MetadataEvent, Secs, SnapshotOwner, Workload};
 
+use crate::ecs::EcsTask;
+
 /// Most addresses of one delegated IPv4 prefix listed (a /28 holds 16).
 pub const PREFIX_ADDRESSES_MAX: usize = 256;
 
@@ -50,6 +52,9 @@ pub struct NetworkInterface {
     pub availability_zone: Option<String>,
     /// `Attachment.InstanceId`.
     pub instance_id: Option<String>,
+    /// `Attachment.AttachTime` (epoch seconds): when the interface joined
+    /// its instance (or service), which dates a new owner exactly.
+    pub attached_at: Option<Secs>,
     /// `PrivateIpAddresses`, the primary first.
     pub private_ips: Vec<IpAddr>,
     /// Public addresses associated with them.
@@ -110,7 +115,13 @@ fn first_tag(tags: &BTreeMap<String, String>, keys: &[String]) -> Option<String>
 }
 
 /// What the interface's description says it is: (kind, app, cluster).
-fn managed_by_aws(eni: &NetworkInterface) -> Option<(&'static str, String, Option<String>)> {
+fn managed_by_aws(
+    eni: &NetworkInterface,
+    task: Option<&EcsTask>,
+) -> Option<(&'static str, String, Option<String>)> {
+    if let Some(task) = task {
+        return Some(("ecs_task", task.app(), Some(task.cluster.clone())));
+    }
     let description = eni.description.trim();
     if let Some(rest) = description.strip_prefix("ELB ") {
         let mut parts = rest.split('/');
@@ -173,14 +184,41 @@ fn lambda_function(rest: &str) -> String {
     }
 }
 
+/// What an interface is attached to, as the other inventories say.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attached<'a> {
+    /// The instance of `Attachment.InstanceId`.
+    pub instance: Option<&'a Instance>,
+    /// The ECS task whose attachment names the interface.
+    pub task: Option<&'a EcsTask>,
+}
+
+/// Whether `eni` belongs to an EKS node: the VPC CNI's extra interfaces
+/// (`aws-K8S-…`, or its `node.k8s.amazonaws.com/instance_id` tag) and
+/// every interface of an instance tagged as a cluster's node.
+pub fn is_eks_node(eni: &NetworkInterface, instance: Option<&Instance>) -> bool {
+    let cluster_tag = |tags: &BTreeMap<String, String>| {
+        tags.keys().any(|k| {
+            k == "eks:cluster-name"
+                || k == "aws:eks:cluster-name"
+                || k == "node.k8s.amazonaws.com/instance_id"
+                || k.starts_with("kubernetes.io/cluster/")
+        })
+    };
+    eni.description.starts_with("aws-K8S-")
+        || cluster_tag(&eni.tags)
+        || instance.is_some_and(|i| cluster_tag(&i.tags))
+}
+
 /// The workload that owns `eni`'s addresses (see the module header).
 pub fn workload_of(
     eni: &NetworkInterface,
-    instance: Option<&Instance>,
+    owner: Attached<'_>,
     region: &str,
     keys: &TagKeys,
 ) -> Workload {
-    let (kind, app, cluster) = match managed_by_aws(eni) {
+    let Attached { instance, task } = owner;
+    let (kind, app, cluster) = match managed_by_aws(eni, task) {
         Some(found) => found,
         None => match instance {
             Some(instance) => {
@@ -221,19 +259,19 @@ pub fn workload_of(
     }
 }
 
+/// The addresses of a delegated prefix (each address of one of at most
+/// [`PREFIX_ADDRESSES_MAX`]; a wider one is no ENI's and is not walked).
+fn prefix_addresses(net: &IpNet) -> impl Iterator<Item = IpAddr> + '_ {
+    let small = net.prefix_len() >= net.max_prefix_len().saturating_sub(8);
+    net.hosts()
+        .chain([net.network(), net.broadcast()])
+        .take(PREFIX_ADDRESSES_MAX + 2)
+        .filter(move |_| small)
+}
+
 /// Every address of `eni`, owned by `workload`, on the interface.
 pub fn owners_of(eni: &NetworkInterface, workload: &Workload) -> Vec<SnapshotOwner> {
-    // A delegated prefix is small (a /28); a wider one is no ENI's and is
-    // not walked.
-    let prefixed = eni
-        .ipv4_prefixes
-        .iter()
-        .filter(|net| net.prefix_len() >= net.max_prefix_len().saturating_sub(8))
-        .flat_map(|net| {
-            net.hosts()
-                .chain([net.network(), net.broadcast()])
-                .take(PREFIX_ADDRESSES_MAX + 2)
-        });
+    let prefixed = eni.ipv4_prefixes.iter().flat_map(prefix_addresses);
     let mut seen = std::collections::BTreeSet::new();
     eni.private_ips
         .iter()
@@ -250,41 +288,108 @@ pub fn owners_of(eni: &NetworkInterface, workload: &Workload) -> Vec<SnapshotOwn
         .collect()
 }
 
-/// The events of one poll at `at` of the networks `within` in `region`:
-/// a snapshot of every address's owner (scoped to `within`, so that
-/// addresses elsewhere are left alone), then an `interface` event for
-/// each ENI.
-pub fn snapshot(
-    enis: &[NetworkInterface],
-    instances: &[Instance],
-    region: &str,
-    at: Secs,
-    within: &[IpNet],
-    keys: &TagKeys,
-) -> Vec<MetadataEvent> {
-    let by_id: BTreeMap<&str, &Instance> = instances.iter().map(|i| (i.id.as_str(), i)).collect();
+/// One poll of one region (of one account): what the APIs listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inventory {
+    /// The region polled.
+    pub region: String,
+    /// `DescribeNetworkInterfaces`.
+    pub interfaces: Vec<NetworkInterface>,
+    /// `DescribeInstances`.
+    pub instances: Vec<Instance>,
+    /// `DescribeTasks` of every ECS cluster polled.
+    pub tasks: Vec<EcsTask>,
+}
+
+/// How a poll becomes events.
+#[derive(Debug, Clone, Copy)]
+pub struct PollOptions<'a> {
+    /// The networks the poll speaks for (empty: every address).
+    pub within: &'a [IpNet],
+    /// Tags naming applications and clusters.
+    pub keys: &'a TagKeys,
+    /// Leave EKS nodes' secondary addresses and prefixes to the
+    /// Kubernetes watcher: neither owned by the node nor released (the VPC
+    /// CNI gives them to pods).
+    pub leave_pod_addresses: bool,
+}
+
+/// The events of one poll at `at`: a snapshot of every address's owner
+/// (scoped to `options.within`, so that addresses elsewhere are left
+/// alone), then an `interface` event for each ENI. An ECS task whose
+/// interface the EC2 listing lacks still owns its addresses.
+pub fn snapshot(inventory: &Inventory, at: Secs, options: PollOptions<'_>) -> Vec<MetadataEvent> {
+    let instances: BTreeMap<&str, &Instance> = inventory
+        .instances
+        .iter()
+        .map(|i| (i.id.as_str(), i))
+        .collect();
+    let tasks: BTreeMap<&str, &EcsTask> = inventory
+        .tasks
+        .iter()
+        .filter_map(|t| Some((t.interface_id.as_deref()?, t)))
+        .collect();
     let mut owners = Vec::new();
-    let mut interfaces = Vec::with_capacity(enis.len());
-    for eni in enis {
+    let mut except = Vec::new();
+    let mut interfaces = Vec::with_capacity(inventory.interfaces.len());
+    for eni in &inventory.interfaces {
         let instance = eni
             .instance_id
             .as_deref()
-            .and_then(|id| by_id.get(id).copied());
-        let workload = workload_of(eni, instance, region, keys);
-        owners.extend(owners_of(eni, &workload));
+            .and_then(|id| instances.get(id).copied());
+        let task = tasks.get(eni.id.as_str()).copied();
+        let workload = workload_of(eni, Attached { instance, task }, &inventory.region, options.keys);
+        if options.leave_pod_addresses && task.is_none() && is_eks_node(eni, instance) {
+            let (primary, pods) = pod_addresses(eni);
+            except.extend(pods);
+            owners.extend(owners_of(&primary, &workload));
+        } else {
+            owners.extend(owners_of(eni, &workload));
+        }
         interfaces.push(MetadataEvent::Interface {
             interface_id: eni.id.clone(),
             at,
             workload,
         });
     }
+    let listed: std::collections::BTreeSet<&str> =
+        inventory.interfaces.iter().map(|e| e.id.as_str()).collect();
+    for task in &inventory.tasks {
+        if task.interface_id.as_deref().is_some_and(|id| listed.contains(id)) || !task.is_running() {
+            continue;
+        }
+        let workload = task.workload(&inventory.region);
+        owners.extend(task.private_ips.iter().map(|ip| SnapshotOwner {
+            ip: *ip,
+            workload: workload.clone(),
+            interface_id: task.interface_id.clone(),
+        }));
+    }
     let mut events = vec![MetadataEvent::Snapshot {
         at,
         owners,
-        within: within.to_vec(),
+        within: options.within.to_vec(),
+        except,
     }];
     events.extend(interfaces);
     events
+}
+
+/// An EKS node interface split in two: the interface with its primary
+/// address (and public ones) only, and the addresses the CNI gives pods
+/// (secondary private addresses, delegated prefixes) as host networks.
+fn pod_addresses(eni: &NetworkInterface) -> (NetworkInterface, Vec<IpNet>) {
+    let mut primary = eni.clone();
+    primary.private_ips.truncate(1);
+    primary.ipv4_prefixes.clear();
+    let pods = eni
+        .private_ips
+        .iter()
+        .skip(1)
+        .map(|ip| IpNet::from(*ip))
+        .chain(eni.ipv4_prefixes.iter().copied())
+        .collect();
+    (primary, pods)
 }
 
 #[cfg(test)]
@@ -310,8 +415,19 @@ mod tests {
             .collect()
     }
 
+    fn on(instance: &Instance) -> Attached<'_> {
+        Attached {
+            instance: Some(instance),
+            task: None,
+        }
+    }
+
     fn kind_app(eni: &NetworkInterface, instance: Option<&Instance>) -> (String, String) {
-        let w = workload_of(eni, instance, "us-east-1", &TagKeys::default());
+        let owner = Attached {
+            instance,
+            task: None,
+        };
+        let w = workload_of(eni, owner, "us-east-1", &TagKeys::default());
         (w.kind.unwrap(), w.app.unwrap())
     }
 
@@ -371,7 +487,7 @@ mod tests {
                 "interface",
                 "ELB app/checkout-alb/50dc6c495c0c9188",
             ),
-            None,
+            Attached::default(),
             "us-east-1",
             &TagKeys::default(),
         );
@@ -396,7 +512,7 @@ mod tests {
                 ("aws:autoscaling:groupName", "api-prod-v042"),
             ]),
         };
-        let w = workload_of(&e, Some(&tagged), "eu-west-1", &TagKeys::default());
+        let w = workload_of(&e, on(&tagged), "eu-west-1", &TagKeys::default());
         assert_eq!(
             (w.kind.as_deref(), w.app.as_deref()),
             (Some("instance"), Some("api"))
@@ -419,7 +535,7 @@ mod tests {
             tags: tags(&[("service", "billing"), ("app", "x")]),
         };
         assert_eq!(
-            workload_of(&e, Some(&svc), "eu-west-1", &custom)
+            workload_of(&e, on(&svc), "eu-west-1", &custom)
                 .app
                 .as_deref(),
             Some("billing")
@@ -447,7 +563,7 @@ mod tests {
             ("aws:ecs:serviceName", "payments"),
             ("aws:ecs:clusterName", "prod"),
         ]);
-        let w = workload_of(&e, None, "us-east-1", &TagKeys::default());
+        let w = workload_of(&e, Attached::default(), "us-east-1", &TagKeys::default());
         assert_eq!(
             (w.kind.as_deref(), w.app.as_deref(), w.cluster.as_deref()),
             (Some("ecs_task"), Some("payments"), Some("prod"))
@@ -464,7 +580,7 @@ mod tests {
             "10.0.2.16/28".parse().unwrap(),
             "10.0.0.0/8".parse().unwrap(),
         ];
-        let w = workload_of(&e, None, "us-east-1", &TagKeys::default());
+        let w = workload_of(&e, Attached::default(), "us-east-1", &TagKeys::default());
         let owners = owners_of(&e, &w);
         let ips: Vec<String> = owners.iter().map(|o| o.ip.to_string()).collect();
         assert_eq!(ips.len(), 4 + 16, "{ips:?}");
@@ -492,19 +608,24 @@ mod tests {
             id: "i-1".into(),
             tags: tags(&[("app", "web")]),
         }];
-        let events = snapshot(
-            &[a, b],
-            &instances,
-            "us-east-1",
-            1_800_000_000,
-            &within,
-            &TagKeys::default(),
-        );
+        let inventory = Inventory {
+            region: "us-east-1".into(),
+            interfaces: vec![a, b],
+            instances: instances.to_vec(),
+            tasks: Vec::new(),
+        };
+        let options = PollOptions {
+            within: &within,
+            keys: &TagKeys::default(),
+            leave_pod_addresses: false,
+        };
+        let events = snapshot(&inventory, 1_800_000_000, options);
         assert_eq!(events.len(), 3);
         let MetadataEvent::Snapshot {
             at,
             owners,
             within: scope,
+            ..
         } = &events[0]
         else {
             panic!("{events:?}");
@@ -532,5 +653,86 @@ mod tests {
                 event
             );
         }
+    }
+
+    fn poll_of(inventory: &Inventory, leave_pod_addresses: bool) -> (Vec<SnapshotOwner>, Vec<IpNet>) {
+        let options = PollOptions {
+            within: &[],
+            keys: &TagKeys::default(),
+            leave_pod_addresses,
+        };
+        match snapshot(inventory, 1_000, options).remove(0) {
+            MetadataEvent::Snapshot { owners, except, .. } => (owners, except),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn pod_addresses_of_an_eks_node_are_left_to_the_kubernetes_watcher() {
+        let mut node = eni("eni-n", "interface", "aws-K8S-i-0node");
+        node.instance_id = Some("i-0node".into());
+        node.private_ips = vec!["10.0.1.10".parse().unwrap(), "10.0.1.11".parse().unwrap()];
+        node.ipv4_prefixes = vec!["10.0.7.0/28".parse().unwrap()];
+        let mut plain = eni("eni-p", "interface", "Primary network interface");
+        plain.private_ips = vec!["10.0.2.10".parse().unwrap(), "10.0.2.11".parse().unwrap()];
+        let inventory = Inventory {
+            region: "us-east-1".into(),
+            interfaces: vec![node, plain],
+            instances: vec![Instance {
+                id: "i-0node".into(),
+                tags: tags(&[("eks:nodegroup-name", "ng-1"), ("eks:cluster-name", "prod")]),
+            }],
+            tasks: Vec::new(),
+        };
+        let (owners, except) = poll_of(&inventory, true);
+        let ips: Vec<String> = owners.iter().map(|o| o.ip.to_string()).collect();
+        assert_eq!(ips, vec!["10.0.1.10", "10.0.2.10", "10.0.2.11"]);
+        assert_eq!(owners[0].workload.app.as_deref(), Some("ng-1"));
+        let except: Vec<String> = except.iter().map(ToString::to_string).collect();
+        assert_eq!(except, vec!["10.0.1.11/32", "10.0.7.0/28"]);
+        let (owners, except) = poll_of(&inventory, false);
+        assert_eq!(owners.len(), 4 + 16, "without a watcher the node owns them");
+        assert!(except.is_empty());
+    }
+
+    #[test]
+    fn an_ecs_task_names_its_interface_or_owns_its_address_without_one() {
+        let task = |eni: &str, ip: &str| EcsTask {
+            task_arn: format!("arn:aws:ecs:us-east-1:1:task/prod/{eni}"),
+            cluster: "prod".into(),
+            group: Some("service:payments".into()),
+            task_definition_arn: "arn:aws:ecs:us-east-1:1:task-definition/pay:3".into(),
+            last_status: "RUNNING".into(),
+            availability_zone: Some("us-east-1b".into()),
+            interface_id: Some(eni.into()),
+            private_ips: vec![ip.parse().unwrap()],
+        };
+        let listed = eni("eni-t", "interface", "arn:aws:ecs:us-east-1:1:attachment/x");
+        let mut stopped = task("eni-s", "10.0.4.2");
+        stopped.last_status = "STOPPED".into();
+        let inventory = Inventory {
+            region: "us-east-1".into(),
+            interfaces: vec![listed],
+            instances: Vec::new(),
+            tasks: vec![task("eni-t", "10.0.1.10"), task("eni-u", "10.0.4.1"), stopped],
+        };
+        let (owners, _) = poll_of(&inventory, false);
+        let seen: Vec<(String, String, String)> = owners
+            .iter()
+            .map(|o| {
+                (
+                    o.ip.to_string(),
+                    o.workload.app.clone().unwrap(),
+                    o.workload.cluster.clone().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("10.0.1.10".into(), "payments".into(), "prod".into()),
+                ("10.0.4.1".into(), "payments".into(), "prod".into()),
+            ]
+        );
     }
 }
