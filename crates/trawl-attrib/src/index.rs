@@ -805,7 +805,8 @@ impl AttributionIndex {
             compacted += record.compact_before(compact_cutoff);
         }
         self.stats.compacted_marks += compacted as u64;
-        self.snapshots.push_back(RetainedSnapshot { at, listed, scope });
+        self.snapshots
+            .push_back(RetainedSnapshot { at, listed, scope });
         self.forget_old_snapshots();
     }
 

@@ -42,6 +42,8 @@ pub struct EcsTask {
     pub interface_id: Option<String>,
     /// The attachment's `privateIPv4Address` and `ipv6Address`.
     pub private_ips: Vec<IpAddr>,
+    /// `startedAt` (epoch seconds): dates the task's addresses exactly.
+    pub started_at: Option<trawl_attrib::Secs>,
 }
 
 /// The last part of an ARN (`…/NAME`), or the whole string.
@@ -103,12 +105,13 @@ mod tests {
             task_arn: "arn:aws:ecs:us-east-1:123456789012:task/prod/0f1e2d".into(),
             cluster: "prod".into(),
             group: group.map(str::to_string),
-            task_definition_arn: "arn:aws:ecs:us-east-1:123456789012:task-definition/payments-api:42"
-                .into(),
+            task_definition_arn:
+                "arn:aws:ecs:us-east-1:123456789012:task-definition/payments-api:42".into(),
             last_status: "RUNNING".into(),
             availability_zone: Some("us-east-1a".into()),
             interface_id: Some("eni-0abc".into()),
             private_ips: vec!["10.0.4.9".parse().unwrap()],
+            started_at: None,
         }
     }
 

@@ -74,6 +74,16 @@ pub struct Instance {
     pub id: String,
     /// Its tags.
     pub tags: BTreeMap<String, String>,
+    /// `State.Name`: an interface still attached to a `terminated` or
+    /// `shutting-down` instance is on its way out and owns nothing.
+    pub state: String,
+}
+
+impl Instance {
+    /// Whether the instance is gone or going.
+    pub fn is_ending(&self) -> bool {
+        matches!(self.state.as_str(), "terminated" | "shutting-down")
+    }
 }
 
 /// Which tags name an instance's application and cluster, first found wins.
@@ -337,8 +347,16 @@ pub fn snapshot(inventory: &Inventory, at: Secs, options: PollOptions<'_>) -> Ve
             .instance_id
             .as_deref()
             .and_then(|id| instances.get(id).copied());
+        if instance.is_some_and(Instance::is_ending) {
+            continue;
+        }
         let task = tasks.get(eni.id.as_str()).copied();
-        let workload = workload_of(eni, Attached { instance, task }, &inventory.region, options.keys);
+        let workload = workload_of(
+            eni,
+            Attached { instance, task },
+            &inventory.region,
+            options.keys,
+        );
         if options.leave_pod_addresses && task.is_none() && is_eks_node(eni, instance) {
             let (primary, pods) = pod_addresses(eni);
             except.extend(pods);
@@ -355,7 +373,12 @@ pub fn snapshot(inventory: &Inventory, at: Secs, options: PollOptions<'_>) -> Ve
     let listed: std::collections::BTreeSet<&str> =
         inventory.interfaces.iter().map(|e| e.id.as_str()).collect();
     for task in &inventory.tasks {
-        if task.interface_id.as_deref().is_some_and(|id| listed.contains(id)) || !task.is_running() {
+        if task
+            .interface_id
+            .as_deref()
+            .is_some_and(|id| listed.contains(id))
+            || !task.is_running()
+        {
             continue;
         }
         let workload = task.workload(&inventory.region);
@@ -511,6 +534,7 @@ mod tests {
                 ("app", "api"),
                 ("aws:autoscaling:groupName", "api-prod-v042"),
             ]),
+            state: "running".into(),
         };
         let w = workload_of(&e, on(&tagged), "eu-west-1", &TagKeys::default());
         assert_eq!(
@@ -521,6 +545,7 @@ mod tests {
         let bare = Instance {
             id: "i-0abc".into(),
             tags: BTreeMap::new(),
+            state: "running".into(),
         };
         assert_eq!(
             kind_app(&e, Some(&bare)),
@@ -533,6 +558,7 @@ mod tests {
         let svc = Instance {
             id: "i-0abc".into(),
             tags: tags(&[("service", "billing"), ("app", "x")]),
+            state: "running".into(),
         };
         assert_eq!(
             workload_of(&e, on(&svc), "eu-west-1", &custom)
@@ -545,6 +571,7 @@ mod tests {
         let eks = Instance {
             id: "i-0abc".into(),
             tags: tags(&[("eks:nodegroup-name", "ng-1")]),
+            state: "running".into(),
         };
         assert_eq!(
             kind_app(&node, Some(&eks)),
@@ -607,6 +634,7 @@ mod tests {
         let instances = [Instance {
             id: "i-1".into(),
             tags: tags(&[("app", "web")]),
+            state: "running".into(),
         }];
         let inventory = Inventory {
             region: "us-east-1".into(),
@@ -655,7 +683,10 @@ mod tests {
         }
     }
 
-    fn poll_of(inventory: &Inventory, leave_pod_addresses: bool) -> (Vec<SnapshotOwner>, Vec<IpNet>) {
+    fn poll_of(
+        inventory: &Inventory,
+        leave_pod_addresses: bool,
+    ) -> (Vec<SnapshotOwner>, Vec<IpNet>) {
         let options = PollOptions {
             within: &[],
             keys: &TagKeys::default(),
@@ -681,6 +712,7 @@ mod tests {
             instances: vec![Instance {
                 id: "i-0node".into(),
                 tags: tags(&[("eks:nodegroup-name", "ng-1"), ("eks:cluster-name", "prod")]),
+                state: "running".into(),
             }],
             tasks: Vec::new(),
         };
@@ -706,6 +738,7 @@ mod tests {
             availability_zone: Some("us-east-1b".into()),
             interface_id: Some(eni.into()),
             private_ips: vec![ip.parse().unwrap()],
+            started_at: None,
         };
         let listed = eni("eni-t", "interface", "arn:aws:ecs:us-east-1:1:attachment/x");
         let mut stopped = task("eni-s", "10.0.4.2");
@@ -714,7 +747,11 @@ mod tests {
             region: "us-east-1".into(),
             interfaces: vec![listed],
             instances: Vec::new(),
-            tasks: vec![task("eni-t", "10.0.1.10"), task("eni-u", "10.0.4.1"), stopped],
+            tasks: vec![
+                task("eni-t", "10.0.1.10"),
+                task("eni-u", "10.0.4.1"),
+                stopped,
+            ],
         };
         let (owners, _) = poll_of(&inventory, false);
         let seen: Vec<(String, String, String)> = owners
@@ -734,5 +771,23 @@ mod tests {
                 ("10.0.4.1".into(), "payments".into(), "prod".into()),
             ]
         );
+    }
+
+    #[test]
+    fn an_interface_of_a_terminated_instance_owns_nothing() {
+        let mut e = eni("eni-x", "interface", "Primary network interface");
+        e.instance_id = Some("i-gone".into());
+        let inventory = Inventory {
+            region: "us-east-1".into(),
+            interfaces: vec![e],
+            instances: vec![Instance {
+                id: "i-gone".into(),
+                tags: tags(&[("app", "web")]),
+                state: "terminated".into(),
+            }],
+            tasks: Vec::new(),
+        };
+        let (owners, _) = poll_of(&inventory, false);
+        assert!(owners.is_empty(), "{owners:?}");
     }
 }

@@ -22,6 +22,7 @@
 //! Events are timestamped by observation: a poll at `t` says who owned
 //! each address at `t`; a change between two polls is seen at the second.
 
+pub mod aws;
 pub mod ecs;
 pub mod eni;
 pub mod pod;
@@ -32,5 +33,5 @@ pub use eni::{
     Attached, Instance, Inventory, NetworkInterface, PollOptions, TagKeys, owners_of, snapshot,
     workload_of,
 };
-pub use settle::{Window, dated_assigns};
 pub use pod::{Controllers, OwnerRef, Pod, pod_events, relist, workload_of_pod};
+pub use settle::{Window, dated_assigns};

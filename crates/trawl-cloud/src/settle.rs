@@ -204,6 +204,9 @@ mod tests {
         }];
         let attached = BTreeMap::from([("eni-3", 975)]);
         let dated = dated_assigns(&events, &attached, WINDOW, |_, _| None);
-        assert!(matches!(&dated[..], [MetadataEvent::Interface { at: 975, .. }]));
+        assert!(matches!(
+            &dated[..],
+            [MetadataEvent::Interface { at: 975, .. }]
+        ));
     }
 }

@@ -19,7 +19,7 @@
 //! Modules: [`pipeline`] (threads and the public calls), [`worker`] (one
 //! chunk: decode → attribute → store), [`source`] (files, streams,
 //! payloads), [`chunks`] (whole-line chunks of a stream), `feeder` (which files to
-//! read, under which name, from where), [`hold`] (held flows), [`kafka`]
+//! read, under which name, from where), [`hold`] (held flows), [`cloud`] (EC2, ECS and Kubernetes inventories as metadata), [`kafka`]
 //! (Kafka topics through a consumer group, exactly once), [`metadata_file`] (metadata files applied from
 //! their saved positions), [`metadata_log`] (metadata applied, pushes
 //! logged, snapshots), [`position`] (file positions in the
@@ -29,6 +29,7 @@
 //! of HTTP (trawl-server) or of the command line (the binary).
 
 pub mod chunks;
+pub mod cloud;
 pub mod config;
 mod feeder;
 pub mod heartbeats;

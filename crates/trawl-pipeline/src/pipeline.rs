@@ -30,6 +30,7 @@ use crossbeam_channel::Receiver;
 use trawl_attrib::{AttributionIndex, EventError, MetadataEvent, PersistError};
 use trawl_store::{SealReport, SharedIndex, SharedStore, Store, StoreError};
 
+use crate::cloud::{AwsMetadataSource, CloudHorizon};
 use crate::config::PipelineConfig;
 use crate::feeder::{Feeder, InFlight, Job};
 use crate::kafka::{
@@ -43,6 +44,7 @@ use crate::source::{Envelope, PushReport, push_durably, read_file, read_stream, 
 use crate::stats::{PipelineStats, render_metrics};
 use crate::worker::{Context, release_ready, seal};
 use crate::{metadata_file, metadata_log};
+use trawl_cloud::aws::AwsSourceConfig;
 
 /// Why the pipeline failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,9 @@ pub enum PipelineError {
     /// A Kafka source could not start.
     #[error(transparent)]
     Kafka(#[from] KafkaError),
+    /// A cloud inventory could not start (the message names the setting).
+    #[error("{0}")]
+    Cloud(String),
     /// A Kinesis source could not start.
     #[error(transparent)]
     Kinesis(#[from] KinesisError),
@@ -115,6 +120,8 @@ pub struct Pipeline {
     workers: Vec<JoinHandle<()>>,
     background: Mutex<Vec<JoinHandle<()>>>,
     sinks: Mutex<Vec<KafkaSink>>,
+    /// What every cloud inventory has seen up to.
+    cloud_horizon: Arc<CloudHorizon>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -201,6 +208,7 @@ impl Pipeline {
             workers,
             background: Mutex::new(vec![ticker]),
             sinks: Mutex::new(Vec::new()),
+            cloud_horizon: Arc::default(),
         })
     }
 
@@ -296,6 +304,37 @@ impl Pipeline {
             .unwrap_or_else(PoisonError::into_inner)
             .push(source.into_thread());
         Ok(())
+    }
+
+    /// Polls EC2 network interfaces, instances and ECS tasks of the
+    /// regions and accounts of `config` in the background until shutdown
+    /// (see [`crate::cloud`]); returns at once (see
+    /// [`Pipeline::wait_for_cloud_metadata`]).
+    pub fn add_aws_metadata(
+        &self,
+        config: AwsSourceConfig,
+        leave_pod_addresses: bool,
+    ) -> Result<(), PipelineError> {
+        let source = AwsMetadataSource::start(
+            self.cx.clone(),
+            config,
+            leave_pod_addresses,
+            self.cloud_horizon.clone(),
+            self.stop.clone(),
+        )
+        .map_err(PipelineError::Cloud)?;
+        self.background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(source.into_thread());
+        Ok(())
+    }
+
+    /// Waits until every cloud inventory has been seen whole once, at
+    /// most `wait`, so that flows are not attributed against half of it;
+    /// returns the sources still unseen.
+    pub fn wait_for_cloud_metadata(&self, wait: Duration) -> Vec<String> {
+        self.cloud_horizon.wait_first(wait)
     }
 
     /// Publishes every seal's flows to a Kafka topic in the background, one
@@ -461,6 +500,7 @@ impl Pipeline {
             workers,
             background,
             sinks,
+            cloud_horizon: _,
         } = self;
         stop.store(true, Ordering::Relaxed);
         let background = background

@@ -90,6 +90,8 @@ pub struct PipelineStats {
     pub sink: SinkStats,
     /// Kinesis sources' counters.
     pub kinesis: KinesisStats,
+    /// Cloud inventories' counters (`[[metadata.aws]]`, `[[metadata.kubernetes]]`).
+    pub cloud: crate::cloud::CloudStats,
 }
 
 /// One source's partitions (`topic/partition`): (records, seconds) behind.
@@ -354,7 +356,7 @@ impl SinkStats {
 }
 
 /// A Prometheus label value with `\`, `"` and newlines escaped.
-fn escape_label(value: &str) -> String {
+pub(crate) fn escape_label(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -567,6 +569,7 @@ pub fn render_metrics(
     stats.kafka.render(m);
     stats.sink.render(m);
     stats.kinesis.render(m);
+    stats.cloud.render(m);
     let s = store.stats();
     metric(
         m,

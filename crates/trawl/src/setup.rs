@@ -14,6 +14,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use trawl_attrib::{AttributionIndex, IndexConfig, NetworkEntry};
+use trawl_cloud::aws::AwsSourceConfig;
 use trawl_pipeline::{
     KafkaMetadataConfig, KafkaSinkConfig, KafkaSourceConfig, KinesisSourceConfig, Pipeline,
     PipelineConfig,
@@ -39,6 +40,8 @@ pub struct Config {
     pub sources: SourcesConfig,
     /// Where enriched flows go besides the store.
     pub sinks: SinksConfig,
+    /// Ownership read from where it lives (EC2, ECS, Kubernetes).
+    pub metadata: MetadataSection,
     /// The store.
     pub store: StoreSection,
     /// Attribution.
@@ -58,6 +61,7 @@ impl Default for Config {
             listen: LISTEN_DEFAULT.to_string(),
             sources: SourcesConfig::default(),
             sinks: SinksConfig::default(),
+            metadata: MetadataSection::default(),
             store: StoreSection::default(),
             attribution: AttributionSection::default(),
             pipeline: PipelineConfig::default(),
@@ -106,6 +110,43 @@ impl Default for SourcesConfig {
             kafka_metadata: None,
             kinesis: Vec::new(),
         }
+    }
+}
+
+/// `[metadata]`: cloud inventories polled or watched for ownership.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetadataSection {
+    /// EC2 network interfaces, instances and ECS tasks (`[[metadata.aws]]`).
+    pub aws: Vec<AwsSourceConfig>,
+    /// Longest the start waits for every inventory's first poll before
+    /// flows are consumed (seconds).
+    pub first_poll_wait_secs: u64,
+}
+
+impl Default for MetadataSection {
+    fn default() -> Self {
+        MetadataSection {
+            aws: Vec::new(),
+            first_poll_wait_secs: 60,
+        }
+    }
+}
+
+impl MetadataSection {
+    /// Checks every source, and that a flow whose address only the next
+    /// poll can name is held that long; the error names the setting.
+    pub fn validate(&self, pipeline: &PipelineConfig) -> Result<(), String> {
+        for aws in &self.aws {
+            aws.validate()?;
+            if pipeline.hold_secs < aws.poll_secs + 10 {
+                return Err(format!(
+                    "pipeline.hold_secs = {} is shorter than metadata.aws.poll_secs ({}) + 10: a flow from an address the next poll would name is attributed unknown before it; raise hold_secs or poll more often",
+                    pipeline.hold_secs, aws.poll_secs
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -192,6 +233,11 @@ impl Config {
         config
             .server
             .validate()
+            .with_context(|| format!("{}", path.display()))?;
+        config
+            .metadata
+            .validate(&config.pipeline)
+            .map_err(anyhow::Error::msg)
             .with_context(|| format!("{}", path.display()))?;
         Ok(config)
     }

@@ -7,11 +7,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
 use trawl_pipeline::{
     Container, KafkaMetadataConfig, KafkaSinkConfig, KafkaSourceConfig, KinesisSourceConfig,
+    Pipeline,
 };
 
 use crate::setup::{self, Config};
@@ -167,6 +169,29 @@ impl RunArgs {
     }
 }
 
+/// Starts the cloud inventories and waits (bounded) for their first polls.
+fn start_cloud_metadata(pipeline: &Pipeline, config: &Config) -> anyhow::Result<()> {
+    let metadata = &config.metadata;
+    if metadata.aws.is_empty() {
+        return Ok(());
+    }
+    for aws in &metadata.aws {
+        // No Kubernetes watcher here yet: the nodes own their pods' addresses.
+        let leave = aws.leave_pod_addresses.unwrap_or(false);
+        pipeline.add_aws_metadata(aws.clone(), leave)?;
+    }
+    let wait = Duration::from_secs(metadata.first_poll_wait_secs);
+    let unseen = pipeline.wait_for_cloud_metadata(wait);
+    if !unseen.is_empty() {
+        eprintln!(
+            "trawl: no complete poll of {} within {} s: flows are consumed meanwhile (held while their owners are unknown)",
+            unseen.join(", "),
+            wait.as_secs()
+        );
+    }
+    Ok(())
+}
+
 /// Runs `trawl run`.
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let config = args.config()?;
@@ -181,6 +206,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(metadata) = &config.sources.kafka_metadata {
         pipeline.add_kafka_metadata(metadata.clone())?;
     }
+    start_cloud_metadata(&pipeline, &config)?;
     if args.once {
         for dir in &config.sources.flows_dirs {
             pipeline.add_dir(dir)?;
