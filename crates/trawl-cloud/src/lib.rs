@@ -33,5 +33,5 @@ pub use eni::{
     Attached, Instance, Inventory, NetworkInterface, PollOptions, TagKeys, owners_of, snapshot,
     workload_of,
 };
-pub use pod::{Controllers, OwnerRef, Pod, pod_events, relist, workload_of_pod};
+pub use pod::{Controllers, NodePlace, OwnerRef, Pod, PodTracker, workload_of_pod};
 pub use settle::{Window, dated_assigns};

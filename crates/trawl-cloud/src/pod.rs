@@ -52,6 +52,30 @@ pub struct Pod {
     pub ips: Vec<IpAddr>,
     /// `metadata.deletionTimestamp` is set.
     pub deleting: bool,
+    /// `spec.nodeName`.
+    pub node_name: Option<String>,
+}
+
+/// Where a node is (its labels).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodePlace {
+    /// The zone id (`use1-az1`), else the zone's name.
+    pub zone: Option<String>,
+    /// The region.
+    pub region: Option<String>,
+}
+
+impl NodePlace {
+    /// A node's place from its labels.
+    pub fn of_labels(labels: &BTreeMap<String, String>) -> NodePlace {
+        NodePlace {
+            zone: labels
+                .get("topology.k8s.aws/zone-id")
+                .or_else(|| labels.get("topology.kubernetes.io/zone"))
+                .cloned(),
+            region: labels.get("topology.kubernetes.io/region").cloned(),
+        }
+    }
 }
 
 /// Who owns the intermediate controllers (a ReplicaSet's Deployment, a
@@ -108,7 +132,12 @@ impl Pod {
 }
 
 /// The workload that owns `pod`'s IPs, in the Kubernetes cluster `cluster`.
-pub fn workload_of_pod(pod: &Pod, controllers: &Controllers, cluster: &str) -> Workload {
+pub fn workload_of_pod(
+    pod: &Pod,
+    controllers: &Controllers,
+    node: Option<&NodePlace>,
+    cluster: &str,
+) -> Workload {
     let owner = pod.top_owner(controllers);
     let mut labels = pod.labels.clone();
     labels.insert("namespace".into(), pod.namespace.clone());
@@ -118,61 +147,123 @@ pub fn workload_of_pod(pod: &Pod, controllers: &Controllers, cluster: &str) -> W
         app: Some(owner.name),
         cluster: Some(format!("{cluster}/{}", pod.namespace)),
         kind: Some("pod".into()),
+        az: node.and_then(|n| n.zone.clone()),
+        region: node.and_then(|n| n.region.clone()),
         labels,
         ..Workload::default()
     }
 }
 
-/// The events of a watch event on `pod` seen at `at` (`gone`: deleted):
-/// its IPs assigned while it holds them, released once it does not.
-pub fn pod_events(
-    pod: &Pod,
-    gone: bool,
-    controllers: &Controllers,
-    cluster: &str,
-    at: Secs,
-) -> Vec<MetadataEvent> {
-    if pod.host_network {
-        return Vec::new();
-    }
-    if !gone && pod.holds_ips() {
-        let workload = workload_of_pod(pod, controllers, cluster);
-        return pod
-            .ips
-            .iter()
-            .map(|ip| MetadataEvent::Assign {
-                ip: *ip,
-                at,
-                workload: workload.clone(),
-                interface_id: None,
-            })
-            .collect();
-    }
-    pod.ips
-        .iter()
-        .map(|ip| MetadataEvent::Release { ip: *ip, at })
-        .collect()
+/// What a cluster's watch has said: pods, the controllers above them,
+/// nodes, and which pod holds each IP. Turns each watch event or list
+/// into ownership events.
+#[derive(Debug, Clone, Default)]
+pub struct PodTracker {
+    cluster: String,
+    /// Pods that hold (or held, and are not gone) IPs, by uid.
+    pods: BTreeMap<String, Pod>,
+    /// Each held IP's pod (uid).
+    holders: BTreeMap<IpAddr, String>,
+    /// ReplicaSets' and Jobs' controllers.
+    pub controllers: Controllers,
+    /// Nodes' places, by name.
+    pub nodes: BTreeMap<String, NodePlace>,
 }
 
-/// The events of a full list at `at` (the start, or after `410 Gone`):
-/// every listed pod's, and a release of the IPs of pods known before that
-/// the list no longer has (deleted while the watch was not looking).
-pub fn relist(
-    known: &BTreeMap<String, Pod>,
-    listed: &[Pod],
-    controllers: &Controllers,
-    cluster: &str,
-    at: Secs,
-) -> Vec<MetadataEvent> {
-    let mut events: Vec<MetadataEvent> = listed
-        .iter()
-        .flat_map(|pod| pod_events(pod, false, controllers, cluster, at))
-        .collect();
-    let still: std::collections::BTreeSet<&str> = listed.iter().map(|p| p.uid.as_str()).collect();
-    for pod in known.values().filter(|p| !still.contains(p.uid.as_str())) {
-        events.extend(pod_events(pod, true, controllers, cluster, at));
+impl PodTracker {
+    /// A tracker of the cluster named `cluster` (the workloads' cluster
+    /// is `CLUSTER/NAMESPACE`).
+    pub fn new(cluster: &str) -> PodTracker {
+        PodTracker {
+            cluster: cluster.to_string(),
+            ..PodTracker::default()
+        }
     }
-    events
+
+    /// IPs held now.
+    pub fn held(&self) -> usize {
+        self.holders.len()
+    }
+
+    /// The events of a watch event on `pod` seen at `at` (`gone`: deleted).
+    pub fn pod(&mut self, pod: Pod, gone: bool, at: Secs) -> Vec<MetadataEvent> {
+        let mut events = self.releases(&pod, gone, at);
+        events.extend(self.assigns(pod, gone, at));
+        events
+    }
+
+    /// The events of a full list at `at` (the start, or after `410 Gone`):
+    /// the releases of pods the list no longer has (deleted while the
+    /// watch was not looking) and of those that ended, then every holder's
+    /// assigns (so an IP that moved between two pods ends with its new one,
+    /// whatever the list's order).
+    pub fn relist(&mut self, listed: Vec<Pod>, at: Secs) -> Vec<MetadataEvent> {
+        let still: std::collections::BTreeSet<&str> =
+            listed.iter().map(|p| p.uid.as_str()).collect();
+        let vanished: Vec<Pod> = self
+            .pods
+            .values()
+            .filter(|p| !still.contains(p.uid.as_str()))
+            .cloned()
+            .collect();
+        let mut events = Vec::new();
+        for pod in &vanished {
+            events.extend(self.releases(pod, true, at));
+        }
+        for pod in &listed {
+            events.extend(self.releases(pod, false, at));
+        }
+        for pod in listed {
+            events.extend(self.assigns(pod, false, at));
+        }
+        events
+    }
+
+    /// Releases the IPs `pod` (as known before this event, and as it is
+    /// now) holds and no longer will.
+    fn releases(&mut self, pod: &Pod, gone: bool, at: Secs) -> Vec<MetadataEvent> {
+        let keeps: &[IpAddr] = if !gone && pod.holds_ips() {
+            &pod.ips
+        } else {
+            &[]
+        };
+        let before = self.pods.get(&pod.uid).map(|p| p.ips.clone());
+        let mut events = Vec::new();
+        for ip in before.iter().flatten().chain(&pod.ips) {
+            if !keeps.contains(ip) && self.holders.get(ip) == Some(&pod.uid) {
+                self.holders.remove(ip);
+                events.push(MetadataEvent::Release { ip: *ip, at });
+            }
+        }
+        if gone || !pod.holds_ips() {
+            self.pods.remove(&pod.uid);
+        }
+        events
+    }
+
+    /// Assigns `pod`'s IPs if it holds them.
+    fn assigns(&mut self, pod: Pod, gone: bool, at: Secs) -> Vec<MetadataEvent> {
+        if gone || !pod.holds_ips() {
+            return Vec::new();
+        }
+        let node = pod.node_name.as_ref().and_then(|n| self.nodes.get(n));
+        let workload = workload_of_pod(&pod, &self.controllers, node, &self.cluster);
+        let events = pod
+            .ips
+            .iter()
+            .map(|ip| {
+                self.holders.insert(*ip, pod.uid.clone());
+                MetadataEvent::Assign {
+                    ip: *ip,
+                    at,
+                    workload: workload.clone(),
+                    interface_id: None,
+                }
+            })
+            .collect();
+        self.pods.insert(pod.uid.clone(), pod);
+        events
+    }
 }
 
 #[cfg(test)]
@@ -193,12 +284,27 @@ mod tests {
             phase: "Running".into(),
             ips: vec!["10.0.3.7".parse().unwrap()],
             deleting: false,
+            node_name: Some("node-a".into()),
         }
     }
 
     fn app(pod: &Pod, controllers: &Controllers) -> (String, String) {
-        let w = workload_of_pod(pod, controllers, "prod-eks");
+        let w = workload_of_pod(pod, controllers, None, "prod-eks");
         (w.app.unwrap(), w.labels["workload_kind"].clone())
+    }
+
+    /// (ip, at, app or None for a release) of each event.
+    fn seen(events: &[MetadataEvent]) -> Vec<(String, i64, Option<String>)> {
+        events
+            .iter()
+            .map(|e| match e {
+                MetadataEvent::Assign {
+                    ip, at, workload, ..
+                } => (ip.to_string(), *at, workload.app.clone()),
+                MetadataEvent::Release { ip, at } => (ip.to_string(), *at, None),
+                other => panic!("{other:?}"),
+            })
+            .collect()
     }
 
     #[test]
@@ -248,79 +354,102 @@ mod tests {
             app(&p, &Controllers::new()),
             ("web".into(), "Deployment".into())
         );
-        let w = workload_of_pod(&p, &Controllers::new(), "prod-eks");
+        let place = NodePlace::of_labels(&BTreeMap::from([
+            ("topology.kubernetes.io/zone".to_string(), "us-east-1a".to_string()),
+            ("topology.k8s.aws/zone-id".to_string(), "use1-az6".to_string()),
+            ("topology.kubernetes.io/region".to_string(), "us-east-1".to_string()),
+        ]));
+        let w = workload_of_pod(&p, &Controllers::new(), Some(&place), "prod-eks");
         assert_eq!(
-            (w.kind.as_deref(), w.cluster.as_deref()),
-            (Some("pod"), Some("prod-eks/shop"))
+            (w.kind.as_deref(), w.cluster.as_deref(), w.az.as_deref(), w.region.as_deref()),
+            (Some("pod"), Some("prod-eks/shop"), Some("use1-az6"), Some("us-east-1"))
         );
         assert_eq!(w.labels["namespace"], "shop");
     }
 
     #[test]
     fn ips_are_assigned_while_held_and_released_when_the_pod_ends() {
-        let controllers = Controllers::new();
         let running = pod("a", Some(("StatefulSet", "db")));
-        let events = pod_events(&running, false, &controllers, "c", 100);
-        assert!(matches!(
-            &events[..],
-            [MetadataEvent::Assign {
-                at: 100,
-                interface_id: None,
-                ..
-            }]
-        ));
-        for ended in ["Succeeded", "Failed"] {
-            let done = Pod {
-                phase: ended.into(),
+        for (phase, deleting, gone) in [
+            ("Succeeded", false, false),
+            ("Failed", false, false),
+            ("Running", true, false),
+            ("Running", false, true),
+        ] {
+            let mut tracker = PodTracker::new("c");
+            assert_eq!(
+                seen(&tracker.pod(running.clone(), false, 100)),
+                vec![("10.0.3.7".into(), 100, Some("db".into()))]
+            );
+            let ended = Pod {
+                phase: phase.into(),
+                deleting,
                 ..running.clone()
             };
-            assert!(matches!(
-                &pod_events(&done, false, &controllers, "c", 200)[..],
-                [MetadataEvent::Release { at: 200, .. }]
-            ));
+            assert_eq!(
+                seen(&tracker.pod(ended, gone, 200)),
+                vec![("10.0.3.7".into(), 200, None)],
+                "{phase} {deleting} {gone}"
+            );
+            assert_eq!(tracker.held(), 0);
         }
-        let deleting = Pod {
-            deleting: true,
-            ..running.clone()
-        };
-        assert!(matches!(
-            &pod_events(&deleting, false, &controllers, "c", 300)[..],
-            [MetadataEvent::Release { .. }]
-        ));
-        assert!(matches!(
-            &pod_events(&running, true, &controllers, "c", 400)[..],
-            [MetadataEvent::Release { .. }]
-        ));
         let host = Pod {
             host_network: true,
             ..running.clone()
         };
+        let mut tracker = PodTracker::new("c");
         assert!(
-            pod_events(&host, false, &controllers, "c", 500).is_empty(),
+            tracker.pod(host.clone(), false, 500).is_empty(),
             "the node's IP, not the pod's"
         );
-        assert!(pod_events(&host, true, &controllers, "c", 500).is_empty());
+        assert!(tracker.pod(host, true, 500).is_empty());
+    }
+
+    #[test]
+    fn a_pod_that_ended_does_not_release_the_ip_another_pod_took() {
+        // Found by tests/cloud/kube_scenario.json: a Succeeded pod keeps its
+        // IP in its status; its finalizer update and its deletion came after
+        // the IP went to a new pod, and released it from under that pod.
+        let mut tracker = PodTracker::new("c");
+        let report = pod("report", Some(("Job", "report-1")));
+        tracker.pod(report.clone(), false, 100);
+        let done = Pod {
+            phase: "Succeeded".into(),
+            ..report.clone()
+        };
+        assert_eq!(seen(&tracker.pod(done.clone(), false, 110)).len(), 1);
+        let web = pod("web", Some(("StatefulSet", "web")));
+        tracker.pod(web.clone(), false, 120);
+        let deleting = Pod {
+            deleting: true,
+            ..done.clone()
+        };
+        assert!(tracker.pod(deleting, false, 130).is_empty());
+        assert!(tracker.pod(done.clone(), true, 140).is_empty());
+        // A relist that still shows the ended pod (listed first) keeps web.
+        let events = tracker.relist(vec![done, web], 150);
+        assert_eq!(
+            seen(&events),
+            vec![("10.0.3.7".into(), 150, Some("web".into()))]
+        );
     }
 
     #[test]
     fn a_relist_releases_the_pods_the_watch_missed() {
-        let controllers = Controllers::new();
+        let mut tracker = PodTracker::new("c");
         let kept = pod("kept", Some(("StatefulSet", "db")));
         let mut missed = pod("missed", Some(("StatefulSet", "db")));
         missed.ips = vec!["10.0.3.8".parse().unwrap()];
-        let known: BTreeMap<String, Pod> = [kept.clone(), missed]
-            .into_iter()
-            .map(|p| (p.uid.clone(), p))
-            .collect();
-        let events = relist(&known, &[kept], &controllers, "c", 900);
-        let released: Vec<String> = events
-            .iter()
-            .filter_map(|e| match e {
-                MetadataEvent::Release { ip, .. } => Some(ip.to_string()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(released, vec!["10.0.3.8".to_string()]);
-        assert_eq!(events.len(), 2);
+        tracker.pod(kept.clone(), false, 100);
+        tracker.pod(missed, false, 100);
+        let events = tracker.relist(vec![kept], 900);
+        assert_eq!(
+            seen(&events),
+            vec![
+                ("10.0.3.8".into(), 900, None),
+                ("10.0.3.7".into(), 900, Some("db".into()))
+            ]
+        );
+        assert_eq!(tracker.held(), 1);
     }
 }
