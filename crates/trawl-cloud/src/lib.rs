@@ -25,6 +25,7 @@
 pub mod aws;
 pub mod ecs;
 pub mod eni;
+pub mod kubernetes;
 pub mod pod;
 pub mod settle;
 

@@ -355,14 +355,33 @@ mod tests {
             ("web".into(), "Deployment".into())
         );
         let place = NodePlace::of_labels(&BTreeMap::from([
-            ("topology.kubernetes.io/zone".to_string(), "us-east-1a".to_string()),
-            ("topology.k8s.aws/zone-id".to_string(), "use1-az6".to_string()),
-            ("topology.kubernetes.io/region".to_string(), "us-east-1".to_string()),
+            (
+                "topology.kubernetes.io/zone".to_string(),
+                "us-east-1a".to_string(),
+            ),
+            (
+                "topology.k8s.aws/zone-id".to_string(),
+                "use1-az6".to_string(),
+            ),
+            (
+                "topology.kubernetes.io/region".to_string(),
+                "us-east-1".to_string(),
+            ),
         ]));
         let w = workload_of_pod(&p, &Controllers::new(), Some(&place), "prod-eks");
         assert_eq!(
-            (w.kind.as_deref(), w.cluster.as_deref(), w.az.as_deref(), w.region.as_deref()),
-            (Some("pod"), Some("prod-eks/shop"), Some("use1-az6"), Some("us-east-1"))
+            (
+                w.kind.as_deref(),
+                w.cluster.as_deref(),
+                w.az.as_deref(),
+                w.region.as_deref()
+            ),
+            (
+                Some("pod"),
+                Some("prod-eks/shop"),
+                Some("use1-az6"),
+                Some("us-east-1")
+            )
         );
         assert_eq!(w.labels["namespace"], "shop");
     }

@@ -30,7 +30,7 @@ use crossbeam_channel::Receiver;
 use trawl_attrib::{AttributionIndex, EventError, MetadataEvent, PersistError};
 use trawl_store::{SealReport, SharedIndex, SharedStore, Store, StoreError};
 
-use crate::cloud::{AwsMetadataSource, CloudHorizon};
+use crate::cloud::{AwsMetadataSource, CloudHorizon, KubernetesMetadataSource};
 use crate::config::PipelineConfig;
 use crate::feeder::{Feeder, InFlight, Job};
 use crate::kafka::{
@@ -45,6 +45,7 @@ use crate::stats::{PipelineStats, render_metrics};
 use crate::worker::{Context, release_ready, seal};
 use crate::{metadata_file, metadata_log};
 use trawl_cloud::aws::AwsSourceConfig;
+use trawl_cloud::kubernetes::KubernetesSourceConfig;
 
 /// Why the pipeline failed.
 #[derive(Debug, thiserror::Error)]
@@ -319,6 +320,26 @@ impl Pipeline {
             self.cx.clone(),
             config,
             leave_pod_addresses,
+            self.cloud_horizon.clone(),
+            self.stop.clone(),
+        )
+        .map_err(PipelineError::Cloud)?;
+        self.background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(source.into_thread());
+        Ok(())
+    }
+
+    /// Watches a Kubernetes cluster's pods in the background until
+    /// shutdown (see [`crate::cloud`]); returns at once.
+    pub fn add_kubernetes_metadata(
+        &self,
+        config: KubernetesSourceConfig,
+    ) -> Result<(), PipelineError> {
+        let source = KubernetesMetadataSource::start(
+            self.cx.clone(),
+            config,
             self.cloud_horizon.clone(),
             self.stop.clone(),
         )

@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 use trawl_attrib::{AttributionIndex, IndexConfig, NetworkEntry};
 use trawl_cloud::aws::AwsSourceConfig;
+use trawl_cloud::kubernetes::KubernetesSourceConfig;
 use trawl_pipeline::{
     KafkaMetadataConfig, KafkaSinkConfig, KafkaSourceConfig, KinesisSourceConfig, Pipeline,
     PipelineConfig,
@@ -119,6 +120,8 @@ impl Default for SourcesConfig {
 pub struct MetadataSection {
     /// EC2 network interfaces, instances and ECS tasks (`[[metadata.aws]]`).
     pub aws: Vec<AwsSourceConfig>,
+    /// Kubernetes clusters whose pods are watched (`[[metadata.kubernetes]]`).
+    pub kubernetes: Vec<KubernetesSourceConfig>,
     /// Longest the start waits for every inventory's first poll before
     /// flows are consumed (seconds).
     pub first_poll_wait_secs: u64,
@@ -128,6 +131,7 @@ impl Default for MetadataSection {
     fn default() -> Self {
         MetadataSection {
             aws: Vec::new(),
+            kubernetes: Vec::new(),
             first_poll_wait_secs: 60,
         }
     }
@@ -137,6 +141,9 @@ impl MetadataSection {
     /// Checks every source, and that a flow whose address only the next
     /// poll can name is held that long; the error names the setting.
     pub fn validate(&self, pipeline: &PipelineConfig) -> Result<(), String> {
+        for kubernetes in &self.kubernetes {
+            kubernetes.validate()?;
+        }
         for aws in &self.aws {
             aws.validate()?;
             if pipeline.hold_secs < aws.poll_secs + 10 {

@@ -259,3 +259,165 @@ fn an_ec2_and_ecs_estate_churned_between_polls_is_attributed_as_it_was() {
     );
     server.interrupt();
 }
+
+/// The fake API server serving `tests/cloud/kube_scenario.json`.
+fn fake_kube(log: &Path) -> (Killed, u16) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cloud");
+    let mut child = Command::new("python3")
+        .arg(dir.join("fake_kube.py"))
+        .args(["--port", "0", "--scenario"])
+        .arg(dir.join("kube_scenario.json"))
+        .arg("--log")
+        .arg(log)
+        .args(["--exit-on-stdin-eof", "--max-lifetime-secs", "600"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let ready: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{first}: {e}"));
+    (Killed(child), ready["port"].as_u64().unwrap() as u16)
+}
+
+/// The fake server's step (`/_fake/state`).
+fn fake_state(port: u16) -> Value {
+    let url = format!("http://127.0.0.1:{port}/_fake/state");
+    let body = ureq::get(&url)
+        .call()
+        .unwrap()
+        .into_body()
+        .read_to_string()
+        .unwrap();
+    serde_json::from_str(&body).unwrap()
+}
+
+#[test]
+fn pods_listed_and_watched_own_their_ips_through_reuse_a_resumed_watch_and_a_410() {
+    let dir = tempfile::tempdir().unwrap();
+    let requests = dir.path().join("requests.jsonl");
+    let (_server, port) = fake_kube(&requests);
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: fake\n\
+             clusters:\n- name: fake\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: reader\n\
+             users:\n- name: reader\n  user:\n    token: not-checked\n"
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("trawl.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[metadata]\nfirst_poll_wait_secs = 30\n\
+             [[metadata.kubernetes]]\ncluster = \"prod-eks\"\nkubeconfig = \"{}\"\nwatch_timeout_secs = 60\n",
+            path(&kubeconfig)
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("trawl.log");
+    let server = Server::start_logging(
+        &[
+            "run",
+            "--config",
+            path(&config),
+            "--data-dir",
+            path(&dir.path().join("data")),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+        None,
+        std::fs::File::create(&log).unwrap(),
+    );
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("the scenario's end", Duration::from_secs(120), || {
+        fake_state(port)["done"] == true
+    });
+    // The last steps' events reach the index within a poll of the watch.
+    std::thread::sleep(Duration::from_secs(2));
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cloud/kube_expected.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let rows = query(
+        &server,
+        "SELECT ip, app, kind, az, region, valid_to IS NULL AS open FROM ip_history ORDER BY ip, valid_from",
+    );
+    let mut history: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
+    for row in &rows {
+        history
+            .entry(row["ip"].as_str().unwrap().to_string())
+            .or_default()
+            .push(row);
+    }
+    for (ip, steps) in expected["ips"].as_object().unwrap() {
+        let mut want: Vec<&str> = steps
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["app"].as_str())
+            .collect();
+        want.dedup();
+        let got: Vec<&str> = history
+            .get(ip)
+            .map(|rows| rows.iter().filter_map(|r| r["app"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(got, want, "{ip}: owners in order\n{rows:#?}\n{}", logged());
+        let last = history.get(ip).and_then(|rows| rows.last()).unwrap();
+        let open = last["open"] == true;
+        match expected["final"][ip].as_str() {
+            Some(app) => assert!(open && last["app"] == app, "{ip} now {app}: {last}"),
+            None => assert!(!open, "{ip} released by now: {last}"),
+        }
+        assert_eq!(last["kind"], "pod", "{last}");
+        assert!(
+            last["az"]
+                .as_str()
+                .is_some_and(|az| az.starts_with("use1-az")),
+            "{last}"
+        );
+    }
+    for ip in expected["never_owned"].as_array().unwrap() {
+        assert!(
+            !history.contains_key(ip.as_str().unwrap()),
+            "host network: {ip}"
+        );
+    }
+    // The watch was resumed from a version, and listed again after the 410.
+    let requests: Vec<Value> = std::fs::read_to_string(&requests)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let pods = |verb: &str| {
+        requests
+            .iter()
+            .filter(|r| r["type"] == "request" && r["verb"] == verb && r["kind"] == "Pod")
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let first_pages = pods("list")
+        .iter()
+        .filter(|r| r["query"].get("continue").is_none())
+        .count();
+    assert!(
+        first_pages >= 2,
+        "a list, then another after the 410: {first_pages}"
+    );
+    assert!(pods("watch").iter().any(|r| r["outcome"] == "expired"));
+    assert!(
+        pods("watch").len() >= 3,
+        "watched, resumed after a close, after the 410"
+    );
+    assert!(server.metric("trawl_cloud_relists_total{source=\"kubernetes:prod-eks\"}") >= 1);
+    server.interrupt();
+}

@@ -23,6 +23,7 @@
 //! before flows are consumed, as for the metadata topic.
 
 pub mod aws;
+pub mod kubernetes;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 use trawl_attrib::{AttributionIndex, Rule, Secs, Workload};
 
 pub use aws::AwsMetadataSource;
+pub use kubernetes::KubernetesMetadataSource;
 
 /// Longest wait between two polls of a failing target.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(600);

@@ -172,12 +172,17 @@ impl RunArgs {
 /// Starts the cloud inventories and waits (bounded) for their first polls.
 fn start_cloud_metadata(pipeline: &Pipeline, config: &Config) -> anyhow::Result<()> {
     let metadata = &config.metadata;
-    if metadata.aws.is_empty() {
+    if metadata.aws.is_empty() && metadata.kubernetes.is_empty() {
         return Ok(());
     }
+    for kubernetes in &metadata.kubernetes {
+        pipeline.add_kubernetes_metadata(kubernetes.clone())?;
+    }
     for aws in &metadata.aws {
-        // No Kubernetes watcher here yet: the nodes own their pods' addresses.
-        let leave = aws.leave_pod_addresses.unwrap_or(false);
+        // With pods watched, their addresses are the watcher's, not the nodes'.
+        let leave = aws
+            .leave_pod_addresses
+            .unwrap_or(!metadata.kubernetes.is_empty());
         pipeline.add_aws_metadata(aws.clone(), leave)?;
     }
     let wait = Duration::from_secs(metadata.first_poll_wait_secs);
