@@ -14,12 +14,17 @@
 //! | type `vpc_endpoint` (`VPC Endpoint Interface vpce-…`) | `vpc_endpoint` | the endpoint id |
 //! | `AWS Lambda VPC ENI-FUNCTION-UUID` | `lambda` | `FUNCTION` |
 //! | `RDSNetworkInterface` | `rds` | `rds` (the database is not on the ENI) |
-//! | `arn:aws:ecs:…` (a task in `awsvpc` mode) | `ecs_task` | the ENI's `aws:ecs:serviceName` tag, else `ecs` |
+//! | an ECS task's (`awsvpc`; the task from `DescribeTasks`, see [`crate::ecs`]) | `ecs_task` | the service, else the task definition's family |
+//! | `arn:aws:ecs:…` with no task known | `ecs_task` | the ENI's `aws:ecs:serviceName` tag, else `ecs` |
 //! | `aws-K8S-i-…` (the VPC CNI's extra ENI of an EKS node) | `eks_node` | as for its instance |
 //! | anything else | the interface type | the description, else the ENI id |
 //!
 //! Account, region and AZ id come from the API (the ENI's owner, the
-//! polled region, the ENI's zone id). Addresses: the private IPv4
+//! polled region, the ENI's zone id). An interface still attached to a
+//! terminated or terminating instance owns nothing. With
+//! `leave_pod_addresses`, an EKS node's interfaces keep only their primary
+//! address: the others (and delegated prefixes) are the VPC CNI's for
+//! pods, left to the Kubernetes watcher through the snapshot's `except`. Addresses: the private IPv4
 //! addresses (primary and secondary), the public ones associated with
 //! them, IPv6 addresses, and IPv4 prefixes delegated to the ENI (each
 //! address of a prefix of at most [`PREFIX_ADDRESSES_MAX`]); IPv6 prefixes

@@ -2,25 +2,27 @@
 //! metadata events, with no code written by the user.
 //!
 //! ```text
-//!  poll (an API client, elsewhere) ─► NetworkInterface / Instance values ─► eni::snapshot
-//!     ─► one `snapshot` event scoped to the polled networks (`within`): every address
-//!        of every interface with the workload that owns it, so releases follow from absence
+//!  aws (the SDK poller: DescribeVpcs, DescribeNetworkInterfaces, DescribeInstances, ECS tasks)
+//!     ─► Inventory (NetworkInterface / Instance / EcsTask values) ─► eni::snapshot
+//!     ─► one `snapshot` event scoped to the polled networks (`within`, minus the pod
+//!        addresses left to Kubernetes: `except`): every address of every interface with
+//!        the workload that owns it, so releases follow from absence
 //!     ─► one `interface` event per interface (for learning from flows)
+//!     ─► settle::dated_assigns: new owners dated earlier than the poll when the APIs say when
+//!  kubernetes (kube: list + watch nodes, ReplicaSets, Jobs, pods; 410 ─► list again)
+//!     ─► pod::PodTracker: a watch event is an assign or a release of the pod's IPs
+//!        (only the pod that holds an IP releases it); a list releases what it no longer has
 //! ```
 //!
-//! Kubernetes pods go the other way (`pod`): a watch event is an assign
-//! or a release of the pod's IPs, a full list releases what it no longer
-//! has.
-//!
-//! This crate holds the conversion only: pure functions from values that
-//! mirror the cloud APIs' fields to [`trawl_attrib::MetadataEvent`]s, so
-//! every rule is unit-tested without a cloud. The pollers that fill those
-//! values (EC2's `DescribeNetworkInterfaces` and `DescribeInstances`, ECS,
-//! Kubernetes) sit in the pipeline and hand the events to the index like
-//! any other metadata source.
+//! The conversion (`eni`, `ecs`, `pod`, `settle`) is pure functions from
+//! values that mirror the APIs' fields, so every rule is unit-tested
+//! without a cloud; `aws` and `kubernetes` fill those values from the
+//! APIs. The pipeline (`trawl_pipeline::cloud`) runs them in threads and
+//! applies the events to the index.
 //!
 //! Events are timestamped by observation: a poll at `t` says who owned
-//! each address at `t`; a change between two polls is seen at the second.
+//! each address at `t`; a change between two polls is seen at the second
+//! (see `settle` for what is dated earlier).
 
 pub mod aws;
 pub mod ecs;

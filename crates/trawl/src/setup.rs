@@ -502,6 +502,25 @@ mod tests {
     }
 
     #[test]
+    fn the_aws_example_parses_and_names_its_sources() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/aws-metadata.toml");
+        let example = Config::load(Some(&path)).expect("example config parses");
+        let aws = &example.metadata.aws[0];
+        let targets: Vec<String> = aws.targets().iter().map(|t| t.name()).collect();
+        assert_eq!(targets.len(), 4, "{targets:?}");
+        assert_eq!(targets[0], "aws:111111111111/us-east-1");
+        assert_eq!(example.metadata.kubernetes[0].name(), "kubernetes:prod-eks");
+    }
+
+    #[test]
+    fn a_hold_shorter_than_the_poll_interval_is_refused_by_name() {
+        let text = "[pipeline]\nhold_secs = 30\n[[metadata.aws]]\nregions = [\"us-east-1\"]\npoll_secs = 60\n";
+        let config: Config = toml::from_str(text).expect("parses");
+        let error = config.metadata.validate(&config.pipeline).unwrap_err();
+        assert!(error.starts_with("pipeline.hold_secs = 30"), "{error}");
+    }
+
+    #[test]
     fn an_unknown_option_is_refused_with_its_name() {
         let error = toml::from_str::<Config>("[store]\nlatenes_secs = 3\n").expect_err("refused");
         assert!(error.to_string().contains("latenes_secs"), "{error}");
