@@ -7,15 +7,21 @@
 //! host's network are left out (their IP is the node's). A pod's IP is
 //! owned while the pod is running or pending with an IP; it is released
 //! when the pod ends (succeeded, failed, deleted) or vanishes between two
-//! lists (a watch that missed the deletion: [`relist`]).
+//! lists (a watch that missed the deletion: [`PodTracker::relist`]).
+//!
+//! Only the pod that holds an IP releases it: a pod that ended keeps its
+//! IP in its status, and its later updates (a finalizer removed, the
+//! deletion) arrive after the IP went to another pod ([`PodTracker`]
+//! remembers each IP's holder).
+//!
+//! A pod's zone and region are its node's (`topology.k8s.aws/zone-id`,
+//! else `topology.kubernetes.io/zone`; `topology.kubernetes.io/region`).
 //!
 //! With the AWS VPC CNI, pod IPs are VPC addresses on the node's ENIs.
 //! These events name no interface, so flows learned at the node's ENI
-//! never override them (`trawl_attrib`'s rule 2a). Not yet settled: the
-//! EC2 inventory lists those addresses as the node ENI's secondary ones,
-//! and a snapshot of it would declare them the node's at every poll; the
-//! EC2 poller must leave EKS nodes' secondary addresses out of its
-//! snapshots when pods are watched (to be built with the pollers).
+//! never override them (`trawl_attrib`'s rule 2a), and the EC2 poller
+//! leaves EKS nodes' secondary addresses out of its snapshots when pods
+//! are watched (`leave_pod_addresses`).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
