@@ -469,6 +469,8 @@ pub struct AttributionIndex {
     /// The newest believed event time (a wrong clock cannot move it).
     newest: NewestTime,
     vouched_horizon: u32,
+    /// The horizon goes no further (see [`AttributionIndex::cap_horizon`]).
+    horizon_cap: Option<u32>,
     /// History before this time was pruned: events there are refused.
     pruned_before: u32,
     /// Where each metadata source has been read to, saved with the index
@@ -513,6 +515,7 @@ impl AttributionIndex {
             prefixes: PrefixTables::default(),
             newest: NewestTime::default(),
             vouched_horizon: 0,
+            horizon_cap: None,
             pruned_before: 0,
             source_positions: BTreeMap::new(),
             source_touched: Default::default(),
@@ -611,7 +614,15 @@ impl AttributionIndex {
         let by_window = self
             .newest_at()
             .saturating_sub(self.config.reorder_window_secs);
-        Secs::from(by_window.max(self.vouched_horizon))
+        let horizon = by_window.max(self.vouched_horizon);
+        Secs::from(self.horizon_cap.map_or(horizon, |cap| horizon.min(cap)))
+    }
+
+    /// Keeps the horizon at or before `cap` (none: no cap): a source that
+    /// has not seen past `cap` (a cloud inventory polled every minute)
+    /// holds it whatever the other sources' times say. Not saved.
+    pub fn cap_horizon(&mut self, cap: Option<Secs>) {
+        self.horizon_cap = cap.map(clamp_time);
     }
 
     /// Records that a source vouches for completeness up to `t` (a file read

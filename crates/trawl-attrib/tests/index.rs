@@ -189,6 +189,12 @@ fn horizon_follows_the_newest_event_and_what_sources_vouch_for() {
     assert!(!index.owner_at(ip("10.0.0.1"), 941).settled);
     index.advance_horizon(5000);
     assert!(index.owner_at(ip("10.0.0.1"), 4000).settled);
+    // A source that has not looked past 3000 (a cloud inventory) caps it.
+    index.cap_horizon(Some(3000));
+    assert_eq!(index.horizon(), 3000);
+    assert!(!index.owner_at(ip("10.0.0.1"), 4000).settled);
+    index.cap_horizon(None);
+    assert_eq!(index.horizon(), 5000);
 }
 
 #[test]

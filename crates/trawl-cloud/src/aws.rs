@@ -5,7 +5,6 @@
 //!
 //! ```text
 //!  target (region × account; an account is a role assumed through STS, or the default credentials)
-//!     DescribeVpcs ─► the scope: the VPCs' CIDR blocks (v4 and v6) + last poll's public addresses
 //!     DescribeNetworkInterfaces (1,000 a page, vpc-id filter) ─► NetworkInterface values
 //!     DescribeInstances (1,000 a page) ─► Instance tags
 //!     ECS ListClusters ─► ListTasks (100 a page) ─► DescribeTasks (100 a call) ─► EcsTask values
@@ -17,7 +16,8 @@
 //! `interfaces_max` fails too (a truncated snapshot would release the
 //! rest). Calls are counted per operation ([`Calls`]): at 10,000
 //! interfaces, 5,000 instances and 2,000 tasks in one cluster a poll makes
-//! 1 + 10 + 5 + 1 + 20 + 20 = 57 calls.
+//! 10 + 5 + 1 + 20 + 20 = 56 calls (plus one `DescribeAvailabilityZones`
+//! when interfaces lack their zone ids).
 //!
 //! Every call is bounded in time (5 s to connect, 10 s an attempt, 30 s an
 //! operation), as for the Kinesis source.
@@ -33,7 +33,6 @@ use aws_sdk_ec2::config::timeout::TimeoutConfig;
 use aws_sdk_ec2::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_ec2::types::Filter;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
-use ipnet::IpNet;
 use serde::Deserialize;
 use tokio::runtime::Runtime;
 use trawl_attrib::Secs;
@@ -224,14 +223,17 @@ pub struct Target {
 }
 
 impl Target {
+    /// The account of its role (none: the default credentials').
+    pub fn account_id(&self) -> Option<&str> {
+        self.account
+            .as_ref()
+            .and_then(|a| account_of_role(&a.role_arn))
+    }
+
     /// Its name in positions, metrics and messages: `aws:ACCOUNT/REGION`
     /// (`default` for the default credentials' account).
     pub fn name(&self) -> String {
-        let account = self
-            .account
-            .as_ref()
-            .and_then(|a| account_of_role(&a.role_arn))
-            .unwrap_or("default");
+        let account = self.account_id().unwrap_or("default");
         format!("aws:{account}/{}", self.region)
     }
 }
@@ -244,8 +246,9 @@ pub type Calls = BTreeMap<&'static str, u64>;
 pub struct Polled {
     /// The inventory.
     pub inventory: Inventory,
-    /// The networks it speaks for: the VPCs' CIDR blocks.
-    pub vpc_networks: Vec<IpNet>,
+    /// When the listing began (epoch seconds): what it lists was so at
+    /// some moment from then on, and nothing earlier is vouched for.
+    pub started_at: Secs,
     /// Calls made.
     pub calls: Calls,
 }
@@ -420,7 +423,9 @@ async fn poll_target(config: &AwsSourceConfig, clients: &Clients) -> Result<Poll
         },
         ..Polled::default()
     };
-    polled.vpc_networks = vpc_networks(config, clients, &mut polled.calls).await?;
+    polled.started_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| Secs::try_from(d.as_secs()).unwrap_or(Secs::MAX));
     polled.inventory.interfaces = interfaces(config, clients, &mut polled.calls).await?;
     if polled.inventory.interfaces.iter().any(|e| {
         e.availability_zone
@@ -475,39 +480,6 @@ fn vpc_filter(config: &AwsSourceConfig) -> Option<Vec<Filter>> {
                 .build(),
         ]
     })
-}
-
-async fn vpc_networks(
-    config: &AwsSourceConfig,
-    clients: &Clients,
-    calls: &mut Calls,
-) -> Result<Vec<IpNet>, PollError> {
-    let mut pages = clients
-        .ec2
-        .describe_vpcs()
-        .set_filters(vpc_filter(config))
-        .into_paginator()
-        .send();
-    let mut networks = Vec::new();
-    while let Some(page) = pages.next().await {
-        *calls.entry("DescribeVpcs").or_default() += 1;
-        let page = page.map_err(|e| call_error(&clients.target, "DescribeVpcs", e))?;
-        for vpc in page.vpcs() {
-            let v4 = vpc
-                .cidr_block_association_set()
-                .iter()
-                .filter_map(|a| a.cidr_block())
-                .chain(vpc.cidr_block());
-            let v6 = vpc
-                .ipv6_cidr_block_association_set()
-                .iter()
-                .filter_map(|a| a.ipv6_cidr_block());
-            networks.extend(v4.chain(v6).filter_map(|c| c.parse::<IpNet>().ok()));
-        }
-    }
-    networks.sort();
-    networks.dedup();
-    Ok(networks)
 }
 
 /// Epoch seconds of an SDK time.
@@ -784,5 +756,54 @@ mod tests {
             ..AwsSourceConfig::default()
         };
         assert_eq!(default.targets()[0].name(), "aws:default/us-east-1");
+    }
+
+    /// Found by a cold review: EKS in IPv6 mode delegates a /80 prefix to
+    /// the node's ENI (`Ipv6Prefixes`) and gives pods addresses from it;
+    /// the poll must neither list them nor (so) ever release them.
+    #[test]
+    fn an_eks_nodes_ipv6_pod_addresses_are_left_to_the_pod_watcher() {
+        use aws_sdk_ec2::types as ec2;
+        let sdk = ec2::NetworkInterface::builder()
+            .network_interface_id("eni-node")
+            .interface_type(ec2::NetworkInterfaceType::Interface)
+            .description("")
+            .owner_id("123456789012")
+            .availability_zone_id("use1-az1")
+            .attachment(
+                ec2::NetworkInterfaceAttachment::builder()
+                    .instance_id("i-node")
+                    .build(),
+            )
+            .private_ip_addresses(
+                ec2::NetworkInterfacePrivateIpAddress::builder()
+                    .primary(true)
+                    .private_ip_address("10.0.1.10")
+                    .build(),
+            )
+            .ipv6_prefixes(
+                ec2::Ipv6PrefixSpecification::builder()
+                    .ipv6_prefix("2600:1f18:aaaa:bb00:1234::/80")
+                    .build(),
+            )
+            .build();
+        let inventory = crate::eni::Inventory {
+            region: "us-east-1".into(),
+            interfaces: vec![interface_of(&sdk).unwrap()],
+            instances: vec![Instance {
+                id: "i-node".into(),
+                tags: BTreeMap::from([("eks:cluster-name".to_string(), "prod".to_string())]),
+                state: "running".into(),
+            }],
+            tasks: Vec::new(),
+        };
+        let keys = TagKeys::default();
+        let options = crate::eni::PollOptions {
+            keys: &keys,
+            leave_pod_addresses: true,
+        };
+        let listed = crate::eni::poll_events(&inventory, 1_900_000_000, options).listed();
+        let want: Vec<IpAddr> = vec!["10.0.1.10".parse().unwrap()];
+        assert_eq!(listed.into_iter().collect::<Vec<_>>(), want);
     }
 }

@@ -87,11 +87,16 @@ impl EcsTask {
         Workload {
             app: Some(self.app()),
             cluster: Some(self.cluster.clone()),
+            account: self
+                .task_arn
+                .split(':')
+                .nth(4)
+                .filter(|a| !a.is_empty())
+                .map(str::to_string),
             region: Some(region.to_string()),
             az: self.availability_zone.clone(),
             kind: Some("ecs_task".into()),
             labels: BTreeMap::from([("task_family".to_string(), self.family())]),
-            ..Workload::default()
         }
     }
 }
@@ -127,6 +132,7 @@ mod tests {
             (Some("ecs_task"), Some("prod"), Some("us-east-1a"))
         );
         assert_eq!(w.labels["task_family"], "payments-api");
+        assert_eq!(w.account.as_deref(), Some("123456789012"));
         assert_eq!(arn_name("arn:aws:ecs:us-east-1:1:cluster/prod"), "prod");
     }
 

@@ -24,7 +24,7 @@
 //! terminated or terminating instance owns nothing. With
 //! `leave_pod_addresses`, an EKS node's interfaces keep only their primary
 //! address: the others (and delegated prefixes) are the VPC CNI's for
-//! pods, left to the Kubernetes watcher through the snapshot's `except`. Addresses: the private IPv4
+//! pods, left to the Kubernetes watcher (not listed, so never released). Addresses: the private IPv4
 //! addresses (primary and secondary), the public ones associated with
 //! them, IPv6 addresses, and IPv4 prefixes delegated to the ENI (each
 //! address of a prefix of at most [`PREFIX_ADDRESSES_MAX`]); IPv6 prefixes
@@ -319,21 +319,51 @@ pub struct Inventory {
 /// How a poll becomes events.
 #[derive(Debug, Clone, Copy)]
 pub struct PollOptions<'a> {
-    /// The networks the poll speaks for (empty: every address).
-    pub within: &'a [IpNet],
     /// Tags naming applications and clusters.
     pub keys: &'a TagKeys,
-    /// Leave EKS nodes' secondary addresses and prefixes to the
-    /// Kubernetes watcher: neither owned by the node nor released (the VPC
-    /// CNI gives them to pods).
+    /// Leave the addresses the VPC CNI gives pods to the Kubernetes
+    /// watcher: EKS nodes' secondary addresses and prefixes, and every
+    /// address of a branch interface (security groups for pods). They are
+    /// neither listed nor, so, ever released by a poll.
     pub leave_pod_addresses: bool,
 }
 
-/// The events of one poll at `at`: a snapshot of every address's owner
-/// (scoped to `options.within`, so that addresses elsewhere are left
-/// alone), then an `interface` event for each ENI. An ECS task whose
-/// interface the EC2 listing lacks still owns its addresses.
-pub fn snapshot(inventory: &Inventory, at: Secs, options: PollOptions<'_>) -> Vec<MetadataEvent> {
+/// What one poll at `at` says: every listed address's owner, and each
+/// interface's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollEvents {
+    /// Every address listed, with its owner and interface.
+    pub owners: Vec<SnapshotOwner>,
+    /// An `interface` event per interface (for learning from flows).
+    pub interfaces: Vec<MetadataEvent>,
+}
+
+impl PollEvents {
+    /// The addresses listed.
+    pub fn listed(&self) -> std::collections::BTreeSet<IpAddr> {
+        self.owners.iter().map(|o| o.ip).collect()
+    }
+
+    /// The events at `at`: an assign per address, then the interfaces'.
+    pub fn events(&self, at: Secs) -> Vec<MetadataEvent> {
+        self.owners
+            .iter()
+            .map(|o| MetadataEvent::Assign {
+                ip: o.ip,
+                at,
+                workload: o.workload.clone(),
+                interface_id: o.interface_id.clone(),
+            })
+            .chain(self.interfaces.iter().cloned())
+            .collect()
+    }
+}
+
+/// The owners one poll at `at` lists (the caller releases what an earlier
+/// poll of the same target listed and this one does not). An ECS task whose
+/// interface the EC2 listing lacks still owns its addresses; an interface
+/// of a terminated or terminating instance owns nothing.
+pub fn poll_events(inventory: &Inventory, at: Secs, options: PollOptions<'_>) -> PollEvents {
     let instances: BTreeMap<&str, &Instance> = inventory
         .instances
         .iter()
@@ -344,9 +374,7 @@ pub fn snapshot(inventory: &Inventory, at: Secs, options: PollOptions<'_>) -> Ve
         .iter()
         .filter_map(|t| Some((t.interface_id.as_deref()?, t)))
         .collect();
-    let mut owners = Vec::new();
-    let mut except = Vec::new();
-    let mut interfaces = Vec::with_capacity(inventory.interfaces.len());
+    let mut poll = PollEvents::default();
     for eni in &inventory.interfaces {
         let instance = eni
             .instance_id
@@ -362,14 +390,16 @@ pub fn snapshot(inventory: &Inventory, at: Secs, options: PollOptions<'_>) -> Ve
             &inventory.region,
             options.keys,
         );
-        if options.leave_pod_addresses && task.is_none() && is_eks_node(eni, instance) {
-            let (primary, pods) = pod_addresses(eni);
-            except.extend(pods);
-            owners.extend(owners_of(&primary, &workload));
-        } else {
-            owners.extend(owners_of(eni, &workload));
+        let pods = options.leave_pod_addresses && task.is_none();
+        if pods && eni.interface_type == "branch" {
+            continue;
         }
-        interfaces.push(MetadataEvent::Interface {
+        if pods && is_eks_node(eni, instance) {
+            poll.owners.extend(owners_of(&primary_only(eni), &workload));
+        } else {
+            poll.owners.extend(owners_of(eni, &workload));
+        }
+        poll.interfaces.push(MetadataEvent::Interface {
             interface_id: eni.id.clone(),
             at,
             workload,
@@ -387,37 +417,24 @@ pub fn snapshot(inventory: &Inventory, at: Secs, options: PollOptions<'_>) -> Ve
             continue;
         }
         let workload = task.workload(&inventory.region);
-        owners.extend(task.private_ips.iter().map(|ip| SnapshotOwner {
-            ip: *ip,
-            workload: workload.clone(),
-            interface_id: task.interface_id.clone(),
-        }));
+        poll.owners
+            .extend(task.private_ips.iter().map(|ip| SnapshotOwner {
+                ip: *ip,
+                workload: workload.clone(),
+                interface_id: task.interface_id.clone(),
+            }));
     }
-    let mut events = vec![MetadataEvent::Snapshot {
-        at,
-        owners,
-        within: options.within.to_vec(),
-        except,
-    }];
-    events.extend(interfaces);
-    events
+    poll
 }
 
-/// An EKS node interface split in two: the interface with its primary
-/// address (and public ones) only, and the addresses the CNI gives pods
-/// (secondary private addresses, delegated prefixes) as host networks.
-fn pod_addresses(eni: &NetworkInterface) -> (NetworkInterface, Vec<IpNet>) {
+/// An EKS node interface with its primary address (and public ones)
+/// only: the others (secondary private addresses, delegated prefixes) are
+/// the VPC CNI's for pods.
+fn primary_only(eni: &NetworkInterface) -> NetworkInterface {
     let mut primary = eni.clone();
     primary.private_ips.truncate(1);
     primary.ipv4_prefixes.clear();
-    let pods = eni
-        .private_ips
-        .iter()
-        .skip(1)
-        .map(|ip| IpNet::from(*ip))
-        .chain(eni.ipv4_prefixes.iter().copied())
-        .collect();
-    (primary, pods)
+    primary
 }
 
 #[cfg(test)]
@@ -629,13 +646,12 @@ mod tests {
     }
 
     #[test]
-    fn a_poll_is_one_scoped_snapshot_and_an_interface_event_per_eni() {
+    fn a_poll_is_an_assign_per_address_and_an_interface_event_per_eni() {
         let mut a = eni("eni-a", "interface", "Primary network interface");
         a.instance_id = Some("i-1".into());
         let b = eni("eni-b", "nat_gateway", "Interface for NAT Gateway nat-1");
         let mut b = b;
         b.private_ips = vec!["10.0.1.20".parse().unwrap()];
-        let within: Vec<IpNet> = vec!["10.0.0.0/16".parse().unwrap()];
         let instances = [Instance {
             id: "i-1".into(),
             tags: tags(&[("app", "web")]),
@@ -648,25 +664,22 @@ mod tests {
             tasks: Vec::new(),
         };
         let options = PollOptions {
-            within: &within,
             keys: &TagKeys::default(),
             leave_pod_addresses: false,
         };
-        let events = snapshot(&inventory, 1_800_000_000, options);
-        assert_eq!(events.len(), 3);
-        let MetadataEvent::Snapshot {
-            at,
-            owners,
-            within: scope,
-            ..
-        } = &events[0]
-        else {
-            panic!("{events:?}");
-        };
-        assert_eq!((*at, scope.as_slice()), (1_800_000_000, within.as_slice()));
-        let apps: Vec<(String, String)> = owners
+        let events = poll_events(&inventory, 1_800_000_000, options).events(1_800_000_000);
+        assert_eq!(events.len(), 4);
+        let apps: Vec<(String, String)> = events
             .iter()
-            .map(|o| (o.ip.to_string(), o.workload.app.clone().unwrap()))
+            .filter_map(|e| match e {
+                MetadataEvent::Assign {
+                    ip, at, workload, ..
+                } => {
+                    assert_eq!(*at, 1_800_000_000);
+                    Some((ip.to_string(), workload.app.clone().unwrap()))
+                }
+                _ => None,
+            })
             .collect();
         assert_eq!(
             apps,
@@ -676,7 +689,7 @@ mod tests {
             ]
         );
         assert!(
-            matches!(&events[1], MetadataEvent::Interface { interface_id, .. } if interface_id == "eni-a")
+            matches!(&events[2], MetadataEvent::Interface { interface_id, .. } if interface_id == "eni-a")
         );
         // The events are the public format: they round-trip through JSON.
         for event in &events {
@@ -688,19 +701,12 @@ mod tests {
         }
     }
 
-    fn poll_of(
-        inventory: &Inventory,
-        leave_pod_addresses: bool,
-    ) -> (Vec<SnapshotOwner>, Vec<IpNet>) {
+    fn poll_of(inventory: &Inventory, leave_pod_addresses: bool) -> Vec<SnapshotOwner> {
         let options = PollOptions {
-            within: &[],
             keys: &TagKeys::default(),
             leave_pod_addresses,
         };
-        match snapshot(inventory, 1_000, options).remove(0) {
-            MetadataEvent::Snapshot { owners, except, .. } => (owners, except),
-            other => panic!("{other:?}"),
-        }
+        poll_events(inventory, 1_000, options).owners
     }
 
     #[test]
@@ -721,15 +727,12 @@ mod tests {
             }],
             tasks: Vec::new(),
         };
-        let (owners, except) = poll_of(&inventory, true);
+        let owners = poll_of(&inventory, true);
         let ips: Vec<String> = owners.iter().map(|o| o.ip.to_string()).collect();
         assert_eq!(ips, vec!["10.0.1.10", "10.0.2.10", "10.0.2.11"]);
         assert_eq!(owners[0].workload.app.as_deref(), Some("ng-1"));
-        let except: Vec<String> = except.iter().map(ToString::to_string).collect();
-        assert_eq!(except, vec!["10.0.1.11/32", "10.0.7.0/28"]);
-        let (owners, except) = poll_of(&inventory, false);
+        let owners = poll_of(&inventory, false);
         assert_eq!(owners.len(), 4 + 16, "without a watcher the node owns them");
-        assert!(except.is_empty());
     }
 
     #[test]
@@ -758,7 +761,7 @@ mod tests {
                 stopped,
             ],
         };
-        let (owners, _) = poll_of(&inventory, false);
+        let owners = poll_of(&inventory, false);
         let seen: Vec<(String, String, String)> = owners
             .iter()
             .map(|o| {
@@ -792,7 +795,51 @@ mod tests {
             }],
             tasks: Vec::new(),
         };
-        let (owners, _) = poll_of(&inventory, false);
+        let owners = poll_of(&inventory, false);
         assert!(owners.is_empty(), "{owners:?}");
+    }
+
+    /// Found by a cold review: security groups for pods. The VPC resource
+    /// controller gives each such pod a branch ENI (`aws-k8s-branch-eni`,
+    /// type `branch`) whose primary address *is* the pod's IP: with the
+    /// watcher on, the poll declared it an `aws_service`'s at every poll.
+    #[test]
+    fn a_branch_eni_address_is_left_to_the_pod_watcher() {
+        let mut branch = eni("eni-047ff73e04f5b733c", "branch", "aws-k8s-branch-eni");
+        branch.private_ips = vec!["192.168.29.178".parse().unwrap()];
+        branch.tags = tags(&[
+            ("vpcresources.k8s.aws/vlan-id", "1"),
+            ("vpcresources.k8s.aws/trunk-eni-id", "eni-03e61f90252a662d1"),
+            ("kubernetes.io/cluster/ironman", "owned"),
+        ]);
+        let inventory = Inventory {
+            region: "eu-west-1".into(),
+            interfaces: vec![branch],
+            instances: Vec::new(),
+            tasks: Vec::new(),
+        };
+        assert!(poll_of(&inventory, true).is_empty());
+        assert_eq!(poll_of(&inventory, false).len(), 1);
+    }
+
+    /// Found by a cold review: a node being terminated is skipped whole,
+    /// and the addresses its pods still hold must not be listed (so never
+    /// released by a poll) while the pods run out their grace period.
+    #[test]
+    fn pod_addresses_of_a_node_shutting_down_are_not_listed() {
+        let mut node = eni("eni-n", "interface", "aws-K8S-i-0node");
+        node.instance_id = Some("i-0node".into());
+        node.private_ips = vec!["10.0.1.10".parse().unwrap(), "10.0.1.11".parse().unwrap()];
+        let inventory = Inventory {
+            region: "us-east-1".into(),
+            interfaces: vec![node],
+            instances: vec![Instance {
+                id: "i-0node".into(),
+                tags: tags(&[("eks:cluster-name", "prod")]),
+                state: "shutting-down".into(),
+            }],
+            tasks: Vec::new(),
+        };
+        assert!(poll_of(&inventory, true).is_empty());
     }
 }

@@ -38,6 +38,9 @@ use crate::pod::{NodePlace, OwnerRef, Pod, PodTracker};
 const QUEUE_MAX: usize = 1024;
 /// Longest back-off after a failed list or watch.
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A watch that ends sooner than this without an event is retried after
+/// a back-off (a server or proxy that closes every stream at once).
+const WATCH_SHORT: Duration = Duration::from_secs(1);
 
 /// One `[[metadata.kubernetes]]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -54,6 +57,8 @@ pub struct KubernetesSourceConfig {
     pub page_size: u32,
     /// How long one watch call may last before it is made again (seconds).
     pub watch_timeout_secs: u32,
+    /// Most objects of one kind a list may hold; a longer list fails.
+    pub objects_max: usize,
 }
 
 impl Default for KubernetesSourceConfig {
@@ -64,6 +69,7 @@ impl Default for KubernetesSourceConfig {
             context: None,
             page_size: 500,
             watch_timeout_secs: 290,
+            objects_max: 1_000_000,
         }
     }
 }
@@ -81,6 +87,9 @@ impl KubernetesSourceConfig {
                 "metadata.kubernetes.page_size = {}: must be between 1 and 5000",
                 self.page_size
             ));
+        }
+        if self.objects_max == 0 {
+            return Err("metadata.kubernetes.objects_max is 0".into());
         }
         if !(1..=3600).contains(&self.watch_timeout_secs) {
             return Err(format!(
@@ -102,6 +111,15 @@ impl KubernetesSourceConfig {
 pub enum Report {
     /// Ownership events to apply.
     Events(Vec<MetadataEvent>),
+    /// Pods were listed whole at `at`: every pod address of this cluster
+    /// not in `held` is nobody's now (a pod deleted while trawl was down is
+    /// in no list; only the index remembers it).
+    PodsListed {
+        /// The addresses the list's pods hold.
+        held: std::collections::BTreeSet<std::net::IpAddr>,
+        /// When.
+        at: Secs,
+    },
     /// Every kind is listed and watched: everything up to this time is seen.
     Seen(Secs),
     /// A kind was listed again (after 410 Gone or an error).
@@ -254,8 +272,13 @@ async fn client_of(config: &KubernetesSourceConfig) -> Result<Client, String> {
     Client::try_from(kube_config).map_err(|e| format!("{name}: {e}"))
 }
 
-/// Lists `api` whole (page by page); returns the objects and the version.
-async fn list_all<K: Watched>(api: &Api<K>, page: u32) -> Result<(Vec<Object>, String), String> {
+/// Lists `api` whole (page by page, at most `objects_max` objects);
+/// returns the objects and the version.
+async fn list_all<K: Watched>(
+    api: &Api<K>,
+    page: u32,
+    objects_max: usize,
+) -> Result<(Vec<Object>, String), String> {
     let mut objects = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -265,6 +288,11 @@ async fn list_all<K: Watched>(api: &Api<K>, page: u32) -> Result<(Vec<Object>, S
         }
         let listed = api.list(&params).await.map_err(|e| e.to_string())?;
         objects.extend(listed.items.iter().map(Watched::object));
+        if objects.len() > objects_max {
+            return Err(format!(
+                "more than {objects_max} objects (metadata.kubernetes.objects_max)"
+            ));
+        }
         token = listed.metadata.continue_.filter(|t| !t.is_empty());
         if token.is_none() {
             let version = listed.metadata.resource_version.unwrap_or_default();
@@ -287,7 +315,7 @@ async fn follow<K: Watched>(
     loop {
         let from = match version.clone() {
             Some(v) => v,
-            None => match list_all(&api, config.page_size).await {
+            None => match list_all(&api, config.page_size, config.objects_max).await {
                 Ok((objects, v)) => {
                     let relist = !std::mem::replace(&mut first, false);
                     if queue
@@ -335,6 +363,8 @@ async fn follow<K: Watched>(
             return;
         }
         let mut stream = std::pin::pin!(stream);
+        let opened = tokio::time::Instant::now();
+        let mut received = 0_u64;
         loop {
             let next = match tokio::time::timeout(idle_max, stream.try_next()).await {
                 Ok(next) => next,
@@ -362,12 +392,19 @@ async fn follow<K: Watched>(
                 Err(e) => Update::Broken(kind, format!("watch: {e}")),
             };
             let broken = matches!(update, Update::Broken(..));
+            received += 1;
             if queue.send(update).await.is_err() {
                 return;
             }
             if broken {
                 break;
             }
+        }
+        if received <= 1 && opened.elapsed() < WATCH_SHORT {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        } else if received > 1 {
+            backoff = Duration::from_secs(1);
         }
     }
 }
@@ -520,6 +557,10 @@ impl Consumer {
                     })
                     .collect();
                 report(Report::Events(self.tracker.relist(pods, at)));
+                report(Report::PodsListed {
+                    held: self.tracker.held_ips(),
+                    at,
+                });
             }
             Kind::Node => {
                 self.tracker.nodes.clear();
@@ -620,5 +661,152 @@ mod tests {
                 .unwrap_err()
                 .starts_with("metadata.kubernetes.cluster")
         );
+    }
+
+    // ---- cold review (issue 17) -------------------------------------
+
+    use std::io::{Read, Write};
+    use std::sync::atomic::AtomicUsize;
+
+    /// A one-response-per-connection HTTP server on loopback: `answer`
+    /// gets the request line and returns the body (JSON, 200).
+    fn serve(answer: impl Fn(&str) -> String + Send + Sync + 'static) -> u16 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answer = Arc::new(answer);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let answer = answer.clone();
+                std::thread::spawn(move || {
+                    let mut request = Vec::new();
+                    let mut byte = [0_u8; 1];
+                    while !request.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut byte) {
+                            Ok(1) => request.push(byte[0]),
+                            _ => return,
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&request);
+                    let line = text.lines().next().unwrap_or_default().to_string();
+                    let body = answer(&line);
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        port
+    }
+
+    fn client(port: u16) -> Client {
+        let config = Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+        Client::try_from(config).unwrap()
+    }
+
+    fn pod_json(n: usize) -> String {
+        format!(
+            r#"{{"metadata":{{"name":"p-{n}","namespace":"x","uid":"u-{n}","resourceVersion":"7"}},"spec":{{"containers":[]}},"status":{{"phase":"Running","podIP":"10.0.{}.{}"}}}}"#,
+            (n / 250) % 250,
+            n % 250 + 1
+        )
+    }
+
+    /// Found by a cold review: a list was never bounded: an API server (broken, or hostile) that
+    /// answers every page with a continue token is listed forever, every
+    /// object kept in memory, and nothing ever reaches the tracker (the
+    /// EC2 poller refuses more than `interfaces_max` interfaces; the pod
+    /// list has no such bound).
+    #[test]
+    fn review_a_list_that_never_ends_is_given_up() {
+        let pages = Arc::new(AtomicUsize::new(0));
+        let served = pages.clone();
+        let port = serve(move |_| {
+            let n = served.fetch_add(1, Ordering::Relaxed);
+            let items: Vec<String> = (0..100).map(|i| pod_json(n * 100 + i)).collect();
+            format!(
+                r#"{{"kind":"PodList","apiVersion":"v1","metadata":{{"resourceVersion":"7","continue":"page-{n}"}},"items":[{}]}}"#,
+                items.join(",")
+            )
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(async {
+            let api = Api::<K8sPod>::all(client(port));
+            tokio::time::timeout(Duration::from_secs(5), list_all(&api, 100, 10_000)).await
+        });
+        let pages = pages.load(Ordering::Relaxed);
+        assert!(
+            result.is_ok(),
+            "still listing after 5 s: {pages} pages, {} pods held in memory",
+            pages * 100
+        );
+    }
+
+    /// Found by a cold review: a watch that the server ends at once (an empty answer, a proxy
+    /// that closes streams, or a stream error) is made again at once: no
+    /// back-off, so a broken API server is called in a tight loop (the
+    /// back-off is only for failed lists and failed watch calls).
+    #[test]
+    fn review_a_watch_that_ends_at_once_is_not_made_again_in_a_tight_loop() {
+        let watches = Arc::new(AtomicUsize::new(0));
+        let counted = watches.clone();
+        let port = serve(move |line| {
+            if line.contains("watch=true") {
+                counted.fetch_add(1, Ordering::Relaxed);
+                String::new()
+            } else {
+                r#"{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"7"},"items":[]}"#
+                    .to_string()
+            }
+        });
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (queue, mut updates) = mpsc::channel(QUEUE_MAX);
+            let task = tokio::spawn(follow(
+                Api::<K8sPod>::all(client(port)),
+                Kind::Pod,
+                KubernetesSourceConfig {
+                    cluster: "c".into(),
+                    ..KubernetesSourceConfig::default()
+                },
+                queue,
+            ));
+            let drain = tokio::spawn(async move { while updates.recv().await.is_some() {} });
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            task.abort();
+            drain.abort();
+        });
+        let watches = watches.load(Ordering::Relaxed);
+        assert!(
+            watches <= 10,
+            "{watches} watch calls in 3 s against a server that ends every watch at once"
+        );
+    }
+
+    /// Found by a cold review: after a restart the tracker starts empty,
+    /// so a pod deleted while trawl was down is in no list and no release:
+    /// a pods list reports what it holds, for the caller to release the
+    /// rest of the cluster's pod addresses the index still has.
+    #[test]
+    fn a_pods_list_reports_what_it_holds() {
+        let mut consumer = Consumer::new("prod-eks");
+        let mut listed = None;
+        let mut report = |r: Report| {
+            if let Report::PodsListed { held, .. } = r {
+                listed = Some(held);
+            }
+        };
+        for kind in KINDS {
+            consumer.take(Update::Listed(kind, Vec::new(), false), &mut report);
+        }
+        assert_eq!(listed, Some(std::collections::BTreeSet::new()));
     }
 }

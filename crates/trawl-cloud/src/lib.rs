@@ -2,13 +2,13 @@
 //! metadata events, with no code written by the user.
 //!
 //! ```text
-//!  aws (the SDK poller: DescribeVpcs, DescribeNetworkInterfaces, DescribeInstances, ECS tasks)
-//!     ─► Inventory (NetworkInterface / Instance / EcsTask values) ─► eni::snapshot
-//!     ─► one `snapshot` event scoped to the polled networks (`within`, minus the pod
-//!        addresses left to Kubernetes: `except`): every address of every interface with
-//!        the workload that owns it, so releases follow from absence
-//!     ─► one `interface` event per interface (for learning from flows)
+//!  aws (the SDK poller: DescribeNetworkInterfaces, DescribeInstances, ECS tasks)
+//!     ─► Inventory (NetworkInterface / Instance / EcsTask values) ─► eni::poll_events
+//!     ─► an assign per listed address (EKS nodes' pod addresses left to Kubernetes)
+//!        and an `interface` event per interface (for learning from flows); the caller
+//!        releases what the same target's previous poll listed and this one does not
 //!     ─► settle::dated_assigns: new owners dated earlier than the poll when the APIs say when
+//!     ─► settle::keep_own_releases: a source releases only addresses it declared
 //!  kubernetes (kube: list + watch nodes, ReplicaSets, Jobs, pods; 410 ─► list again)
 //!     ─► pod::PodTracker: a watch event is an assign or a release of the pod's IPs
 //!        (only the pod that holds an IP releases it); a list releases what it no longer has
@@ -33,8 +33,8 @@ pub mod settle;
 
 pub use ecs::EcsTask;
 pub use eni::{
-    Attached, Instance, Inventory, NetworkInterface, PollOptions, TagKeys, owners_of, snapshot,
-    workload_of,
+    Attached, Instance, Inventory, NetworkInterface, PollEvents, PollOptions, TagKeys, owners_of,
+    poll_events, workload_of,
 };
 pub use pod::{Controllers, NodePlace, OwnerRef, Pod, PodTracker, workload_of_pod};
-pub use settle::{Window, dated_assigns};
+pub use settle::{Dates, Window, dated_assigns, keep_own_releases};

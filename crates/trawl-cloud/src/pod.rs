@@ -145,10 +145,17 @@ pub fn workload_of_pod(
     cluster: &str,
 ) -> Workload {
     let owner = pod.top_owner(controllers);
-    let mut labels = pod.labels.clone();
+    // A workload is the controller's, not one pod's: labels that differ
+    // per pod or per rollout would make every pod a workload of its own
+    // (and the workload table grow forever).
+    let mut labels: BTreeMap<String, String> = pod
+        .labels
+        .iter()
+        .filter(|(k, _)| !PER_POD_LABELS.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     labels.insert("namespace".into(), pod.namespace.clone());
     labels.insert("workload_kind".into(), owner.kind.clone());
-    labels.insert("pod".into(), pod.name.clone());
     Workload {
         app: Some(owner.name),
         cluster: Some(format!("{cluster}/{}", pod.namespace)),
@@ -158,6 +165,29 @@ pub fn workload_of_pod(
         labels,
         ..Workload::default()
     }
+}
+
+/// Labels Kubernetes sets per pod or per rollout, left out of workloads.
+pub const PER_POD_LABELS: [&str; 8] = [
+    "pod-template-hash",
+    "controller-revision-hash",
+    "pod-template-generation",
+    "statefulset.kubernetes.io/pod-name",
+    "apps.kubernetes.io/pod-index",
+    "batch.kubernetes.io/controller-uid",
+    "controller-uid",
+    "batch.kubernetes.io/job-completion-index",
+];
+
+/// Whether `workload` is a pod of the cluster named `cluster` (what its
+/// watcher may release).
+pub fn is_pod_of(workload: &Workload, cluster: &str) -> bool {
+    workload.kind.as_deref() == Some("pod")
+        && workload
+            .cluster
+            .as_deref()
+            .and_then(|c| c.strip_prefix(cluster))
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// What a cluster's watch has said: pods, the controllers above them,
@@ -189,6 +219,11 @@ impl PodTracker {
     /// IPs held now.
     pub fn held(&self) -> usize {
         self.holders.len()
+    }
+
+    /// The IPs held now.
+    pub fn held_ips(&self) -> std::collections::BTreeSet<IpAddr> {
+        self.holders.keys().copied().collect()
     }
 
     /// The events of a watch event on `pod` seen at `at` (`gone`: deleted).
@@ -254,19 +289,27 @@ impl PodTracker {
         }
         let node = pod.node_name.as_ref().and_then(|n| self.nodes.get(n));
         let workload = workload_of_pod(&pod, &self.controllers, node, &self.cluster);
-        let events = pod
-            .ips
-            .iter()
-            .map(|ip| {
-                self.holders.insert(*ip, pod.uid.clone());
-                MetadataEvent::Assign {
-                    ip: *ip,
-                    at,
-                    workload: workload.clone(),
-                    interface_id: None,
-                }
-            })
-            .collect();
+        let had = self
+            .pods
+            .get(&pod.uid)
+            .map(|p| p.ips.clone())
+            .unwrap_or_default();
+        let mut events = Vec::new();
+        for ip in &pod.ips {
+            let taken = self.holders.get(ip).is_some_and(|uid| *uid != pod.uid);
+            if taken && had.contains(ip) {
+                // A newer pod took it since: an update of this one (a lost
+                // node's pod still Running) does not take it back.
+                continue;
+            }
+            self.holders.insert(*ip, pod.uid.clone());
+            events.push(MetadataEvent::Assign {
+                ip: *ip,
+                at,
+                workload: workload.clone(),
+                interface_id: None,
+            });
+        }
         self.pods.insert(pod.uid.clone(), pod);
         events
     }
@@ -476,5 +519,156 @@ mod tests {
             ]
         );
         assert_eq!(tracker.held(), 1);
+    }
+
+    /// Found by a cold review: IP reuse while the old pod's object still says Running: a spot
+    /// node is reclaimed, its ENI deleted, and its pod's address given to
+    /// a new pod on another node, while the old pod stays `Running` in
+    /// the API until the node controller evicts it. Meanwhile the node
+    /// controller updates the old pod's Ready condition (a Modified event,
+    /// same IP, still Running): the tracker hands the address back to the
+    /// old pod, and the old pod's deletion then releases it from under
+    /// the new one, which owns nothing until its next update.
+    #[test]
+    fn review_a_stale_update_of_the_old_pod_does_not_take_back_an_ip_a_newer_pod_holds() {
+        let mut tracker = PodTracker::new("c");
+        let old = pod("old", Some(("StatefulSet", "old")));
+        let new = pod("new", Some(("StatefulSet", "new")));
+        tracker.pod(old.clone(), false, 100);
+        assert_eq!(
+            seen(&tracker.pod(new.clone(), false, 200)),
+            vec![("10.0.3.7".into(), 200, Some("new".into()))]
+        );
+        // Ready=False on the lost node's pod: an update, still Running.
+        let stale = tracker.pod(old.clone(), false, 300);
+        assert!(
+            stale.is_empty(),
+            "the old pod's update took the IP back: {:?}",
+            seen(&stale)
+        );
+        let evicted = tracker.pod(old, true, 400);
+        assert!(
+            evicted.is_empty(),
+            "the old pod's deletion released the new pod's IP: {:?}",
+            seen(&evicted)
+        );
+    }
+
+    /// Found by a cold review: every pod was its own workload (its name, its template hash and
+    /// every label go into the workload), and the index's workload table
+    /// is never pruned: a cluster that runs pods through the same few
+    /// addresses grows the table (and every saved snapshot) by one
+    /// workload per pod forever, and past `WORKLOADS_MAX` every event is
+    /// refused. Here 5,000 pods of one Deployment reuse 10 addresses;
+    /// after maintenance with one day's retention, long past them all,
+    /// 5,000 workloads are still held.
+    #[test]
+    fn review_pods_that_are_long_gone_do_not_stay_in_the_workload_table() {
+        let mut tracker = PodTracker::new("c");
+        let mut controllers = Controllers::new();
+        controllers.insert(
+            ("shop".into(), "ReplicaSet".into(), "web-5f7c9d".into()),
+            OwnerRef {
+                kind: "Deployment".into(),
+                name: "web".into(),
+            },
+        );
+        tracker.controllers = controllers;
+        let mut index = trawl_attrib::AttributionIndex::new(trawl_attrib::IndexConfig {
+            retention_secs: 86_400,
+            wall_clock_secs: Some(2_000_000_000),
+            ..trawl_attrib::IndexConfig::default()
+        });
+        let base = 1_800_000_000;
+        for i in 0..5_000_i64 {
+            let mut p = pod(
+                &format!("web-5f7c9d-{i:05}"),
+                Some(("ReplicaSet", "web-5f7c9d")),
+            );
+            p.labels.insert("pod-template-hash".into(), "5f7c9d".into());
+            p.ips = vec![format!("10.0.3.{}", i % 10).parse().unwrap()];
+            for event in tracker.pod(p.clone(), false, base + 10 * i) {
+                index.apply(&event).unwrap();
+            }
+            for event in tracker.pod(p, true, base + 10 * i + 5) {
+                index.apply(&event).unwrap();
+            }
+        }
+        // A week later: the cluster's other events moved time on.
+        index
+            .apply(&MetadataEvent::Release {
+                ip: "10.9.9.9".parse().unwrap(),
+                at: base + 7 * 86_400,
+            })
+            .unwrap();
+        index.maintain();
+        assert!(
+            index.workloads().len() < 100,
+            "{} workloads held for one Deployment whose pods all ended a week ago",
+            index.workloads().len()
+        );
+    }
+
+    /// Found by a cold review: a release names only the address, so the watcher's late word on a
+    /// pod wipes whoever holds the address by then. The pod's deletion is
+    /// seen late (the relist after the watch expired is stamped when it
+    /// runs, minutes after); meanwhile the node gave the address back to
+    /// the subnet and an EC2 poll listed it as a new instance's. The
+    /// relist's release ends the instance's ownership until the next poll
+    /// (and that poll dates nothing: the address was its own at the poll
+    /// before).
+    #[test]
+    fn review_a_late_pod_release_does_not_end_an_ec2_owner_that_took_the_address_since() {
+        let mut index = trawl_attrib::AttributionIndex::new(trawl_attrib::IndexConfig {
+            wall_clock_secs: Some(2_000_000_000),
+            ..trawl_attrib::IndexConfig::default()
+        });
+        let base = 1_900_000_000;
+        let mut tracker = PodTracker::new("c");
+        for event in tracker.pod(pod("p", Some(("StatefulSet", "db"))), false, base) {
+            index.apply(&event).unwrap();
+        }
+        // The EC2 poll at base + 200 lists 10.0.3.7 on a new instance.
+        index
+            .apply(&MetadataEvent::Snapshot {
+                at: base + 200,
+                owners: vec![trawl_attrib::SnapshotOwner {
+                    ip: "10.0.3.7".parse().unwrap(),
+                    workload: Workload {
+                        app: Some("batch-host".into()),
+                        kind: Some("instance".into()),
+                        ..Workload::default()
+                    },
+                    interface_id: Some("eni-new".into()),
+                }],
+                within: vec!["10.0.0.0/16".parse().unwrap()],
+                except: Vec::new(),
+            })
+            .unwrap();
+        // The watch expired (410); the relist at base + 300 lacks the pod.
+        let declared = |ip: IpAddr, t: Secs| {
+            let answer = index.owner_at(ip, t);
+            (answer.rule == trawl_attrib::Rule::Declared)
+                .then(|| index.workload(answer.owner).cloned())
+                .flatten()
+        };
+        let events = crate::settle::keep_own_releases(
+            tracker.relist(Vec::new(), base + 300),
+            declared,
+            |w| is_pod_of(w, "c"),
+        );
+        for event in events {
+            index.apply(&event).unwrap();
+        }
+        let answer = index.owner_at("10.0.3.7".parse().unwrap(), base + 310);
+        assert_eq!(
+            index
+                .workload(answer.owner)
+                .and_then(|w| w.app.clone())
+                .as_deref(),
+            Some("batch-host"),
+            "the pod's late release ended the instance's ownership ({:?})",
+            answer.rule
+        );
     }
 }

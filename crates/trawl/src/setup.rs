@@ -144,6 +144,15 @@ impl MetadataSection {
         for kubernetes in &self.kubernetes {
             kubernetes.validate()?;
         }
+        let mut names = std::collections::BTreeSet::new();
+        for target in self.aws.iter().flat_map(AwsSourceConfig::targets) {
+            if !names.insert(target.name()) {
+                return Err(format!(
+                    "metadata.aws: {} is polled by two sources (they would share its position and its place in the horizon): list every VPC of it in one source's vpc_ids",
+                    target.name()
+                ));
+            }
+        }
         for aws in &self.aws {
             aws.validate()?;
             if pipeline.hold_secs < aws.poll_secs + 10 {
@@ -518,6 +527,20 @@ mod tests {
         let config: Config = toml::from_str(text).expect("parses");
         let error = config.metadata.validate(&config.pipeline).unwrap_err();
         assert!(error.starts_with("pipeline.hold_secs = 30"), "{error}");
+    }
+
+    /// Found by a cold review: two sources of one region and account
+    /// shared a position and a place in the horizon.
+    #[test]
+    fn two_sources_of_one_region_and_account_are_refused() {
+        let text = "[[metadata.aws]]\nregions = [\"us-east-1\"]\nvpc_ids = [\"vpc-a\"]\n\
+                    [[metadata.aws]]\nregions = [\"us-east-1\"]\nvpc_ids = [\"vpc-b\"]\n";
+        let config: Config = toml::from_str(text).expect("parses");
+        let error = config.metadata.validate(&config.pipeline).unwrap_err();
+        assert!(
+            error.contains("aws:default/us-east-1 is polled by two sources"),
+            "{error}"
+        );
     }
 
     #[test]

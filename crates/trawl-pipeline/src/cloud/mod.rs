@@ -5,13 +5,16 @@
 //!
 //! ```text
 //!  aws thread (one per [[metadata.aws]]) ─ every poll_secs, per region × account:
-//!     trawl_cloud::aws poll ─► snapshot at the poll's time (scoped to the VPCs' CIDRs)
+//!     trawl_cloud::aws poll ─► an assign per listed address at the time the listing began
 //!        + assigns dated earlier by trawl_cloud::settle (attach time, or just after the
-//!          poll that saw the address free) ─► index, position cloud:aws:ACCOUNT/REGION = at
+//!          poll that saw the address free) + a release of what the target's previous poll
+//!          listed and this one does not (still its own) ─► index,
+//!          position cloud:aws:ACCOUNT/REGION = "at accounts"
 //!  kubernetes thread (one per [[metadata.kubernetes]]) ─ list + watch pods:
 //!     assign / release at the time each event is seen ─► index
 //!  every source vouches for the time it has seen everything up to; the horizon moves to
-//!  the oldest of them (CloudHorizon), so a flow whose address is unknown past it is held
+//!  the oldest of them and no further (CloudHorizon, AttributionIndex::cap_horizon), so a
+//!  flow whose address is unknown past it is held
 //! ```
 //!
 //! Observation time: a change is applied at the time a poll (or a watch
@@ -89,9 +92,34 @@ impl CloudHorizon {
         }
     }
 
+    /// The oldest time every source has seen up to (0 while one has seen
+    /// nothing); none without sources.
+    pub fn oldest(&self) -> Option<Secs> {
+        let seen = self.lock();
+        (!seen.is_empty()).then(|| seen.values().map(|t| t.unwrap_or(0)).min().unwrap_or(0))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<Secs>>> {
         self.seen.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Records that `source` has seen everything up to `at`: the index's
+/// horizon may move to the oldest time every cloud source has seen, and
+/// no further whatever other sources vouch for (a flow past it may belong
+/// to an address only the slowest source's next poll names).
+pub fn vouch(index: &mut AttributionIndex, horizon: &CloudHorizon, source: &str, at: Secs) {
+    if let Some(t) = horizon.seen(source, at) {
+        index.advance_horizon(t);
+    }
+    index.cap_horizon(horizon.oldest());
+}
+
+/// Registers `source` with `horizon` and caps the index's horizon until
+/// it has seen its inventory once.
+pub fn register(index: &mut AttributionIndex, horizon: &CloudHorizon, source: &str) {
+    horizon.register(source);
+    index.cap_horizon(horizon.oldest());
 }
 
 /// The owner metadata declared for `ip` at `t` (not learned, not a prefix).
@@ -151,14 +179,14 @@ const GAUGES: [(&str, &str); 3] = [
 ];
 
 impl CloudStats {
-    /// Adds `n` to `source`'s counter `name` (one of [`COUNTERS`]).
+    /// Adds `n` to `source`'s counter `name` (one of the `trawl_cloud_*_total` counters).
     pub fn add(&self, source: &str, name: &'static str, n: u64) {
         debug_assert!(COUNTERS.iter().any(|(c, _)| *c == name), "{name}");
         let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
         *counters.entry((source.to_string(), name)).or_default() += n;
     }
 
-    /// Sets `source`'s gauge `name` (one of [`GAUGES`]).
+    /// Sets `source`'s gauge `name` (one of the `trawl_cloud_*` gauges).
     pub fn set(&self, source: &str, name: &'static str, value: u64) {
         debug_assert!(GAUGES.iter().any(|(g, _)| *g == name), "{name}");
         let mut gauges = self.gauges.lock().unwrap_or_else(PoisonError::into_inner);
@@ -259,6 +287,58 @@ mod tests {
         assert!(
             !m.contains("trawl_cloud_relists_total"),
             "no sample, no metric"
+        );
+    }
+
+    /// Found by a cold review: the horizon waited for the slowest cloud source only in
+    /// `CloudHorizon`: the index's own horizon is the newest event minus
+    /// the reorder window (15 min), and every other source's polls move
+    /// the newest event. A target whose polls fail for more than the
+    /// window (its API down, throttled, backing off up to 10 min a
+    /// poll), or polls less often than the window (`poll_secs` up to a
+    /// day is accepted; only `hold_secs` is checked against it), has its
+    /// new addresses' flows settled, and stored, as unknown before its
+    /// next poll can name them.
+    #[test]
+    fn review_a_flow_is_not_settled_before_the_slowest_cloud_source_has_seen_it() {
+        use trawl_attrib::{IndexConfig, MetadataEvent, SnapshotOwner};
+        let base: Secs = 1_900_000_000;
+        let mut index = AttributionIndex::new(IndexConfig {
+            wall_clock_secs: Some(2_000_000_000),
+            ..IndexConfig::default()
+        });
+        let horizon = CloudHorizon::default();
+        horizon.register("aws:default/us-east-1");
+        horizon.register("aws:default/eu-west-1");
+        let poll = |at: Secs, net: &str, ip: &str| MetadataEvent::Snapshot {
+            at,
+            owners: vec![SnapshotOwner {
+                ip: ip.parse().unwrap(),
+                workload: Workload {
+                    app: Some(net.into()),
+                    ..Workload::default()
+                },
+                interface_id: None,
+            }],
+            within: vec![net.parse().unwrap()],
+            except: Vec::new(),
+        };
+        // eu-west-1's last good poll; its API then fails for 20 minutes.
+        index.apply(&poll(base, "10.2.0.0/16", "10.2.0.1")).unwrap();
+        vouch(&mut index, &horizon, "aws:default/eu-west-1", base);
+        // us-east-1 polls every minute meanwhile.
+        for minute in 0..=20 {
+            let at = base + 60 * minute;
+            index.apply(&poll(at, "10.1.0.0/16", "10.1.0.1")).unwrap();
+            vouch(&mut index, &horizon, "aws:default/us-east-1", at);
+        }
+        // A flow of an instance eu-west-1 launched at base + 100.
+        let answer = index.owner_at("10.2.0.77".parse().unwrap(), base + 100);
+        assert!(
+            !answer.settled,
+            "settled as {:?} though eu-west-1 has seen nothing after {base} (horizon {})",
+            answer.rule,
+            index.horizon()
         );
     }
 }
