@@ -376,6 +376,15 @@ async fn clients_of(config: &AwsSourceConfig, target: Target) -> Clients {
 
 /// The SDK settings of a target (credentials: the default chain).
 fn loader(config: &AwsSourceConfig, target: &Target) -> aws_config::ConfigLoader {
+    sdk_loader(&target.region, config.endpoint_url.as_deref())
+}
+
+/// trawl's settings for an AWS SDK client of `region`: rustls on ring (no
+/// aws-lc C build), every call bounded (5 s to connect, 10 s an attempt,
+/// 30 s an operation: an endpoint that takes the connection and never
+/// answers must not hold a reader or the shutdown), the usual credential
+/// chain, and another endpoint if given (tests, compatible services).
+pub fn sdk_loader(region: &str, endpoint_url: Option<&str>) -> aws_config::ConfigLoader {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
         .build_https();
@@ -385,10 +394,10 @@ fn loader(config: &AwsSourceConfig, target: &Target) -> aws_config::ConfigLoader
         .operation_timeout(Duration::from_secs(30))
         .build();
     let loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(target.region.clone()))
+        .region(Region::new(region.to_string()))
         .timeout_config(timeouts)
         .http_client(http);
-    match &config.endpoint_url {
+    match endpoint_url {
         Some(url) => loader.endpoint_url(url),
         None => loader,
     }

@@ -276,10 +276,7 @@ impl Pipeline {
     /// [`crate::kafka`]).
     pub fn add_kafka(&self, config: KafkaSourceConfig) -> Result<(), PipelineError> {
         let source = KafkaSource::start(self.cx.clone(), config, self.stop.clone())?;
-        self.background
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(source.into_thread());
+        self.keep(source.into_thread());
         Ok(())
     }
 
@@ -287,10 +284,7 @@ impl Pipeline {
     /// shutdown (see [`crate::kinesis`]).
     pub fn add_kinesis(&self, config: KinesisSourceConfig) -> Result<(), PipelineError> {
         let source = KinesisSource::start(self.cx.clone(), config, self.stop.clone())?;
-        self.background
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(source.into_thread());
+        self.keep(source.into_thread());
         Ok(())
     }
 
@@ -300,10 +294,7 @@ impl Pipeline {
     pub fn add_kafka_metadata(&self, config: KafkaMetadataConfig) -> Result<(), PipelineError> {
         let id = self.store_id()?;
         let source = KafkaMetadataSource::start(self.cx.clone(), config, id, self.stop.clone())?;
-        self.background
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(source.into_thread());
+        self.keep(source.into_thread());
         Ok(())
     }
 
@@ -324,10 +315,7 @@ impl Pipeline {
             self.stop.clone(),
         )
         .map_err(PipelineError::Cloud)?;
-        self.background
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(source.into_thread());
+        self.keep(source.into_thread());
         Ok(())
     }
 
@@ -344,10 +332,7 @@ impl Pipeline {
             self.stop.clone(),
         )
         .map_err(PipelineError::Cloud)?;
-        self.background
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(source.into_thread());
+        self.keep(source.into_thread());
         Ok(())
     }
 
@@ -372,6 +357,14 @@ impl Pipeline {
         }
         sinks.push(KafkaSink::start(self.cx.clone(), config, id)?);
         Ok(())
+    }
+
+    /// Keeps a background thread, joined at shutdown.
+    fn keep(&self, handle: JoinHandle<()>) {
+        self.background
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(handle);
     }
 
     /// The data directory's id (made the first time; see `kafka`).

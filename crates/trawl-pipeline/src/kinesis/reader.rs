@@ -10,13 +10,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use aws_sdk_kinesis::Client;
-use aws_sdk_kinesis::config::timeout::TimeoutConfig;
-use aws_sdk_kinesis::config::{BehaviorVersion, Region};
 use aws_sdk_kinesis::error::{DisplayErrorContext, SdkError};
 use aws_sdk_kinesis::operation::get_records::{GetRecordsError, GetRecordsOutput};
 use aws_sdk_kinesis::operation::get_shard_iterator::GetShardIteratorError;
 use aws_sdk_kinesis::types::ShardIteratorType;
-use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use tokio::runtime::Runtime;
 use trawl_flowlog::{DecodeOptions, LogFormat};
 
@@ -112,26 +109,9 @@ impl KinesisSource {
     }
 }
 
-/// A client over rustls (ring), with the usual credential chain
-/// (environment, profile, IMDS) and the configured endpoint.
+/// A client with trawl's SDK settings (`trawl_cloud::aws::sdk_loader`).
 async fn client_of(config: &KinesisSourceConfig) -> Client {
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    // An endpoint that takes the connection and never answers must not
-    // hold the reader (every shard) or the shutdown.
-    let timeouts = TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(5))
-        .operation_attempt_timeout(Duration::from_secs(10))
-        .operation_timeout(Duration::from_secs(30))
-        .build();
-    let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .region(Region::new(config.region.clone()))
-        .timeout_config(timeouts)
-        .http_client(http);
-    if let Some(url) = &config.endpoint_url {
-        loader = loader.endpoint_url(url);
-    }
+    let loader = trawl_cloud::aws::sdk_loader(&config.region, config.endpoint_url.as_deref());
     Client::new(&loader.load().await)
 }
 
