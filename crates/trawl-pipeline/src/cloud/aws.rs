@@ -156,15 +156,12 @@ impl Poller {
             let saved = Position::decode(index.source_position(&key));
             // The accounts whose addresses this target declares: its
             // role's, those its interfaces name, those it named before.
-            let accounts: BTreeSet<String> = polled
+            let listed_owners = polled
                 .inventory
                 .interfaces
                 .iter()
-                .filter_map(|e| e.owner_id.clone())
-                .chain(target.account.clone())
-                .chain(saved.accounts)
-                .take(ACCOUNTS_MAX)
-                .collect();
+                .map(|e| e.owner_id.clone());
+            let accounts = accounts_of(target.account.clone(), saved.accounts, listed_owners);
             let own = |w: &Workload| is_own(w, &target.region, &accounts);
             let previous = match &target.listed {
                 Some(previous) => previous.clone(),
@@ -211,6 +208,24 @@ impl Poller {
 
 /// Most accounts a target's position remembers.
 const ACCOUNTS_MAX: usize = 64;
+
+/// The accounts whose addresses a target declares: its role's and those it
+/// named before first (they are kept when the bound is reached), then those
+/// its interfaces name; at most [`ACCOUNTS_MAX`] distinct ones.
+fn accounts_of(
+    role: Option<String>,
+    saved: Vec<String>,
+    listed: impl Iterator<Item = Option<String>>,
+) -> BTreeSet<String> {
+    let mut accounts = BTreeSet::new();
+    for account in role.into_iter().chain(saved).chain(listed.flatten()) {
+        if accounts.len() >= ACCOUNTS_MAX {
+            break;
+        }
+        accounts.insert(account);
+    }
+    accounts
+}
 
 /// A target's position in the index (`cloud:aws:ACCOUNT/REGION`), saved
 /// with the ownership it declared: when its last poll's listing began,
@@ -620,5 +635,24 @@ mod tests {
         // The form before accounts were kept: the time alone.
         assert_eq!(Position::decode(Some("1900000000")).at, Some(1_900_000_000));
         assert_eq!(Position::decode(None), Position::default());
+    }
+
+    /// The bound counted interfaces, not accounts: with 64 interfaces or
+    /// more, the role's account and those saved were cut off.
+    #[test]
+    fn the_role_and_saved_accounts_are_kept_past_many_interfaces() {
+        let listed = (0..10_000).map(|_| Some("111111111111".to_string()));
+        let accounts = accounts_of(
+            Some("222222222222".into()),
+            vec!["333333333333".into()],
+            listed,
+        );
+        let want: BTreeSet<String> = ["111111111111", "222222222222", "333333333333"]
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(accounts, want);
+        let many = (0..100).map(|n| Some(format!("{n:012}")));
+        assert_eq!(accounts_of(None, Vec::new(), many).len(), ACCOUNTS_MAX);
     }
 }
