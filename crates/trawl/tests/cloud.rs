@@ -54,6 +54,21 @@ const CREDENTIALS: [(&str, &str); 3] = [
     ("AWS_REGION", "us-east-1"),
 ];
 
+/// `trawl run` with `config`, its data in `dir/data`, its stderr in `log`.
+fn run_trawl(dir: &Path, config: &Path, env: &[(&str, &str)], log: &Path) -> Server {
+    let data = dir.join("data");
+    let args = [
+        "run",
+        "--config",
+        path(config),
+        "--data-dir",
+        path(&data),
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    Server::start_logging(&args, env, None, std::fs::File::create(log).unwrap())
+}
+
 /// (src_app, dst_app) → flows, from a `[{src_app, dst_app, flows}]` answer.
 type Pairs = BTreeMap<(Option<String>, Option<String>), u64>;
 
@@ -178,20 +193,7 @@ fn an_ec2_and_ecs_estate_churned_between_polls_is_attributed_as_it_was() {
     .unwrap();
     std::fs::create_dir_all(out.join("flows")).unwrap();
     let log = dir.path().join("trawl.log");
-    let server = Server::start_logging(
-        &[
-            "run",
-            "--config",
-            path(&config),
-            "--data-dir",
-            path(&dir.path().join("data")),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &CREDENTIALS,
-        None,
-        std::fs::File::create(&log).unwrap(),
-    );
+    let server = run_trawl(dir.path(), &config, &CREDENTIALS, &log);
     std::fs::write(&go, "").unwrap();
     let status = estate.wait().unwrap();
     assert!(status.success(), "moto_estate.py failed: {status}");
@@ -321,20 +323,7 @@ fn pods_listed_and_watched_own_their_ips_through_reuse_a_resumed_watch_and_a_410
     )
     .unwrap();
     let log = dir.path().join("trawl.log");
-    let server = Server::start_logging(
-        &[
-            "run",
-            "--config",
-            path(&config),
-            "--data-dir",
-            path(&dir.path().join("data")),
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-        None,
-        std::fs::File::create(&log).unwrap(),
-    );
+    let server = run_trawl(dir.path(), &config, &[], &log);
     let logged = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_for("the scenario's end", Duration::from_secs(120), || {
         fake_state(port)["done"] == true
