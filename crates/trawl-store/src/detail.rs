@@ -150,12 +150,7 @@ struct ActivePart {
 
 impl Default for ActivePart {
     fn default() -> Self {
-        ActivePart {
-            time: Vec::with_capacity(PART_ROWS),
-            fields: Field::ALL.iter().map(|_| None).collect(),
-            enrichment: Vec::with_capacity(PART_ROWS),
-            bytes: 0,
-        }
+        ActivePart::with_capacity(PART_ROWS)
     }
 }
 
@@ -184,6 +179,15 @@ impl std::fmt::Debug for DetailBucket {
 }
 
 impl ActivePart {
+    fn with_capacity(rows: usize) -> Self {
+        ActivePart {
+            time: Vec::with_capacity(rows),
+            fields: Field::ALL.iter().map(|_| None).collect(),
+            enrichment: Vec::with_capacity(rows),
+            bytes: 0,
+        }
+    }
+
     fn add(&mut self, start: u32, record: &FlowRecord<'_>, dims: &[u32; DIM_COUNT]) {
         let row = self.time.len();
         self.time.push(i64::from(start));
@@ -244,6 +248,16 @@ fn columns(
 }
 
 impl DetailBucket {
+    /// An empty bucket with room for `rows` rows before it grows (at most
+    /// a part's worth): for a batch's rows, where a part's capacity would
+    /// be megabytes allocated for a few rows.
+    pub fn with_capacity(rows: usize) -> Self {
+        DetailBucket {
+            frozen: Vec::new(),
+            active: ActivePart::with_capacity(rows.min(PART_ROWS)),
+        }
+    }
+
     /// Adds one record starting at `start` with its dimension codes.
     pub fn add(
         &mut self,
@@ -316,6 +330,24 @@ impl DetailBucket {
     }
 }
 
+impl DetailBucket {
+    /// [`to_batches`](Self::to_batches), taking the rows instead of
+    /// copying the active part.
+    pub fn into_batches(
+        mut self,
+        schema: &SchemaRef,
+        dictionary: &Arc<StringArray>,
+    ) -> Result<Vec<RecordBatch>, ArrowError> {
+        if !self.active.time.is_empty() {
+            self.freeze(schema);
+        }
+        self.frozen
+            .into_iter()
+            .map(|part| batch(schema, part.columns, &part.enrichment, dictionary))
+            .collect()
+    }
+}
+
 /// A batch from `time` + field columns and the enrichment codes.
 fn batch(
     schema: &SchemaRef,
@@ -383,6 +415,13 @@ mod tests {
         assert_eq!(vpc.null_count(), PART_ROWS - 1);
         assert!(batches[0].column_by_name("vpc_id").unwrap().null_count() == PART_ROWS);
         assert!(bucket.memory_bytes() >= rows * 8);
+        let taken = bucket.into_batches(&schema, &dictionary).unwrap();
+        assert_eq!(
+            taken, batches,
+            "taking the rows gives what copying them does"
+        );
+        let small = DetailBucket::with_capacity(3);
+        assert!(small.active.time.capacity() < PART_ROWS);
     }
 
     #[test]

@@ -22,7 +22,9 @@
 //! codes), [`rollup`] and [`detail`] (open buckets), [`distinct`] (how
 //! many rows a regroup leaves), [`schema`], [`segment`]
 //! (Parquet files), [`manifest`] (durable state), [`store`] (the data flow),
-//! [`sql`] (DataFusion), [`route`] (answering from a coarser rollup).
+//! [`sql`] (DataFusion), [`route`] (answering from a coarser rollup),
+//! `tail` (the live feed of stored `flows` rows and its SQL filter:
+//! [`TailFeed`], [`TailFilter`]).
 
 pub mod commit;
 pub mod detail;
@@ -39,6 +41,7 @@ pub mod segment;
 pub mod segment_cache;
 pub mod sql;
 pub mod store;
+mod tail;
 
 pub use commit::SealJob;
 pub use dims::{Dim, service_port};
@@ -48,6 +51,10 @@ pub use rollup::Measures;
 pub use schema::RollupSpec;
 pub use segment_cache::{CacheStats, SegmentCache};
 pub use store::CompactionJob;
+pub use tail::{
+    FILTER_BYTES_MAX, RecvError, TAIL_BATCHES_MAX, TailError, TailFeed, TailFilter,
+    TailSubscription, TryRecvError,
+};
 
 pub use readonly::Refusal;
 pub use sql::{

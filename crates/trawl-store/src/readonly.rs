@@ -184,6 +184,8 @@ fn plan_refusal(message: &str) -> String {
     tail.trim().to_string()
 }
 
+/// The name of the function `expr` calls, when it is one of
+/// [`FUNCTIONS_DENIED`].
 fn denied_function(expr: &Expr) -> Option<&str> {
     let name = match expr {
         Expr::ScalarFunction(f) => f.name(),

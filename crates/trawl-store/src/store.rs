@@ -24,6 +24,11 @@
 //! segments of a chunk once the watermark has passed it (or once it has too
 //! many), and applies each table's retention.
 //!
+//! While someone listens to the live tail ([`Store::tail_subscribe`]),
+//! each batch's stored flows are also built as `flows` rows and sent to
+//! the listeners (`tail.rs`); otherwise that costs one relaxed atomic load
+//! per batch.
+//!
 //! Open rows live in shards (`store/shard.rs`): writers on several threads
 //! add at once under the store's shared lock, each to a shard no other
 //! writer holds; a seal writes each shard's rows of a chunk as a segment
@@ -71,6 +76,7 @@ use crate::rollup::{Measures, RollupBucket, RollupLayout, regrain};
 use crate::schema::{RollupSpec, detail_schema, text_type};
 use crate::segment::read_segment;
 use crate::segment_cache::SegmentCache;
+use crate::tail::{TailFeed, TailRows, TailSubscription};
 pub use compact::CompactionJob;
 use shard::{Shard, Shards, lock};
 
@@ -414,6 +420,9 @@ pub struct Store {
     /// others): set by the first query engine that asks, so a load with no
     /// queries keeps no copies.
     cache_written: std::sync::atomic::AtomicBool,
+    /// The live tail of stored `flows` rows (`tail.rs`): fed by
+    /// [`Store::add_batch`] only while someone listens.
+    tail: Arc<TailFeed>,
 }
 
 impl Store {
@@ -477,6 +486,7 @@ impl Store {
             sealing: Arc::from([]),
             segment_cache: Arc::new(SegmentCache::new(config.segment_cache_bytes_max)),
             cache_written: std::sync::atomic::AtomicBool::new(false),
+            tail: Arc::new(TailFeed::new()),
             config,
         };
         store.cache_segments(&[]);
@@ -722,6 +732,10 @@ impl Store {
         };
         shard.stats.future_records += future;
         let mut dropped: Vec<(&str, u32)> = Vec::new();
+        // The live tail's rows: the flows `flows` keeps (or would keep, when
+        // disabled), built only while someone listens (`tail.rs`).
+        let mut tail = TailRows::start(&self.tail, flows.len());
+        let tail_floor = watermark.saturating_sub(self.detail.spec.retention_secs);
         for flow in flows {
             let Some(start) = flow.record.start().and_then(|s| u32::try_from(s).ok()) else {
                 shard.stats.records_without_time += 1;
@@ -742,6 +756,16 @@ impl Store {
                 watermark,
             };
             self.add_one(&mut shard, &added, &mut dropped);
+            if let Some(tail) = tail.as_mut()
+                && start >= tail_floor
+            {
+                tail.add(start, flow.record, &dims, &self.detail.schema);
+            }
+        }
+        if let Some(tail) = tail {
+            // Taken while the shard is held: every code the rows use is interned.
+            let dictionary = lock(&self.dict).values();
+            tail.send(&self.tail, &self.detail.schema, &dictionary);
         }
         // Noted before the shard is let go: a query that sees this batch's
         // rows also sees which tables left some of them out.
@@ -850,6 +874,17 @@ impl Store {
             }
         }
         shard.stats.expired_records += u64::from(expired);
+    }
+
+    /// A new listener of the live tail: batches of the `flows` schema with
+    /// the rows of every flow stored from now on (see `tail.rs`).
+    pub fn tail_subscribe(&self) -> TailSubscription {
+        self.tail.subscribe()
+    }
+
+    /// The live tail's feed, to subscribe without holding the store.
+    pub fn tail_feed(&self) -> Arc<TailFeed> {
+        self.tail.clone()
     }
 
     /// Approximate bytes held by open buckets (as their writers last
