@@ -3,7 +3,9 @@
 //! nests this section in its config file and `trawl.example.toml` lists
 //! each option with a line of docs.
 //!
-//! Invariants [`ServerConfig::validate`] keeps: every limit is at least 1,
+//! Invariants [`ServerConfig::validate`] keeps: every limit is at least 1
+//! (the live tail's two at most [`TAIL_ROWS_PER_SEC_LIMIT`] and
+//! [`TAIL_STREAM_SECS_LIMIT`]),
 //! TLS has both halves or neither, configured token hashes are 64 hex
 //! digits, and allowed origins are `scheme://host[:port]` without a path.
 
@@ -64,6 +66,13 @@ pub struct ServerConfig {
     /// Longest a write may wait for the client to read (seconds); past it
     /// the connection is closed (a client that never reads holds no slot).
     pub write_timeout_secs: u64,
+    /// Live tail streams (`GET /api/v1/tail`) open at once; past it: 429.
+    pub tail_streams_max: usize,
+    /// Most flows one tail stream sends a second (a client may ask for
+    /// fewer); the rest are counted as skipped.
+    pub tail_rows_per_sec_max: usize,
+    /// Longest a tail stream stays open (seconds); the client reconnects.
+    pub tail_stream_secs_max: u64,
 }
 
 impl Default for ServerConfig {
@@ -91,9 +100,19 @@ impl Default for ServerConfig {
             body_read_timeout_secs: 30,
             request_timeout_secs: 300,
             write_timeout_secs: 30,
+            tail_streams_max: 8,
+            tail_rows_per_sec_max: 200,
+            tail_stream_secs_max: 3600,
         }
     }
 }
+
+/// Highest `tail_rows_per_sec_max`: a stream keeps a quarter second's
+/// rows in memory, and a terminal or page cannot show more anyway.
+pub const TAIL_ROWS_PER_SEC_LIMIT: u64 = 100_000;
+
+/// Highest `tail_stream_secs_max` (30 days).
+pub const TAIL_STREAM_SECS_LIMIT: u64 = 30 * 86_400;
 
 /// A `[server]` option that cannot work, named.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +145,9 @@ impl ServerConfig {
             ),
             ("request_timeout_secs", self.request_timeout_secs as usize),
             ("write_timeout_secs", self.write_timeout_secs as usize),
+            ("tail_streams_max", self.tail_streams_max),
+            ("tail_rows_per_sec_max", self.tail_rows_per_sec_max),
+            ("tail_stream_secs_max", self.tail_stream_secs_max as usize),
             ("queries_max", self.queries_max.unwrap_or(1)),
             (
                 "query_memory_bytes_max",
@@ -137,6 +159,25 @@ impl ServerConfig {
                 return Err(ConfigError {
                     option,
                     problem: "must be at least 1".into(),
+                });
+            }
+        }
+        for (option, value, max) in [
+            (
+                "tail_rows_per_sec_max",
+                self.tail_rows_per_sec_max as u64,
+                TAIL_ROWS_PER_SEC_LIMIT,
+            ),
+            (
+                "tail_stream_secs_max",
+                self.tail_stream_secs_max,
+                TAIL_STREAM_SECS_LIMIT,
+            ),
+        ] {
+            if value > max {
+                return Err(ConfigError {
+                    option,
+                    problem: format!("must be at most {max}"),
                 });
             }
         }
@@ -224,6 +265,36 @@ mod tests {
         };
         let error = config.validate().expect_err("refused").to_string();
         assert!(error.contains("result_rows_max"), "{error}");
+    }
+
+    #[test]
+    fn tail_limits_are_bounded_on_both_sides() {
+        for (config, option) in [
+            (
+                ServerConfig {
+                    tail_streams_max: 0,
+                    ..ServerConfig::default()
+                },
+                "tail_streams_max",
+            ),
+            (
+                ServerConfig {
+                    tail_rows_per_sec_max: TAIL_ROWS_PER_SEC_LIMIT as usize + 1,
+                    ..ServerConfig::default()
+                },
+                "tail_rows_per_sec_max",
+            ),
+            (
+                ServerConfig {
+                    tail_stream_secs_max: u64::MAX,
+                    ..ServerConfig::default()
+                },
+                "tail_stream_secs_max",
+            ),
+        ] {
+            let error = config.validate().expect_err(option).to_string();
+            assert!(error.contains(option), "{error}");
+        }
     }
 
     #[test]

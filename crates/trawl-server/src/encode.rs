@@ -1,11 +1,13 @@
 //! Query answers as bytes: JSON (an array of row objects, nulls written
 //! out), CSV (with a header), Arrow IPC stream, or a text table for
-//! terminals. Shared by the HTTP API and `trawl query`.
+//! terminals. Shared by the HTTP API and `trawl query`; the live tail
+//! sends its rows as [`json_rows`], the same objects JSON answers hold.
 
+use arrow::array::RecordBatch;
 use arrow::csv::WriterBuilder as CsvWriterBuilder;
 use arrow::error::ArrowError;
 use arrow::ipc::writer::StreamWriter;
-use arrow::json::writer::{JsonArray, WriterBuilder as JsonWriterBuilder};
+use arrow::json::writer::{JsonArray, LineDelimited, WriterBuilder as JsonWriterBuilder};
 use trawl_store::QueryResult;
 
 /// An output format.
@@ -83,6 +85,23 @@ impl std::io::Write for CappedVec {
     }
 }
 
+/// How rows become JSON objects: every column named, nulls written out.
+fn json_writer() -> JsonWriterBuilder {
+    JsonWriterBuilder::new().with_explicit_nulls(true)
+}
+
+/// Each row of `batch` as a JSON object, encoded as [`Format::Json`]
+/// answers encode it.
+pub fn json_rows(batch: &RecordBatch) -> Result<Vec<String>, ArrowError> {
+    let mut out = Vec::new();
+    let mut writer = json_writer().build::<_, LineDelimited>(&mut out);
+    writer.write(batch)?;
+    writer.finish()?;
+    drop(writer);
+    let text = String::from_utf8(out).map_err(|e| ArrowError::JsonError(e.to_string()))?;
+    Ok(text.lines().map(str::to_string).collect())
+}
+
 /// Encodes `result` in `format`.
 pub fn encode(result: &QueryResult, format: Format) -> Result<Vec<u8>, ArrowError> {
     encode_within(result, format, usize::MAX).map_err(|e| match e {
@@ -119,9 +138,7 @@ fn encode_into(
     let batches: Vec<_> = result.batches.iter().collect();
     match format {
         Format::Json => {
-            let mut writer = JsonWriterBuilder::new()
-                .with_explicit_nulls(true)
-                .build::<_, JsonArray>(&mut *out);
+            let mut writer = json_writer().build::<_, JsonArray>(&mut *out);
             writer.write_batches(&batches)?;
             writer.finish()?;
             drop(writer);

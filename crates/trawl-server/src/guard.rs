@@ -7,6 +7,10 @@
 //! 2. **Origin** (cross-site requests): absent (not a browser, or a
 //!    same-origin navigation), the server's own origin, or a `[server]
 //!    allowed_origins` entry; otherwise `403`. `Origin: null` is foreign.
+//!    A request a browser marks `Sec-Fetch-Site: cross-site` or `same-site`
+//!    with no Origin (a `no-cors` fetch, an `<img>`: the page cannot read
+//!    the answer, but the server would still do the work) is refused too,
+//!    except following a link to the UI's page ([`cross_site_allowed`]).
 //! 3. **Token** ([`Policy::role`]): with tokens configured, `Authorization:
 //!    Bearer …` must carry a known token of the route's role (`401` without
 //!    one, `403` with too small a role). Without tokens (loopback only,
@@ -61,10 +65,14 @@ pub const FLOW_TYPES: &[&str] = &[
 /// a stranger nothing either).
 pub fn policy(path: &str, metrics_open: bool) -> Policy {
     let (role, content_types): (Option<Role>, &'static [&'static str]) = match path {
-        "/" | "/app.js" | "/app.css" | "/health" | "/api/v1/health" => (None, &[]),
+        "/" | "/health" | "/api/v1/health" => (None, &[]),
+        // The UI's own files hold no data (their queries need the read role).
+        ui if ui.starts_with(crate::assets::UI_PREFIX) => (None, &[]),
         "/metrics" if metrics_open => (None, &[]),
         "/metrics" => (Some(Role::Read), &[]),
         "/api/v1/sql" => (Some(Role::Read), JSON_TYPES),
+        // GETs: the token must be in `Authorization` (never in the URL).
+        "/api/v1/tail" | "/api/v1/whois" => (Some(Role::Read), &[]),
         "/api/v1/flows" => (Some(Role::Write), FLOW_TYPES),
         "/api/v1/metadata" => (Some(Role::Write), METADATA_TYPES),
         // Firehose authenticates in its handler (its own header and error shape).
@@ -160,6 +168,7 @@ fn check(state: &AppState, request: &Request<Body>) -> Result<(), Refused> {
             ));
         }
     }
+    cross_site_allowed(headers, request.uri().path())?;
     let policy = policy(request.uri().path(), state.config.metrics_open);
     if let Some(role) = policy.role {
         authorize(state, headers, role)?;
@@ -168,6 +177,30 @@ fn check(state: &AppState, request: &Request<Body>) -> Result<(), Refused> {
         check_content_type(headers, policy.content_types)?;
     }
     Ok(())
+}
+
+/// Refuses what a browser sends on behalf of a page of another site
+/// without an Origin header (a `no-cors` fetch, an `<img>`): such a page
+/// cannot read the answer, but it could still make the server work (run a
+/// tail filter, a whois). Browsers mark every request with
+/// `Sec-Fetch-Site`; requests from other sites that carry an Origin were
+/// checked above (allowed origins pass), and following a link to the UI's
+/// page is allowed. Clients other than browsers send no such header.
+pub fn cross_site_allowed(headers: &HeaderMap, path: &str) -> Result<(), Refused> {
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    if !matches!(site, Some("cross-site" | "same-site")) || headers.contains_key(header::ORIGIN) {
+        return Ok(());
+    }
+    let navigation = headers
+        .get("sec-fetch-mode")
+        .is_some_and(|m| m.as_bytes() == b"navigate");
+    if navigation && (path == "/" || path.starts_with(crate::assets::UI_PREFIX)) {
+        return Ok(());
+    }
+    Err(Refused::new(
+        StatusCode::FORBIDDEN,
+        "a request a page of another site sent without an Origin is not served",
+    ))
 }
 
 fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
@@ -284,6 +317,47 @@ mod tests {
     }
 
     #[test]
+    fn pages_of_other_sites_cannot_make_the_server_work_without_an_origin() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let no_cors = headers(&[
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "no-cors"),
+        ]);
+        assert!(cross_site_allowed(&no_cors, "/api/v1/tail").is_err());
+        assert!(cross_site_allowed(&no_cors, "/api/v1/whois").is_err());
+        let same_site = headers(&[
+            ("sec-fetch-site", "same-site"),
+            ("sec-fetch-mode", "no-cors"),
+        ]);
+        assert!(cross_site_allowed(&same_site, "/metrics").is_err());
+        // A link followed to the UI, the page's own requests, other clients.
+        let link = headers(&[
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-mode", "navigate"),
+        ]);
+        assert!(cross_site_allowed(&link, "/").is_ok());
+        assert!(cross_site_allowed(&link, "/api/v1/tail").is_err());
+        let own = headers(&[
+            ("sec-fetch-site", "same-origin"),
+            ("sec-fetch-mode", "cors"),
+        ]);
+        assert!(cross_site_allowed(&own, "/api/v1/tail").is_ok());
+        assert!(cross_site_allowed(&HeaderMap::new(), "/api/v1/tail").is_ok());
+        // With an Origin, the Origin check decides (allowed origins pass).
+        let cors = headers(&[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "https://ops.example.com"),
+        ]);
+        assert!(cross_site_allowed(&cors, "/api/v1/sql").is_ok());
+    }
+
+    #[test]
     fn a_bearer_token_is_read_from_its_header() {
         let mut headers = HeaderMap::new();
         assert_eq!(bearer(&headers), None);
@@ -318,6 +392,8 @@ mod tests {
             assert_eq!(policy(path, false).role, Some(Role::Write), "{path}");
         }
         assert_eq!(policy("/api/v1/sql", false).role, Some(Role::Read));
+        assert_eq!(policy("/api/v1/tail", false).role, Some(Role::Read));
+        assert_eq!(policy("/api/v1/whois", false).role, Some(Role::Read));
         assert_eq!(policy("/metrics", false).role, Some(Role::Read));
         assert_eq!(policy("/metrics", true).role, None);
         assert_eq!(policy("/nope", false).role, Some(Role::Read));

@@ -27,11 +27,7 @@ use crate::config::ServerConfig;
 use crate::encode::{EncodeError, Format, encode_within};
 use crate::guard::{self, bearer};
 use crate::query::{QueryFailure, QueryGate};
-
-/// The UI page's Content-Security-Policy: its own script and style only,
-/// requests to its own origin only, never framed.
-pub const UI_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+use crate::tail::{EndTailsOnDrop, TailHub};
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -51,6 +47,8 @@ pub struct AppState {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Concurrency and time limits of SQL requests.
     pub gate: QueryGate,
+    /// The live tail's streams and counters (`tail.rs`).
+    pub tail: TailHub,
 }
 
 impl AppState {
@@ -63,7 +61,13 @@ impl AppState {
         tokens: Tokens,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> std::io::Result<AppState> {
+        let feed = pipeline
+            .store()
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .tail_feed();
         Ok(AppState {
+            tail: TailHub::new(feed),
             pipeline,
             engine,
             firehose_access_key: None,
@@ -80,9 +84,8 @@ pub fn router(state: Arc<AppState>) -> Router {
     let config = &state.config;
     let push = DefaultBodyLimit::max(config.push_bytes_max);
     let mut app = Router::new()
-        .route("/", get(index_page))
-        .route("/app.js", get(app_js))
-        .route("/app.css", get(app_css))
+        .route("/", get(crate::assets::index))
+        .route("/ui/{*path}", get(crate::assets::file))
         .route("/health", get(health))
         .route("/api/v1/health", get(health))
         .route("/metrics", get(metrics))
@@ -90,6 +93,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/api/v1/sql",
             post(sql).layer(DefaultBodyLimit::max(config.sql_bytes_max)),
         )
+        // A tail answers its headers at once, so the whole-request timeout
+        // below never cuts its stream (`tail.rs`).
+        .route("/api/v1/tail", get(crate::tail::tail))
+        .route("/api/v1/whois", get(crate::whois::whois))
+        .route("/api/v1/tables", get(crate::tables::tables))
         .route("/api/v1/flows", post(push_flows).layer(push))
         .route("/api/v1/firehose", post(firehose).layer(push))
         .route(
@@ -121,37 +129,16 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// Serves `state` on `listener` until the future is dropped (limits,
 /// timeouts and TLS from the state: `listen.rs`).
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AppState>) -> std::io::Result<()> {
+    // Tail streams run in connection tasks of their own: they end with this.
+    let _tails = EndTailsOnDrop::new(state.clone());
     let app = router(state.clone());
+    tokio::task::spawn_blocking(crate::assets::warm);
     crate::listen::serve_app(listener, app, &state.config, state.tls.clone()).await
 }
 
 /// A JSON error body `{"error": message}` with `status`.
 pub(crate) fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, Json(json!({ "error": message.to_string() }))).into_response()
-}
-
-fn asset(content_type: &'static str, body: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CONTENT_SECURITY_POLICY, UI_CSP),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-async fn index_page() -> Response {
-    asset("text/html; charset=utf-8", include_str!("ui/index.html"))
-}
-
-async fn app_js() -> Response {
-    asset("text/javascript; charset=utf-8", include_str!("ui/app.js"))
-}
-
-async fn app_css() -> Response {
-    asset("text/css; charset=utf-8", include_str!("ui/app.css"))
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
@@ -170,6 +157,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
                  # TYPE trawl_server_queries_running gauge\n\
                  trawl_server_queries_running {running}\n"
             ));
+            text.push_str(&state.tail.metrics_text());
             (
                 [(
                     header::CONTENT_TYPE,

@@ -63,7 +63,8 @@ fn fixture(with_tokens: bool) -> Fixture {
 
 const ROUTES: &[&str] = &[
     "/",
-    "/app.js",
+    "/ui/js/main.js",
+    "/ui/../Cargo.toml",
     "/health",
     "/metrics",
     "/api/v1/sql",

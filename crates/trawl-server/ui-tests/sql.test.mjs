@@ -1,0 +1,80 @@
+// Pure functions of ui/js/sql.js: filters as typed, quoting, and the shape of each view's SQL.
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import * as sql from '../ui/js/sql.js';
+
+test('filters parse as typed and print back', () => {
+  assert.deepEqual(sql.parseFilter('src_app = checkout'), { column: 'src_app', op: '=', values: ['checkout'] });
+  assert.deepEqual(sql.parseFilter("dstport in 22, 3389"), { column: 'dstport', op: 'IN', values: ['22', '3389'] });
+  assert.deepEqual(sql.parseFilter("dst_app not like 'pay%'"), { column: 'dst_app', op: 'NOT LIKE', values: ['pay%'] });
+  assert.deepEqual(sql.parseFilter("src_app NOT IN ('a, b', 'it''s')"), { column: 'src_app', op: 'NOT IN', values: ['a, b', "it's"] });
+  assert.deepEqual(sql.parseFilter('x <> 1'), { column: 'x', op: '!=', values: ['1'] });
+  for (const f of [
+    { column: 'src_app', op: 'IN', values: ['a, b', "it's", 'plain'] }, { column: 'dst_az', op: '!=', values: [null] },
+    // Regression (cold review of e03ca99): a value spelled "(unknown)" and
+    // the empty string survive the URL as themselves.
+    { column: 'src_app', op: 'IN', values: ['(unknown)', '', null] },
+  ]) {
+    assert.deepEqual(sql.parseFilter(sql.filterText(f)), f);
+  }
+  assert.throws(() => sql.parseFilter('src_app checkout'), /write column/);
+  assert.throws(() => sql.parseFilter('src_app ='), /value is missing/);
+  assert.throws(() => sql.parseFilter('src_app = a, b'), /use IN/);
+});
+
+test('values are quoted, never pasted', () => {
+  const f = { column: 'src_app', op: '=', values: ["x' OR 1=1 --"] };
+  assert.equal(sql.filterSql(f), "src_app = 'x'' OR 1=1 --'");
+  assert.throws(() => sql.filterSql({ column: 'a;drop', op: '=', values: ['1'] }), /not a column name/);
+  assert.throws(() => sql.filterSql({ column: 'dstport', op: '=', values: ['1 OR 1=1'] }, { dstport: 'number' }), /not a number/);
+  assert.equal(sql.filterSql({ column: 'dstport', op: 'IN', values: ['22', '443'] }, { dstport: 'number' }), 'dstport IN (22, 443)');
+  assert.equal(sql.filterSql({ column: 'cross_az', op: '=', values: ['TRUE'] }, { cross_az: 'bool' }), 'cross_az = true');
+});
+
+test('(unknown) typed bare means NULL and != keeps rows where the column is NULL', () => {
+  assert.deepEqual(sql.parseFilter('dst_app = (unknown)').values, [null]);
+  assert.deepEqual(sql.parseFilter("dst_app = '(unknown)'").values, ['(unknown)']);
+  assert.equal(sql.filterSql({ column: 'dst_app', op: '=', values: [null] }), 'dst_app IS NULL');
+  assert.equal(sql.filterSql({ column: 'dst_app', op: '=', values: ['(unknown)'] }), "dst_app = '(unknown)'");
+  assert.equal(sql.filterSql({ column: 'dst_app', op: '!=', values: ['a'] }), "(dst_app != 'a' OR dst_app IS NULL)");
+  assert.equal(sql.filterSql({ column: 'dst_app', op: 'IN', values: ['a', null] }), "(dst_app IN ('a') OR dst_app IS NULL)");
+  assert.equal(sql.displayValue(null), '(unknown)');
+  assert.equal(sql.displayValue('(unknown)'), "'(unknown)'");
+  assert.equal(sql.displayValue('Other'), "'Other'");
+  assert.equal(sql.whereSql([]), 'TRUE');
+});
+
+test('drill-down turns a clicked series back into filters', () => {
+  // From the series' values, never from its label: "web · v2" holds the separator.
+  assert.deepEqual(sql.drillFilters(['src_app', 'dst_az'], ['web · v2', null]), [
+    { column: 'src_app', op: '=', values: ['web · v2'] },
+    { column: 'dst_az', op: '=', values: [null] },
+  ]);
+  assert.deepEqual(sql.drillFilters(['src_app'], [], true), []);
+});
+
+test('explore SQL: buckets, top N with Other, ranking', () => {
+  const q = { table: 'flows_1m', stepSecs: 60, from: 1000, to: 4600, dims: ['src_app'], filters: [], measure: 'flows', topN: 99, rank: 'max', types: {} };
+  const text = sql.exploreSql(q);
+  assert.match(text, /date_bin\(INTERVAL '60 seconds'/);
+  assert.match(text, /FROM flows_1m/);
+  assert.match(text, /sum\(flows\) AS v/);
+  assert.match(text, /ORDER BY max\(v\) DESC, d0 LIMIT 50/);
+  assert.match(text, /\(b\.d0 IS NOT DISTINCT FROM r\.d0\)/);
+  assert.match(text, /r\.hit IS NULL AS rest/);
+  assert.doesNotMatch(sql.exploreSql({ ...q, dims: [] }), /JOIN/);
+  assert.match(text, /time >= to_timestamp_seconds\(1000\) AND time < to_timestamp_seconds\(4600\)/);
+  assert.match(sql.exploreSql({ ...q, table: 'flows' }), /count\(\*\) AS v/);
+  assert.throws(() => sql.exploreSql({ ...q, rank: 'nope' }), /ranking/);
+});
+
+test('completion escapes LIKE wildcards of the typed prefix', () => {
+  const text = sql.valuesSql({ table: 'flows_1m', column: 'src_app', prefix: "a_b%'", from: 0, to: 10 });
+  assert.match(text, /LIKE 'a\\_b\\%''%'/);
+});
+
+test('LIKE and NOT LIKE (unknown) mean IS NULL and IS NOT NULL', () => {
+  // Regression (second cold review): NOT LIKE (unknown) kept the missing values.
+  assert.equal(sql.filterSql({ column: 'src_app', op: 'LIKE', values: [null] }), 'src_app IS NULL');
+  assert.equal(sql.filterSql({ column: 'src_app', op: 'NOT LIKE', values: [null] }), 'src_app IS NOT NULL');
+});
