@@ -37,6 +37,8 @@ enum Command {
     Query(commands::query::QueryArgs),
     /// Who held an IP at a given time, from metadata files.
     Whois(commands::whois::WhoisArgs),
+    /// Follow a running trawl's live tail of flows matching an SQL condition.
+    Tail(commands::tail::TailArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +51,7 @@ fn main() -> ExitCode {
         Command::Run(args) => commands::run::run(&args),
         Command::Ingest(args) => commands::ingest::run(&args),
         Command::Query(args) => commands::query::run(&args),
+        Command::Tail(args) => commands::tail::run(&args),
     };
     match result {
         Ok(code) => code,

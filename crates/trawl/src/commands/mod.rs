@@ -6,4 +6,5 @@ pub mod ingest;
 pub mod parse;
 pub mod query;
 pub mod run;
+pub mod tail;
 pub mod whois;

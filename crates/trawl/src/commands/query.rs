@@ -114,8 +114,9 @@ fn from_data_dir(
     Ok(runtime.block_on(engine.query(sql)))
 }
 
-/// The HTTP client: statuses as values, `--ca` as the only root when given.
-fn agent(ca: Option<&std::path::Path>) -> anyhow::Result<ureq::Agent> {
+/// The HTTP client: statuses as values, `--ca` as the only root when given
+/// (also `trawl tail`'s).
+pub(crate) fn agent(ca: Option<&std::path::Path>) -> anyhow::Result<ureq::Agent> {
     let mut config = ureq::Agent::config_builder().http_status_as_error(false);
     if let Some(path) = ca {
         let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;

@@ -1,7 +1,8 @@
 //! `trawl whois`: who held an IP at a given time. Loads metadata events
 //! (JSON lines, or CSV snapshots), optional networks and AWS ranges, and
 //! prints one JSON object: the workload fields (`"app": null` when no one
-//! held the IP), the interval, and the rule that answered.
+//! held the IP), the interval, and the rule that answered: the object a
+//! running trawl answers `GET /api/v1/whois` with (`trawl_server::answer_json`).
 //!
 //! The files are taken as complete (all the metadata there is), so every
 //! answer is settled. Bad lines are reported on stderr with
@@ -17,9 +18,10 @@ use anyhow::Context;
 use clap::Args;
 use serde::Deserialize;
 use trawl_attrib::{
-    AttributionIndex, IndexConfig, MetadataEvent, NetworkEntry, format_time, parse_time,
-    read_csv_snapshot, read_json_lines,
+    AttributionIndex, IndexConfig, MetadataEvent, NetworkEntry, parse_time, read_csv_snapshot,
+    read_json_lines,
 };
+use trawl_server::answer_json;
 
 /// Arguments of `trawl whois`.
 #[derive(Debug, Args)]
@@ -94,27 +96,4 @@ fn apply_all(index: &mut AttributionIndex, events: &[MetadataEvent], name: &str,
             eprintln!("trawl: {name}: {error}");
         }
     }
-}
-
-fn answer_json(index: &AttributionIndex, ip: IpAddr, at: i64) -> serde_json::Value {
-    let answer = index.owner_at(ip, at);
-    let workload = index.workload(answer.owner).cloned().unwrap_or_default();
-    let interval = answer.from.map(
-        |from| serde_json::json!({"from": format_time(from), "to": answer.to.map(format_time)}),
-    );
-    serde_json::json!({
-        "ip": ip.to_string(),
-        "at": format_time(at),
-        "rule": answer.rule.name(),
-        "app": workload.app,
-        "cluster": workload.cluster,
-        "account": workload.account,
-        "region": workload.region,
-        "az": workload.az,
-        "kind": workload.kind,
-        "labels": workload.labels,
-        "interval": interval,
-        "prefix": answer.prefix.map(|p| p.to_string()),
-        "settled": answer.settled,
-    })
 }

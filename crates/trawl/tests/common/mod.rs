@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+pub mod browser;
 pub mod kafka;
 pub mod load;
 
@@ -49,6 +50,27 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `trawl run` on `dir` (config and data directory) with `[server]`
+/// options `server`, on a free loopback port.
+pub fn run_with(dir: &Path, server: &str, env: &[(&str, &str)], ca: Option<&[u8]>) -> Server {
+    let config = dir.join("trawl.toml");
+    std::fs::write(&config, format!("[server]\n{server}\n")).unwrap();
+    let data = dir.join("data");
+    Server::start_with(
+        &[
+            "run",
+            "--config",
+            path(&config),
+            "--data-dir",
+            path(&data),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        env,
+        ca,
+    )
 }
 
 /// A client that returns statuses as values, trusting `ca` (PEM) if given.
