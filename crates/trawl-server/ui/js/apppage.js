@@ -4,7 +4,7 @@
 import { useMemo, useState } from 'preact/hooks';
 import { html, useWindow, WindowNote, Chart, TimeBar, useQuery, SqlShown, RowsTable } from './components.js';
 import { state, update } from './state.js';
-import { appPeersSql, appSeriesSql, appRejectedSql, appPortsSql } from './sql.js';
+import { appPeersSql, appSeriesSql, appSeriesRows, appRejectedSql, appPortsSql } from './sql.js';
 import { toSeries } from './series.js';
 import { si } from './units.js';
 
@@ -24,7 +24,7 @@ export function AppPage() {
   const ports = useQuery(() => ready && appPortsSql(base), deps);
   const option = useMemo(() => {
     if (!series.rows || !range) return null;
-    const rows = series.rows.map((r) => ({ t: r.t, d0: r.direction, value: r.value }));
+    const rows = appSeriesRows(series.rows);
     const data = toSeries(rows, { from: range[0], to: range[1], stepSecs, unit: 'bits' });
     return {
       animation: false, legend: { top: 0 }, grid: { left: 70, right: 20, top: 30, bottom: 40 },
