@@ -46,6 +46,63 @@ fn sql_totals(
         .collect()
 }
 
+/// (series label, score) of the series `label` (SQL) over `[from, to)`
+/// for ranking `rank` (`avg`: total; `max`: highest minute), asked the
+/// simplest way.
+fn sql_scores(
+    server: &Server,
+    label: &str,
+    rank: &str,
+    (from, to): (i64, i64),
+) -> Vec<(String, u64)> {
+    let score = if rank == "max" { "max(v)" } else { "sum(v)" };
+    let rows = sql(
+        server,
+        &format!(
+            "SELECT s, {score} AS v FROM (SELECT date_bin(INTERVAL '60 seconds', time) AS t, \
+             {label} AS s, sum(bytes) AS v FROM flows_1m \
+             WHERE time >= to_timestamp_seconds({from}) AND time < to_timestamp_seconds({to}) \
+             GROUP BY 1, 2) GROUP BY 1"
+        ),
+    );
+    rows.iter()
+        .map(|r| {
+            let name = r["s"].as_str().unwrap().to_string();
+            (name, r["v"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+/// The series shown (all but "Other") are `n` of the highest by `scores`:
+/// none left out scores above one shown (ties may go either way).
+fn assert_top_n(shown: &[(String, u64)], scores: &[(String, u64)], n: usize, what: &str) {
+    let names: Vec<&str> = shown
+        .iter()
+        .map(|(s, _)| s.as_str())
+        .filter(|s| *s != "Other")
+        .collect();
+    assert_eq!(
+        names.len(),
+        n.min(scores.len()),
+        "{what}: series shown {names:?}"
+    );
+    let score = |name: &str| scores.iter().find(|(s, _)| s == name).map(|(_, v)| *v);
+    let lowest_shown = names.iter().map(|n| score(n).expect(n)).min().unwrap();
+    let highest_left = scores
+        .iter()
+        .filter(|(s, _)| !names.contains(&s.as_str()))
+        .map(|(_, v)| *v)
+        .max()
+        .unwrap_or(0);
+    assert!(
+        lowest_shown >= highest_left,
+        "{what}: a series left out scores {highest_left}, above {lowest_shown} shown"
+    );
+}
+
+/// A series' label of `src_app` in SQL.
+const APP: &str = "coalesce(CAST(src_app AS VARCHAR), '(unknown)')";
+
 fn assert_same_totals(ui: &[(String, u64)], sql: &[(String, u64)], what: &str) {
     assert!(!ui.is_empty(), "{what}: the table is empty");
     for (series, total) in ui.iter().filter(|(s, _)| s != "Other") {
@@ -95,6 +152,25 @@ fn every_view_shows_what_sql_says_in_a_real_browser() {
         );
     }
     ui.shot("explore");
+
+    // Top N of many: the ten apps shown are the ten highest by each ranking.
+    for rank in ["avg", "max"] {
+        ui.open(&format!(
+            "?v=1&from={from_iso}&to={to_iso}&by=src_app&n=10&rank={rank}&u=total"
+        ));
+        ui.until(
+            "11 rows",
+            "document.querySelectorAll('[data-testid=series-table] tbody tr').length === 11",
+        );
+        let shown = ui.table_totals();
+        let scores = sql_scores(server, APP, rank, range);
+        assert_top_n(&shown, &scores, 10, rank);
+        assert_same_totals(
+            &shown,
+            &sql_totals(server, "src_app", range, ""),
+            &format!("top 10 apps by {rank}"),
+        );
+    }
 
     // A preset range: the URL follows and the detail table answers.
     ui.tab
@@ -184,6 +260,14 @@ fn every_view_shows_what_sql_says_in_a_real_browser() {
     ui.until(
         "51 rows",
         "document.querySelectorAll('[data-testid=series-table] tbody tr').length === 51",
+    );
+    let pair = format!("concat({APP}, ' · ', {})", APP.replace("src_", "dst_"));
+    let pairs = ui.table_totals();
+    assert_top_n(
+        &pairs,
+        &sql_scores(server, &pair, "avg", range),
+        50,
+        "app pairs",
     );
     let redraw_ms = ui.js(
         "(async () => { const t = performance.now(); const s = document.querySelector('select[name=chart]');\
