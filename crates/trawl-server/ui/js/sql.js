@@ -236,7 +236,11 @@ export function exploreSql(q) {
   // The newest bucket with rows, on every row (only `last` needs it).
   const withNewest = (rows) => (rank === 'last' ? `(SELECT *, max(t) OVER () AS newest FROM ${rows})` : rows);
   const cs = d.join(', ');
-  if (dims.length === 1) {
+  // A filter on the grouped dimension (a drill-down) may make it constant,
+  // and DataFusion 55 then fails to plan the window's sort on one
+  // partition or an empty range (SanityCheckPlan): such queries take the
+  // two-read plan.
+  if (dims.length === 1 && !filters.some((f) => f.column === dims[0])) {
     const kept = `, CASE WHEN k <= ${n} THEN d0 END AS d0`;
     return `SELECT t, k > ${n} AS rest${kept}, sum(v) AS value FROM (
   SELECT t, d0, v, dense_rank() OVER (ORDER BY score DESC, d0) AS k FROM (
@@ -327,14 +331,14 @@ GROUP BY 1, 2 ORDER BY bytes DESC, 1, 2 LIMIT ${Math.max(1, Math.min(1000, limit
 
 /**
  * The app's bytes out and in per bucket, read once (rows: t, bytes_out,
- * bytes_in; NULL for a side with no flows in the bucket). A flow from the
- * app to itself counts both ways.
+ * bytes_in; NULL for a side with no flows in the bucket, 0 for a side
+ * whose flows lack bytes). A flow from the app to itself counts both ways.
  */
 export function appSeriesSql({ table, stepSecs, from, to, app }) {
   const name = quote(app);
   return `SELECT ${binSql(stepSecs)} AS t,
-  sum(CASE WHEN src_app = ${name} THEN bytes END) AS bytes_out,
-  sum(CASE WHEN dst_app = ${name} THEN bytes END) AS bytes_in
+  sum(CASE WHEN src_app = ${name} THEN coalesce(bytes, 0) END) AS bytes_out,
+  sum(CASE WHEN dst_app = ${name} THEN coalesce(bytes, 0) END) AS bytes_in
 FROM ${ident(table)} WHERE ${timeSql(from, to)} AND (src_app = ${name} OR dst_app = ${name})
 GROUP BY 1 ORDER BY 1`;
 }
