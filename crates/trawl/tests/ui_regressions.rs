@@ -749,3 +749,39 @@ fn the_app_page_missed_rejected_flows_past_the_top_100_by_bytes() {
     let probe = ports.iter().find(|p| p["service_port"] == 22).unwrap();
     assert_eq!(probe["rejected_flows"], 1);
 }
+
+/// Cold review of the one-read explore query: grouped by `src_app` and
+/// filtered `src_app = web` (what a click on a series adds), the window
+/// query failed to plan over a range with no rows (DataFusion's
+/// SanityCheckPlan, a 400; on a 1-CPU host over any range) where the
+/// top-N join had answered.
+#[test]
+fn a_drill_down_over_an_empty_range_failed_to_plan() {
+    let (_dir, server) = start("");
+    let at = now() - 3600;
+    metadata(
+        &server,
+        &(assign("10.9.0.1", Some("web"), at) + &assign("10.9.0.9", Some("db"), at)),
+    );
+    flows(
+        &server,
+        &line("10.9.0.1", "10.9.0.9", 40_000, 1_000, now() / 60 * 60 - 120),
+    );
+    wait_for("the flow", Duration::from_secs(20), || {
+        rows(&server, "SELECT count(*) AS n FROM flows")[0]["n"] == 1
+    });
+    let pinned = json!([{"column": "src_app", "op": "=", "values": ["web"]}]);
+    let minute = now() / 60 * 60;
+    for rank in ["avg", "max", "last"] {
+        for (from, to, expected) in [
+            (minute - 86_400, minute - 82_800, 0),
+            (minute - 600, minute, 1_000),
+        ] {
+            let mut query = explore_query("flows_1m", from, to, 10, &pinned);
+            query["rank"] = json!(rank);
+            let answer = rows(&server, &explore_sql(&query));
+            let total: u64 = series_totals(&answer).iter().map(|(_, v)| v).sum();
+            assert_eq!(total, expected, "{rank} over {from}..{to}: {answer:?}");
+        }
+    }
+}
