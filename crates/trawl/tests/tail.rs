@@ -7,20 +7,13 @@
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
 
-use common::{Server, agent, ok, path, run_with, trawl, wait_for};
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
+use common::{Server, agent, now_secs as now, ok, path, run_with, trawl, wait_for};
 
 /// Three workloads in two AZs, owned since an hour ago.
 fn metadata() -> String {

@@ -11,18 +11,11 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use common::{Server, agent, path, run_with, wait_for};
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
+use common::{Server, agent, now_secs as now, path, run_with, wait_for};
 
 fn assign(ip: &str, app: Option<&str>, at: u64) -> String {
     let app = app.map_or(Value::Null, Value::from);

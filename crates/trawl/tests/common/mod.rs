@@ -52,6 +52,14 @@ impl Drop for Server {
     }
 }
 
+/// Seconds since the epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 /// `trawl run` on `dir` (config and data directory) with `[server]`
 /// options `server`, on a free loopback port.
 pub fn run_with(dir: &Path, server: &str, env: &[(&str, &str)], ca: Option<&[u8]>) -> Server {
