@@ -78,21 +78,30 @@ test('explore SQL reads the table once by one dimension, at most twice by severa
   assert.match(one, /k > 50 AS rest, CASE WHEN k <= 50 THEN d0 END AS d0/);
   assert.match(sql.exploreSql({ ...q, rank: 'last' }), /max\(t\) OVER \(\) AS newest/);
   assert.doesNotMatch(one, /newest/);
-  // By several: avg ranks straight from the table, max and last from the buckets (the CTE b).
-  const two = sql.exploreSql({ ...q, dims: ['src_app', 'dst_app'], rank: 'avg', topN: 20 });
-  assert.equal(reads(two), 2);
-  assert.equal(two.match(/\bFROM b\b/g).length, 1);
-  assert.match(two, /GROUP BY 1, 2 ORDER BY sum\(bytes\) DESC, d0, d1 LIMIT 20/);
-  const max = sql.exploreSql({ ...q, dims: ['src_app', 'dst_app'], rank: 'max', topN: 20 });
-  assert.equal(reads(max), 1);
-  assert.equal(max.match(/\bFROM b\b/g).length, 2);
-  assert.match(max, /ORDER BY max\(v\) DESC, d0, d1 LIMIT 20/);
-  assert.match(two, /\(b\.d0 IS NOT DISTINCT FROM r\.d0\) AND \(b\.d1 IS NOT DISTINCT FROM r\.d1\)/);
-  assert.match(two, /r\.hit IS NULL AS rest/);
-  assert.doesNotMatch(two, /newest/);
-  const last = sql.exploreSql({ ...q, dims: ['src_app', 'dst_app'], rank: 'last' });
-  assert.match(last, /FROM \(SELECT \*, max\(t\) OVER \(\) AS newest FROM b\)/);
-  assert.equal(last.match(/\bFROM b\b/g).length, 2);
+  // By several: the top N (r) from one read — for avg straight from the
+  // table, for max and last from its buckets — and the rows read again,
+  // joined to r on the stored columns and grouped by bucket and r only.
+  for (const rank of ['avg', 'max', 'last']) {
+    const two = sql.exploreSql({ ...q, dims: ['src_app', 'dst_app'], rank, topN: 20 });
+    assert.equal(reads(two), 2, two);
+    assert.doesNotMatch(two, /\bFROM b\b/);
+    assert.match(two, /FROM flows LEFT JOIN r ON \(flows\.src_app IS NOT DISTINCT FROM r\.d0\) AND \(flows\.dst_app IS NOT DISTINCT FROM r\.d1\)/);
+    assert.match(two, /r\.hit IS NULL AS rest, r\.d0 AS d0, r\.d1 AS d1, sum\(bytes\) AS value/);
+    assert.match(two, /GROUP BY 1, 2, 3, 4\)\nORDER BY 1, 2, 3, 4$/);
+    assert.match(two, /CAST\(d0 AS VARCHAR\) AS d0, CAST\(d1 AS VARCHAR\) AS d1, value/);
+    assert.match(two, /DESC, CAST\(d0 AS VARCHAR\), CAST\(d1 AS VARCHAR\) LIMIT 20\)/);
+    assert.equal(/newest/.test(two), rank === 'last');
+  }
+  const avg = sql.exploreSql({ ...q, dims: ['src_app', 'dst_app'], rank: 'avg', topN: 20 });
+  assert.match(avg, /WITH r AS \(SELECT src_app AS d0, dst_app AS d1, true AS hit FROM flows/);
+  assert.match(avg, /ORDER BY sum\(bytes\) DESC/);
+  assert.match(sql.exploreSql({ ...q, dims: ['src_app', 'dst_app'], rank: 'max' }), /ORDER BY max\(v\) DESC/);
+  assert.match(sql.exploreSql({ ...q, dims: ['src_app', 'dst_app'], rank: 'last' }), /SELECT \*, max\(t\) OVER \(\) AS newest FROM/);
+  // A drill-down on the grouped dimension takes the two-read plan (the
+  // window plan failed to plan in DataFusion 55).
+  const drill = sql.exploreSql({ ...q, filters: [{ column: 'src_app', op: '=', values: ['web'] }] });
+  assert.equal(reads(drill), 2);
+  assert.match(drill, /LEFT JOIN r/);
 });
 
 test('completion escapes LIKE wildcards of the typed prefix', () => {

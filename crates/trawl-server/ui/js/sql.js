@@ -202,64 +202,71 @@ export function drillFilters(dims, parts, rest = false) {
  * for missing ones and in the remainder), `value`.
  *
  * DataFusion computes a CTE again at each reference
- * (apache/datafusion#8777), so the bucketed rows are built once or twice,
- * never three times: by one dimension, window functions give each bucket
- * row its series' score and rank (one read of the table; sorting the few
- * bucket rows is cheap); by several, whose bucket rows are many (sorting
- * them cost more than a second read), the top N are ranked from a second
- * read and joined back — for `avg` straight from the table, grouped by the
- * dimensions only (measured on an hour of the demo: by app 33 against
- * 52 ms; by app pair 95 against 124 ms, and 179 ms with windows).
+ * (apache/datafusion#8777), so no CTE here is referenced twice. By one
+ * dimension, window functions give each bucket row its series' score and
+ * rank (one read of the table; sorting the few bucket rows is cheap). By
+ * several, whose bucket rows are many, the top N (`r`) come from one read
+ * — for `avg` grouped by the dimensions only, for `max` and `last` from
+ * the buckets — and the rows are read again and joined to `r` on the
+ * stored columns (dictionary keys, not text), so the second read groups by
+ * bucket and the top N only, never by every series. Measured on an hour of
+ * the demo, 50 app pairs by avg: 141 ms against 247 for the buckets of
+ * every pair joined to `r`.
  */
 export function exploreSql(q) {
   const { table, stepSecs, from, to, dims, filters, measure, topN, rank, types } = q;
   if (!['avg', 'max', 'last'].includes(rank)) throw new Error(`unknown ranking ${rank}`);
   const n = Math.max(1, Math.min(50, Math.floor(topN)));
   const d = dims.map((_, i) => `d${i}`);
-  // Grouped as text: DataFusion groups plain strings faster than the
-  // stored dictionary columns (measured by benches/ui_views.rs: 15 min of
-  // the detail table 331 against 396 ms).
-  const cols = dims.map((dim, i) => `, ${dimSql(dim)} AS d${i}`).join('');
+  const value = measureSql(measure, table);
   const rows = `FROM ${ident(table)}
   WHERE ${timeSql(from, to)} AND ${whereSql(filters, types)}`;
-  const b = `SELECT ${binSql(stepSecs)} AS t${cols}, ${measureSql(measure, table)} AS v
+  const groupBy = (count) => `GROUP BY ${Array.from({ length: count }, (_, i) => i + 1).join(', ')}`;
+  // `value` per bucket and `columns` (`expr AS d0`, …).
+  const buckets = (columns) => `SELECT ${binSql(stepSecs)} AS t${columns.map((c) => `, ${c}`).join('')}, ${value} AS v
   ${rows}
-  GROUP BY ${['t', ...d].map((_, i) => i + 1).join(', ')}`;
-  if (dims.length === 0) return `SELECT t, false AS rest, v AS value FROM (\n  ${b}) ORDER BY 1`;
+  ${groupBy(columns.length + 1)}`;
+  if (dims.length === 0) return `SELECT t, false AS rest, v AS value FROM (\n  ${buckets([])}) ORDER BY 1`;
   const positions = d.map((_, i) => String(i + 3));
-  const tail = `GROUP BY ${['1', '2', ...positions].join(', ')} ORDER BY 1, 2, ${positions.join(', ')}`;
+  const order = `ORDER BY 1, 2, ${positions.join(', ')}`;
   const score = {
     avg: 'sum(v)',
     max: 'max(v)',
     last: 'sum(CASE WHEN t = newest THEN v ELSE 0 END)',
   }[rank];
   // The newest bucket with rows, on every row (only `last` needs it).
-  const withNewest = (rows) => (rank === 'last' ? `(SELECT *, max(t) OVER () AS newest FROM ${rows})` : rows);
-  const cs = d.join(', ');
+  const withNewest = (from) => (rank === 'last' ? `(SELECT *, max(t) OVER () AS newest FROM ${from})` : from);
   // A filter on the grouped dimension (a drill-down) may make it constant,
   // and DataFusion 55 then fails to plan the window's sort on one
   // partition or an empty range (SanityCheckPlan): such queries take the
   // two-read plan.
   if (dims.length === 1 && !filters.some((f) => f.column === dims[0])) {
-    const kept = `, CASE WHEN k <= ${n} THEN d0 END AS d0`;
-    return `SELECT t, k > ${n} AS rest${kept}, sum(v) AS value FROM (
+    // Grouped as text: DataFusion groups plain strings faster than the
+    // stored dictionary columns (measured by benches/ui_views.rs: 15 min
+    // of the detail table 331 against 396 ms).
+    const b = buckets([`${dimSql(dims[0])} AS d0`]);
+    return `SELECT t, k > ${n} AS rest, CASE WHEN k <= ${n} THEN d0 END AS d0, sum(v) AS value FROM (
   SELECT t, d0, v, dense_rank() OVER (ORDER BY score DESC, d0) AS k FROM (
     SELECT t, d0, v, ${score} OVER (PARTITION BY d0) AS score FROM ${withNewest(`(\n  ${b})`)}))
-${tail}`;
+${groupBy(2 + dims.length)} ${order}`;
   }
+  const stored = dims.map((dim, i) => `${ident(dim)} AS d${i}`);
+  // Ties go by the values as text, as in the one-dimension plan.
+  const ties = d.map((c) => `CAST(${c} AS VARCHAR)`).join(', ');
+  const ranked = rank === 'avg'
+    ? `SELECT ${stored.join(', ')}, true AS hit ${rows}
+  ${groupBy(dims.length)} ORDER BY ${value} DESC, ${ties} LIMIT ${n}`
+    : `SELECT ${d.join(', ')}, true AS hit FROM ${withNewest(`(\n  ${buckets(stored)})`)}
+  GROUP BY ${d.join(', ')} ORDER BY ${score} DESC, ${ties} LIMIT ${n}`;
   // Parenthesised: the parser binds AND tighter than IS NOT DISTINCT FROM.
-  const on = d.map((c) => `(b.${c} IS NOT DISTINCT FROM r.${c})`).join(' AND ');
-  const kept = d.map((c) => `, CASE WHEN r.hit THEN b.${c} END AS ${c}`).join('');
-  return `WITH b AS (
-  ${b}),
-r AS (${rank === 'avg'
-    ? `SELECT ${cols.slice(2)}, true AS hit ${rows}
-  GROUP BY ${d.map((_, i) => i + 1).join(', ')} ORDER BY ${measureSql(measure, table)} DESC, ${cs} LIMIT ${n}`
-    : `SELECT ${cs}, true AS hit FROM ${withNewest('b')} GROUP BY ${cs}
-  ORDER BY ${score} DESC, ${cs} LIMIT ${n}`})
-SELECT b.t AS t, r.hit IS NULL AS rest${kept}, sum(b.v) AS value
-FROM b LEFT JOIN r ON ${on}
-${tail}`;
+  const on = dims.map((dim, i) => `(${ident(table)}.${ident(dim)} IS NOT DISTINCT FROM r.d${i})`).join(' AND ');
+  return `WITH r AS (${ranked})
+SELECT t, rest, ${d.map((c) => `CAST(${c} AS VARCHAR) AS ${c}`).join(', ')}, value FROM (
+  SELECT ${binSql(stepSecs)} AS t, r.hit IS NULL AS rest, ${d.map((c) => `r.${c} AS ${c}`).join(', ')}, ${value} AS value
+  FROM ${ident(table)} LEFT JOIN r ON ${on}
+  WHERE ${timeSql(from, to)} AND ${whereSql(filters, types)}
+  ${groupBy(2 + dims.length)})
+${order}`;
 }
 
 /** Sankey edges: `measure` from one side's `side` dimension to the other's, the top `limit`. */
