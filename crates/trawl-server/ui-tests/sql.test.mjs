@@ -115,6 +115,15 @@ test('LIKE and NOT LIKE (unknown) mean IS NULL and IS NOT NULL', () => {
   assert.equal(sql.filterSql({ column: 'src_app', op: 'NOT LIKE', values: [null] }), 'src_app IS NOT NULL');
 });
 
+test('LIKE on a number or bool column takes a pattern', () => {
+  // Regression (third cold review): every value was checked as a literal of
+  // the column's type first, so `service_port LIKE 44%` could not be built.
+  const types = { service_port: 'number', cross_az: 'bool' };
+  assert.equal(sql.filterSql({ column: 'service_port', op: 'LIKE', values: ['44%'] }, types), "CAST(service_port AS VARCHAR) LIKE '44%'");
+  assert.equal(sql.filterSql({ column: 'cross_az', op: 'NOT LIKE', values: ['t%'] }, types), "(CAST(cross_az AS VARCHAR) NOT LIKE 't%' OR cross_az IS NULL)");
+  assert.throws(() => sql.filterSql({ column: 'service_port', op: '=', values: ['44%'] }, types), /not a number/);
+});
+
 test('the app series is one read: out and in side by side, a self flow both ways', () => {
   const text = sql.appSeriesSql({ table: 'flows_1m', stepSecs: 60, from: 0, to: 600, app: "o'k" });
   assert.equal(text.match(/FROM flows_1m/g).length, 1);

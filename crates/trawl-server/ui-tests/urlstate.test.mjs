@@ -44,6 +44,8 @@ test('bad values fall back to defaults', () => {
   assert.deepEqual(s.by, ['src_app']);
   assert.deepEqual(s.filters, []);
   assert.equal(s.tz, 'utc');
+  // A dimension named twice is grouped once (third cold review).
+  assert.deepEqual(decode('?v=1&by=src_app,dst_app,src_app,dst_az').by, ['src_app', 'dst_app', 'dst_az']);
 });
 
 test('a filter value holding a line break survives the URL', () => {

@@ -130,7 +130,8 @@ export function filterSql({ column, op, values }, types = {}) {
   const type = types[col] ?? 'text';
   const known = values.filter((v) => v !== null && v !== undefined);
   const hasUnknown = known.length !== values.length;
-  const lits = known.map((v) => literal(v, type));
+  // A LIKE pattern is text whatever the column's type (`service_port LIKE 44%`).
+  const lits = op.endsWith('LIKE') ? [] : known.map((v) => literal(v, type));
   const textCol = type === 'text' ? col : `CAST(${col} AS VARCHAR)`;
   switch (op) {
     case '=':

@@ -95,7 +95,7 @@ export function decode(search) {
     if (value !== null) state[key] = value.slice(0, 20000);
   }
   if (params.has('by')) {
-    state.by = params.get('by').split(',').filter((d) => DIMENSIONS.includes(d)).slice(0, 3);
+    state.by = [...new Set(params.get('by').split(','))].filter((d) => DIMENSIONS.includes(d)).slice(0, 3);
   }
   const n = Number(params.get('n'));
   if (Number.isInteger(n) && n >= 1 && n <= 50) state.topN = n;
