@@ -59,6 +59,22 @@ fn flows(server: &Server, lines: &str) {
     );
 }
 
+/// Posts `lines` and waits until the `flows` table holds `stored` rows.
+fn flows_stored(server: &Server, lines: &str, stored: u64) {
+    flows(server, lines);
+    wait_for("the flows", Duration::from_secs(20), || {
+        rows(server, "SELECT count(*) AS n FROM flows")[0]["n"] == stored
+    });
+}
+
+/// 10.9.0.1 is `web` and 10.9.0.9 is `db` from `at` on.
+fn web_and_db_since(server: &Server, at: u64) {
+    metadata(
+        server,
+        &(assign("10.9.0.1", Some("web"), at) + &assign("10.9.0.9", Some("db"), at)),
+    );
+}
+
 fn rows(server: &Server, sql: &str) -> Vec<Value> {
     let (status, body) = server.sql(sql, "json");
     assert_eq!(status, 200, "{sql}: {}", String::from_utf8_lossy(&body));
@@ -372,10 +388,11 @@ fn chart_tooltips_show_markup_as_text_and_keep_to_the_pages_csp() {
         &(assign("10.9.0.1", Some(evil), at) + &assign("10.9.0.2", Some("db"), at)),
     );
     let start = now() - 120;
-    flows(&server, &line("10.9.0.1", "10.9.0.2", 40_000, 1_000, start));
-    wait_for("the flow", Duration::from_secs(20), || {
-        rows(&server, "SELECT count(*) AS n FROM flows")[0]["n"] == 1
-    });
+    flows_stored(
+        &server,
+        &line("10.9.0.1", "10.9.0.2", 40_000, 1_000, start),
+        1,
+    );
     let (_browser, tab) = common::browser::chromium();
     let js = |expression: &str| -> Value {
         tab.evaluate(expression, true)
@@ -471,10 +488,7 @@ fn an_app_named_other_was_folded_into_the_other_series() {
         .iter()
         .map(|(ip, _, bytes)| line(ip, "10.9.0.9", 40_000, *bytes, start))
         .collect();
-    flows(&server, &lines);
-    wait_for("the flows", Duration::from_secs(20), || {
-        rows(&server, "SELECT count(*) AS n FROM flows")[0]["n"] == 4
-    });
+    flows_stored(&server, &lines, 4);
     let (from, to) = (start - 600, start + 600);
     let mut totals = series_totals(&rows(
         &server,
@@ -522,15 +536,13 @@ fn a_value_spelled_unknown_was_dropped_by_its_own_drill_down() {
             + &assign("10.9.0.9", Some("db"), at)),
     );
     let start = now() / 60 * 60 - 300;
-    flows(
+    flows_stored(
         &server,
         &(line("10.9.0.1", "10.9.0.9", 40_000, 100, start)
             + &line("10.9.0.2", "10.9.0.9", 40_001, 200, start)
             + &line("10.9.0.3", "10.9.0.9", 40_002, 400, start)),
+        3,
     );
-    wait_for("the flows", Duration::from_secs(20), || {
-        rows(&server, "SELECT count(*) AS n FROM flows")[0]["n"] == 3
-    });
     let (from, to) = (start - 600, start + 600);
     let shown = rows(
         &server,
@@ -634,11 +646,7 @@ fn a_short_range_a_day_ago_was_asked_of_a_table_that_no_longer_holds_it() {
 #[test]
 fn a_flat_series_showed_min_zero_on_the_1h_preset() {
     let (_dir, server) = start("");
-    let at = now() - 3 * 3600;
-    metadata(
-        &server,
-        &(assign("10.9.0.1", Some("web"), at) + &assign("10.9.0.9", Some("db"), at)),
-    );
+    web_and_db_since(&server, now() - 3 * 3600);
     // 1000 bytes every minute for the last 70 minutes, this one included.
     let minute = now() / 60 * 60;
     let lines: String = (0..=70)
@@ -652,10 +660,7 @@ fn a_flat_series_showed_min_zero_on_the_1h_preset() {
             )
         })
         .collect();
-    flows(&server, &lines);
-    wait_for("the flows", Duration::from_secs(20), || {
-        rows(&server, "SELECT count(*) AS n FROM flows")[0]["n"] == 71
-    });
+    flows_stored(&server, &lines, 71);
     // The 1h preset as the page resolves it (`now-1h` .. `now`), `now`
     // anywhere but on a minute boundary; the window as useWindow makes it.
     let to = minute - 30;
@@ -693,11 +698,7 @@ fn a_flat_series_showed_min_zero_on_the_1h_preset() {
 #[test]
 fn the_app_page_missed_rejected_flows_past_the_top_100_by_bytes() {
     let (_dir, server) = start("");
-    let at = now() - 3600;
-    metadata(
-        &server,
-        &(assign("10.9.0.1", Some("web"), at) + &assign("10.9.0.9", Some("db"), at)),
-    );
+    web_and_db_since(&server, now() - 3600);
     let start = now() / 60 * 60 - 300;
     // web → db: 101 service ports with traffic, and one probe rejected on 22.
     let mut lines: String = (0..101)
@@ -713,10 +714,7 @@ fn the_app_page_missed_rejected_flows_past_the_top_100_by_bytes() {
         "2 123456789012 eni-1 10.9.0.1 10.9.0.9 40001 22 6 1 60 {start} {} REJECT OK\n",
         start + 30
     ));
-    flows(&server, &lines);
-    wait_for("the flows", Duration::from_secs(20), || {
-        rows(&server, "SELECT count(*) AS n FROM flows")[0]["n"] == 102
-    });
+    flows_stored(&server, &lines, 102);
     let (from, to) = (start - 600, start + 600);
     let base = json!({"table": "flows_1m", "from": from, "to": to, "app": "db"});
     let rejected = rows(
@@ -751,18 +749,12 @@ fn the_app_page_missed_rejected_flows_past_the_top_100_by_bytes() {
 #[test]
 fn a_drill_down_over_an_empty_range_failed_to_plan() {
     let (_dir, server) = start("");
-    let at = now() - 3600;
-    metadata(
-        &server,
-        &(assign("10.9.0.1", Some("web"), at) + &assign("10.9.0.9", Some("db"), at)),
-    );
-    flows(
+    web_and_db_since(&server, now() - 3600);
+    flows_stored(
         &server,
         &line("10.9.0.1", "10.9.0.9", 40_000, 1_000, now() / 60 * 60 - 120),
+        1,
     );
-    wait_for("the flow", Duration::from_secs(20), || {
-        rows(&server, "SELECT count(*) AS n FROM flows")[0]["n"] == 1
-    });
     let pinned = json!([{"column": "src_app", "op": "=", "values": ["web"]}]);
     let minute = now() / 60 * 60;
     for rank in ["avg", "max", "last"] {
