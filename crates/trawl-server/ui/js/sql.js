@@ -220,8 +220,9 @@ export function exploreSql(q) {
   const n = Math.max(1, Math.min(50, Math.floor(topN)));
   const d = dims.map((_, i) => `d${i}`);
   const value = measureSql(measure, table);
+  const where = `WHERE ${timeSql(from, to)} AND ${whereSql(filters, types)}`;
   const rows = `FROM ${ident(table)}
-  WHERE ${timeSql(from, to)} AND ${whereSql(filters, types)}`;
+  ${where}`;
   const groupBy = (count) => `GROUP BY ${Array.from({ length: count }, (_, i) => i + 1).join(', ')}`;
   // `value` per bucket and `columns` (`expr AS d0`, …).
   const buckets = (columns) => `SELECT ${binSql(stepSecs)} AS t${columns.map((c) => `, ${c}`).join('')}, ${value} AS v
@@ -236,7 +237,7 @@ export function exploreSql(q) {
     last: 'sum(CASE WHEN t = newest THEN v ELSE 0 END)',
   }[rank];
   // The newest bucket with rows, on every row (only `last` needs it).
-  const withNewest = (from) => (rank === 'last' ? `(SELECT *, max(t) OVER () AS newest FROM ${from})` : from);
+  const withNewest = (source) => (rank === 'last' ? `(SELECT *, max(t) OVER () AS newest FROM ${source})` : source);
   // A filter on the grouped dimension (a drill-down) may make it constant,
   // and DataFusion 55 then fails to plan the window's sort on one
   // partition or an empty range (SanityCheckPlan): such queries take the
@@ -265,7 +266,7 @@ ${groupBy(2 + dims.length)} ${order}`;
 SELECT t, rest, ${d.map((c) => `CAST(${c} AS VARCHAR) AS ${c}`).join(', ')}, value FROM (
   SELECT ${binSql(stepSecs)} AS t, r.hit IS NULL AS rest, ${d.map((c) => `r.${c} AS ${c}`).join(', ')}, ${value} AS value
   FROM ${ident(table)} LEFT JOIN r ON ${on}
-  WHERE ${timeSql(from, to)} AND ${whereSql(filters, types)}
+  ${where}
   ${groupBy(2 + dims.length)})
 ${order}`;
 }
