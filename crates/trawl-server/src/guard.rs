@@ -22,15 +22,25 @@
 //! Every response then carries `X-Content-Type-Options: nosniff`,
 //! `Referrer-Policy: no-referrer` and `X-Frame-Options: DENY`; no wildcard
 //! CORS header is ever sent (CORS is answered only for allowed origins,
-//! by the layer in `routes.rs`).
+//! by the layer in `routes.rs`). An error answering a request that
+//! carries a body also says `Connection: close`: the body may be left
+//! unread (a refused push is answered before its body arrives), so the
+//! connection ends, and a client must not send its next request on it.
+//! A refused body of at most [`REFUSED_BODY_DRAIN_BYTES_MAX`] is read and
+//! thrown away after the answer ([`drain_refused_body`], at most
+//! [`REFUSED_BODY_DRAIN_SECS_MAX`]): a client that sends its whole body
+//! before reading then gets the answer, not a broken pipe. Nothing of it
+//! is kept.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
+use futures::StreamExt;
 
 use crate::auth::Role;
 use crate::routes::{AppState, error};
@@ -119,11 +129,20 @@ impl Refused {
 /// The middleware: the checks of the module header, then the handler,
 /// then the response headers.
 pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let has_body = carries_body(request.headers());
     let mut response = match check(&state, &request) {
         Ok(()) => next.run(request).await,
-        Err(refused) => refused.into_response(),
+        Err(refused) => {
+            drain_refused_body(request);
+            refused.into_response()
+        }
     };
+    let refused_with_body =
+        has_body && (response.status().is_client_error() || response.status().is_server_error());
     let headers = response.headers_mut();
+    if refused_with_body {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -134,6 +153,47 @@ pub async fn guard(State(state): State<Arc<AppState>>, request: Request, next: N
     );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
+}
+
+/// The most of a refused request's body read (and thrown away) so that its
+/// client can read the answer; a longer body is not read at all.
+pub const REFUSED_BODY_DRAIN_BYTES_MAX: u64 = 8 << 20;
+/// The longest a refused request's body is waited for.
+pub const REFUSED_BODY_DRAIN_SECS_MAX: u64 = 5;
+
+/// Reads and drops the body of a refused `request` in the background, when
+/// it announces at most [`REFUSED_BODY_DRAIN_BYTES_MAX`], for at most
+/// [`REFUSED_BODY_DRAIN_SECS_MAX`]. The connection stays open meanwhile
+/// (the answer says `Connection: close`): a client that writes its whole
+/// body before it reads gets the answer instead of a broken pipe.
+pub fn drain_refused_body(request: Request<Body>) {
+    let (parts, body) = request.into_parts();
+    let announced = header_str(&parts.headers, header::CONTENT_LENGTH)
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    let chunked = parts.headers.contains_key(header::TRANSFER_ENCODING);
+    let small = announced.is_some_and(|n| n > 0 && n <= REFUSED_BODY_DRAIN_BYTES_MAX);
+    if !small && !chunked {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut frames = body.into_data_stream();
+        let mut read_bytes: u64 = 0;
+        let drain = async {
+            while let Some(Ok(chunk)) = frames.next().await {
+                read_bytes += chunk.len() as u64;
+                if read_bytes > REFUSED_BODY_DRAIN_BYTES_MAX {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(REFUSED_BODY_DRAIN_SECS_MAX), drain).await;
+    });
+}
+
+/// Whether a request announces a body (a length above zero, or chunks).
+fn carries_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || header_str(headers, header::CONTENT_LENGTH).is_some_and(|n| n.trim() != "0")
 }
 
 fn check(state: &AppState, request: &Request<Body>) -> Result<(), Refused> {

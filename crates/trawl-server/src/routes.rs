@@ -375,6 +375,7 @@ async fn firehose(State(state): State<Arc<AppState>>, request: Request) -> Respo
         response
     };
     if !firehose_authorized(&state, &headers) {
+        crate::guard::drain_refused_body(Request::from_parts(parts, body));
         return reply(
             StatusCode::UNAUTHORIZED,
             header_id,

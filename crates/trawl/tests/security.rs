@@ -362,6 +362,66 @@ fn tokens_and_roles_guard_every_route() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("401"));
 }
 
+/// CI: `tokens_and_roles_guard_every_route` failed with "Peer
+/// disconnected": a push refused before its body was read (401) was
+/// answered as if the connection would stay open, the server then closed
+/// it, and the client sent its next request on the closed connection.
+#[test]
+fn ci_a_refused_push_says_connection_close_so_no_request_follows_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = format!("write:{WRITE_TOKEN}");
+    let mut server = run_with(dir.path(), "", &[("TRAWL_TOKENS", env.as_str())], None);
+    let addr = server.url.trim_start_matches("http://").to_string();
+    // Headers only: the body never comes, the answer must say close.
+    for (path, token) in [
+        ("/api/v1/flows", ""),
+        ("/api/v1/flows", "Authorization: Bearer nope-0123456789\r\n"),
+        ("/api/v1/firehose", ""),
+    ] {
+        let mut stream = TcpStream::connect(&addr).unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{token}Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+        )
+        .unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).unwrap_or(0);
+            assert!(n > 0, "{path}: no answer to a refused push");
+            head.extend_from_slice(&chunk[..n]);
+        }
+        let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 401"), "{path}: {head}");
+        assert!(head.contains("\r\nconnection: close\r\n"), "{path}: {head}");
+    }
+    // One client (a pool of kept-alive connections): a refused push with a
+    // body the server does not read, then an accepted push, many times.
+    let body = vec![b'x'; 256 * 1024];
+    let flows = [("Content-Type", "application/octet-stream")];
+    for round in 0..20 {
+        server.token = None;
+        assert_eq!(
+            server.post("/api/v1/flows", &body, &flows).0,
+            401,
+            "round {round}"
+        );
+        server.token = Some(WRITE_TOKEN.into());
+        assert_eq!(
+            server.post("/api/v1/flows", LINES.as_bytes(), &flows).0,
+            200,
+            "round {round}"
+        );
+    }
+    // A request without a body that is refused keeps its connection.
+    server.token = None;
+    let (status, _) = server.get_with("/api/v1/whois?ip=10.0.0.1", &[]);
+    assert_eq!(status, 401);
+}
+
 fn trawl_server_sha256(token: &str) -> String {
     // The digest as `sha256sum` prints it, computed by an independent tool.
     let output = std::process::Command::new("sha256sum")
