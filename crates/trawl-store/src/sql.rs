@@ -10,7 +10,8 @@
 //! never depend on the pruning.
 //!
 //! Aggregates over a fine rollup are answered from a coarser one when that
-//! cannot change the answer (`route.rs`).
+//! cannot change the answer (`route.rs`), and group by text columns as
+//! string views (`group_keys.rs`).
 //!
 //! `workloads` and `ip_history` are [`IndexTable`]s: the attribution index
 //! rendered as one batch per scan.
@@ -55,6 +56,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use trawl_attrib::{AttributionIndex, NO_OWNER, Workload};
 
+use crate::group_keys::TextGroupKeys;
 use crate::manifest::SegmentMeta;
 use crate::readonly::{self, Refusal};
 use crate::route::{RULE_NAME, RollupRouting};
@@ -241,6 +243,7 @@ impl SqlEngine {
             names.push(name);
         }
         ctx.add_optimizer_rule(Arc::new(RollupRouting::new(store.clone())));
+        ctx.add_optimizer_rule(Arc::new(TextGroupKeys));
         if let Some(index) = index {
             for kind in [IndexTableKind::Workloads, IndexTableKind::IpHistory] {
                 let table = IndexTable {
@@ -263,6 +266,13 @@ impl SqlEngine {
     /// query reads the table it names. For comparisons and benches.
     pub fn without_rollup_routing(self) -> Self {
         self.ctx.remove_optimizer_rule(RULE_NAME);
+        self
+    }
+
+    /// The same engine grouping text columns as dictionaries (see
+    /// `group_keys.rs`). For comparisons and benches.
+    pub fn without_text_group_keys(self) -> Self {
+        self.ctx.remove_optimizer_rule(crate::group_keys::RULE_NAME);
         self
     }
 
