@@ -12,10 +12,14 @@
 //! - An `Aggregate` at the bottom of a chain of `Projection`s, `Sort`s,
 //!   `Limit`s and `Filter`s that start at the plan's root (the common
 //!   `GROUP BY … ORDER BY … LIMIT` query) has its dictionary group keys
-//!   cast to views; the chain carries the views up (each of its nodes must
-//!   use a changed column only as a bare column: projected, renamed or
-//!   sorted on, never inside an expression or a predicate), and one
-//!   projection at the root casts them back, over the answer's rows only.
+//!   cast to views; the chain carries the views up to its lowest `Sort`
+//!   (or to the root when it has none; each node on the way must use a
+//!   changed column only as a bare column: projected or renamed, never
+//!   inside an expression or a predicate), where one projection casts
+//!   them back. Never above a sort: DataFusion runs a projection above a
+//!   sort on several partitions, and collecting them loses the order
+//!   (found by a cold review: an ordered answer of several batches came
+//!   back out of order).
 //! - Any other `Aggregate` with dictionary keys (under a join, a union, a
 //!   window) gets a projection right above it that casts its keys back:
 //!   what is above sees the types it was planned with.
@@ -176,14 +180,27 @@ fn views_to_the_root(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
     let Some((mut rebuilt, mut changed)) = keys_as_views(aggregate)? else {
         return Ok(None);
     };
-    for parent in chain.iter().rev() {
+    // The views go up to the lowest sort of the chain (or to the root): the
+    // sort sees the types it was planned with, so its order is the
+    // answer's. A projection above a sort is run on several partitions,
+    // and collecting them loses the order.
+    let lowest_sort = chain
+        .iter()
+        .rposition(|node| matches!(node, LogicalPlan::Sort(_)));
+    let (above, below) = chain.split_at(lowest_sort.map_or(0, |k| k + 1));
+    for parent in below.iter().rev() {
         let Some(passed) = passes_through(parent, &changed) else {
             return Ok(None);
         };
         changed = passed;
         rebuilt = parent.with_new_exprs(parent.expressions(), vec![rebuilt])?;
     }
-    cast_back(rebuilt, plan.schema()).map(Some)
+    let wanted = below.first().map_or(&aggregate.schema, |top| top.schema());
+    rebuilt = cast_back(rebuilt, wanted)?;
+    for parent in above.iter().rev() {
+        rebuilt = parent.with_new_exprs(parent.expressions(), vec![rebuilt])?;
+    }
+    Ok(Some(rebuilt))
 }
 
 /// The columns `changed` (of `node`'s input) as `node` outputs them, when
@@ -212,11 +229,6 @@ fn passes_through(node: &LogicalPlan, changed: &HashSet<Column>) -> Option<HashS
             }
             Some(out)
         }
-        LogicalPlan::Sort(sort) => sort
-            .expr
-            .iter()
-            .all(|s| matches!(s.expr, Expr::Column(_)) || !touches(&s.expr))
-            .then(|| changed.clone()),
         LogicalPlan::Filter(filter) => (!touches(&filter.predicate)).then(|| changed.clone()),
         LogicalPlan::Limit(_) => Some(changed.clone()),
         _ => None,
