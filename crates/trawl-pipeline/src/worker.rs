@@ -4,8 +4,9 @@
 //!
 //! ```text
 //! text chunk ─► TextDecoder (lines → FlowRecords, errors counted)
-//!            ─► index (write): learn from every record, owner_at(src|dst, start)
-//!            ─► index (read) + store (write): add_batch(flows, position); push held flows
+//!            ─► index (write): learn from every record
+//!            ─► index (read): owner_at(src|dst, start); note the owners' side codes in the store
+//!            ─► store (read; index too only if some flows wait): add(flows, position); push held flows
 //! ```
 //!
 //! Lock order everywhere: index, then store, then hold. Held flows enter
@@ -512,7 +513,16 @@ fn flush(
     // Learning writes the index; the lookups only read it, so workers
     // attribute at once.
     learn(cx, records);
-    let owners = owners(&cx.index_read(), records, cx.config.hold_secs > 0);
+    let owners = {
+        // Attributed, and their workloads' codes noted in the store, under
+        // one read lock: the add below needs no index lock, so a worker
+        // learning (the write lock) does not wait for this one's add.
+        let index = cx.index_read();
+        let owners = owners(&index, records, cx.config.hold_secs > 0);
+        let ids = owners.iter().flat_map(|&(src, dst, _)| [src, dst]);
+        cx.store_read().note_workloads(ids, index.workloads());
+        owners
+    };
     let newest = records
         .iter()
         .filter_map(FlowRecord::start)
@@ -540,18 +550,17 @@ fn flush(
     // The store's shared lock: workers add at once, each to its own shard;
     // a seal (which takes it exclusively) never falls between these flows,
     // their position and the held ones pushed below.
-    let index = cx.index_read();
-    let store = cx.store_read();
-    add_or_report(cx, &store, &flows, &index, &positions);
+    let (index, store) = add_flows(cx, &flows, &positions, flows.len() != records.len());
     if let Some((at, range)) = &position
         && let Err(error) = at.complete(&store, range.clone())
     {
         cx.stats.store_errors.fetch_add(1, Ordering::Relaxed);
         eprintln!("trawl: noting the position of {}: {error}", at.key);
     }
-    if flows.len() == records.len() {
+    // Without held flows, every flow was added (and no index was taken).
+    let Some(index) = index else {
         return;
-    }
+    };
     let deadline = Instant::now() + Duration::from_secs(cx.config.hold_secs.min(HOLD_SECS_MAX));
     let mut evicted = Vec::new();
     let mut hold = cx.hold_lock();
@@ -573,6 +582,38 @@ fn flush(
     add_held(cx, &index, &store, evicted, ReleaseReason::Full);
 }
 
+/// Adds `flows` (their workloads noted) and notes `positions`, under the
+/// store's read lock, which it returns held. With `held` (some of the
+/// batch's flows wait: flows the hold releases need attributing) the index
+/// is read-locked first (lock order: index, then store) and returned too;
+/// otherwise no index lock is taken, unless the store refuses a workload
+/// it was not told about (then nothing was added: added again the way
+/// `held` adds).
+fn add_flows<'c>(
+    cx: &'c Context,
+    flows: &[EnrichedFlow<'_, '_>],
+    positions: &[(&str, &str)],
+    held: bool,
+) -> (
+    Option<RwLockReadGuard<'c, AttributionIndex>>,
+    RwLockReadGuard<'c, Store>,
+) {
+    if !held {
+        let store = cx.store_read();
+        match store.add_noted_batch(flows, positions) {
+            Err(StoreError::WorkloadNotNoted { .. }) => drop(store),
+            added => {
+                report_add(cx, flows.len(), added);
+                return (None, store);
+            }
+        }
+    }
+    let index = cx.index_read();
+    let store = cx.store_read();
+    add_or_report(cx, &store, flows, &index, positions);
+    (Some(index), store)
+}
+
 fn add_or_report(
     cx: &Context,
     store: &Store,
@@ -580,9 +621,15 @@ fn add_or_report(
     index: &AttributionIndex,
     positions: &[(&str, &str)],
 ) {
-    if let Err(error) = store.add_batch(flows, index.workloads(), positions) {
+    let added = store.add_batch(flows, index.workloads(), positions);
+    report_add(cx, flows.len(), added);
+}
+
+/// Counts and prints a failed add.
+fn report_add(cx: &Context, flows: usize, added: Result<(), StoreError>) {
+    if let Err(error) = added {
         cx.stats.store_errors.fetch_add(1, Ordering::Relaxed);
-        eprintln!("trawl: adding {} flows to the store: {error}", flows.len());
+        eprintln!("trawl: adding {flows} flows to the store: {error}");
     }
 }
 

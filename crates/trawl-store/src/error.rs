@@ -58,6 +58,15 @@ pub enum StoreError {
     /// The configuration is invalid.
     #[error("store configuration: {0}")]
     Config(String),
+    /// A batch for [`Store::add_noted_batch`](crate::Store::add_noted_batch)
+    /// holds a workload whose side codes were not noted: nothing was added.
+    #[error(
+        "workload {id} was not noted before its flows were added; nothing of the batch was added"
+    )]
+    WorkloadNotNoted {
+        /// The workload id.
+        id: u32,
+    },
     /// A seal was begun while another one's segments were being written.
     #[error("a seal is already in progress")]
     SealInFlight,

@@ -65,10 +65,12 @@ use crate::commit::{PendingSegment, SealJob, Steps};
 mod compact;
 mod seal;
 mod shard;
+mod sides;
 use crate::detail::DetailBucket;
 use crate::dict::Dictionary;
 use crate::dims::{
-    ACTION_TEXTS, DIM_COUNT, DIRECTION_TEXTS, Dim, DimType, KeywordCodes, NULL_CODE, flow_dims,
+    ACTION_TEXTS, DIM_COUNT, DIRECTION_TEXTS, Dim, DimType, KeywordCodes, NULL_CODE, NULL_SIDE,
+    flow_dims,
 };
 use crate::error::StoreError;
 use crate::manifest::{Manifest, SegmentMeta};
@@ -79,6 +81,7 @@ use crate::segment_cache::SegmentCache;
 use crate::tail::{TailFeed, TailRows, TailSubscription};
 pub use compact::CompactionJob;
 use shard::{Shard, Shards, lock};
+use sides::WorkloadSides;
 
 /// Name of the detail table.
 pub const DETAIL_TABLE: &str = "flows";
@@ -375,6 +378,13 @@ struct DetailTable {
     schema: SchemaRef,
 }
 
+/// The workload ids of both sides of every flow of `flows`.
+fn workload_ids<'a>(
+    flows: &'a [EnrichedFlow<'_, '_>],
+) -> impl Iterator<Item = WorkloadId> + Clone + 'a {
+    flows.iter().flat_map(|f| [f.src, f.dst])
+}
+
 /// The store. See the module header.
 #[derive(Debug)]
 pub struct Store {
@@ -386,6 +396,8 @@ pub struct Store {
     detail: DetailTable,
     /// The open rows (see `store/shard.rs`).
     shards: Shards,
+    /// Workloads' side codes, for every shard (see `store/sides.rs`).
+    sides: WorkloadSides,
     manifest: Manifest,
     pending_positions: Mutex<BTreeMap<String, String>>,
     /// See [`Manifest::dropped_below`]; committed with the next manifest.
@@ -466,6 +478,7 @@ impl Store {
             dict: Mutex::new(dict),
             keywords,
             shards: Shards::new(config.open_shards, &rollups),
+            sides: WorkloadSides::default(),
             rollups,
             pending_positions: Mutex::new(manifest.positions.clone()),
             dropped_below: Mutex::new(manifest.dropped_below.clone()),
@@ -682,9 +695,21 @@ impl Store {
     /// Forgets the codes of every workload (call when the workload table
     /// handed to [`Store::add_batch`] is replaced by another).
     pub fn forget_workloads(&mut self) {
+        self.sides.clear();
         for shard in self.shards.each_mut() {
             shard.forget_workloads();
         }
+    }
+
+    /// Notes the side codes of the workloads `ids` of `workloads`, so that
+    /// [`Store::add_noted_batch`] can add their flows without the table
+    /// (see `store/sides.rs`). Cheap when all are noted already.
+    pub fn note_workloads(
+        &self,
+        ids: impl IntoIterator<Item = WorkloadId> + Clone,
+        workloads: &WorkloadTable,
+    ) {
+        self.sides.note(ids, workloads, &self.dict);
     }
 
     /// Adds attributed flows, then records `positions` (source → opaque
@@ -701,7 +726,20 @@ impl Store {
         workloads: &WorkloadTable,
         positions: &[(&str, &str)],
     ) -> Result<(), StoreError> {
-        self.add_batch_in(None, flows, workloads, positions)
+        self.note_workloads(workload_ids(flows), workloads);
+        self.add_batch_in(None, flows, positions)
+    }
+
+    /// [`add_batch`](Self::add_batch) of flows whose workloads were noted
+    /// ([`Store::note_workloads`]): no workload table needed. A flow of a
+    /// workload not noted refuses the whole batch before anything of it is
+    /// added ([`StoreError::WorkloadNotNoted`]).
+    pub fn add_noted_batch(
+        &self,
+        flows: &[EnrichedFlow<'_, '_>],
+        positions: &[(&str, &str)],
+    ) -> Result<(), StoreError> {
+        self.add_batch_in(None, flows, positions)
     }
 
     /// [`add_batch`](Self::add_batch) into shard `shard` (modulo the
@@ -715,16 +753,20 @@ impl Store {
         workloads: &WorkloadTable,
         positions: &[(&str, &str)],
     ) -> Result<(), StoreError> {
-        self.add_batch_in(Some(shard), flows, workloads, positions)
+        self.note_workloads(workload_ids(flows), workloads);
+        self.add_batch_in(Some(shard), flows, positions)
     }
 
     fn add_batch_in(
         &self,
         shard: Option<usize>,
         flows: &[EnrichedFlow<'_, '_>],
-        workloads: &WorkloadTable,
         positions: &[(&str, &str)],
     ) -> Result<(), StoreError> {
+        let sides = self.sides.read();
+        if let Some(id) = workload_ids(flows).find(|id| sides.get(*id).is_none()) {
+            return Err(StoreError::WorkloadNotNoted { id });
+        }
         let (watermark, future) = self.observe_times(flows);
         let (index, mut shard) = match shard {
             Some(i) => self.shards.lock(i),
@@ -745,8 +787,9 @@ impl Store {
             if start < watermark {
                 shard.stats.late_records += 1;
             }
-            let src = shard.side_codes(flow.src, workloads, &self.dict);
-            let dst = shard.side_codes(flow.dst, workloads, &self.dict);
+            // Every id was checked above: NULL_SIDE is never taken.
+            let src = sides.get(flow.src).unwrap_or(NULL_SIDE);
+            let dst = sides.get(flow.dst).unwrap_or(NULL_SIDE);
             let dims = flow_dims(flow.record, &src, &dst, &self.keywords);
             let added = Added {
                 start,

@@ -851,3 +851,56 @@ fn detail_segments_a_sink_holds_are_not_compacted_until_released() {
     s.maintain().unwrap();
     assert_eq!(detail(&s), vec![None], "published by both: merged into one");
 }
+
+/// `add_noted_batch` (the pipeline's add, which holds no index lock) takes
+/// workloads' codes from what `note_workloads` noted: a batch holding a
+/// workload not noted is refused whole (no row, no position), and the same
+/// batch once noted is added once, with the right owners.
+#[test]
+fn a_batch_of_workloads_not_noted_is_refused_whole_then_added_once_noted() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, engine) = open(dir.path());
+    let estate = Estate::new(12);
+    let batch = flows(300, T0, HOUR);
+    let records: Vec<_> = batch.iter().map(common::record).collect();
+    let enriched: Vec<_> = batch
+        .iter()
+        .zip(&records)
+        .map(|(f, r)| trawl_store::EnrichedFlow {
+            record: r,
+            src: estate.id(f.src),
+            dst: estate.id(f.dst),
+        })
+        .collect();
+    let position = [("file-a", "42")];
+    {
+        let s = store.read().unwrap();
+        // Only the sources noted: the destinations are not.
+        s.note_workloads(enriched.iter().map(|f| f.src), &estate.table);
+        let refused = s.add_noted_batch(&enriched, &position);
+        assert!(
+            matches!(refused, Err(StoreError::WorkloadNotNoted { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(s.stats().records, 0);
+    }
+    assert_eq!(query_sums(&engine, "flows_1m").len(), 0);
+    {
+        let s = store.read().unwrap();
+        s.note_workloads(enriched.iter().flat_map(|f| [f.src, f.dst]), &estate.table);
+        s.add_noted_batch(&enriched, &position).unwrap();
+    }
+    check(&engine, &estate, &batch);
+    store.write().unwrap().seal().unwrap();
+    check(&engine, &estate, &batch);
+    assert_eq!(
+        store
+            .read()
+            .unwrap()
+            .manifest()
+            .positions
+            .get("file-a")
+            .map(String::as_str),
+        Some("42")
+    );
+}

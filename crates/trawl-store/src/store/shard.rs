@@ -7,10 +7,9 @@
 //! and lets go: writers on different threads never wait for each other
 //! while a shard is free, and a single writer always uses the first shard
 //! (so a store fed from one thread behaves as an unsharded one). A shard
-//! keeps its own rollup layouts (side-key interners) and workload cache,
-//! so nothing shared is written per flow; only the string dictionary
-//! (behind its own lock) is touched, when a workload is seen for the first
-//! time.
+//! keeps its own rollup layouts (side-key interners), so nothing shared is
+//! written per flow; workloads' side codes come from a cache all shards
+//! read (`sides.rs`).
 //!
 //! Rollups are sums, so shards need no merging to be right: a seal writes
 //! each shard's rows of a chunk as a segment of its own (the chunk's
@@ -27,12 +26,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
-use trawl_attrib::{NO_OWNER, WorkloadId, WorkloadTable};
-
 use super::{OpenChunks, RollupTable};
 use crate::detail::DetailBucket;
-use crate::dict::Dictionary;
-use crate::dims::{NULL_CODE, NULL_SIDE, SideCodes};
 use crate::rollup::{RollupBucket, RollupLayout};
 
 /// Counters of what writers added (summed over shards in
@@ -63,8 +58,6 @@ pub(super) struct Shard {
     pub tables: Vec<ShardTable>,
     /// Open detail rows.
     pub detail: OpenChunks<DetailBucket>,
-    /// Side codes of each workload id seen (a cache of the dictionary).
-    pub sides: Vec<Option<SideCodes>>,
     /// What this shard's writers added.
     pub stats: AddStats,
 }
@@ -81,7 +74,6 @@ impl Shard {
                 })
                 .collect(),
             detail: OpenChunks::default(),
-            sides: Vec::new(),
             stats: AddStats::default(),
         }
     }
@@ -128,44 +120,9 @@ impl Shard {
 
     /// Forgets the per-workload caches (the workload table was replaced).
     pub fn forget_workloads(&mut self) {
-        self.sides.clear();
         for table in &mut self.tables {
             table.layout.forget_workloads();
         }
-    }
-
-    /// The six side codes of workload `id` (interned in `dict` the first
-    /// time this shard sees it).
-    pub fn side_codes(
-        &mut self,
-        id: WorkloadId,
-        workloads: &WorkloadTable,
-        dict: &Mutex<Dictionary>,
-    ) -> SideCodes {
-        if let Some(Some(codes)) = self.sides.get(id as usize) {
-            return *codes;
-        }
-        let codes = match workloads.get(id) {
-            Some(w) if id != NO_OWNER => {
-                let mut dict = lock(dict);
-                let mut code =
-                    |s: &Option<String>| s.as_deref().map_or(NULL_CODE, |s| dict.code(s));
-                [
-                    code(&w.app),
-                    code(&w.cluster),
-                    code(&w.account),
-                    code(&w.region),
-                    code(&w.az),
-                    code(&w.kind),
-                ]
-            }
-            _ => NULL_SIDE,
-        };
-        if self.sides.len() <= id as usize {
-            self.sides.resize(id as usize + 1, None);
-        }
-        self.sides[id as usize] = Some(codes);
-        codes
     }
 }
 
