@@ -23,7 +23,6 @@
 //! many rows a regroup leaves), [`schema`], [`segment`]
 //! (Parquet files), [`manifest`] (durable state), [`store`] (the data flow),
 //! [`sql`] (DataFusion), [`route`] (answering from a coarser rollup),
-//! [`group_keys`] (grouping text columns as string views),
 //! `tail` (the live feed of stored `flows` rows and its SQL filter:
 //! [`TailFeed`], [`TailFilter`]).
 
@@ -33,7 +32,6 @@ pub mod dict;
 pub mod dims;
 pub mod distinct;
 pub mod error;
-pub mod group_keys;
 pub mod manifest;
 pub mod readonly;
 pub mod rollup;

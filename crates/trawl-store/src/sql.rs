@@ -10,8 +10,7 @@
 //! never depend on the pruning.
 //!
 //! Aggregates over a fine rollup are answered from a coarser one when that
-//! cannot change the answer (`route.rs`), and group by text columns as
-//! string views (`group_keys.rs`).
+//! cannot change the answer (`route.rs`).
 //!
 //! `workloads` and `ip_history` are [`IndexTable`]s: the attribution index
 //! rendered as one batch per scan.
@@ -56,7 +55,6 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use trawl_attrib::{AttributionIndex, NO_OWNER, Workload};
 
-use crate::group_keys::TextGroupKeys;
 use crate::manifest::SegmentMeta;
 use crate::readonly::{self, Refusal};
 use crate::route::{RULE_NAME, RollupRouting};
@@ -243,7 +241,6 @@ impl SqlEngine {
             names.push(name);
         }
         ctx.add_optimizer_rule(Arc::new(RollupRouting::new(store.clone())));
-        ctx.add_optimizer_rule(Arc::new(TextGroupKeys));
         if let Some(index) = index {
             for kind in [IndexTableKind::Workloads, IndexTableKind::IpHistory] {
                 let table = IndexTable {
@@ -266,13 +263,6 @@ impl SqlEngine {
     /// query reads the table it names. For comparisons and benches.
     pub fn without_rollup_routing(self) -> Self {
         self.ctx.remove_optimizer_rule(RULE_NAME);
-        self
-    }
-
-    /// The same engine grouping text columns as dictionaries (see
-    /// `group_keys.rs`). For comparisons and benches.
-    pub fn without_text_group_keys(self) -> Self {
-        self.ctx.remove_optimizer_rule(crate::group_keys::RULE_NAME);
         self
     }
 
