@@ -53,11 +53,11 @@ impl WorkloadSides {
         workloads: &WorkloadTable,
         dict: &Mutex<Dictionary>,
     ) {
-        if ids
-            .clone()
-            .into_iter()
-            .all(|id| self.read().get(id).is_some())
-        {
+        let all_known = {
+            let known = self.read();
+            ids.clone().into_iter().all(|id| known.get(id).is_some())
+        };
+        if all_known {
             return;
         }
         let mut codes = self.codes.write().unwrap_or_else(PoisonError::into_inner);
