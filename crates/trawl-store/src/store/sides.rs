@@ -37,11 +37,16 @@ pub(super) struct SidesRead<'a>(RwLockReadGuard<'a, Vec<Option<SideCodes>>>);
 impl SidesRead<'_> {
     /// The codes of `id`, if noted.
     pub fn get(&self, id: WorkloadId) -> Option<SideCodes> {
-        if id == NO_OWNER {
-            return Some(NULL_SIDE);
-        }
-        self.0.get(id as usize).copied().flatten()
+        noted(&self.0, id)
     }
+}
+
+/// The codes of `id` in `codes`, if noted ([`NO_OWNER`]: always, nulls).
+fn noted(codes: &[Option<SideCodes>], id: WorkloadId) -> Option<SideCodes> {
+    if id == NO_OWNER {
+        return Some(NULL_SIDE);
+    }
+    codes.get(id as usize).copied().flatten()
 }
 
 impl WorkloadSides {
@@ -62,7 +67,7 @@ impl WorkloadSides {
         }
         let mut codes = self.codes.write().unwrap_or_else(PoisonError::into_inner);
         for id in ids {
-            if id == NO_OWNER || codes.get(id as usize).is_some_and(Option::is_some) {
+            if noted(&codes, id).is_some() {
                 continue;
             }
             if codes.len() <= id as usize {
