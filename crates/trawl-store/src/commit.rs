@@ -27,13 +27,17 @@
 //! of a written segment carries the file's size and time range.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use arrow::array::RecordBatch;
 
 use crate::error::StoreError;
 use crate::manifest::{Manifest, SegmentMeta, sync_dir};
-use crate::segment::{validate_batches, write_segment};
+use crate::schema::TIME_COLUMN;
+use crate::segment::{
+    EncodedRowGroup, EncodedSource, RowGroupEncoder, SegmentFile, WrittenSegment, row_groups_of,
+    split_by_source, validate_batches,
+};
 
 /// A segment about to be written by a seal or compaction.
 #[derive(Debug, Clone)]
@@ -167,6 +171,10 @@ impl Steps {
 
 /// Writes every segment of `pending` that `next` lists into `dir`, filling
 /// in its entry's size and time range, then syncs the table directories.
+///
+/// Segments whose rows another segment of the commit holds already (a
+/// derived table's passed-through rows) are written after it, copying its
+/// encoded columns ([`encoded_sources`]).
 pub(crate) fn write_segments(
     dir: &Path,
     pending: &[PendingSegment],
@@ -181,9 +189,9 @@ pub(crate) fn write_segments(
     // One step per segment, as if written one after the other: past the
     // step limit (crash tests), the later segments are not written.
     let allowed = steps.take(listed.len());
-    let written = in_parallel(&listed[..allowed], |segment| write_pending(dir, segment));
+    let written = write_reusing(dir, &listed[..allowed]);
     for (segment, outcome) in listed.iter().zip(written) {
-        let (bytes, time_min, time_max) = outcome?;
+        let (written, time_min, time_max) = outcome?;
         let entry = next
             .segments
             .iter_mut()
@@ -194,7 +202,7 @@ pub(crate) fn write_segments(
                     segment.meta.id
                 ))
             })?;
-        entry.bytes = bytes;
+        entry.bytes = written.bytes;
         entry.time_min = time_min;
         entry.time_max = time_max;
     }
@@ -210,16 +218,123 @@ pub(crate) fn write_segments(
     Ok(())
 }
 
-/// Validates and writes one segment; its size and time range.
-fn write_pending(dir: &Path, segment: &PendingSegment) -> Result<(u64, u32, u32), StoreError> {
-    let path = Manifest::segment_path(dir, &segment.meta);
-    let (time_min, time_max) = validate_batches(
+/// The outcome of writing one segment: the file, and its time range.
+type Written = Result<(WrittenSegment, u32, u32), StoreError>;
+
+/// Writes `segments` on every core: the row groups of every segment's own
+/// rows are encoded at once (so one large segment does not leave a core
+/// idle), then the files that reuse nothing are assembled and finished,
+/// then those that copy encoded columns from them.
+fn write_reusing(dir: &Path, segments: &[&PendingSegment]) -> Vec<Written> {
+    let sources = encoded_sources(segments);
+    let paths: Vec<PathBuf> = segments
+        .iter()
+        .map(|s| Manifest::segment_path(dir, &s.meta))
+        .collect();
+    let opened: Vec<Result<Opened, StoreError>> = segments
+        .iter()
+        .zip(&paths)
+        .map(|(segment, path)| open_pending(path, segment))
+        .collect();
+    let mut groups: Vec<(usize, Vec<RecordBatch>)> = Vec::new();
+    for (i, segment) in segments.iter().enumerate() {
+        let own: Vec<RecordBatch> = segment
+            .batches
+            .iter()
+            .enumerate()
+            .filter(|(b, _)| sources[i].get(*b).copied().flatten().is_none())
+            .map(|(_, batch)| batch.clone())
+            .collect();
+        if opened[i].is_ok() {
+            groups.extend(row_groups_of(&own).into_iter().map(|rows| (i, rows)));
+        }
+    }
+    let encoders: Vec<Option<&RowGroupEncoder>> = opened
+        .iter()
+        .map(|opened| opened.as_ref().ok().map(|o| &o.encoder))
+        .collect();
+    let mut encoded = in_parallel(&groups, |(i, rows)| match encoders[*i] {
+        Some(encoder) => encoder.encode(rows).map_err(|source| StoreError::Parquet {
+            path: paths[*i].clone(),
+            source,
+        }),
+        None => Err(StoreError::Config("segment not opened".into())),
+    })
+    .into_iter();
+    let states: Vec<Mutex<Option<Result<Opened, StoreError>>>> = opened
+        .into_iter()
+        .enumerate()
+        .map(|(i, opened)| {
+            let opened = opened.and_then(|mut opened| {
+                let count = groups.iter().filter(|(g, _)| *g == i).count();
+                // All of this segment's groups are taken, even past an error.
+                let own: Vec<_> = encoded.by_ref().take(count).collect();
+                opened.groups = own.into_iter().collect::<Result<_, _>>()?;
+                Ok(opened)
+            });
+            Mutex::new(Some(opened))
+        })
+        .collect();
+    let (first, second): (Vec<usize>, Vec<usize>) =
+        (0..segments.len()).partition(|&i| sources[i].iter().all(Option::is_none));
+    let take = |i: usize| {
+        states[i]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .unwrap_or_else(|| Err(StoreError::Config("segment written twice".into())))
+    };
+    let mut written: Vec<Option<Written>> = (0..segments.len()).map(|_| None).collect();
+    let firsts = in_parallel(&first, |&i| {
+        finish_pending(take(i)?, &segments[i].batches, &[])
+    });
+    for (i, outcome) in first.iter().zip(firsts) {
+        written[*i] = Some(outcome);
+    }
+    let seconds = in_parallel(&second, |&i| {
+        let reuse: Vec<Option<EncodedSource<'_>>> = sources[i]
+            .iter()
+            .map(|source| {
+                let j = (*source)?;
+                let (file, ..) = written[j].as_ref()?.as_ref().ok()?;
+                Some(EncodedSource {
+                    path: &paths[j],
+                    schema: segments[j].batches.first()?.schema_ref(),
+                    metadata: &file.metadata,
+                })
+            })
+            .collect();
+        finish_pending(take(i)?, &segments[i].batches, &reuse)
+    });
+    for (i, outcome) in second.iter().zip(seconds) {
+        written[*i] = Some(outcome);
+    }
+    written
+        .into_iter()
+        .map(|outcome| {
+            outcome.unwrap_or_else(|| Err(StoreError::Config("segment left unwritten".into())))
+        })
+        .collect()
+}
+
+/// A segment's file while [`write_reusing`] writes it.
+struct Opened {
+    file: SegmentFile,
+    encoder: RowGroupEncoder,
+    time_range: (u32, u32),
+    /// Its own rows' row groups, encoded, in order.
+    groups: Vec<EncodedRowGroup>,
+}
+
+/// Validates `segment` and creates its file at `path`.
+fn open_pending(path: &Path, segment: &PendingSegment) -> Result<Opened, StoreError> {
+    let time_range = validate_batches(
         &segment.batches,
         segment.meta.chunk_start,
         segment.chunk_secs,
     )
     .map_err(|reason| StoreError::SegmentMismatch {
-        path: path.clone(),
+        path: path.to_path_buf(),
         reason: format!("refused before writing: {reason}"),
     })?;
     if let Some(parent) = path.parent() {
@@ -228,8 +343,98 @@ fn write_pending(dir: &Path, segment: &PendingSegment) -> Result<(u64, u32, u32)
             source,
         })?;
     }
-    let bytes = write_segment(&path, &segment.batches)?;
-    Ok((bytes, time_min, time_max))
+    let schema = segment
+        .batches
+        .first()
+        .map(RecordBatch::schema)
+        .ok_or_else(|| StoreError::SegmentMismatch {
+            path: path.to_path_buf(),
+            reason: "no batches to write".into(),
+        })?;
+    let (file, encoder) = SegmentFile::create(path, schema)?;
+    Ok(Opened {
+        file,
+        encoder,
+        time_range,
+        groups: Vec::new(),
+    })
+}
+
+/// Appends the encoded row groups, then the batches `reuse` offers a
+/// source for (see [`split_by_source`]), and finishes the file.
+fn finish_pending(
+    opened: Opened,
+    batches: &[RecordBatch],
+    reuse: &[Option<EncodedSource<'_>>],
+) -> Written {
+    let Opened {
+        mut file,
+        encoder,
+        time_range: (time_min, time_max),
+        groups,
+    } = opened;
+    for group in groups {
+        file.append(group)?;
+    }
+    for (batch, source) in split_by_source(batches, reuse).1 {
+        file.append_reusing(&encoder, batch, source)?;
+    }
+    Ok((file.finish()?, time_min, time_max))
+}
+
+/// For each batch of each segment, the earlier segment whose file will
+/// hold its rows already: one whose only batch has the same rows and, for
+/// every column but `time`, the very same array (so the same values in the
+/// same order; a derived table's passed-through batch shares its source's
+/// arrays). Only segments that reuse nothing themselves are sources.
+fn encoded_sources(segments: &[&PendingSegment]) -> Vec<Vec<Option<usize>>> {
+    let first_column = |batch: &RecordBatch| -> Option<usize> {
+        let (k, _) = batch
+            .schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .find(|(_, f)| f.name() != TIME_COLUMN)?;
+        Some(Arc::as_ptr(batch.column(k)).cast::<()>() as usize)
+    };
+    let mut by_array: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(segments.len());
+    for (i, segment) in segments.iter().enumerate() {
+        let sources: Vec<Option<usize>> = segment
+            .batches
+            .iter()
+            .map(|batch| {
+                let j = *by_array.get(&first_column(batch)?)?;
+                let source = segments[j].batches.first()?;
+                same_rows_but_time(batch, source).then_some(j)
+            })
+            .collect();
+        if let [batch] = &segment.batches[..]
+            && sources.iter().all(Option::is_none)
+            && let Some(array) = first_column(batch)
+        {
+            by_array.entry(array).or_insert(i);
+        }
+        out.push(sources);
+    }
+    out
+}
+
+/// Whether every column of `batch` but `time` is the same array as
+/// `source`'s column of that name (and so are the row counts).
+fn same_rows_but_time(batch: &RecordBatch, source: &RecordBatch) -> bool {
+    batch.num_rows() == source.num_rows()
+        && batch
+            .schema()
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .filter(|(field, _)| field.name() != TIME_COLUMN)
+            .all(|(field, column)| {
+                source
+                    .column_by_name(field.name())
+                    .is_some_and(|own| Arc::ptr_eq(own, column))
+            })
 }
 
 /// `work` on every item, on up to one thread per core; the results in
@@ -299,5 +504,90 @@ impl SealJob {
     /// Number of segments the seal writes.
     pub fn segments(&self) -> usize {
         self.pending.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{ArrayRef, StringArray, TimestampSecondArray};
+    use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    use super::*;
+    use crate::rollup::regrain;
+
+    fn minutes(apps: &[&str]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                TIME_COLUMN,
+                DataType::Timestamp(TimeUnit::Second, Some("UTC".into())),
+                false,
+            ),
+            Field::new("src_app", DataType::Utf8, true),
+        ]));
+        let times = (0..apps.len() as i64).map(|i| 3600 + 60 * i);
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(TimestampSecondArray::from_iter_values(times).with_timezone("UTC")),
+            Arc::new(StringArray::from(apps.to_vec())),
+        ];
+        RecordBatch::try_new(schema, columns).expect("columns match the schema")
+    }
+
+    /// Only a batch sharing its source's very arrays reuses it; equal
+    /// values in other arrays, or a source of several batches, do not.
+    #[test]
+    fn only_passed_through_batches_reuse_their_sources_columns() {
+        let batch = minutes(&["a", "b", "c"]);
+        let hourly = regrain(&batch, batch.schema_ref(), 3600).expect("regrained");
+        let daily = regrain(&batch, batch.schema_ref(), 86400).expect("regrained");
+        let lookalike =
+            regrain(&minutes(&["a", "b", "c"]), batch.schema_ref(), 3600).expect("regrained");
+        let other = minutes(&["d", "e"]);
+        let other_hourly = regrain(&other, other.schema_ref(), 3600).expect("regrained");
+        let segments = [
+            PendingSegment::new("flows_1m", 3600, 3600, vec![batch], 1),
+            PendingSegment::new("flows_1h", 0, 86400, vec![lookalike, hourly], 2),
+            PendingSegment::new("flows_1d", 0, 86400, vec![daily.clone()], 3),
+            PendingSegment::new("flows_1m", 7200, 3600, vec![other.clone(), other], 4),
+            PendingSegment::new("flows_1h", 0, 86400, vec![other_hourly], 5),
+            PendingSegment::new("flows_1d", 0, 86400, vec![daily], 6),
+        ];
+        let refs: Vec<&PendingSegment> = segments.iter().collect();
+        assert_eq!(
+            encoded_sources(&refs),
+            vec![
+                vec![None],
+                vec![None, Some(0)],
+                vec![Some(0)],
+                // Several batches: no source for others.
+                vec![None, None],
+                vec![None],
+                // Segment 2 reuses segment 0, so it is no source itself.
+                vec![Some(0)],
+            ]
+        );
+    }
+
+    /// Written in two waves, every segment reads back as its batches.
+    #[test]
+    fn reusing_segments_read_back_as_their_batches() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let batch = minutes(&["a", "b", "c", "a"]);
+        let hourly = regrain(&batch, batch.schema_ref(), 3600).expect("regrained");
+        let segments = [
+            PendingSegment::new("flows_1m", 3600, 3600, vec![batch], 1),
+            PendingSegment::new("flows_1h", 0, 86400, vec![hourly], 2),
+        ];
+        let refs: Vec<&PendingSegment> = segments.iter().collect();
+        for (segment, outcome) in segments.iter().zip(write_reusing(dir.path(), &refs)) {
+            let (written, ..) = outcome.expect("written");
+            let meta = SegmentMeta {
+                bytes: written.bytes,
+                ..segment.meta.clone()
+            };
+            let read =
+                crate::segment::read_segment(&Manifest::segment_path(dir.path(), &meta), &meta)
+                    .expect("read back");
+            assert_eq!(read, segment.batches, "{}", meta.table);
+        }
     }
 }

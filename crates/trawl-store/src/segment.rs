@@ -6,14 +6,21 @@
 //! Files are fsynced before any manifest names them.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::TimestampSecondType;
+use arrow::datatypes::{Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::basic::Compression;
+use parquet::column::writer::ColumnCloseResult;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::ParquetMetaData;
+use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::ColumnPath;
 
 use crate::error::StoreError;
@@ -70,40 +77,49 @@ pub fn validate_batches(
     Ok((min, max))
 }
 
+/// Where the rows of a batch about to be written are already encoded: a
+/// segment file of the same commit whose only batch holds exactly those
+/// rows in the same order, every column but `time` the very same array (a
+/// derived table's passed-through rows, `store/seal.rs`). Those columns
+/// are copied from it as encoded column chunks; `time`, which the derived
+/// table floors, is encoded.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodedSource<'a> {
+    /// The source segment's file, complete and synced.
+    pub path: &'a Path,
+    /// Its schema (columns are matched by name).
+    pub schema: &'a Schema,
+    /// Its Parquet metadata, as its writer returned it (page offsets and
+    /// indexes included).
+    pub metadata: &'a ParquetMetaData,
+}
+
+/// A segment file as written: its size and Parquet metadata.
+#[derive(Debug)]
+pub struct WrittenSegment {
+    /// Size of the file in bytes.
+    pub bytes: u64,
+    /// The footer's metadata, with the page indexes.
+    pub metadata: ParquetMetaData,
+}
+
 /// Writes `batches` (of one schema, at least one) to `path` as one file
 /// and fsyncs it; returns the file's size. The file is written under a
 /// temporary name and renamed when complete (the caller syncs the
 /// directory before a manifest names it), so `path` never names a partial
 /// file, and no write touches a file a manifest may list.
 pub fn write_segment(path: &Path, batches: &[RecordBatch]) -> Result<u64, StoreError> {
-    let partial = path.with_extension("parquet.tmp");
-    let bytes = write_file(&partial, batches)?;
-    let io_error = |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    std::fs::rename(&partial, path).map_err(io_error)?;
-    Ok(bytes)
+    write_segment_reusing(path, batches, &[]).map(|written| written.bytes)
 }
 
-fn write_file(path: &Path, batches: &[RecordBatch]) -> Result<u64, StoreError> {
-    let parquet_error = |source| StoreError::Parquet {
-        path: path.to_path_buf(),
-        source,
-    };
-    let io_error = |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = File::create(path).map_err(io_error)?;
-    let properties = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS_MAX))
-        // Statistics only where pruning uses them: min/max of every text
-        // column cost a string comparison per row (a fifth of a seal).
-        .set_statistics_enabled(EnabledStatistics::None)
-        .set_column_statistics_enabled(ColumnPath::from(TIME_COLUMN), EnabledStatistics::Page)
-        .build();
+/// [`write_segment`], copying the columns of batch `i` that `sources[i]`
+/// already holds encoded (see [`EncodedSource`]; `sources` may be shorter
+/// than `batches`). Batches without a source are written first.
+pub fn write_segment_reusing(
+    path: &Path,
+    batches: &[RecordBatch],
+    sources: &[Option<EncodedSource<'_>>],
+) -> Result<WrittenSegment, StoreError> {
     let schema =
         batches
             .first()
@@ -112,13 +128,282 @@ fn write_file(path: &Path, batches: &[RecordBatch]) -> Result<u64, StoreError> {
                 path: path.to_path_buf(),
                 reason: "no batches to write".into(),
             })?;
-    let mut writer = ArrowWriter::try_new(file, schema, Some(properties)).map_err(parquet_error)?;
-    for batch in batches {
-        writer.write(batch).map_err(parquet_error)?;
+    let (mut file, encoder) = SegmentFile::create(path, schema)?;
+    let (own, reused) = split_by_source(batches, sources);
+    for rows in row_groups_of(&own) {
+        let group = encoder.encode(&rows).map_err(|e| file.parquet_error(e))?;
+        file.append(group)?;
     }
-    let file = writer.into_inner().map_err(parquet_error)?;
-    file.sync_all().map_err(io_error)?;
-    Ok(file.metadata().map_err(io_error)?.len())
+    for (batch, source) in reused {
+        file.append_reusing(&encoder, batch, source)?;
+    }
+    file.finish()
+}
+
+/// `batches` without a source (cloned: arrays are shared), and those with
+/// one, paired with it.
+pub fn split_by_source<'b, 's>(
+    batches: &'b [RecordBatch],
+    sources: &[Option<EncodedSource<'s>>],
+) -> (Vec<RecordBatch>, Vec<(&'b RecordBatch, EncodedSource<'s>)>) {
+    let mut own = Vec::new();
+    let mut reused = Vec::new();
+    for (i, batch) in batches.iter().enumerate() {
+        match sources.get(i).copied().flatten() {
+            Some(source) => reused.push((batch, source)),
+            None => own.push(batch.clone()),
+        }
+    }
+    (own, reused)
+}
+
+/// `batches` cut into row groups of at most [`ROW_GROUP_ROWS_MAX`] rows,
+/// in order, across batch boundaries (slices share the arrays).
+pub fn row_groups_of(batches: &[RecordBatch]) -> Vec<Vec<RecordBatch>> {
+    let mut groups = Vec::new();
+    let mut group: Vec<RecordBatch> = Vec::new();
+    let mut group_rows = 0;
+    for batch in batches {
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let rows = (batch.num_rows() - offset).min(ROW_GROUP_ROWS_MAX - group_rows);
+            group.push(batch.slice(offset, rows));
+            (offset, group_rows) = (offset + rows, group_rows + rows);
+            if group_rows == ROW_GROUP_ROWS_MAX {
+                groups.push(std::mem::take(&mut group));
+                group_rows = 0;
+            }
+        }
+    }
+    if group_rows > 0 {
+        groups.push(group);
+    }
+    groups
+}
+
+/// Properties of every segment file.
+fn segment_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS_MAX))
+        // Statistics only where pruning uses them: min/max of every text
+        // column cost a string comparison per row (a fifth of a seal).
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_column_statistics_enabled(ColumnPath::from(TIME_COLUMN), EnabledStatistics::Page)
+        .build()
+}
+
+/// Encodes row groups of one segment's schema; shared by threads while
+/// its [`SegmentFile`] waits for them (row groups are encoded on every
+/// core, then appended in order).
+#[derive(Debug)]
+pub struct RowGroupEncoder {
+    factory: ArrowRowGroupWriterFactory,
+    schema: SchemaRef,
+}
+
+/// A row group's encoded column chunks, in column order.
+#[derive(Debug)]
+pub struct EncodedRowGroup(Vec<ArrowColumnChunk>);
+
+impl RowGroupEncoder {
+    /// Encodes `rows` (batches of this schema) as one row group.
+    pub fn encode(&self, rows: &[RecordBatch]) -> Result<EncodedRowGroup, ParquetError> {
+        let mut writers = self.factory.create_column_writers(0)?;
+        for batch in rows {
+            let mut writer = writers.iter_mut();
+            for (field, column) in self.schema.fields().iter().zip(batch.columns()) {
+                for leaf in compute_leaves(field, column)? {
+                    writer
+                        .next()
+                        .ok_or_else(|| ParquetError::General("more leaves than columns".into()))?
+                        .write(&leaf)?;
+                }
+            }
+        }
+        let chunks = writers
+            .into_iter()
+            .map(|writer| writer.close())
+            .collect::<Result<_, _>>()?;
+        Ok(EncodedRowGroup(chunks))
+    }
+}
+
+/// A segment file being written: created under a temporary name, row
+/// groups appended in order, then finished, fsynced and renamed
+/// ([`SegmentFile::finish`]); dropped unfinished, it leaves only the
+/// temporary file, which no manifest names.
+#[derive(Debug)]
+pub struct SegmentFile {
+    path: PathBuf,
+    partial: PathBuf,
+    writer: SerializedFileWriter<File>,
+}
+
+impl SegmentFile {
+    /// Creates the file of a segment at `path` (of rows of `schema`), and
+    /// the encoder of its row groups.
+    pub fn create(path: &Path, schema: SchemaRef) -> Result<(Self, RowGroupEncoder), StoreError> {
+        let partial = path.with_extension("parquet.tmp");
+        let file = File::create(&partial).map_err(|source| StoreError::Io {
+            path: partial.clone(),
+            source,
+        })?;
+        let parquet_error = |source| StoreError::Parquet {
+            path: path.to_path_buf(),
+            source,
+        };
+        let (writer, factory) =
+            ArrowWriter::try_new(file, schema.clone(), Some(segment_properties()))
+                .and_then(ArrowWriter::into_serialized_writer)
+                .map_err(parquet_error)?;
+        let file = SegmentFile {
+            path: path.to_path_buf(),
+            partial,
+            writer,
+        };
+        Ok((file, RowGroupEncoder { factory, schema }))
+    }
+
+    /// The error `source` about this segment's file.
+    pub fn parquet_error(&self, source: ParquetError) -> StoreError {
+        StoreError::Parquet {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Appends an encoded row group.
+    pub fn append(&mut self, group: EncodedRowGroup) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let parquet_error = |source| StoreError::Parquet { path, source };
+        let mut out = self
+            .writer
+            .next_row_group()
+            .map_err(parquet_error.clone())?;
+        for chunk in group.0 {
+            chunk
+                .append_to_row_group(&mut out)
+                .map_err(parquet_error.clone())?;
+        }
+        out.close().map(drop).map_err(parquet_error)
+    }
+
+    /// Appends `batch` as row groups cut like `source`'s: `time` encoded,
+    /// every other column's chunk copied from `source`'s file.
+    pub fn append_reusing(
+        &mut self,
+        encoder: &RowGroupEncoder,
+        batch: &RecordBatch,
+        source: EncodedSource<'_>,
+    ) -> Result<(), StoreError> {
+        append_reusing(&mut self.writer, &encoder.factory, batch, source)
+            .map_err(|e| self.parquet_error(e))
+    }
+
+    /// Writes the footer, fsyncs and renames the file to its name.
+    pub fn finish(mut self) -> Result<WrittenSegment, StoreError> {
+        let metadata = self.writer.finish().map_err(|e| self.parquet_error(e))?;
+        let io_error = |source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let file = self.writer.inner();
+        file.sync_all().map_err(io_error)?;
+        let bytes = file.metadata().map_err(io_error)?.len();
+        std::fs::rename(&self.partial, &self.path).map_err(io_error)?;
+        Ok(WrittenSegment { bytes, metadata })
+    }
+}
+
+/// Appends `batch` as row groups cut like `source`'s: `time` encoded, every
+/// other column's chunk copied from `source`'s file.
+fn append_reusing(
+    out: &mut SerializedFileWriter<File>,
+    row_groups: &ArrowRowGroupWriterFactory,
+    batch: &RecordBatch,
+    source: EncodedSource<'_>,
+) -> Result<(), ParquetError> {
+    let schema = batch.schema();
+    let copied_from: Vec<Option<usize>> = schema
+        .fields()
+        .iter()
+        .map(|field| match field.name().as_str() {
+            TIME_COLUMN => Ok(None),
+            name => match source.schema.index_of(name) {
+                Ok(j) if source.schema.field(j).data_type() == field.data_type() => Ok(Some(j)),
+                _ => Err(ParquetError::General(format!(
+                    "column {name} is not in the source segment {}",
+                    source.path.display()
+                ))),
+            },
+        })
+        .collect::<Result<_, _>>()?;
+    let file = File::open(source.path)?;
+    let mut offset = 0;
+    for (group_index, group) in source.metadata.row_groups().iter().enumerate() {
+        let rows = usize::try_from(group.num_rows())
+            .map_err(|_| ParquetError::General("negative row count".into()))?;
+        if offset + rows > batch.num_rows() {
+            break;
+        }
+        let mut writers: Vec<Option<_>> = row_groups
+            .create_column_writers(out.flushed_row_groups().len())?
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut group_out = out.next_row_group()?;
+        for (i, (field, from)) in schema.fields().iter().zip(&copied_from).enumerate() {
+            match from {
+                None => {
+                    let mut writer =
+                        writers.get_mut(i).and_then(Option::take).ok_or_else(|| {
+                            ParquetError::General(format!("no writer for column {i}"))
+                        })?;
+                    for leaf in compute_leaves(field, &batch.column(i).slice(offset, rows))? {
+                        writer.write(&leaf)?;
+                    }
+                    writer.close()?.append_to_row_group(&mut group_out)?;
+                }
+                Some(j) => {
+                    let chunk = group.column(*j);
+                    let close = ColumnCloseResult {
+                        bytes_written: u64::try_from(chunk.compressed_size()).unwrap_or_default(),
+                        rows_written: rows as u64,
+                        metadata: chunk.clone(),
+                        bloom_filter: None,
+                        column_index: page_index_at(
+                            source.metadata.column_index(),
+                            group_index,
+                            *j,
+                        )
+                        .filter(|index| !matches!(index, ColumnIndexMetaData::NONE)),
+                        offset_index: page_index_at(
+                            source.metadata.offset_index(),
+                            group_index,
+                            *j,
+                        ),
+                    };
+                    group_out.append_column(&file, close)?;
+                }
+            }
+        }
+        group_out.close()?;
+        offset += rows;
+    }
+    if offset != batch.num_rows() {
+        return Err(ParquetError::General(format!(
+            "{} rows to write, the source segment {} has {offset}",
+            batch.num_rows(),
+            source.path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A column chunk's entry in a file's page index (row group, column).
+fn page_index_at<T: Clone>(index: Option<&Vec<Vec<T>>>, group: usize, column: usize) -> Option<T> {
+    index?.get(group)?.get(column).cloned()
 }
 
 /// Checks that the file of `meta` exists with the manifest's size and row count.
@@ -177,4 +462,139 @@ pub fn read_segment(path: &Path, meta: &SegmentMeta) -> Result<Vec<RecordBatch>,
         });
     }
     Ok(batches)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{
+        ArrayRef, DictionaryArray, StringArray, TimestampSecondArray, UInt32Array, UInt64Array,
+    };
+    use arrow::datatypes::{DataType, Field, TimeUnit};
+    use parquet::arrow::arrow_reader::ArrowReaderOptions;
+
+    use super::*;
+    use crate::rollup::regrain;
+
+    /// A minute table's batch of `rows` rows over one hour: a text column
+    /// (dictionary, every seventh null) and a measure.
+    fn minute_rows(rows: usize) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(
+                TIME_COLUMN,
+                DataType::Timestamp(TimeUnit::Second, Some("UTC".into())),
+                false,
+            ),
+            Field::new(
+                "src_app",
+                DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8)),
+                true,
+            ),
+            Field::new("bytes", DataType::UInt64, false),
+        ]));
+        let n = rows as u32;
+        let times =
+            TimestampSecondArray::from_iter_values((0..n).map(|i| 3600 + i64::from(i % 60) * 60))
+                .with_timezone("UTC");
+        let values = Arc::new(StringArray::from_iter_values(
+            (0..500).map(|i| format!("app-{i}")),
+        ));
+        let keys = UInt32Array::from_iter((0..n).map(|i| (i % 7 != 0).then_some(i * 31 % 500)));
+        let apps = DictionaryArray::try_new(keys, values).expect("keys within values");
+        let bytes = UInt64Array::from_iter_values((0..n).map(|i| u64::from(i) * 3 + 1));
+        let columns: Vec<ArrayRef> = vec![Arc::new(times), Arc::new(apps), Arc::new(bytes)];
+        RecordBatch::try_new(schema, columns).expect("columns match the schema")
+    }
+
+    fn read_all(path: &Path) -> (Vec<RecordBatch>, ParquetMetaData) {
+        let file = File::open(path).expect("segment file");
+        let options = ArrowReaderOptions::new()
+            .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
+        let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options)
+            .expect("a readable footer and page index");
+        let metadata = builder.metadata().as_ref().clone();
+        let batches = builder
+            .build()
+            .expect("reader")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("readable pages");
+        (batches, metadata)
+    }
+
+    /// Two row groups (the source's cut), nulls, and a regrained `time`:
+    /// the copy reads back as the batch it stands for, byte for byte in
+    /// every copied column chunk.
+    #[test]
+    fn a_passed_through_batch_copies_its_sources_encoded_columns() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = minute_rows(ROW_GROUP_ROWS_MAX + 1000);
+        let source_path = dir.path().join("source.parquet");
+        let written = write_segment_reusing(&source_path, std::slice::from_ref(&source), &[])
+            .expect("source written");
+        assert_eq!(written.metadata.num_row_groups(), 2);
+        let hourly = regrain(&source, source.schema_ref(), 3600).expect("regrained");
+        let own = regrain(&minute_rows(10), source.schema_ref(), 3600).expect("regrained");
+        let reuse = [
+            None,
+            Some(EncodedSource {
+                path: &source_path,
+                schema: source.schema_ref(),
+                metadata: &written.metadata,
+            }),
+        ];
+        let path = dir.path().join("derived.parquet");
+        let derived = write_segment_reusing(&path, &[own.clone(), hourly.clone()], &reuse)
+            .expect("derived written");
+        assert_eq!(derived.bytes, std::fs::metadata(&path).expect("file").len());
+
+        let (batches, metadata) = read_all(&path);
+        let read = arrow::compute::concat_batches(source.schema_ref(), &batches).expect("concat");
+        let expected =
+            arrow::compute::concat_batches(source.schema_ref(), &[own, hourly]).expect("concat");
+        assert_eq!(read.num_rows(), expected.num_rows());
+        for (k, field) in source.schema().fields().iter().enumerate() {
+            let (got, want) = (read.column(k), expected.column(k));
+            let got = arrow::compute::cast(got, want.data_type()).expect("cast");
+            assert_eq!(&got.to_data(), &want.to_data(), "column {}", field.name());
+        }
+        // Row group 0 holds the own rows; 1 and 2 are the source's, copied.
+        assert_eq!(metadata.num_row_groups(), 3);
+        for group in 0..2 {
+            let (from, to) = (
+                written.metadata.row_group(group),
+                metadata.row_group(group + 1),
+            );
+            assert_eq!(from.num_rows(), to.num_rows());
+            for column in 1..3 {
+                assert_eq!(
+                    from.column(column).compressed_size(),
+                    to.column(column).compressed_size(),
+                    "row group {group} column {column} copied"
+                );
+            }
+        }
+        assert!(metadata.offset_index().is_some(), "page index kept");
+    }
+
+    /// A source that does not hold the batch's rows is refused, not copied.
+    #[test]
+    fn a_source_with_fewer_rows_is_an_error() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = minute_rows(100);
+        let source_path = dir.path().join("source.parquet");
+        let written = write_segment_reusing(&source_path, std::slice::from_ref(&source), &[])
+            .expect("source written");
+        let bigger = minute_rows(200);
+        let reuse = [Some(EncodedSource {
+            path: &source_path,
+            schema: source.schema_ref(),
+            metadata: &written.metadata,
+        })];
+        let outcome = write_segment_reusing(&dir.path().join("d.parquet"), &[bigger], &reuse);
+        assert!(
+            matches!(&outcome, Err(StoreError::Parquet { source, .. }) if source.to_string().contains("200 rows")),
+            "{outcome:?}"
+        );
+    }
 }

@@ -1,0 +1,141 @@
+//! A seal that passes a minute table's rows through to `flows_1h` and
+//! `flows_1d` (high-cardinality traffic) copies their encoded columns
+//! from the `flows_1m` file instead of encoding them again: the derived
+//! files hold the very bytes of the source's column chunks, read back as
+//! the same rows, and stay right across compaction and reopening.
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use common::{Estate, Flow, add_to, oracle, query_sums};
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use trawl_store::{SqlEngine, Store, StoreConfig};
+
+const HOUR: u32 = 3600;
+const T0: u32 = 1_790_000_000 - 1_790_000_000 % 86_400;
+
+/// `count` (at most 3 M) flows with a key each (workload pair and service
+/// port), over two hours.
+fn unique_flows(count: usize) -> Vec<Flow> {
+    (0..count)
+        .map(|i| Flow {
+            start: T0 + (i as u32 * 61) % (2 * HOUR),
+            src: i % 10,
+            dst: (i / 10) % 10,
+            src_port: 40_000,
+            dst_port: 1000 + ((i / 100) % 30_000) as u16,
+            protocol: 6,
+            bytes: 100 + i as u64,
+            packets: 1 + (i % 7) as u64,
+            reject: i.is_multiple_of(13),
+            egress: i.is_multiple_of(2),
+        })
+        .collect()
+}
+
+fn footer(path: &Path) -> ParquetMetaData {
+    let file = File::open(path).unwrap();
+    ParquetMetaDataReader::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required)
+        .parse_and_finish(&file)
+        .unwrap()
+}
+
+/// The bytes of every column chunk of `path` but `time`'s.
+fn column_chunks(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let file = File::open(path).unwrap();
+    let metadata = footer(path);
+    let mut out = Vec::new();
+    for group in metadata.row_groups() {
+        for column in group.columns() {
+            let name = column.column_path().string();
+            if name == "time" {
+                continue;
+            }
+            let start = column
+                .dictionary_page_offset()
+                .unwrap_or_else(|| column.data_page_offset());
+            let mut bytes = vec![0; usize::try_from(column.compressed_size()).unwrap()];
+            file.read_exact_at(&mut bytes, u64::try_from(start).unwrap())
+                .unwrap();
+            out.push((name, bytes));
+        }
+    }
+    out
+}
+
+fn files_of(dir: &Path, table: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join(table))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_pass_through_seal_copies_the_minute_tables_encoded_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let estate = Estate::new(10);
+    let mut config = StoreConfig::new(dir.path());
+    config.open_shards = 2;
+    config.wall_clock_secs = Some(T0 + 2 * HOUR);
+    config.delete_delay = std::time::Duration::ZERO;
+    let store = Arc::new(RwLock::new(Store::open(config.clone()).unwrap()));
+    let engine = SqlEngine::new(store.clone(), None).unwrap();
+    // Two shards, each with two hours (two `flows_1m` chunks).
+    let flows = unique_flows(200_000);
+    let (first, second) = flows.split_at(100_000);
+    add_to(&store.read().unwrap(), Some(0), &estate, first, None);
+    add_to(&store.read().unwrap(), Some(1), &estate, second, None);
+    store.write().unwrap().seal().unwrap();
+
+    let minute_chunks: Vec<(String, Vec<u8>)> = files_of(dir.path(), "flows_1m")
+        .iter()
+        .flat_map(|path| column_chunks(path))
+        .collect();
+    for table in ["flows_1h", "flows_1d"] {
+        let files = files_of(dir.path(), table);
+        assert_eq!(files.len(), 2, "{table}: a segment per shard");
+        for path in files {
+            for chunk in column_chunks(&path) {
+                assert!(
+                    minute_chunks.contains(&chunk),
+                    "{}: column {} encoded again, not copied",
+                    path.display(),
+                    chunk.0
+                );
+            }
+            // A row group per source chunk, cut as the source's.
+            assert_eq!(footer(&path).num_row_groups(), 2, "{}", path.display());
+        }
+    }
+    for spec in &config.rollups {
+        let want = oracle(&estate, &flows, spec.grain_secs);
+        assert_eq!(
+            query_sums(&engine, &spec.name),
+            want,
+            "{} sealed",
+            spec.name
+        );
+    }
+    drop((store, engine));
+    let store = Arc::new(RwLock::new(Store::open(config.clone()).unwrap()));
+    let engine = SqlEngine::new(store.clone(), None).unwrap();
+    for spec in &config.rollups {
+        let want = oracle(&estate, &flows, spec.grain_secs);
+        assert_eq!(
+            query_sums(&engine, &spec.name),
+            want,
+            "{} reopened",
+            spec.name
+        );
+    }
+}
