@@ -3,10 +3,12 @@
 //!
 //! A store holds `open_shards` shards (by default one per core). A writer
 //! ([`Store::add_batch`](super::Store::add_batch), which takes `&self`)
-//! locks the first shard no other writer holds, adds its whole batch there
-//! and lets go: writers on different threads never wait for each other
-//! while a shard is free, and a single writer always uses the first shard
-//! (so a store fed from one thread behaves as an unsharded one). A shard
+//! locks its thread's own shard, or the next one no other writer holds,
+//! adds its whole batch there and lets go: writers on different threads
+//! never wait for each other while a shard is free, each keeps its rows
+//! (and hash tables) to itself while it can, and a single writer always
+//! uses one shard (so a store fed from one thread behaves as an unsharded
+//! one). A shard
 //! keeps its own rollup layouts (side-key interners), so nothing shared is
 //! written per flow; workloads' side codes come from a cache all shards
 //! read (`sides.rs`).
@@ -146,17 +148,22 @@ impl Shards {
         }
     }
 
-    /// The first shard no writer holds (waiting for the first one if all
-    /// are held), and its index.
+    /// The calling thread's own shard if no writer holds it, else the next
+    /// free one after it (waiting for its own if all are held), and its
+    /// index. Threads own shards in the order they first write
+    /// ([`writer_thread_index`]), so two pipeline workers keep their rows,
+    /// and their hash tables in their own core's cache, apart.
     pub fn writer(&self) -> (usize, MutexGuard<'_, Shard>) {
-        for (i, shard) in self.shards.iter().enumerate() {
-            match shard.try_lock() {
+        let count = self.shards.len();
+        let own = writer_thread_index() % count;
+        for i in (own..count).chain(0..own) {
+            match self.shards[i].try_lock() {
                 Ok(guard) => return (i, guard),
                 Err(TryLockError::Poisoned(poisoned)) => return (i, poisoned.into_inner()),
                 Err(TryLockError::WouldBlock) => {}
             }
         }
-        (0, lock(&self.shards[0]))
+        (own, lock(&self.shards[own]))
     }
 
     /// Shard `index` (modulo their number), waiting for it if it is held.
@@ -211,6 +218,16 @@ impl Shards {
             }
         })
     }
+}
+
+/// This thread's index among the threads that ever wrote to a store, in
+/// the order of their first write (per process).
+fn writer_thread_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static OWN: usize = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    OWN.with(|own| *own)
 }
 
 /// Locks `mutex`; a poisoned lock still holds whole data (every writer
