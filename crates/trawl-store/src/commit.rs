@@ -221,22 +221,22 @@ pub(crate) fn write_segments(
 /// The outcome of writing one segment: the file, and its time range.
 type Written = Result<(WrittenSegment, u32, u32), StoreError>;
 
-/// Writes `segments` on every core: the row groups of every segment's own
+/// Writes `segments` on every core. The row groups of every segment's own
 /// rows are encoded at once (so one large segment does not leave a core
-/// idle), then the files that reuse nothing are assembled and finished,
-/// then those that copy encoded columns from them.
+/// idle) and appended to their file as soon as the groups before them
+/// are (so few encoded groups wait in memory); a file whose batches all
+/// have their own rows is finished by whoever appends its last group.
+/// Then the files that copy encoded columns from those are finished.
 fn write_reusing(dir: &Path, segments: &[&PendingSegment]) -> Vec<Written> {
     let sources = encoded_sources(segments);
+    let reuses = |i: usize| sources[i].iter().any(Option::is_some);
     let paths: Vec<PathBuf> = segments
         .iter()
         .map(|s| Manifest::segment_path(dir, &s.meta))
         .collect();
-    let opened: Vec<Result<Opened, StoreError>> = segments
-        .iter()
-        .zip(&paths)
-        .map(|(segment, path)| open_pending(path, segment))
-        .collect();
-    let mut groups: Vec<(usize, Vec<RecordBatch>)> = Vec::new();
+    let mut encoders: Vec<Option<RowGroupEncoder>> = Vec::new();
+    let mut items: Vec<(usize, usize, Vec<RecordBatch>)> = Vec::new();
+    let mut states: Vec<Mutex<Writing>> = Vec::new();
     for (i, segment) in segments.iter().enumerate() {
         let own: Vec<RecordBatch> = segment
             .batches
@@ -245,52 +245,58 @@ fn write_reusing(dir: &Path, segments: &[&PendingSegment]) -> Vec<Written> {
             .filter(|(b, _)| sources[i].get(*b).copied().flatten().is_none())
             .map(|(_, batch)| batch.clone())
             .collect();
-        if opened[i].is_ok() {
-            groups.extend(row_groups_of(&own).into_iter().map(|rows| (i, rows)));
+        let groups = row_groups_of(&own);
+        let (file, encoder) = match open_pending(&paths[i], segment) {
+            Ok((file, encoder, time_range)) => (Ok((file, time_range)), Some(encoder)),
+            Err(e) => (Err(e), None),
+        };
+        if encoder.is_some() {
+            items.extend(
+                groups
+                    .iter()
+                    .enumerate()
+                    .map(|(k, rows)| (i, k, rows.clone())),
+            );
         }
+        encoders.push(encoder);
+        states.push(Mutex::new(Writing {
+            file: Some(file),
+            appended: 0,
+            groups: groups.len(),
+            held: std::collections::BTreeMap::new(),
+            finish: !reuses(i),
+            written: None,
+        }));
     }
-    let encoders: Vec<Option<&RowGroupEncoder>> = opened
-        .iter()
-        .map(|opened| opened.as_ref().ok().map(|o| &o.encoder))
-        .collect();
-    let mut encoded = in_parallel(&groups, |(i, rows)| match encoders[*i] {
-        Some(encoder) => encoder.encode(rows).map_err(|source| StoreError::Parquet {
-            path: paths[*i].clone(),
-            source,
-        }),
-        None => Err(StoreError::Config("segment not opened".into())),
-    })
-    .into_iter();
-    let states: Vec<Mutex<Option<Result<Opened, StoreError>>>> = opened
-        .into_iter()
-        .enumerate()
-        .map(|(i, opened)| {
-            let opened = opened.and_then(|mut opened| {
-                let count = groups.iter().filter(|(g, _)| *g == i).count();
-                // All of this segment's groups are taken, even past an error.
-                let own: Vec<_> = encoded.by_ref().take(count).collect();
-                opened.groups = own.into_iter().collect::<Result<_, _>>()?;
-                Ok(opened)
-            });
-            Mutex::new(Some(opened))
-        })
-        .collect();
-    let (first, second): (Vec<usize>, Vec<usize>) =
-        (0..segments.len()).partition(|&i| sources[i].iter().all(Option::is_none));
-    let take = |i: usize| {
+    let lock = |i: usize| {
         states[i]
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-            .unwrap_or_else(|| Err(StoreError::Config("segment written twice".into())))
     };
-    let mut written: Vec<Option<Written>> = (0..segments.len()).map(|_| None).collect();
-    let firsts = in_parallel(&first, |&i| {
-        finish_pending(take(i)?, &segments[i].batches, &[])
+    in_parallel(&items, |(i, k, rows)| {
+        let group = encoders[*i].as_ref().map(|encoder| {
+            encoder.encode(rows).map_err(|source| StoreError::Parquet {
+                path: paths[*i].clone(),
+                source,
+            })
+        });
+        if let Some(group) = group {
+            lock(*i).add(*k, group);
+        }
     });
-    for (i, outcome) in first.iter().zip(firsts) {
-        written[*i] = Some(outcome);
+    let mut written: Vec<Option<Written>> = Vec::with_capacity(segments.len());
+    for i in 0..segments.len() {
+        let mut state = lock(i);
+        if state.finish && state.written.is_none() {
+            state.written = Some(
+                state
+                    .take_file()
+                    .and_then(|(file, range)| finish(file, range)),
+            );
+        }
+        written.push(state.written.take());
     }
+    let second: Vec<usize> = (0..segments.len()).filter(|&i| reuses(i)).collect();
     let seconds = in_parallel(&second, |&i| {
         let reuse: Vec<Option<EncodedSource<'_>>> = sources[i]
             .iter()
@@ -304,7 +310,14 @@ fn write_reusing(dir: &Path, segments: &[&PendingSegment]) -> Vec<Written> {
                 })
             })
             .collect();
-        finish_pending(take(i)?, &segments[i].batches, &reuse)
+        let (mut file, range) = lock(i).take_file()?;
+        let encoder = encoders[i]
+            .as_ref()
+            .ok_or_else(|| StoreError::Config("segment not opened".into()))?;
+        for (batch, source) in split_by_source(&segments[i].batches, &reuse).1 {
+            file.append_reusing(encoder, batch, source)?;
+        }
+        finish(file, range)
     });
     for (i, outcome) in second.iter().zip(seconds) {
         written[*i] = Some(outcome);
@@ -317,17 +330,58 @@ fn write_reusing(dir: &Path, segments: &[&PendingSegment]) -> Vec<Written> {
         .collect()
 }
 
+/// A segment's file being written, and the segment's time range.
+type OpenFile = (SegmentFile, (u32, u32));
+
 /// A segment's file while [`write_reusing`] writes it.
-struct Opened {
-    file: SegmentFile,
-    encoder: RowGroupEncoder,
-    time_range: (u32, u32),
-    /// Its own rows' row groups, encoded, in order.
-    groups: Vec<EncodedRowGroup>,
+struct Writing {
+    /// The file and its time range (`None` once taken to be finished).
+    file: Option<Result<OpenFile, StoreError>>,
+    /// Row groups of its own rows appended so far, and in all.
+    appended: usize,
+    groups: usize,
+    /// Encoded groups waiting for an earlier one.
+    held: std::collections::BTreeMap<usize, Result<EncodedRowGroup, StoreError>>,
+    /// Whether the file is finished once its own groups are in (it copies
+    /// nothing).
+    finish: bool,
+    written: Option<Written>,
 }
 
-/// Validates `segment` and creates its file at `path`.
-fn open_pending(path: &Path, segment: &PendingSegment) -> Result<Opened, StoreError> {
+impl Writing {
+    /// Row group `index`, encoded: appended with every held one that
+    /// follows it, and the file finished after the last if it may be.
+    fn add(&mut self, index: usize, group: Result<EncodedRowGroup, StoreError>) {
+        self.held.insert(index, group);
+        while let Some(group) = self.held.remove(&self.appended) {
+            self.appended += 1;
+            if let Some(Ok((file, _))) = self.file.as_mut()
+                && let Err(e) = group.and_then(|group| file.append(group))
+            {
+                self.file = Some(Err(e));
+            }
+        }
+        if self.finish && self.appended == self.groups {
+            self.written = Some(
+                self.take_file()
+                    .and_then(|(file, range)| finish(file, range)),
+            );
+        }
+    }
+
+    fn take_file(&mut self) -> Result<OpenFile, StoreError> {
+        self.file
+            .take()
+            .unwrap_or_else(|| Err(StoreError::Config("segment file taken twice".into())))
+    }
+}
+
+/// Validates `segment` and creates its file at `path`: the file, its
+/// row groups' encoder, and the segment's time range.
+fn open_pending(
+    path: &Path,
+    segment: &PendingSegment,
+) -> Result<(SegmentFile, RowGroupEncoder, (u32, u32)), StoreError> {
     let time_range = validate_batches(
         &segment.batches,
         segment.meta.chunk_start,
@@ -352,33 +406,11 @@ fn open_pending(path: &Path, segment: &PendingSegment) -> Result<Opened, StoreEr
             reason: "no batches to write".into(),
         })?;
     let (file, encoder) = SegmentFile::create(path, schema)?;
-    Ok(Opened {
-        file,
-        encoder,
-        time_range,
-        groups: Vec::new(),
-    })
+    Ok((file, encoder, time_range))
 }
 
-/// Appends the encoded row groups, then the batches `reuse` offers a
-/// source for (see [`split_by_source`]), and finishes the file.
-fn finish_pending(
-    opened: Opened,
-    batches: &[RecordBatch],
-    reuse: &[Option<EncodedSource<'_>>],
-) -> Written {
-    let Opened {
-        mut file,
-        encoder,
-        time_range: (time_min, time_max),
-        groups,
-    } = opened;
-    for group in groups {
-        file.append(group)?;
-    }
-    for (batch, source) in split_by_source(batches, reuse).1 {
-        file.append_reusing(&encoder, batch, source)?;
-    }
+/// Finishes `file` (see [`SegmentFile::finish`]).
+fn finish(file: SegmentFile, (time_min, time_max): (u32, u32)) -> Written {
     Ok((file.finish()?, time_min, time_max))
 }
 
@@ -565,6 +597,50 @@ mod tests {
                 vec![Some(0)],
             ]
         );
+    }
+
+    /// Row groups of one segment encoded on several threads land in the
+    /// file in order, whichever finishes first.
+    #[test]
+    fn a_segment_of_several_row_groups_reads_back_in_order() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rows = crate::segment::ROW_GROUP_ROWS_MAX * 3 + 5;
+        let apps: Vec<String> = (0..rows).map(|i| format!("a{}", i % 1000)).collect();
+        let apps: Vec<&str> = apps.iter().map(String::as_str).collect();
+        let mut batch = minutes(&apps);
+        let times =
+            TimestampSecondArray::from_iter_values((0..rows as i64).map(|i| 3600 + i % 3600))
+                .with_timezone("UTC");
+        batch = RecordBatch::try_new(
+            batch.schema(),
+            vec![Arc::new(times), batch.column(1).clone()],
+        )
+        .expect("columns match the schema");
+        let segments = [
+            PendingSegment::new(
+                "flows_1m",
+                3600,
+                3600,
+                vec![batch.slice(0, 10), batch.slice(10, rows - 10)],
+                1,
+            ),
+            PendingSegment::new("flows_1m", 3600, 3600, vec![batch.slice(0, 7)], 2),
+        ];
+        let refs: Vec<&PendingSegment> = segments.iter().collect();
+        for (segment, outcome) in segments.iter().zip(write_reusing(dir.path(), &refs)) {
+            let (written, ..) = outcome.expect("written");
+            let meta = SegmentMeta {
+                bytes: written.bytes,
+                ..segment.meta.clone()
+            };
+            let read =
+                crate::segment::read_segment(&Manifest::segment_path(dir.path(), &meta), &meta)
+                    .expect("read back");
+            let read = arrow::compute::concat_batches(&batch.schema(), &read).expect("concat");
+            let want =
+                arrow::compute::concat_batches(&batch.schema(), &segment.batches).expect("concat");
+            assert_eq!(read, want, "segment {}", meta.id);
+        }
     }
 
     /// Written in two waves, every segment reads back as its batches.
