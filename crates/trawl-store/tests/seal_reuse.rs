@@ -139,3 +139,78 @@ fn a_pass_through_seal_copies_the_minute_tables_encoded_columns() {
         );
     }
 }
+
+/// The Python of the tests' venv (`.ci/test-deps`; `TRAWL_TEST_VENV`
+/// overrides), which has DuckDB.
+fn test_python() -> std::path::PathBuf {
+    let venv = std::env::var_os("TRAWL_TEST_VENV").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-deps/venv"),
+        std::path::PathBuf::from,
+    );
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{}: missing; run .ci/test-deps",
+        python.display()
+    );
+    python
+}
+
+/// DuckDB, another Parquet reader, reads the copied files as the rows
+/// they stand for: each table's totals are the flows', and `flows_1h` and
+/// `flows_1d` hold, key by key, `flows_1m`'s sums with time floored.
+#[test]
+fn duckdb_reads_the_copied_segments_as_the_minute_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let estate = Estate::new(10);
+    let mut config = StoreConfig::new(dir.path());
+    config.open_shards = 2;
+    config.wall_clock_secs = Some(T0 + 2 * HOUR);
+    let store = Store::open(config).unwrap();
+    let flows = unique_flows(60_000);
+    let (first, second) = flows.split_at(30_000);
+    add_to(&store, Some(0), &estate, first, None);
+    add_to(&store, Some(1), &estate, second, None);
+    let mut store = store;
+    store.seal().unwrap();
+    let script = r#"
+import duckdb, json, sys
+d = sys.argv[1]
+# time is seconds since the epoch (INT64: Parquet has no second unit)
+def rows(table, grain):
+    return f"""select time - time % {grain} t, coalesce(src_app, '-') src_app,
+        coalesce(dst_app, '-') dst_app, coalesce(service_port, -1) service_port,
+        coalesce(protocol, -1) protocol, coalesce(action, '-') action,
+        sum(bytes) b, sum(packets) p, sum(flows) f
+        from read_parquet('{d}/{table}/*.parquet') group by all"""
+out = {}
+for table in ["flows_1m", "flows_1h", "flows_1d"]:
+    out[table] = duckdb.execute(f"select count(*), sum(bytes)::bigint, sum(packets)::bigint, sum(flows)::bigint from read_parquet('{d}/{table}/*.parquet')").fetchone()
+for table, grain in [("flows_1h", 3600), ("flows_1d", 86400)]:
+    out[table + " differs"] = duckdb.execute(f"""select count(*) from ({rows('flows_1m', grain)}) a
+        full outer join ({rows(table, grain)}) b using (t, src_app, dst_app, service_port, protocol, action)
+        where a.b is distinct from b.b or a.p is distinct from b.p or a.f is distinct from b.f""").fetchone()[0]
+print(json.dumps(out))
+"#;
+    let output = std::process::Command::new(test_python())
+        .args(["-c", script])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let bytes: u64 = flows.iter().map(|f| f.bytes).sum();
+    let packets: u64 = flows.iter().map(|f| f.packets).sum();
+    for table in ["flows_1m", "flows_1h", "flows_1d"] {
+        let totals = &answer[table];
+        assert_eq!(totals[1], bytes, "{table}: {answer}");
+        assert_eq!(totals[2], packets, "{table}: {answer}");
+        assert_eq!(totals[3], flows.len(), "{table}: {answer}");
+    }
+    assert_eq!(answer["flows_1h differs"], 0, "{answer}");
+    assert_eq!(answer["flows_1d differs"], 0, "{answer}");
+}
