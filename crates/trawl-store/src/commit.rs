@@ -29,6 +29,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use arrow::datatypes::SchemaRef;
+
 use arrow::array::RecordBatch;
 
 use crate::error::StoreError;
@@ -36,7 +38,7 @@ use crate::manifest::{Manifest, SegmentMeta, sync_dir};
 use crate::schema::TIME_COLUMN;
 use crate::segment::{
     EncodedRowGroup, EncodedSource, RowGroupEncoder, SegmentFile, WrittenSegment, row_groups_of,
-    split_by_source, validate_batches,
+    validate_batches, write_segment_reusing,
 };
 
 /// A segment about to be written by a seal or compaction.
@@ -221,12 +223,15 @@ pub(crate) fn write_segments(
 /// The outcome of writing one segment: the file, and its time range.
 type Written = Result<(WrittenSegment, u32, u32), StoreError>;
 
-/// Writes `segments` on every core. The row groups of every segment's own
-/// rows are encoded at once (so one large segment does not leave a core
-/// idle) and appended to their file as soon as the groups before them
-/// are (so few encoded groups wait in memory); a file whose batches all
-/// have their own rows is finished by whoever appends its last group.
-/// Then the files that copy encoded columns from those are finished.
+/// Writes `segments` on every core, in two waves.
+///
+/// First the segments that copy nothing: the row groups of all of them
+/// are encoded at once (so one large segment does not leave a core idle),
+/// each appended to its file as soon as the groups before it are; a file
+/// is created at its first group and finished by whoever appends its last,
+/// so about one file per core is open at a time, and few encoded groups
+/// wait in memory. Then, one segment per core, those that copy encoded
+/// columns from the first (a batch whose source failed is encoded).
 fn write_reusing(dir: &Path, segments: &[&PendingSegment]) -> Vec<Written> {
     let sources = encoded_sources(segments);
     let reuses = |i: usize| sources[i].iter().any(Option::is_some);
@@ -238,35 +243,39 @@ fn write_reusing(dir: &Path, segments: &[&PendingSegment]) -> Vec<Written> {
     let mut items: Vec<(usize, usize, Vec<RecordBatch>)> = Vec::new();
     let mut states: Vec<Mutex<Writing>> = Vec::new();
     for (i, segment) in segments.iter().enumerate() {
-        let own: Vec<RecordBatch> = segment
-            .batches
-            .iter()
-            .enumerate()
-            .filter(|(b, _)| sources[i].get(*b).copied().flatten().is_none())
-            .map(|(_, batch)| batch.clone())
-            .collect();
-        let groups = row_groups_of(&own);
-        let (file, encoder) = match open_pending(&paths[i], segment) {
-            Ok((file, encoder, time_range)) => (Ok((file, time_range)), Some(encoder)),
-            Err(e) => (Err(e), None),
-        };
-        if encoder.is_some() {
-            items.extend(
-                groups
-                    .iter()
-                    .enumerate()
-                    .map(|(k, rows)| (i, k, rows.clone())),
-            );
+        let mut prepared = prepare(&paths[i], segment);
+        let mut encoder = None;
+        let mut groups = Vec::new();
+        if let (Ok((schema, _)), false) = (&prepared, reuses(i)) {
+            match RowGroupEncoder::new(schema.clone()) {
+                Ok(made) => {
+                    encoder = Some(made);
+                    groups = row_groups_of(&segment.batches);
+                }
+                Err(source) => {
+                    prepared = Err(StoreError::Parquet {
+                        path: paths[i].clone(),
+                        source,
+                    })
+                }
+            }
         }
-        encoders.push(encoder);
+        items.extend(
+            groups
+                .iter()
+                .enumerate()
+                .map(|(k, rows)| (i, k, rows.clone())),
+        );
         states.push(Mutex::new(Writing {
-            file: Some(file),
+            path: paths[i].clone(),
+            prepared,
+            file: None,
             appended: 0,
             groups: groups.len(),
             held: std::collections::BTreeMap::new(),
-            finish: !reuses(i),
-            written: None,
+            outcome: None,
         }));
+        encoders.push(encoder);
     }
     let lock = |i: usize| {
         states[i]
@@ -274,27 +283,21 @@ fn write_reusing(dir: &Path, segments: &[&PendingSegment]) -> Vec<Written> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     };
     in_parallel(&items, |(i, k, rows)| {
-        let group = encoders[*i].as_ref().map(|encoder| {
-            encoder.encode(rows).map_err(|source| StoreError::Parquet {
+        if let Some(encoder) = &encoders[*i] {
+            let group = encoder.encode(rows).map_err(|source| StoreError::Parquet {
                 path: paths[*i].clone(),
                 source,
-            })
-        });
-        if let Some(group) = group {
+            });
             lock(*i).add(*k, group);
         }
     });
     let mut written: Vec<Option<Written>> = Vec::with_capacity(segments.len());
     for i in 0..segments.len() {
         let mut state = lock(i);
-        if state.finish && state.written.is_none() {
-            state.written = Some(
-                state
-                    .take_file()
-                    .and_then(|(file, range)| finish(file, range)),
-            );
+        if !reuses(i) && state.outcome.is_none() {
+            state.outcome = Some(state.finish());
         }
-        written.push(state.written.take());
+        written.push(state.outcome.take());
     }
     let second: Vec<usize> = (0..segments.len()).filter(|&i| reuses(i)).collect();
     let seconds = in_parallel(&second, |&i| {
@@ -310,14 +313,9 @@ fn write_reusing(dir: &Path, segments: &[&PendingSegment]) -> Vec<Written> {
                 })
             })
             .collect();
-        let (mut file, range) = lock(i).take_file()?;
-        let encoder = encoders[i]
-            .as_ref()
-            .ok_or_else(|| StoreError::Config("segment not opened".into()))?;
-        for (batch, source) in split_by_source(&segments[i].batches, &reuse).1 {
-            file.append_reusing(encoder, batch, source)?;
-        }
-        finish(file, range)
+        let (_, (time_min, time_max)) = prepare(&paths[i], segments[i])?;
+        let file = write_segment_reusing(&paths[i], &segments[i].batches, &reuse)?;
+        Ok((file, time_min, time_max))
     });
     for (i, outcome) in second.iter().zip(seconds) {
         written[*i] = Some(outcome);
@@ -330,58 +328,76 @@ fn write_reusing(dir: &Path, segments: &[&PendingSegment]) -> Vec<Written> {
         .collect()
 }
 
-/// A segment's file being written, and the segment's time range.
-type OpenFile = (SegmentFile, (u32, u32));
+/// A segment's schema and time range, validated before it is written.
+type Prepared = (SchemaRef, (u32, u32));
 
-/// A segment's file while [`write_reusing`] writes it.
+/// A segment of the first wave while [`write_reusing`] writes it.
 struct Writing {
-    /// The file and its time range (`None` once taken to be finished).
-    file: Option<Result<OpenFile, StoreError>>,
-    /// Row groups of its own rows appended so far, and in all.
+    path: PathBuf,
+    prepared: Result<Prepared, StoreError>,
+    /// The file, from its first row group on.
+    file: Option<SegmentFile>,
+    /// Row groups appended so far, and in all.
     appended: usize,
     groups: usize,
     /// Encoded groups waiting for an earlier one.
     held: std::collections::BTreeMap<usize, Result<EncodedRowGroup, StoreError>>,
-    /// Whether the file is finished once its own groups are in (it copies
-    /// nothing).
-    finish: bool,
-    written: Option<Written>,
+    /// Set at the first error, or once finished.
+    outcome: Option<Written>,
 }
 
 impl Writing {
     /// Row group `index`, encoded: appended with every held one that
-    /// follows it, and the file finished after the last if it may be.
+    /// follows it, and the file finished after the last.
     fn add(&mut self, index: usize, group: Result<EncodedRowGroup, StoreError>) {
         self.held.insert(index, group);
         while let Some(group) = self.held.remove(&self.appended) {
             self.appended += 1;
-            if let Some(Ok((file, _))) = self.file.as_mut()
-                && let Err(e) = group.and_then(|group| file.append(group))
+            if self.outcome.is_none()
+                && let Err(e) = group.and_then(|group| self.append(group))
             {
-                self.file = Some(Err(e));
+                // The partial file is dropped unfinished: no manifest names it.
+                self.file = None;
+                self.outcome = Some(Err(e));
             }
         }
-        if self.finish && self.appended == self.groups {
-            self.written = Some(
-                self.take_file()
-                    .and_then(|(file, range)| finish(file, range)),
-            );
+        if self.appended == self.groups && self.outcome.is_none() {
+            self.outcome = Some(self.finish());
         }
     }
 
-    fn take_file(&mut self) -> Result<OpenFile, StoreError> {
-        self.file
-            .take()
-            .unwrap_or_else(|| Err(StoreError::Config("segment file taken twice".into())))
+    fn append(&mut self, group: EncodedRowGroup) -> Result<(), StoreError> {
+        let file = match &mut self.file {
+            Some(file) => file,
+            None => self.file.insert(self.create()?),
+        };
+        file.append(group)
+    }
+
+    fn create(&self) -> Result<SegmentFile, StoreError> {
+        let (schema, _) = self.prepared.as_ref().map_err(clone_error)?;
+        SegmentFile::create(&self.path, schema.clone())
+    }
+
+    /// Finishes the file (see [`SegmentFile::finish`]).
+    fn finish(&mut self) -> Written {
+        let (_, (time_min, time_max)) = *self.prepared.as_ref().map_err(clone_error)?;
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => self.create()?,
+        };
+        Ok((file.finish()?, time_min, time_max))
     }
 }
 
-/// Validates `segment` and creates its file at `path`: the file, its
-/// row groups' encoder, and the segment's time range.
-fn open_pending(
-    path: &Path,
-    segment: &PendingSegment,
-) -> Result<(SegmentFile, RowGroupEncoder, (u32, u32)), StoreError> {
+/// A segment's error, again (reported once per segment).
+fn clone_error(error: &StoreError) -> StoreError {
+    StoreError::Config(error.to_string())
+}
+
+/// Validates `segment` before it is written to `path` (and makes its
+/// table's directory): its schema and time range.
+fn prepare(path: &Path, segment: &PendingSegment) -> Result<Prepared, StoreError> {
     let time_range = validate_batches(
         &segment.batches,
         segment.meta.chunk_start,
@@ -405,13 +421,7 @@ fn open_pending(
             path: path.to_path_buf(),
             reason: "no batches to write".into(),
         })?;
-    let (file, encoder) = SegmentFile::create(path, schema)?;
-    Ok((file, encoder, time_range))
-}
-
-/// Finishes `file` (see [`SegmentFile::finish`]).
-fn finish(file: SegmentFile, (time_min, time_max): (u32, u32)) -> Written {
-    Ok((file.finish()?, time_min, time_max))
+    Ok((schema, time_range))
 }
 
 /// For each batch of each segment, the earlier segment whose file will

@@ -128,7 +128,11 @@ pub fn write_segment_reusing(
                 path: path.to_path_buf(),
                 reason: "no batches to write".into(),
             })?;
-    let (mut file, encoder) = SegmentFile::create(path, schema)?;
+    let encoder = RowGroupEncoder::new(schema.clone()).map_err(|source| StoreError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut file = SegmentFile::create(path, schema)?;
     let (own, reused) = split_by_source(batches, sources);
     for rows in row_groups_of(&own) {
         let group = encoder.encode(&rows).map_err(|e| file.parquet_error(e))?;
@@ -193,9 +197,9 @@ fn segment_properties() -> WriterProperties {
         .build()
 }
 
-/// Encodes row groups of one segment's schema; shared by threads while
-/// its [`SegmentFile`] waits for them (row groups are encoded on every
-/// core, then appended in order).
+/// Encodes row groups of segments of one schema, apart from any file
+/// (row groups are encoded on every core, then appended in order; see
+/// [`SegmentFile::append`]).
 #[derive(Debug)]
 pub struct RowGroupEncoder {
     factory: ArrowRowGroupWriterFactory,
@@ -207,6 +211,16 @@ pub struct RowGroupEncoder {
 pub struct EncodedRowGroup(Vec<ArrowColumnChunk>);
 
 impl RowGroupEncoder {
+    /// The encoder of row groups of `schema`, with the segments' properties.
+    pub fn new(schema: SchemaRef) -> Result<Self, ParquetError> {
+        // The factory takes the schema and properties from a file writer,
+        // not the file: a writer to nowhere gives the same encoders.
+        let (_, factory) =
+            ArrowWriter::try_new(std::io::sink(), schema.clone(), Some(segment_properties()))?
+                .into_serialized_writer()?;
+        Ok(RowGroupEncoder { factory, schema })
+    }
+
     /// Encodes `rows` (batches of this schema) as one row group.
     pub fn encode(&self, rows: &[RecordBatch]) -> Result<EncodedRowGroup, ParquetError> {
         let mut writers = self.factory.create_column_writers(0)?;
@@ -241,28 +255,24 @@ pub struct SegmentFile {
 }
 
 impl SegmentFile {
-    /// Creates the file of a segment at `path` (of rows of `schema`), and
-    /// the encoder of its row groups.
-    pub fn create(path: &Path, schema: SchemaRef) -> Result<(Self, RowGroupEncoder), StoreError> {
+    /// Creates the file of a segment at `path` (of rows of `schema`).
+    pub fn create(path: &Path, schema: SchemaRef) -> Result<Self, StoreError> {
         let partial = path.with_extension("parquet.tmp");
         let file = File::create(&partial).map_err(|source| StoreError::Io {
             path: partial.clone(),
             source,
         })?;
-        let parquet_error = |source| StoreError::Parquet {
-            path: path.to_path_buf(),
-            source,
-        };
-        let (writer, factory) =
-            ArrowWriter::try_new(file, schema.clone(), Some(segment_properties()))
-                .and_then(ArrowWriter::into_serialized_writer)
-                .map_err(parquet_error)?;
-        let file = SegmentFile {
+        let (writer, _) = ArrowWriter::try_new(file, schema, Some(segment_properties()))
+            .and_then(ArrowWriter::into_serialized_writer)
+            .map_err(|source| StoreError::Parquet {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(SegmentFile {
             path: path.to_path_buf(),
             partial,
             writer,
-        };
-        Ok((file, RowGroupEncoder { factory, schema }))
+        })
     }
 
     /// The error `source` about this segment's file.
