@@ -18,9 +18,12 @@
 //! seal writes them again under new ids; files of the failed attempt are in
 //! no manifest and are never read.
 //!
-//! Segments are encoded and written on every core at once (each is a file
-//! of its own); a crash test's step limit still stops the commit after the
-//! same segments as a one-by-one write would.
+//! Segments are encoded on every core at once, row group by row group
+//! across segments, and appended to their files in order; a derived
+//! table's passed-through rows copy the encoded columns of the segment
+//! they came from, written first (see [`write_segments`]). A crash test's
+//! step limit still stops the commit after the same segments as a
+//! one-by-one write would.
 //!
 //! Invariant: a segment is validated against its chunk before it is
 //! written (and again after every read, in `segment`); the manifest entry

@@ -4,6 +4,14 @@
 //! is written (rows present, every `time` inside the chunk) and a file is
 //! validated after it is read (its row count and size are the manifest's).
 //! Files are fsynced before any manifest names them.
+//!
+//! A file is written in three parts so that a commit can use every core
+//! (`commit.rs`): [`RowGroupEncoder`] encodes row groups of at most
+//! [`ROW_GROUP_ROWS_MAX`] rows apart from any file, [`SegmentFile`]
+//! appends them in order under a temporary name and finishes (footer,
+//! fsync, rename). A batch whose rows another segment's file already holds
+//! ([`EncodedSource`]: a derived table's passed-through rows) has every
+//! column chunk but `time` copied from that file as encoded bytes.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
