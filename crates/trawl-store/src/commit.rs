@@ -41,7 +41,7 @@ use crate::manifest::{Manifest, SegmentMeta, sync_dir};
 use crate::schema::TIME_COLUMN;
 use crate::segment::{
     EncodedRowGroup, EncodedSource, RowGroupEncoder, SegmentFile, WrittenSegment, row_groups_of,
-    validate_batches, write_segment_reusing,
+    schema_of, validate_batches, write_segment_reusing,
 };
 
 /// A segment about to be written by a seal or compaction.
@@ -316,7 +316,12 @@ fn write_reusing(dir: &Path, segments: &[&PendingSegment]) -> Vec<Written> {
                 })
             })
             .collect();
-        let (_, (time_min, time_max)) = prepare(&paths[i], segments[i])?;
+        // Validated once, in the first pass; its error, if any, is this segment's.
+        let prepared = std::mem::replace(
+            &mut lock(i).prepared,
+            Err(StoreError::Config("segment written twice".into())),
+        );
+        let (_, (time_min, time_max)) = prepared?;
         let file = write_segment_reusing(&paths[i], &segments[i].batches, &reuse)?;
         Ok((file, time_min, time_max))
     });
@@ -416,15 +421,7 @@ fn prepare(path: &Path, segment: &PendingSegment) -> Result<Prepared, StoreError
             source,
         })?;
     }
-    let schema = segment
-        .batches
-        .first()
-        .map(RecordBatch::schema)
-        .ok_or_else(|| StoreError::SegmentMismatch {
-            path: path.to_path_buf(),
-            reason: "no batches to write".into(),
-        })?;
-    Ok((schema, time_range))
+    Ok((schema_of(path, &segment.batches)?, time_range))
 }
 
 /// For each batch of each segment, the earlier segment whose file will
@@ -612,6 +609,24 @@ mod tests {
         );
     }
 
+    /// Writes `segments` with [`write_reusing`] and reads each file back.
+    fn write_and_read_back(dir: &Path, segments: &[PendingSegment]) -> Vec<Vec<RecordBatch>> {
+        let refs: Vec<&PendingSegment> = segments.iter().collect();
+        segments
+            .iter()
+            .zip(write_reusing(dir, &refs))
+            .map(|(segment, outcome)| {
+                let (written, ..) = outcome.expect("written");
+                let meta = SegmentMeta {
+                    bytes: written.bytes,
+                    ..segment.meta.clone()
+                };
+                crate::segment::read_segment(&Manifest::segment_path(dir, &meta), &meta)
+                    .expect("read back")
+            })
+            .collect()
+    }
+
     /// Row groups of one segment encoded on several threads land in the
     /// file in order, whichever finishes first.
     #[test]
@@ -639,20 +654,14 @@ mod tests {
             ),
             PendingSegment::new("flows_1m", 3600, 3600, vec![batch.slice(0, 7)], 2),
         ];
-        let refs: Vec<&PendingSegment> = segments.iter().collect();
-        for (segment, outcome) in segments.iter().zip(write_reusing(dir.path(), &refs)) {
-            let (written, ..) = outcome.expect("written");
-            let meta = SegmentMeta {
-                bytes: written.bytes,
-                ..segment.meta.clone()
-            };
-            let read =
-                crate::segment::read_segment(&Manifest::segment_path(dir.path(), &meta), &meta)
-                    .expect("read back");
+        for (segment, read) in segments
+            .iter()
+            .zip(write_and_read_back(dir.path(), &segments))
+        {
             let read = arrow::compute::concat_batches(&batch.schema(), &read).expect("concat");
             let want =
                 arrow::compute::concat_batches(&batch.schema(), &segment.batches).expect("concat");
-            assert_eq!(read, want, "segment {}", meta.id);
+            assert_eq!(read, want, "segment {}", segment.meta.id);
         }
     }
 
@@ -666,17 +675,11 @@ mod tests {
             PendingSegment::new("flows_1m", 3600, 3600, vec![batch], 1),
             PendingSegment::new("flows_1h", 0, 86400, vec![hourly], 2),
         ];
-        let refs: Vec<&PendingSegment> = segments.iter().collect();
-        for (segment, outcome) in segments.iter().zip(write_reusing(dir.path(), &refs)) {
-            let (written, ..) = outcome.expect("written");
-            let meta = SegmentMeta {
-                bytes: written.bytes,
-                ..segment.meta.clone()
-            };
-            let read =
-                crate::segment::read_segment(&Manifest::segment_path(dir.path(), &meta), &meta)
-                    .expect("read back");
-            assert_eq!(read, segment.batches, "{}", meta.table);
+        for (segment, read) in segments
+            .iter()
+            .zip(write_and_read_back(dir.path(), &segments))
+        {
+            assert_eq!(read, segment.batches, "{}", segment.meta.table);
         }
     }
 }

@@ -128,14 +128,7 @@ pub fn write_segment_reusing(
     batches: &[RecordBatch],
     sources: &[Option<EncodedSource<'_>>],
 ) -> Result<WrittenSegment, StoreError> {
-    let schema =
-        batches
-            .first()
-            .map(RecordBatch::schema)
-            .ok_or_else(|| StoreError::SegmentMismatch {
-                path: path.to_path_buf(),
-                reason: "no batches to write".into(),
-            })?;
+    let schema = schema_of(path, batches)?;
     let encoder = RowGroupEncoder::new(schema.clone()).map_err(|source| StoreError::Parquet {
         path: path.to_path_buf(),
         source,
@@ -150,6 +143,18 @@ pub fn write_segment_reusing(
         file.append_reusing(&encoder, batch, source)?;
     }
     file.finish()
+}
+
+/// The schema of a segment's `batches` (to be written to `path`): the
+/// first one's; a segment without batches is refused.
+pub fn schema_of(path: &Path, batches: &[RecordBatch]) -> Result<SchemaRef, StoreError> {
+    batches
+        .first()
+        .map(RecordBatch::schema)
+        .ok_or_else(|| StoreError::SegmentMismatch {
+            path: path.to_path_buf(),
+            reason: "no batches to write".into(),
+        })
 }
 
 /// `batches` without a source (cloned: arrays are shared), and those with
