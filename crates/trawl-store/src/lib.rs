@@ -29,6 +29,7 @@
 pub mod commit;
 pub mod detail;
 pub mod dict;
+mod dict_chunk;
 pub mod dims;
 pub mod distinct;
 pub mod error;

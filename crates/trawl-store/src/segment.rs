@@ -17,11 +17,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use arrow::array::{AsArray, RecordBatch};
-use arrow::datatypes::TimestampSecondType;
-use arrow::datatypes::{Schema, SchemaRef};
-use parquet::arrow::ArrowWriter;
+use arrow::datatypes::{Schema, SchemaRef, TimestampSecondType, UInt32Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
+use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
 use parquet::basic::Compression;
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
@@ -29,8 +28,9 @@ use parquet::file::metadata::ParquetMetaData;
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::writer::SerializedFileWriter;
-use parquet::schema::types::ColumnPath;
+use parquet::schema::types::{ColumnDescPtr, ColumnPath};
 
+use crate::dict_chunk::{self, EncodedChunk};
 use crate::error::StoreError;
 use crate::manifest::SegmentMeta;
 use crate::schema::TIME_COLUMN;
@@ -212,16 +212,30 @@ fn segment_properties() -> WriterProperties {
 
 /// Encodes row groups of segments of one schema, apart from any file
 /// (row groups are encoded on every core, then appended in order; see
-/// [`SegmentFile::append`]).
+/// [`SegmentFile::append`]). Text dimensions are encoded from their codes
+/// (`dict_chunk.rs`), every other column by the Parquet crate's Arrow
+/// writer.
 #[derive(Debug)]
 pub struct RowGroupEncoder {
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
+    /// The Parquet column of each field where the schema is flat (one leaf
+    /// per field), else empty (every column by the Arrow writer).
+    leaves: Vec<ColumnDescPtr>,
+}
+
+/// A column chunk of an encoded row group.
+#[derive(Debug)]
+enum Chunk {
+    /// Encoded by the Arrow writer.
+    Arrow(ArrowColumnChunk),
+    /// Encoded from dictionary codes.
+    Codes(EncodedChunk),
 }
 
 /// A row group's encoded column chunks, in column order.
 #[derive(Debug)]
-pub struct EncodedRowGroup(Vec<ArrowColumnChunk>);
+pub struct EncodedRowGroup(Vec<Chunk>);
 
 impl RowGroupEncoder {
     /// The encoder of row groups of `schema`, with the segments' properties.
@@ -231,28 +245,59 @@ impl RowGroupEncoder {
         let (_, factory) =
             ArrowWriter::try_new(std::io::sink(), schema.clone(), Some(segment_properties()))?
                 .into_serialized_writer()?;
-        Ok(RowGroupEncoder { factory, schema })
+        let parquet_schema = ArrowSchemaConverter::new().convert(&schema)?;
+        let leaves = if parquet_schema.num_columns() == schema.fields().len() {
+            parquet_schema.columns().to_vec()
+        } else {
+            Vec::new()
+        };
+        Ok(RowGroupEncoder {
+            factory,
+            schema,
+            leaves,
+        })
     }
 
     /// Encodes `rows` (batches of this schema) as one row group.
     pub fn encode(&self, rows: &[RecordBatch]) -> Result<EncodedRowGroup, ParquetError> {
-        let mut writers = self.factory.create_column_writers(0)?;
-        for batch in rows {
-            let mut writer = writers.iter_mut();
-            for (field, column) in self.schema.fields().iter().zip(batch.columns()) {
-                for leaf in compute_leaves(field, column)? {
-                    writer
-                        .next()
-                        .ok_or_else(|| ParquetError::General("more leaves than columns".into()))?
-                        .write(&leaf)?;
+        let mut chunks = Vec::with_capacity(self.schema.fields().len());
+        let writers = self.factory.create_column_writers(0)?;
+        if writers.len() != self.schema.fields().len() {
+            return Err(ParquetError::General("nested columns in a segment".into()));
+        }
+        for (i, (field, mut writer)) in self.schema.fields().iter().zip(writers).enumerate() {
+            if let Some(chunk) = self.encode_codes(i, rows)? {
+                chunks.push(Chunk::Codes(chunk));
+                continue;
+            }
+            for batch in rows {
+                for leaf in compute_leaves(field, batch.column(i))? {
+                    writer.write(&leaf)?;
                 }
             }
+            chunks.push(Chunk::Arrow(writer.close()?));
         }
-        let chunks = writers
-            .into_iter()
-            .map(|writer| writer.close())
-            .collect::<Result<_, _>>()?;
         Ok(EncodedRowGroup(chunks))
+    }
+
+    /// Column `i` of `rows` encoded from its codes, if it is a text
+    /// dimension that [`dict_chunk::encode`] takes.
+    fn encode_codes(
+        &self,
+        i: usize,
+        rows: &[RecordBatch],
+    ) -> Result<Option<EncodedChunk>, ParquetError> {
+        let Some(descr) = self.leaves.get(i) else {
+            return Ok(None);
+        };
+        let arrays: Option<Vec<_>> = rows
+            .iter()
+            .map(|batch| batch.column(i).as_dictionary_opt::<UInt32Type>())
+            .collect();
+        match arrays {
+            Some(arrays) if !arrays.is_empty() => dict_chunk::encode(descr, &arrays),
+            _ => Ok(None),
+        }
     }
 }
 
@@ -305,9 +350,11 @@ impl SegmentFile {
             .next_row_group()
             .map_err(parquet_error.clone())?;
         for chunk in group.0 {
-            chunk
-                .append_to_row_group(&mut out)
-                .map_err(parquet_error.clone())?;
+            match chunk {
+                Chunk::Arrow(chunk) => chunk.append_to_row_group(&mut out),
+                Chunk::Codes(chunk) => out.append_column(&chunk.bytes, chunk.close),
+            }
+            .map_err(parquet_error.clone())?;
         }
         out.close().map(drop).map_err(parquet_error)
     }

@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use common::{Estate, Flow, add_to, oracle, query_sums};
+use common::{Estate, Flow, add_to, oracle, query_sums, test_python};
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use trawl_store::{SqlEngine, Store, StoreConfig};
 
@@ -138,22 +138,6 @@ fn a_pass_through_seal_copies_the_minute_tables_encoded_columns() {
             spec.name
         );
     }
-}
-
-/// The Python of the tests' venv (`.ci/test-deps`; `TRAWL_TEST_VENV`
-/// overrides), which has DuckDB.
-fn test_python() -> std::path::PathBuf {
-    let venv = std::env::var_os("TRAWL_TEST_VENV").map_or_else(
-        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-deps/venv"),
-        std::path::PathBuf::from,
-    );
-    let python = venv.join("bin/python");
-    assert!(
-        python.exists(),
-        "{}: missing; run .ci/test-deps",
-        python.display()
-    );
-    python
 }
 
 /// DuckDB, another Parquet reader, reads the copied files as the rows

@@ -281,3 +281,19 @@ pub fn wordy_estate(count: usize) -> Estate {
         workloads,
     }
 }
+
+/// The Python of the tests' venv (`.ci/test-deps`; `TRAWL_TEST_VENV`
+/// overrides), which has DuckDB.
+pub fn test_python() -> std::path::PathBuf {
+    let venv = std::env::var_os("TRAWL_TEST_VENV").map_or_else(
+        || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-deps/venv"),
+        std::path::PathBuf::from,
+    );
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{}: missing; run .ci/test-deps",
+        python.display()
+    );
+    python
+}
