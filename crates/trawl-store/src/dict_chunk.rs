@@ -71,10 +71,11 @@ impl<'a> ChunkDictionary<'a> {
 }
 
 /// Rows of the chunk: the dictionary index of each non-null row, and
-/// whether each row is non-null.
+/// whether each row is non-null (`None`: every row is).
 struct Rows {
     indices: Vec<u32>,
-    defined: Vec<bool>,
+    defined: Option<Vec<bool>>,
+    len: usize,
 }
 
 /// Encodes the rows of `arrays` (one column of a row group, in order) as a
@@ -99,15 +100,17 @@ pub fn encode(
 /// Chunk indices of every row; `None` if a dictionary value is null, a
 /// key is out of range, or the dictionary grows past its limit.
 fn map_rows<'a>(arrays: &[&'a DictionaryArray<UInt32Type>]) -> Option<(ChunkDictionary<'a>, Rows)> {
-    let rows_total: usize = arrays.iter().map(|a| a.len()).sum();
+    let len: usize = arrays.iter().map(|a| a.len()).sum();
     let mut dictionary = ChunkDictionary {
         values: Vec::new(),
         index_of: HashMap::new(),
         bytes: 0,
     };
+    let any_null = arrays.iter().any(|a| a.keys().null_count() > 0);
     let mut rows = Rows {
-        indices: Vec::with_capacity(rows_total),
-        defined: Vec::with_capacity(rows_total),
+        indices: Vec::with_capacity(len),
+        defined: any_null.then(|| Vec::with_capacity(len)),
+        len,
     };
     // Key -> chunk index, kept while arrays share one dictionary (the
     // batches of a seal do).
@@ -121,29 +124,29 @@ fn map_rows<'a>(arrays: &[&'a DictionaryArray<UInt32Type>]) -> Option<(ChunkDict
             .as_ref()
             .is_some_and(|(previous, _)| Arc::ptr_eq(previous, array.values()));
         if !shared {
-            by_key = Some((array.values(), KeyMap::new(values.len(), rows_total)));
+            by_key = Some((array.values(), KeyMap::new(values.len(), len)));
         }
         let (_, by_key) = by_key.as_mut()?;
         let keys = array.keys();
-        for (i, key) in keys.values().iter().enumerate() {
-            if keys.is_null(i) {
-                rows.defined.push(false);
-                continue;
-            }
-            let key = *key as usize;
-            let index = match by_key.get(key) {
-                Some(index) => index,
-                None => {
-                    if key >= values.len() {
-                        return None;
+        match (&mut rows.defined, keys.nulls()) {
+            (Some(defined), Some(nulls)) => {
+                for (key, valid) in keys.values().iter().zip(nulls.iter()) {
+                    defined.push(valid);
+                    if valid {
+                        rows.indices
+                            .push(by_key.index(*key, values, &mut dictionary)?);
                     }
-                    let index = dictionary.index(values.value(key));
-                    by_key.set(key, index);
-                    index
                 }
-            };
-            rows.defined.push(true);
-            rows.indices.push(index);
+            }
+            (defined, _) => {
+                if let Some(defined) = defined {
+                    defined.extend(std::iter::repeat_n(true, keys.len()));
+                }
+                for key in keys.values().iter() {
+                    rows.indices
+                        .push(by_key.index(*key, values, &mut dictionary)?);
+                }
+            }
         }
         if dictionary.bytes > DICTIONARY_BYTES_MAX {
             return None;
@@ -157,7 +160,7 @@ fn map_rows<'a>(arrays: &[&'a DictionaryArray<UInt32Type>]) -> Option<(ChunkDict
 /// dictionary's codes), else a hash map.
 enum KeyMap {
     Table(Vec<u32>),
-    Map(HashMap<usize, u32>),
+    Map(HashMap<u32, u32>),
 }
 
 impl KeyMap {
@@ -169,24 +172,26 @@ impl KeyMap {
         }
     }
 
-    fn get(&self, key: usize) -> Option<u32> {
-        match self {
-            KeyMap::Table(t) => t.get(key).copied().filter(|i| *i != u32::MAX),
-            KeyMap::Map(m) => m.get(&key).copied(),
-        }
-    }
-
-    fn set(&mut self, key: usize, index: u32) {
-        match self {
-            KeyMap::Table(t) => {
-                if let Some(slot) = t.get_mut(key) {
-                    *slot = index;
-                }
+    /// The chunk index of `key` into `values`, added to `dictionary` at
+    /// its first row; `None` if the key is out of range.
+    #[inline]
+    fn index<'a>(
+        &mut self,
+        key: u32,
+        values: &'a StringArray,
+        dictionary: &mut ChunkDictionary<'a>,
+    ) -> Option<u32> {
+        let slot = match self {
+            KeyMap::Table(table) => table.get_mut(key as usize)?,
+            KeyMap::Map(map) => map.entry(key).or_insert(u32::MAX),
+        };
+        if *slot == u32::MAX {
+            if key as usize >= values.len() {
+                return None;
             }
-            KeyMap::Map(m) => {
-                m.insert(key, index);
-            }
+            *slot = dictionary.index(values.value(key as usize));
         }
+        Some(*slot)
     }
 }
 
@@ -209,13 +214,15 @@ fn write_chunk(
     let mut data_page_offset = None;
     let mut data_pages = 0;
     let mut next_index = 0;
-    for defined in rows.defined.chunks(PAGE_ROWS_MAX) {
-        let present = defined.iter().filter(|d| **d).count();
+    for start in (0..rows.len).step_by(PAGE_ROWS_MAX) {
+        let page_rows = PAGE_ROWS_MAX.min(rows.len - start);
+        let defined = rows.defined.as_ref().map(|d| &d[start..start + page_rows]);
+        let present = defined.map_or(page_rows, |d| d.iter().filter(|d| **d).count());
         let indices = &rows.indices[next_index..next_index + present];
         next_index += present;
-        let spec = pages.write_page(data_page(defined, indices, bit_width)?)?;
+        let spec = pages.write_page(data_page(page_rows, defined, indices, bit_width)?)?;
         data_page_offset.get_or_insert(spec.offset);
-        offsets.append_row_count(defined.len() as i64);
+        offsets.append_row_count(page_rows as i64);
         offsets.append_offset_and_size(spec.offset as i64, spec.compressed_size as i32);
         compressed += spec.compressed_size as u64;
         uncompressed += spec.uncompressed_size as u64;
@@ -242,7 +249,7 @@ fn write_chunk(
         ])
         .set_total_compressed_size(compressed as i64)
         .set_total_uncompressed_size(uncompressed as i64)
-        .set_num_values(rows.defined.len() as i64)
+        .set_num_values(rows.len as i64)
         .set_data_page_offset(data_page_offset.unwrap_or_default() as i64)
         .set_dictionary_page_offset(Some(dictionary_spec.offset as i64))
         .build()?;
@@ -252,7 +259,7 @@ fn write_chunk(
         bytes: Bytes::from(bytes),
         close: ColumnCloseResult {
             bytes_written: compressed,
-            rows_written: rows.defined.len() as u64,
+            rows_written: rows.len as u64,
             metadata,
             bloom_filter: None,
             column_index: None,
@@ -286,17 +293,24 @@ fn dictionary_page(dictionary: &ChunkDictionary<'_>) -> Result<CompressedPage, P
     ))
 }
 
-/// A v1 data page: definition levels (length-prefixed RLE, width 1), then
-/// the bit width and the RLE / bit-packed indices of the non-null rows.
+/// A v1 data page of `rows` rows: definition levels (length-prefixed RLE,
+/// width 1; `defined` `None`: every row is non-null), then the bit width
+/// and the RLE / bit-packed indices of the non-null rows.
 fn data_page(
-    defined: &[bool],
+    rows: usize,
+    defined: Option<&[bool]>,
     indices: &[u32],
     bit_width: u8,
 ) -> Result<CompressedPage, ParquetError> {
-    let mut page = Vec::with_capacity(8 + indices.len() * usize::from(bit_width) / 8);
+    let mut page = Vec::with_capacity(16 + indices.len() * usize::from(bit_width) / 8);
     page.extend_from_slice(&[0; 4]);
-    let levels: Vec<u32> = defined.iter().map(|d| u32::from(*d)).collect();
-    encode_hybrid(&levels, 1, &mut page);
+    match defined {
+        Some(defined) => {
+            let levels: Vec<u32> = defined.iter().map(|d| u32::from(*d)).collect();
+            encode_hybrid(&levels, 1, &mut page);
+        }
+        None => write_rle_run(1, rows, 1, &mut page),
+    }
     let levels_len = (page.len() - 4) as u32;
     page[..4].copy_from_slice(&levels_len.to_le_bytes());
     page.push(bit_width);
@@ -305,7 +319,7 @@ fn data_page(
     Ok(CompressedPage::new(
         Page::DataPage {
             buf: snappy(&page)?,
-            num_values: defined.len() as u32,
+            num_values: rows as u32,
             encoding: Encoding::RLE_DICTIONARY,
             def_level_encoding: Encoding::RLE,
             rep_level_encoding: Encoding::RLE,

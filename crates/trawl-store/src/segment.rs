@@ -21,7 +21,7 @@ use arrow::datatypes::{Schema, SchemaRef, TimestampSecondType, UInt32Type};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::arrow_writer::{ArrowColumnChunk, ArrowRowGroupWriterFactory, compute_leaves};
 use parquet::arrow::{ArrowSchemaConverter, ArrowWriter};
-use parquet::basic::Compression;
+use parquet::basic::{Compression, Encoding};
 use parquet::column::writer::ColumnCloseResult;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
@@ -207,6 +207,10 @@ fn segment_properties() -> WriterProperties {
         // column cost a string comparison per row (a fifth of a seal).
         .set_statistics_enabled(EnabledStatistics::None)
         .set_column_statistics_enabled(ColumnPath::from(TIME_COLUMN), EnabledStatistics::Page)
+        .set_column_dictionary_enabled(ColumnPath::from("bytes"), false)
+        .set_column_encoding(ColumnPath::from("bytes"), Encoding::DELTA_BINARY_PACKED)
+        .set_column_dictionary_enabled(ColumnPath::from("packets"), false)
+        .set_column_encoding(ColumnPath::from("packets"), Encoding::DELTA_BINARY_PACKED)
         .build()
 }
 
