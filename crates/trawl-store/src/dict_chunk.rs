@@ -35,8 +35,11 @@ use parquet::file::metadata::{ColumnChunkMetaData, OffsetIndexBuilder, PageEncod
 use parquet::file::writer::{SerializedPageWriter, TrackedWrite};
 use parquet::schema::types::ColumnDescPtr;
 
-/// Rows per data page (the Parquet crate's default page row limit).
-pub const PAGE_ROWS_MAX: usize = 20_000;
+/// Rows per data page: where the Arrow writer cuts the other columns'
+/// pages (its 20,000-row limit, checked every 1,024 rows), so page
+/// boundaries line up across columns and a row selection skips the same
+/// pages in each.
+pub const PAGE_ROWS_MAX: usize = 20 * 1024;
 
 /// Largest dictionary page written here (the Parquet crate's default
 /// dictionary page limit); a chunk with more distinct bytes goes to the

@@ -188,7 +188,7 @@ fn many_pages_and_row_groups_read_back_whole_and_by_page() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.parquet");
     write_segment(&path, &batches).unwrap();
-    // The text columns are dictionary-coded, in pages of at most 20,000
+    // The text columns are dictionary-coded, in pages of at most 20,480
     // rows that the offset index locates.
     let file = std::fs::File::open(&path).unwrap();
     let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
@@ -199,11 +199,11 @@ fn many_pages_and_row_groups_read_back_whole_and_by_page() {
     assert!(app.dictionary_page_offset().is_some());
     assert!(app.encodings().any(|e| e == Encoding::RLE_DICTIONARY));
     let pages = &metadata.offset_index().unwrap()[0][1].page_locations;
-    assert_eq!(pages.len(), 262_144usize.div_ceil(20_000));
+    assert_eq!(pages.len(), 262_144usize.div_ceil(20_480));
     assert!(
         pages
             .windows(2)
-            .all(|w| w[1].first_row_index - w[0].first_row_index == 20_000)
+            .all(|w| w[1].first_row_index - w[0].first_row_index == 20_480)
     );
 
     // A selection that skips whole pages reads only the pages it needs,
