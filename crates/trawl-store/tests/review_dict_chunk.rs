@@ -322,11 +322,15 @@ fn fine_bit_width_edges() {
         let mut keys = keys;
         keys.extend((0..n).map(Some));
         let b = batch(&values, &keys, 0);
-        let path = write(dir.path(), &format!("w{n}.parquet"), &[b.clone()]);
+        let path = write(
+            dir.path(),
+            &format!("w{n}.parquet"),
+            std::slice::from_ref(&b),
+        );
         assert!(from_codes(&path, 1), "{n} values from codes");
         assert_eq!(
             columns(&read(&path, None, 4096)),
-            columns(&[b.clone()]),
+            columns(std::slice::from_ref(&b)),
             "{n} values"
         );
         paths.push(path);
@@ -348,7 +352,11 @@ fn fine_pages_at_and_around_20480_rows() {
             .map(|i| (!(20_480..40_960).contains(&i)).then_some(i * 13 % 300))
             .collect();
         let b = batch(&values, &keys, u32::MAX);
-        let path = write(dir.path(), &format!("p{rows}.parquet"), &[b.clone()]);
+        let path = write(
+            dir.path(),
+            &format!("p{rows}.parquet"),
+            std::slice::from_ref(&b),
+        );
         assert!(from_codes(&path, 1));
         let metadata = metadata(&path);
         let pages = &metadata.offset_index().unwrap()[0][1].page_locations;
@@ -387,18 +395,26 @@ fn fine_dictionary_limit_boundary() {
     let keys: Vec<Option<u32>> = (0..64).map(|i| (i % 9 != 0).then_some(i % 16)).collect();
     let dir = tempfile::tempdir().unwrap();
     let exact_batch = batch(&exact, &keys, 0);
-    let path = write(dir.path(), "exact.parquet", &[exact_batch.clone()]);
+    let path = write(
+        dir.path(),
+        "exact.parquet",
+        std::slice::from_ref(&exact_batch),
+    );
     assert!(from_codes(&path, 1), "1 MiB from codes");
     assert_eq!(
         columns(&read(&path, None, 1024)),
-        columns(&[exact_batch.clone()])
+        columns(std::slice::from_ref(&exact_batch))
     );
     let over_batch = batch(&over, &keys, 0);
-    let path = write(dir.path(), "over.parquet", &[over_batch.clone()]);
+    let path = write(
+        dir.path(),
+        "over.parquet",
+        std::slice::from_ref(&over_batch),
+    );
     assert!(!from_codes(&path, 1), "1 MiB + 1 by the Arrow writer");
     assert_eq!(
         columns(&read(&path, None, 1024)),
-        columns(&[over_batch.clone()])
+        columns(std::slice::from_ref(&over_batch))
     );
     let both = [exact_batch.slice(0, 10), over_batch.slice(5, 20)];
     let path = write(dir.path(), "both.parquet", &both);
@@ -422,13 +438,9 @@ fn fine_delta_measures_over_the_whole_u64_range() {
     ];
     let bytes: Vec<Option<u64>> = (0..rows)
         .map(|i| {
-            if (20_480..40_960).contains(&i) {
-                None
-            } else if i % 17 == 0 {
-                None
-            } else {
-                Some(special[i % special.len()].wrapping_add((i as u64) << 40))
-            }
+            // A page of nulls only, and a null every 17th row elsewhere.
+            let null = (20_480..40_960).contains(&i) || i % 17 == 0;
+            (!null).then(|| special[i % special.len()].wrapping_add((i as u64) << 40))
         })
         .collect();
     let packets: Vec<u64> = (0..rows as u64)
@@ -444,7 +456,7 @@ fn fine_delta_measures_over_the_whole_u64_range() {
         packets,
     );
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "delta.parquet", &[b.clone()]);
+    let path = write(dir.path(), "delta.parquet", std::slice::from_ref(&b));
     let metadata = metadata(&path);
     for column in [3, 4] {
         let chunk = metadata.row_group(0).column(column);
@@ -585,7 +597,7 @@ fn fine_datafusion_page_pruning_with_text_filters() {
         vec![1; rows],
     );
     let dir = tempfile::tempdir().unwrap();
-    let path = write(dir.path(), "df.parquet", &[b.clone()]);
+    let path = write(dir.path(), "df.parquet", std::slice::from_ref(&b));
     let (lo, hi) = (3_600 + 1_000, 3_600 + 1_900);
     let times = b
         .column(0)
