@@ -329,7 +329,14 @@ impl RollupBucket {
             self.last = match self.by_time.iter().position(|(t, _)| *t == time) {
                 Some(i) => i,
                 None => {
-                    self.by_time.push((time, hashbrown::HashTable::new()));
+                    // Sized as the bucket made before it: minutes of one
+                    // stream hold similar rows, and a table grown by
+                    // doubling rehashes every row on the way (2 % of a
+                    // high-cardinality ingest). At most that bucket's
+                    // size, which the memory count already saw.
+                    let rows = self.by_time.last().map_or(0, |(_, rows)| rows.len());
+                    let table = hashbrown::HashTable::with_capacity(rows);
+                    self.by_time.push((time, table));
                     self.by_time.len() - 1
                 }
             };
