@@ -22,15 +22,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, TimestampSecondArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use common::{Estate, Flow, add_to, oracle, query_sums};
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use common::{Estate, Flow, add_to, column_chunks, footer, oracle, query_sums};
 use trawl_store::segment::{EncodedSource, write_segment_reusing};
 use trawl_store::{Dim, RollupSpec, SqlEngine, Store, StoreConfig};
 
@@ -88,37 +85,6 @@ fn check_tables(
 }
 
 const ROLLUPS: [(&str, u32); 3] = [("flows_1m", 60), ("flows_1h", HOUR), ("flows_1d", DAY)];
-
-fn footer(path: &Path) -> ParquetMetaData {
-    let file = File::open(path).unwrap();
-    ParquetMetaDataReader::new()
-        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Optional)
-        .parse_and_finish(&file)
-        .unwrap()
-}
-
-/// The bytes of every column chunk of `path` but `time`'s.
-fn column_chunks(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let file = File::open(path).unwrap();
-    let metadata = footer(path);
-    let mut out = Vec::new();
-    for group in metadata.row_groups() {
-        for column in group.columns() {
-            let name = column.column_path().string();
-            if name == "time" {
-                continue;
-            }
-            let start = column
-                .dictionary_page_offset()
-                .unwrap_or_else(|| column.data_page_offset());
-            let mut bytes = vec![0; usize::try_from(column.compressed_size()).unwrap()];
-            file.read_exact_at(&mut bytes, u64::try_from(start).unwrap())
-                .unwrap();
-            out.push((name, bytes));
-        }
-    }
-    out
-}
 
 /// Files of `table` whose name ends in `ext` (`parquet`, `tmp`).
 fn files_with(dir: &Path, table: &str, ext: &str) -> Vec<PathBuf> {

@@ -8,13 +8,10 @@
 
 mod common;
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use common::{Estate, Flow, add_to, oracle, query_sums, test_python};
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use common::{Estate, Flow, add_to, column_chunks, footer, oracle, query_sums, test_python};
 use trawl_store::{SqlEngine, Store, StoreConfig};
 
 const HOUR: u32 = 3600;
@@ -37,37 +34,6 @@ fn unique_flows(count: usize) -> Vec<Flow> {
             egress: i.is_multiple_of(2),
         })
         .collect()
-}
-
-fn footer(path: &Path) -> ParquetMetaData {
-    let file = File::open(path).unwrap();
-    ParquetMetaDataReader::new()
-        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required)
-        .parse_and_finish(&file)
-        .unwrap()
-}
-
-/// The bytes of every column chunk of `path` but `time`'s.
-fn column_chunks(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let file = File::open(path).unwrap();
-    let metadata = footer(path);
-    let mut out = Vec::new();
-    for group in metadata.row_groups() {
-        for column in group.columns() {
-            let name = column.column_path().string();
-            if name == "time" {
-                continue;
-            }
-            let start = column
-                .dictionary_page_offset()
-                .unwrap_or_else(|| column.data_page_offset());
-            let mut bytes = vec![0; usize::try_from(column.compressed_size()).unwrap()];
-            file.read_exact_at(&mut bytes, u64::try_from(start).unwrap())
-                .unwrap();
-            out.push((name, bytes));
-        }
-    }
-    out
 }
 
 fn files_of(dir: &Path, table: &str) -> Vec<std::path::PathBuf> {

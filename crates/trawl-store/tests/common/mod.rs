@@ -297,3 +297,39 @@ pub fn test_python() -> std::path::PathBuf {
     );
     python
 }
+
+/// The footer of segment file `path`, with its page indexes.
+pub fn footer(path: &std::path::Path) -> parquet::file::metadata::ParquetMetaData {
+    let file = std::fs::File::open(path).unwrap();
+    parquet::file::metadata::ParquetMetaDataReader::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required)
+        .parse_and_finish(&file)
+        .unwrap()
+}
+
+/// The bytes of every column chunk of `path` but `time`'s.
+pub fn column_chunks(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let file = std::fs::File::open(path).unwrap();
+    let metadata = footer(path);
+    let mut out = Vec::new();
+    for group in metadata.row_groups() {
+        for column in group.columns() {
+            let name = column.column_path().string();
+            if name == "time" {
+                continue;
+            }
+            let start = column
+                .dictionary_page_offset()
+                .unwrap_or_else(|| column.data_page_offset());
+            let mut bytes = vec![0; usize::try_from(column.compressed_size()).unwrap()];
+            std::os::unix::fs::FileExt::read_exact_at(
+                &file,
+                &mut bytes,
+                u64::try_from(start).unwrap(),
+            )
+            .unwrap();
+            out.push((name, bytes));
+        }
+    }
+    out
+}
