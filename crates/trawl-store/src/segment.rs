@@ -11,7 +11,11 @@
 //! appends them in order under a temporary name and finishes (footer,
 //! fsync, rename). A batch whose rows another segment's file already holds
 //! ([`EncodedSource`]: a derived table's passed-through rows) has every
-//! column chunk but `time` copied from that file as encoded bytes.
+//! column chunk but `time` copied from that file as encoded bytes. Text
+//! dimensions are encoded from their dictionary codes (`dict_chunk.rs`),
+//! not by parquet's Arrow writer, which hashes every row's string again;
+//! `bytes` and `packets` are DELTA_BINARY_PACKED (nearly one value per row
+//! in high-cardinality tables, where a dictionary only overflows).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
