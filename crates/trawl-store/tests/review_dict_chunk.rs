@@ -23,7 +23,7 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use trawl_store::SegmentMeta;
 use trawl_store::segment::{EncodedSource, read_segment, write_segment, write_segment_reusing};
 
-use common::test_python;
+use common::python_stdout;
 
 // ---------------------------------------------------------------- helpers
 
@@ -164,17 +164,8 @@ for path in sys.argv[1:]:
     out.append([[r[k] for r in rows] for k in range(4)])
 print(json.dumps(out))
 "#;
-    let output = std::process::Command::new(test_python())
-        .args(["-c", script])
-        .args(paths)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "duckdb: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
+    let output = python_stdout(script, paths);
+    serde_json::from_slice(&output).unwrap()
 }
 
 fn write(dir: &Path, name: &str, batches: &[RecordBatch]) -> PathBuf {
@@ -222,17 +213,8 @@ import duckdb, json, sys
 q = lambda w: duckdb.execute(f"select count(*) from read_parquet('{sys.argv[1]}') where {w}").fetchone()[0]
 print(json.dumps([q("app = ''"), q("app = 'zz'"), q("app is null"), q("app = 'a'"), q("az = 'nope'")]))
 "#;
-    let output = std::process::Command::new(test_python())
-        .args(["-c", script])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let counts: Vec<usize> = serde_json::from_slice(&output.stdout).unwrap();
+    let output = python_stdout(script, &[&path]);
+    let counts: Vec<usize> = serde_json::from_slice(&output).unwrap();
     let count = |v: Option<&str>| expected[0].iter().filter(|s| s.as_deref() == v).count();
     assert_eq!(
         counts,

@@ -11,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use common::{Estate, Flow, add_to, column_chunks, footer, oracle, query_sums, test_python};
+use common::{Estate, Flow, add_to, column_chunks, footer, oracle, python_stdout, query_sums};
 use trawl_store::{SqlEngine, Store, StoreConfig};
 
 const HOUR: u32 = 3600;
@@ -142,17 +142,8 @@ for table, grain in [("flows_1h", 3600), ("flows_1d", 86400)]:
         where a.b is distinct from b.b or a.p is distinct from b.p or a.f is distinct from b.f""").fetchone()[0]
 print(json.dumps(out))
 "#;
-    let output = std::process::Command::new(test_python())
-        .args(["-c", script])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let answer: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let output = python_stdout(script, &[dir.path()]);
+    let answer: serde_json::Value = serde_json::from_slice(&output).unwrap();
     let bytes: u64 = flows.iter().map(|f| f.bytes).sum();
     let packets: u64 = flows.iter().map(|f| f.packets).sum();
     for table in ["flows_1m", "flows_1h", "flows_1d"] {

@@ -25,7 +25,7 @@ use parquet::file::metadata::PageIndexPolicy;
 use proptest::prelude::*;
 use trawl_store::segment::write_segment;
 
-use common::test_python;
+use common::python_stdout;
 
 fn schema() -> SchemaRef {
     let text = DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8));
@@ -234,17 +234,8 @@ import duckdb, json, sys
 rows = duckdb.execute(f"select coalesce(app, '(null)'), count(*) from read_parquet('{sys.argv[1]}') group by 1").fetchall()
 print(json.dumps(dict(rows)))
 "#;
-    let output = std::process::Command::new(test_python())
-        .args(["-c", script])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let answer: BTreeMap<String, u64> = serde_json::from_slice(&output.stdout).unwrap();
+    let output = python_stdout(script, &[&path]);
+    let answer: BTreeMap<String, u64> = serde_json::from_slice(&output).unwrap();
     let mut expected: BTreeMap<String, u64> = BTreeMap::new();
     for value in strings(&batches, "app") {
         *expected

@@ -333,3 +333,19 @@ pub fn column_chunks(path: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     }
     out
 }
+
+/// The standard output of `script` run by the tests' Python with `args`
+/// (`sys.argv[1:]`); a failed run fails the test with its standard error.
+pub fn python_stdout<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> Vec<u8> {
+    let output = std::process::Command::new(test_python())
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
