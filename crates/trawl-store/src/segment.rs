@@ -227,8 +227,8 @@ fn segment_properties() -> WriterProperties {
 pub struct RowGroupEncoder {
     factory: ArrowRowGroupWriterFactory,
     schema: SchemaRef,
-    /// The Parquet column of each field where the schema is flat (one leaf
-    /// per field), else empty (every column by the Arrow writer).
+    /// The Parquet column of each field (segment schemas are flat: one
+    /// leaf per field).
     leaves: Vec<ColumnDescPtr>,
 }
 
@@ -253,12 +253,13 @@ impl RowGroupEncoder {
         let (_, factory) =
             ArrowWriter::try_new(std::io::sink(), schema.clone(), Some(segment_properties()))?
                 .into_serialized_writer()?;
-        let parquet_schema = ArrowSchemaConverter::new().convert(&schema)?;
-        let leaves = if parquet_schema.num_columns() == schema.fields().len() {
-            parquet_schema.columns().to_vec()
-        } else {
-            Vec::new()
-        };
+        let leaves = ArrowSchemaConverter::new()
+            .convert(&schema)?
+            .columns()
+            .to_vec();
+        if leaves.len() != schema.fields().len() {
+            return Err(ParquetError::General("nested columns in a segment".into()));
+        }
         Ok(RowGroupEncoder {
             factory,
             schema,
@@ -270,9 +271,6 @@ impl RowGroupEncoder {
     pub fn encode(&self, rows: &[RecordBatch]) -> Result<EncodedRowGroup, ParquetError> {
         let mut chunks = Vec::with_capacity(self.schema.fields().len());
         let writers = self.factory.create_column_writers(0)?;
-        if writers.len() != self.schema.fields().len() {
-            return Err(ParquetError::General("nested columns in a segment".into()));
-        }
         for (i, (field, mut writer)) in self.schema.fields().iter().zip(writers).enumerate() {
             if let Some(chunk) = self.encode_codes(i, rows)? {
                 chunks.push(Chunk::Codes(chunk));
