@@ -1,4 +1,6 @@
-//! Whole-line chunks of a byte stream, read into one buffer allocated once.
+//! Whole-line chunks of a byte stream, read into one buffer that grows, by
+//! doubling, only as far as the stream needs (a small file does not pay for
+//! zeroing a whole `chunk_bytes` buffer).
 //!
 //! The source reads decompressed text through [`LineChunks`]: each step
 //! reads up to `chunk_bytes` and yields the complete lines in it (more when
@@ -14,6 +16,9 @@
 //! decoder to report) and the rest of it is skipped.
 
 use std::io::{self, Read};
+
+/// The buffer's first size; it doubles from there as the stream needs.
+const BUFFER_BYTES_FIRST: usize = 64 << 10;
 
 /// What [`LineChunks::next_chunk`] yields.
 #[derive(Debug, PartialEq, Eq)]
@@ -43,7 +48,9 @@ pub enum Chunk<'b> {
 #[derive(Debug)]
 pub struct LineChunks<R> {
     reader: R,
+    /// Grows by doubling up to `buffer_bytes_max`.
     buffer: Vec<u8>,
+    buffer_bytes_max: usize,
     filled: usize,
     chunk_bytes: usize,
     /// Decompressed offset of `buffer[0]`.
@@ -60,10 +67,11 @@ impl<R: Read> LineChunks<R> {
     pub fn new(reader: R, chunk_bytes: usize, line_bytes_max: usize) -> Self {
         let chunk_bytes = chunk_bytes.max(1);
         // One spare byte for the newline a last line may lack.
-        let capacity = chunk_bytes.max(line_bytes_max + 1) + 1;
+        let buffer_bytes_max = chunk_bytes.max(line_bytes_max + 1) + 1;
         LineChunks {
             reader,
-            buffer: vec![0; capacity],
+            buffer: vec![0; buffer_bytes_max.min(BUFFER_BYTES_FIRST)],
+            buffer_bytes_max,
             filled: 0,
             chunk_bytes,
             offset: 0,
@@ -82,7 +90,7 @@ impl<R: Read> LineChunks<R> {
     pub fn next_chunk(&mut self) -> io::Result<Option<Chunk<'_>>> {
         let yielded = std::mem::take(&mut self.yielded);
         self.drop_front(yielded);
-        let room = self.buffer.len() - 1;
+        let room = self.buffer_bytes_max - 1;
         let mut want = self.chunk_bytes;
         loop {
             self.fill(want)?;
@@ -129,9 +137,14 @@ impl<R: Read> LineChunks<R> {
 
     /// Reads until `want` bytes are buffered or the stream ends.
     fn fill(&mut self, want: usize) -> io::Result<()> {
-        let want = want.min(self.buffer.len() - 1);
+        let want = want.min(self.buffer_bytes_max - 1);
         while self.filled < want && !self.eof {
-            match self.reader.read(&mut self.buffer[self.filled..want]) {
+            if self.filled == self.buffer.len() - 1 {
+                let grown = (self.buffer.len() * 2).min(self.buffer_bytes_max);
+                self.buffer.resize(grown, 0);
+            }
+            let end = want.min(self.buffer.len() - 1);
+            match self.reader.read(&mut self.buffer[self.filled..end]) {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -247,5 +260,44 @@ mod tests {
         let mut reader = LineChunks::new(&data[..], 4, 8);
         while reader.next_chunk().unwrap().is_some() {}
         assert_eq!(reader.offset(), data.len() as u64);
+    }
+
+    #[test]
+    fn buffer_grows_only_as_far_as_the_stream_needs() {
+        // 300 kB of lines with 1 MiB chunks: the buffer doubles from
+        // 64 KiB past the stream's size, never to the whole chunk, and
+        // every line comes out once, whole, in order.
+        let data: Vec<u8> = (0..30_000)
+            .flat_map(|i| format!("line {i:04}\n").into_bytes())
+            .collect();
+        let mut reader = LineChunks::new(
+            Trickle {
+                data: &data,
+                step: 10_000,
+            },
+            1 << 20,
+            1 << 20,
+        );
+        let mut out = Vec::new();
+        while let Some(chunk) = reader.next_chunk().unwrap() {
+            let Chunk::Lines { offset, text } = chunk else {
+                panic!("only whole lines in this stream");
+            };
+            assert_eq!(offset, out.len() as u64);
+            assert_eq!(text.last(), Some(&b'\n'));
+            out.extend_from_slice(text);
+        }
+        assert_eq!(out, data);
+        assert!(
+            reader.buffer.len() <= 512 << 10,
+            "buffer {}",
+            reader.buffer.len()
+        );
+        // And a long line still fits past the first size.
+        let long = [vec![b'x'; 200_000], b"\nend\n".to_vec()].concat();
+        assert_eq!(
+            chunks(&long, 1 << 20, 1 << 20),
+            vec![(0, String::from_utf8(long.clone()).unwrap())]
+        );
     }
 }

@@ -1,10 +1,13 @@
 //! An open chunk of the `flows` table: one row per flow record, every field
 //! the record carries plus its enrichment, built column by column.
 //!
-//! Record fields go straight into Arrow builders (text fields as plain
-//! strings: IDs and ARNs are too many to intern); enrichment is kept as the
-//! dimension codes the rollups use and becomes dictionary columns when the
-//! chunk is read or sealed.
+//! Record fields go straight into Arrow builders: addresses as plain
+//! strings (too many distinct ones to code), other text (IDs, names,
+//! keywords) as codes into a dictionary each part builds of its own values
+//! (`coded_text.rs`), so that a seal writes them from their codes; enrichment
+//! is kept as the dimension codes the rollups use and becomes dictionary
+//! columns when the chunk is read or sealed. Builders start with room for
+//! a part (`PART_ROWS`), so a part's columns do not grow by copying.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
@@ -18,21 +21,31 @@ use arrow::datatypes::SchemaRef;
 use arrow::error::ArrowError;
 use trawl_flowlog::{Field, FlowRecord, Value};
 
+use crate::coded_text::CodedText;
 use crate::dims::DIM_COUNT;
 use crate::schema::{DETAIL_ENRICHMENT, FieldColumn, dim_array, field_column};
+
+/// Bytes of address text a row is given room for (`10.123.45.67`).
+const ADDRESS_BYTES_TYPICAL: usize = 14;
 
 enum FieldBuilder {
     Small(Int32Builder),
     Large(UInt64Builder),
     Text(StringBuilder),
+    Coded(CodedText),
 }
 
 impl FieldBuilder {
-    fn for_field(field: Field) -> Self {
+    /// The builder of `field`'s column, with room for `rows` rows.
+    fn for_field(field: Field, rows: usize) -> Self {
         match field_column(field) {
-            FieldColumn::Small => FieldBuilder::Small(Int32Builder::new()),
-            FieldColumn::Large => FieldBuilder::Large(UInt64Builder::new()),
-            FieldColumn::Text => FieldBuilder::Text(StringBuilder::new()),
+            FieldColumn::Small => FieldBuilder::Small(Int32Builder::with_capacity(rows)),
+            FieldColumn::Large => FieldBuilder::Large(UInt64Builder::with_capacity(rows)),
+            FieldColumn::Text => FieldBuilder::Text(StringBuilder::with_capacity(
+                rows,
+                rows * ADDRESS_BYTES_TYPICAL,
+            )),
+            FieldColumn::Coded => FieldBuilder::Coded(CodedText::with_capacity(rows)),
         }
     }
 
@@ -44,6 +57,7 @@ impl FieldBuilder {
             (FieldBuilder::Small(b), _) => b.append_null(),
             (FieldBuilder::Large(b), _) => b.append_null(),
             (FieldBuilder::Text(b), value) => return append_text(b, value),
+            (FieldBuilder::Coded(b), value) => return append_coded(b, value),
         }
         8
     }
@@ -53,6 +67,7 @@ impl FieldBuilder {
             FieldBuilder::Small(b) => b.append_nulls(n),
             FieldBuilder::Large(b) => b.append_nulls(n),
             FieldBuilder::Text(b) => b.append_nulls(n),
+            FieldBuilder::Coded(b) => b.append_nulls(n),
         }
     }
 
@@ -61,6 +76,7 @@ impl FieldBuilder {
             FieldBuilder::Small(b) => Arc::new(b.finish()),
             FieldBuilder::Large(b) => Arc::new(b.finish()),
             FieldBuilder::Text(b) => Arc::new(b.finish()),
+            FieldBuilder::Coded(b) => b.finish(),
         }
     }
 
@@ -69,41 +85,71 @@ impl FieldBuilder {
             FieldBuilder::Small(b) => Arc::new(b.finish_cloned()),
             FieldBuilder::Large(b) => Arc::new(b.finish_cloned()),
             FieldBuilder::Text(b) => Arc::new(b.finish_cloned()),
+            FieldBuilder::Coded(b) => b.finish_cloned(),
         }
     }
 }
 
-fn append_text(builder: &mut StringBuilder, value: Value<'_>) -> usize {
-    let text = match value {
-        Value::Null => {
-            builder.append_null();
-            return 4;
-        }
-        Value::Int(v) => {
-            let _ = write!(builder, "{v}");
-            builder.append_value("");
-            return 12;
-        }
-        Value::Addr(IpAddr::V4(ip)) => {
-            let mut buffer = [0u8; 15];
-            let text = format_ipv4(ip, &mut buffer);
-            builder.append_value(text);
-            return text.len() + 4;
-        }
-        Value::Addr(ip) => {
-            let _ = write!(builder, "{ip}");
-            builder.append_value("");
-            return 24;
-        }
+/// The text of a text or keyword value, borrowed (`None` for null,
+/// numbers and addresses).
+fn borrowed_text<'a>(value: &Value<'a>) -> Option<&'a str> {
+    Some(match *value {
         Value::Str(s) => s,
         Value::Action(v) => v.as_str(),
         Value::LogStatus(v) => v.as_str(),
         Value::FlowDirection(v) => v.as_str(),
         Value::TrafficType(v) => v.as_str(),
         Value::SublocationType(v) => v.as_str(),
-    };
-    builder.append_value(text);
-    text.len() + 4
+        Value::Null | Value::Int(_) | Value::Addr(_) => return None,
+    })
+}
+
+/// Appends `value` to a coded column; returns the bytes it added.
+fn append_coded(column: &mut CodedText, value: Value<'_>) -> usize {
+    match (borrowed_text(&value), value) {
+        (Some(text), _) => column.append(text),
+        (None, Value::Null) => {
+            column.append_nulls(1);
+            4
+        }
+        // Not the type of a coded field; kept as its text all the same.
+        (None, Value::Int(v)) => column.append(&v.to_string()),
+        (None, Value::Addr(ip)) => column.append(&ip.to_string()),
+        (None, _) => column.append(""),
+    }
+}
+
+fn append_text(builder: &mut StringBuilder, value: Value<'_>) -> usize {
+    if let Some(text) = borrowed_text(&value) {
+        builder.append_value(text);
+        return text.len() + 4;
+    }
+    match value {
+        Value::Addr(IpAddr::V4(ip)) => {
+            let mut buffer = [0u8; 15];
+            let text = format_ipv4(ip, &mut buffer);
+            builder.append_value(text);
+            text.len() + 4
+        }
+        Value::Null => {
+            builder.append_null();
+            4
+        }
+        Value::Addr(ip) => {
+            let _ = write!(builder, "{ip}");
+            builder.append_value("");
+            24
+        }
+        Value::Int(v) => {
+            let _ = write!(builder, "{v}");
+            builder.append_value("");
+            12
+        }
+        _ => {
+            builder.append_value("");
+            4
+        }
+    }
 }
 
 /// Dotted-quad text of `ip` in `buffer` (what `Display` writes, without
@@ -197,7 +243,7 @@ impl ActivePart {
                 Some(builder) => self.bytes += builder.append(value),
                 None if value.is_null() => {}
                 None => {
-                    let mut builder = FieldBuilder::for_field(*field);
+                    let mut builder = FieldBuilder::for_field(*field, self.time.capacity());
                     builder.append_nulls(row);
                     self.bytes += builder.append(value) + 8 * row;
                     *slot = Some(builder);

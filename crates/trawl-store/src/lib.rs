@@ -26,6 +26,7 @@
 //! `tail` (the live feed of stored `flows` rows and its SQL filter:
 //! [`TailFeed`], [`TailFilter`]).
 
+mod coded_text;
 pub mod commit;
 pub mod detail;
 pub mod dict;

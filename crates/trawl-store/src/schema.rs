@@ -156,8 +156,11 @@ pub enum FieldColumn {
     Small,
     /// Larger integers (bytes, packets, times): `UInt64`.
     Large,
-    /// Text, addresses and keywords: `Utf8`.
+    /// Addresses: `Utf8` (too many distinct ones to code).
     Text,
+    /// IDs, names and keywords, which repeat: `Dictionary(UInt32, Utf8)`
+    /// (each part of open rows codes its own, `coded_text.rs`).
+    Coded,
 }
 
 /// How `field` is stored in `flows`.
@@ -165,7 +168,8 @@ pub fn field_column(field: Field) -> FieldColumn {
     match field.value_type() {
         ValueType::Int { max } if max <= u64::from(u16::MAX) => FieldColumn::Small,
         ValueType::Int { .. } => FieldColumn::Large,
-        _ => FieldColumn::Text,
+        ValueType::Addr => FieldColumn::Text,
+        _ => FieldColumn::Coded,
     }
 }
 
@@ -177,6 +181,7 @@ pub fn detail_schema() -> SchemaRef {
             FieldColumn::Small => DataType::Int32,
             FieldColumn::Large => DataType::UInt64,
             FieldColumn::Text => DataType::Utf8,
+            FieldColumn::Coded => text_type(),
         };
         ArrowField::new(f.column(), ty, true)
     }));

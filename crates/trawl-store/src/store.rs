@@ -54,7 +54,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch, StringArray};
-use arrow::datatypes::{SchemaRef, TimestampSecondType, UInt64Type};
+use arrow::datatypes::{DataType, SchemaRef, TimestampSecondType, UInt64Type};
 use trawl_attrib::{
     NewestLimits, NewestTime, Observed, WorkloadId, WorkloadTable, wall_clock_secs,
 };
@@ -1534,7 +1534,8 @@ pub(crate) fn read_segment_of(
 
 /// `batch` with the columns of `schema`, matched by name: a column the
 /// batch lacks (a segment written before the column existed) is all nulls
-/// if the schema lets it be; any other difference (a column the schema
+/// if the schema lets it be, and a plain text column where the schema
+/// has a dictionary one is coded; any other difference (a column the schema
 /// lacks, another type) is the reason it cannot be.
 fn align_to_schema(
     batch: &RecordBatch,
@@ -1556,6 +1557,15 @@ fn align_to_schema(
         match have.index_of(field.name()) {
             Ok(i) if have.field(i).data_type() == field.data_type() => {
                 columns.push(batch.column(i).clone());
+            }
+            // A text field written as plain strings before `flows` coded it.
+            Ok(i)
+                if have.field(i).data_type() == &DataType::Utf8
+                    && field.data_type() == &crate::schema::text_type() =>
+            {
+                let coded = arrow::compute::cast(batch.column(i), field.data_type())
+                    .map_err(|e| format!("column {}: {e}", field.name()))?;
+                columns.push(coded);
             }
             Ok(i) => {
                 return Err(format!(
@@ -1634,5 +1644,26 @@ mod align_tests {
         let strings: ArrayRef = Arc::new(StringArray::from(vec!["a"]));
         let wrong = RecordBatch::try_new(other, vec![strings]).unwrap();
         assert!(align_to_schema(&wrong, &new).unwrap_err().contains("time"));
+    }
+
+    #[test]
+    fn a_segment_from_before_text_fields_were_coded_reads_them_coded() {
+        let old = Arc::new(Schema::new(vec![Field::new(
+            "vpc_id",
+            DataType::Utf8,
+            true,
+        )]));
+        let strings: ArrayRef =
+            Arc::new(StringArray::from(vec![Some("vpc-1"), None, Some("vpc-1")]));
+        let batch = RecordBatch::try_new(old, vec![strings]).unwrap();
+        let new = Arc::new(Schema::new(vec![Field::new(
+            "vpc_id",
+            crate::schema::text_type(),
+            true,
+        )]));
+        let aligned = align_to_schema(&batch, &new).unwrap();
+        assert_eq!(aligned.schema(), new);
+        let back = arrow::compute::cast(aligned.column(0), &DataType::Utf8).unwrap();
+        assert_eq!(back.as_string::<i32>(), batch.column(0).as_string::<i32>());
     }
 }

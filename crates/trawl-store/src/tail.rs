@@ -468,7 +468,9 @@ mod tests {
             DictionaryArray::<UInt32Type>::try_new(keys, Arc::new(StringArray::from(apps)))
                 .unwrap(),
         );
-        let action: ArrayRef = Arc::new(rows.iter().map(|r| r.1).collect::<StringArray>());
+        // The second value goes to a coded column and a plain text one.
+        let text: ArrayRef = Arc::new(rows.iter().map(|r| r.1).collect::<StringArray>());
+        let action = arrow::compute::cast(&text, &crate::schema::text_type()).unwrap();
         let dst_port: ArrayRef = Arc::new(rows.iter().map(|r| r.2).collect::<Int32Array>());
         let columns = schema
             .fields()
@@ -480,6 +482,7 @@ mod tests {
                 ) as ArrayRef,
                 "dst_app" => dst_app.clone(),
                 "action" => action.clone(),
+                "src_addr" => text.clone(),
                 "dst_port" => dst_port.clone(),
                 _ => new_null_array(f.data_type(), rows.len()),
             })
@@ -590,6 +593,8 @@ mod tests {
         AppIn(Vec<&'static str>),
         PortIn(Vec<i32>),
         ActionEq(&'static str),
+        /// The same values in a plain text column.
+        TextEq(&'static str),
     }
 
     const APPS: [&str; 3] = ["api", "db", "pay"];
@@ -611,6 +616,7 @@ mod tests {
                     v.iter().map(i32::to_string).collect::<Vec<_>>().join(", ")
                 ),
                 Predicate::ActionEq(a) => format!("action = '{a}'"),
+                Predicate::TextEq(a) => format!("src_addr = '{a}'"),
             }
         }
 
@@ -621,7 +627,7 @@ mod tests {
                 (Predicate::AppNe(a), (Some(v), _, _)) => v != a,
                 (Predicate::AppIn(set), (Some(v), _, _)) => set.contains(v),
                 (Predicate::PortIn(set), (_, _, Some(p))) => set.contains(p),
-                (Predicate::ActionEq(a), (_, Some(v), _)) => v == a,
+                (Predicate::ActionEq(a) | Predicate::TextEq(a), (_, Some(v), _)) => v == a,
                 _ => false,
             }
         }
@@ -635,6 +641,7 @@ mod tests {
             prop::collection::vec(app, 1..3).prop_map(Predicate::AppIn),
             prop::collection::vec(0..4i32, 1..3).prop_map(Predicate::PortIn),
             prop::sample::select(vec!["ACCEPT", "REJECT"]).prop_map(Predicate::ActionEq),
+            prop::sample::select(vec!["ACCEPT", "REJECT"]).prop_map(Predicate::TextEq),
         ]
     }
 
@@ -649,7 +656,7 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
-        /// `=`, `!=` and IN on a dictionary, a text and an integer column,
+        /// `=`, `!=` and IN on dictionary, text and integer columns,
         /// alone, ANDed or ORed, against a plain Rust oracle.
         #[test]
         fn filters_agree_with_an_oracle(
