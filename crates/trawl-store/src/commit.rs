@@ -30,6 +30,7 @@
 //! of a written segment carries the file's size and time range.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arrow::datatypes::SchemaRef;
@@ -185,6 +186,7 @@ pub(crate) fn write_segments(
     pending: &[PendingSegment],
     next: &mut Manifest,
     steps: &mut Steps,
+    held: &AtomicUsize,
 ) -> Result<(), StoreError> {
     // Retention may have dropped a pending segment from `next` already.
     let listed: Vec<&PendingSegment> = pending
@@ -194,7 +196,7 @@ pub(crate) fn write_segments(
     // One step per segment, as if written one after the other: past the
     // step limit (crash tests), the later segments are not written.
     let allowed = steps.take(listed.len());
-    let written = write_reusing(dir, &listed[..allowed]);
+    let written = write_reusing(dir, &listed[..allowed], held);
     for (segment, outcome) in listed.iter().zip(written) {
         let (written, time_min, time_max) = outcome?;
         let entry = next
@@ -226,7 +228,8 @@ pub(crate) fn write_segments(
 /// The outcome of writing one segment: the file, and its time range.
 type Written = Result<(WrittenSegment, u32, u32), StoreError>;
 
-/// Writes `segments` on every core, in two waves.
+/// Writes `segments` on every core, in two waves, counting in `held` the
+/// bytes of encoded row groups not yet appended to their files.
 ///
 /// First the segments that copy nothing: the row groups of all of them
 /// are encoded at once (so one large segment does not leave a core idle),
@@ -235,7 +238,7 @@ type Written = Result<(WrittenSegment, u32, u32), StoreError>;
 /// so about one file per core is open at a time, and few encoded groups
 /// wait in memory. Then, one segment per core, those that copy encoded
 /// columns from the first (a batch whose source failed is encoded).
-fn write_reusing(dir: &Path, segments: &[&PendingSegment]) -> Vec<Written> {
+fn write_reusing(dir: &Path, segments: &[&PendingSegment], held: &AtomicUsize) -> Vec<Written> {
     let sources = encoded_sources(segments);
     let reuses = |i: usize| sources[i].iter().any(Option::is_some);
     let paths: Vec<PathBuf> = segments
@@ -291,7 +294,12 @@ fn write_reusing(dir: &Path, segments: &[&PendingSegment]) -> Vec<Written> {
                 path: paths[*i].clone(),
                 source,
             });
-            lock(*i).add(*k, group);
+            held.fetch_add(
+                group.as_ref().map_or(0, EncodedRowGroup::bytes),
+                Ordering::Relaxed,
+            );
+            let appended = lock(*i).add(*k, group);
+            held.fetch_sub(appended, Ordering::Relaxed);
         }
     });
     let mut written: Vec<Option<Written>> = Vec::with_capacity(segments.len());
@@ -356,10 +364,13 @@ struct Writing {
 
 impl Writing {
     /// Row group `index`, encoded: appended with every held one that
-    /// follows it, and the file finished after the last.
-    fn add(&mut self, index: usize, group: Result<EncodedRowGroup, StoreError>) {
+    /// follows it, and the file finished after the last. Returns the
+    /// encoded bytes that left memory (appended or dropped).
+    fn add(&mut self, index: usize, group: Result<EncodedRowGroup, StoreError>) -> usize {
         self.held.insert(index, group);
+        let mut released = 0;
         while let Some(group) = self.held.remove(&self.appended) {
+            released += group.as_ref().map_or(0, EncodedRowGroup::bytes);
             self.appended += 1;
             if self.outcome.is_none()
                 && let Err(e) = group.and_then(|group| self.append(group))
@@ -372,6 +383,7 @@ impl Writing {
         if self.appended == self.groups && self.outcome.is_none() {
             self.outcome = Some(self.finish());
         }
+        released
     }
 
     fn append(&mut self, group: EncodedRowGroup) -> Result<(), StoreError> {
@@ -530,6 +542,9 @@ pub struct SealJob {
     pub(crate) expired: usize,
     /// The outcome of [`write`](Self::write), if it ran.
     pub(crate) written: Option<Result<(), StoreError>>,
+    /// Encoded row groups waiting for their files (the store counts them
+    /// as open memory).
+    pub(crate) encoded_bytes: Arc<AtomicUsize>,
 }
 
 impl SealJob {
@@ -537,9 +552,15 @@ impl SealJob {
     /// `MANIFEST.tmp`); call it without holding the store lock. The outcome
     /// is kept: `seal_finish` reports it, and publishes the manifest.
     pub fn write(&mut self) {
-        let outcome = write_segments(&self.dir, &self.pending, &mut self.next, &mut self.steps)
-            .and_then(|()| self.steps.step())
-            .and_then(|()| self.next.write_pending(&self.dir));
+        let outcome = write_segments(
+            &self.dir,
+            &self.pending,
+            &mut self.next,
+            &mut self.steps,
+            &self.encoded_bytes,
+        )
+        .and_then(|()| self.steps.step())
+        .and_then(|()| self.next.write_pending(&self.dir));
         self.written = Some(outcome);
     }
 
@@ -612,9 +633,16 @@ mod tests {
     /// Writes `segments` with [`write_reusing`] and reads each file back.
     fn write_and_read_back(dir: &Path, segments: &[PendingSegment]) -> Vec<Vec<RecordBatch>> {
         let refs: Vec<&PendingSegment> = segments.iter().collect();
+        let held = AtomicUsize::new(0);
+        let written = write_reusing(dir, &refs, &held);
+        assert_eq!(
+            held.load(Ordering::Relaxed),
+            0,
+            "an encoded group still counted"
+        );
         segments
             .iter()
-            .zip(write_reusing(dir, &refs))
+            .zip(written)
             .map(|(segment, outcome)| {
                 let (written, ..) = outcome.expect("written");
                 let meta = SegmentMeta {

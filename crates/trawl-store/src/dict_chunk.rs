@@ -394,11 +394,37 @@ fn write_rle_run(value: u32, run: usize, bit_width: u8, out: &mut Vec<u8>) {
 fn write_bit_packed(values: &[u32], bit_width: u8, out: &mut Vec<u8>) {
     let groups = values.len().div_ceil(8);
     write_uleb128(((groups as u64) << 1) | 1, out);
-    let (mut buffer, mut bits) = (0u64, 0u32);
-    let width = u32::from(bit_width);
-    for k in 0..groups * 8 {
-        let value = values.get(k).copied().unwrap_or(0);
-        buffer |= u64::from(value) << bits;
+    let width = usize::from(bit_width);
+    out.reserve(groups * width);
+    for group in values.chunks(8) {
+        if width <= PACKED_WIDTH_WIDE_MIN {
+            pack_group(group, width, out);
+        } else {
+            pack_group_wide(group, width, out);
+        }
+    }
+}
+
+/// Widths above this pack value by value ([`pack_group_wide`]).
+const PACKED_WIDTH_WIDE_MIN: usize = 16;
+
+/// Up to 8 values (missing ones are zeros) of `width` bits, at most 16, as
+/// `width` bytes: the first value in the lowest bits.
+#[inline]
+fn pack_group(group: &[u32], width: usize, out: &mut Vec<u8>) {
+    debug_assert!(group.len() <= 8 && width <= PACKED_WIDTH_WIDE_MIN);
+    let mut packed = 0u128;
+    for (j, value) in group.iter().enumerate() {
+        packed |= u128::from(*value) << (j * width);
+    }
+    out.extend_from_slice(&packed.to_le_bytes()[..width]);
+}
+
+/// [`pack_group`] for any width up to 32, a byte at a time.
+fn pack_group_wide(group: &[u32], width: usize, out: &mut Vec<u8>) {
+    let (mut buffer, mut bits) = (0u64, 0);
+    for k in 0..8 {
+        buffer |= u64::from(group.get(k).copied().unwrap_or(0)) << bits;
         bits += width;
         while bits >= 8 {
             out.push(buffer as u8);
@@ -463,10 +489,10 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn hybrid_round_trips(
-            bit_width in 1u8..=20,
-            runs in proptest::collection::vec((0u32..1 << 20, 1usize..40), 0..60),
+            bit_width in 1u8..=32,
+            runs in proptest::collection::vec((proptest::prelude::any::<u32>(), 1usize..40), 0..60),
         ) {
-            let mask = (1u32 << bit_width) - 1;
+            let mask = u32::MAX >> (32 - bit_width);
             let values: Vec<u32> = runs
                 .iter()
                 .flat_map(|(v, n)| std::iter::repeat_n(v & mask, *n))

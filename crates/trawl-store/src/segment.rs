@@ -245,6 +245,21 @@ enum Chunk {
 #[derive(Debug)]
 pub struct EncodedRowGroup(Vec<Chunk>);
 
+impl EncodedRowGroup {
+    /// Bytes of its encoded column chunks (what it holds until appended).
+    pub fn bytes(&self) -> usize {
+        let bytes: u64 = self
+            .0
+            .iter()
+            .map(|chunk| match chunk {
+                Chunk::Arrow(chunk) => chunk.close().bytes_written,
+                Chunk::Codes(chunk) => chunk.bytes.len() as u64,
+            })
+            .sum();
+        usize::try_from(bytes).unwrap_or(usize::MAX)
+    }
+}
+
 impl RowGroupEncoder {
     /// The encoder of row groups of `schema`, with the segments' properties.
     pub fn new(schema: SchemaRef) -> Result<Self, ParquetError> {
@@ -651,6 +666,33 @@ mod tests {
             }
         }
         assert!(metadata.offset_index().is_some(), "page index kept");
+    }
+
+    /// What an encoded row group says it holds (the writer's buffer the
+    /// store counts as open memory) is what its column chunks take in the
+    /// file.
+    #[test]
+    fn an_encoded_row_groups_bytes_are_its_chunks_in_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let rows = minute_rows(5000);
+        let encoder = RowGroupEncoder::new(rows.schema()).expect("encoder");
+        let group = encoder
+            .encode(std::slice::from_ref(&rows))
+            .expect("encoded");
+        let held = group.bytes();
+        let path = dir.path().join("group.parquet");
+        let mut file = SegmentFile::create(&path, rows.schema()).expect("created");
+        file.append(group).expect("appended");
+        let written = file.finish().expect("finished");
+        let in_file: i64 = written
+            .metadata
+            .row_group(0)
+            .columns()
+            .iter()
+            .map(|c| c.compressed_size())
+            .sum();
+        assert!(held > 0);
+        assert_eq!(held as i64, in_file);
     }
 
     /// A source that does not hold the batch's rows is refused, not copied.

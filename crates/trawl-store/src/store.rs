@@ -425,6 +425,9 @@ pub struct Store {
     /// and a job dropped without `seal_finish` (a panicking writer) cannot
     /// leave the store waiting for it forever.
     sealing: Arc<[PendingSegment]>,
+    /// Bytes of row groups a seal has encoded and not yet appended to
+    /// their files (the writer's buffers, counted as open memory).
+    encoded_bytes: Arc<std::sync::atomic::AtomicUsize>,
     /// Decoded rollup segments for queries, once a query engine reads the
     /// store (see `segment_cache.rs`).
     segment_cache: Arc<SegmentCache>,
@@ -497,6 +500,7 @@ impl Store {
             ids_drafted: 0,
             interrupt_after_steps: None,
             sealing: Arc::from([]),
+            encoded_bytes: Arc::default(),
             segment_cache: Arc::new(SegmentCache::new(config.segment_cache_bytes_max)),
             cache_written: std::sync::atomic::AtomicBool::new(false),
             tail: Arc::new(TailFeed::new()),
@@ -931,10 +935,14 @@ impl Store {
     }
 
     /// Approximate bytes held by open buckets (as their writers last
-    /// published them), rows being sealed, and the dictionary.
+    /// published them), rows being sealed, a seal's encoded row groups not
+    /// yet in their files, and the dictionary.
     pub fn open_bytes(&self) -> usize {
         let sealing: usize = self.sealing.iter().map(|p| p.memory_bytes).sum();
-        self.shards.bytes() + sealing + lock(&self.dict).memory_bytes()
+        let encoded = self
+            .encoded_bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.shards.bytes() + sealing + encoded + lock(&self.dict).memory_bytes()
     }
 
     /// Whether open memory (rows being sealed included) is past the cap:
@@ -1140,6 +1148,7 @@ impl Store {
             deltas,
             expired,
             written: None,
+            encoded_bytes: Arc::clone(&self.encoded_bytes),
         })
     }
 

@@ -80,11 +80,14 @@ impl CompactionJob {
             );
             self.written.segments.push(segment.meta.clone());
             self.written.next_segment = self.written.next_segment.max(input.id + 1);
+            // Compaction's memory is bounded by its own budget, not counted
+            // as open rows.
             write_segments(
                 &self.dir,
                 std::slice::from_ref(&segment),
                 &mut self.written,
                 &mut self.steps,
+                &std::sync::atomic::AtomicUsize::new(0),
             )?;
             segment.batches = Vec::new();
             segment.memory_bytes = 0;
