@@ -63,13 +63,12 @@ impl CodedText {
         self.codes.len()
     }
 
-    /// Adds a row of `text`; returns the bytes it added (for the memory count).
-    pub(crate) fn append(&mut self, text: &str) -> usize {
-        let (code, added) = self.code_of(text);
+    /// Adds a row of `text`.
+    pub(crate) fn append(&mut self, text: &str) {
+        let code = self.code_of(text);
         self.codes.push(code);
         self.validity.append_non_null();
         self.last = code;
-        4 + added
     }
 
     /// Adds `n` null rows.
@@ -78,25 +77,33 @@ impl CodedText {
         self.validity.append_n_nulls(n);
     }
 
-    /// The code of `text`, added to the dictionary if new, and the bytes
-    /// that took.
-    fn code_of(&mut self, text: &str) -> (u32, usize) {
+    /// Heap bytes held, counting the room the buffers have.
+    pub(crate) fn memory_bytes(&self) -> usize {
+        self.codes.capacity() * 4
+            + self.validity.allocated_size()
+            + self.values.values_capacity()
+            + self.values.offsets_capacity() * 4
+            // A slot and a control byte per bucket.
+            + self.lookup.capacity() * 5
+    }
+
+    /// The code of `text`, added to the dictionary if new.
+    fn code_of(&mut self, text: &str) -> u32 {
         if self.last != NO_CODE && self.value(self.last) == text.as_bytes() {
-            return (self.last, 0);
+            return self.last;
         }
         let hash = self.hasher.hash_one(text.as_bytes());
         let (values, hasher) = (&self.values, &self.hasher);
         let value = |code: u32| value_of(values, code);
         if let Some(code) = self.lookup.find(hash, |c| value(*c) == text.as_bytes()) {
-            return (*code, 0);
+            return *code;
         }
         let code = self.values.len() as u32;
         self.values.append_value(text);
         let values = &self.values;
         self.lookup
             .insert_unique(hash, code, |c| hasher.hash_one(value_of(values, *c)));
-        // The value, its offset, and the table's slot.
-        (code, text.len() + 4 + 8)
+        code
     }
 
     fn value(&self, code: u32) -> &[u8] {
@@ -201,11 +208,20 @@ mod tests {
     fn nulls_before_the_first_value_have_code_zero_and_are_null() {
         let mut column = CodedText::with_capacity(0);
         column.append_nulls(3);
-        let bytes = column.append("eni-1") + column.append("eni-1");
-        assert_eq!(bytes, 4 + 5 + 12 + 4, "a repeat costs its code only");
+        column.append("eni-1");
+        let before = column.memory_bytes();
+        column.append("eni-1");
+        assert!(column.memory_bytes() >= before, "a repeat adds no value");
         let array = column.finish();
         assert_eq!(array.null_count(), 3);
         let keys = array.as_dictionary::<UInt32Type>().keys();
         assert_eq!(keys.values().to_vec(), vec![0, 0, 0, 0, 0]);
+    }
+
+    /// The count includes the room a part's column is given up front.
+    #[test]
+    fn memory_counts_the_room_not_only_the_rows() {
+        let column = CodedText::with_capacity(1 << 16);
+        assert!(column.memory_bytes() >= 4 << 16);
     }
 }

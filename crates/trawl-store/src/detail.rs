@@ -49,17 +49,29 @@ impl FieldBuilder {
         }
     }
 
-    /// Appends `value`; returns the bytes it added (for the memory count).
-    fn append(&mut self, value: Value<'_>) -> usize {
+    /// Appends `value`.
+    fn append(&mut self, value: Value<'_>) {
         match (self, value) {
             (FieldBuilder::Small(b), Value::Int(v)) => b.append_value(v as i32),
             (FieldBuilder::Large(b), Value::Int(v)) => b.append_value(v),
             (FieldBuilder::Small(b), _) => b.append_null(),
             (FieldBuilder::Large(b), _) => b.append_null(),
-            (FieldBuilder::Text(b), value) => return append_text(b, value),
-            (FieldBuilder::Coded(b), value) => return append_coded(b, value),
+            (FieldBuilder::Text(b), value) => append_text(b, value),
+            (FieldBuilder::Coded(b), value) => append_coded(b, value),
         }
-        8
+    }
+
+    /// Heap bytes the builder holds: its buffers' capacity, used or not
+    /// (a part's builders start with room for a whole part).
+    fn memory_bytes(&self) -> usize {
+        match self {
+            FieldBuilder::Small(b) => b.capacity() * 4 + b.capacity().div_ceil(8),
+            FieldBuilder::Large(b) => b.capacity() * 8 + b.capacity().div_ceil(8),
+            FieldBuilder::Text(b) => {
+                b.values_capacity() + b.offsets_capacity() * 4 + b.validity_capacity()
+            }
+            FieldBuilder::Coded(b) => b.memory_bytes(),
+        }
     }
 
     fn append_nulls(&mut self, n: usize) {
@@ -104,14 +116,11 @@ fn borrowed_text<'a>(value: &Value<'a>) -> Option<&'a str> {
     })
 }
 
-/// Appends `value` to a coded column; returns the bytes it added.
-fn append_coded(column: &mut CodedText, value: Value<'_>) -> usize {
+/// Appends `value` to a coded column.
+fn append_coded(column: &mut CodedText, value: Value<'_>) {
     match (borrowed_text(&value), value) {
         (Some(text), _) => column.append(text),
-        (None, Value::Null) => {
-            column.append_nulls(1);
-            4
-        }
+        (None, Value::Null) => column.append_nulls(1),
         // Not the type of a coded field; kept as its text all the same.
         (None, Value::Int(v)) => column.append(&v.to_string()),
         (None, Value::Addr(ip)) => column.append(&ip.to_string()),
@@ -119,36 +128,26 @@ fn append_coded(column: &mut CodedText, value: Value<'_>) -> usize {
     }
 }
 
-fn append_text(builder: &mut StringBuilder, value: Value<'_>) -> usize {
+fn append_text(builder: &mut StringBuilder, value: Value<'_>) {
     if let Some(text) = borrowed_text(&value) {
         builder.append_value(text);
-        return text.len() + 4;
+        return;
     }
     match value {
         Value::Addr(IpAddr::V4(ip)) => {
             let mut buffer = [0u8; 15];
-            let text = format_ipv4(ip, &mut buffer);
-            builder.append_value(text);
-            text.len() + 4
+            builder.append_value(format_ipv4(ip, &mut buffer));
         }
-        Value::Null => {
-            builder.append_null();
-            4
-        }
+        Value::Null => builder.append_null(),
         Value::Addr(ip) => {
             let _ = write!(builder, "{ip}");
             builder.append_value("");
-            24
         }
         Value::Int(v) => {
             let _ = write!(builder, "{v}");
             builder.append_value("");
-            12
         }
-        _ => {
-            builder.append_value("");
-            4
-        }
+        _ => builder.append_value(""),
     }
 }
 
@@ -191,12 +190,15 @@ struct ActivePart {
     /// cost nothing per row.
     fields: Vec<Option<FieldBuilder>>,
     enrichment: Vec<Enrichment>,
-    bytes: usize,
 }
+
+/// Rows a bucket's first part has room for; it doubles from there, and
+/// the parts after a full one start with room for a whole part.
+const FIRST_PART_ROWS: usize = 4 * 1024;
 
 impl Default for ActivePart {
     fn default() -> Self {
-        ActivePart::with_capacity(PART_ROWS)
+        ActivePart::with_capacity(FIRST_PART_ROWS)
     }
 }
 
@@ -230,8 +232,19 @@ impl ActivePart {
             time: Vec::with_capacity(rows),
             fields: Field::ALL.iter().map(|_| None).collect(),
             enrichment: Vec::with_capacity(rows),
-            bytes: 0,
         }
+    }
+
+    /// Heap bytes held, counting the room the buffers have (a query or a
+    /// seal of the part copies only the rows).
+    fn memory_bytes(&self) -> usize {
+        let fields: usize = self
+            .fields
+            .iter()
+            .flatten()
+            .map(FieldBuilder::memory_bytes)
+            .sum();
+        self.time.capacity() * 8 + self.enrichment.capacity() * size_of::<Enrichment>() + fields
     }
 
     fn add(&mut self, start: u32, record: &FlowRecord<'_>, dims: &[u32; DIM_COUNT]) {
@@ -240,19 +253,18 @@ impl ActivePart {
         for (field, slot) in Field::ALL.iter().zip(&mut self.fields) {
             let value = record.get(*field);
             match slot {
-                Some(builder) => self.bytes += builder.append(value),
+                Some(builder) => builder.append(value),
                 None if value.is_null() => {}
                 None => {
                     let mut builder = FieldBuilder::for_field(*field, self.time.capacity());
                     builder.append_nulls(row);
-                    self.bytes += builder.append(value) + 8 * row;
+                    builder.append(value);
                     *slot = Some(builder);
                 }
             }
         }
         self.enrichment
             .push(DETAIL_ENRICHMENT.map(|d| dims[d as usize]));
-        self.bytes += 8 + 4 * DETAIL_ENRICHMENT.len();
     }
 
     /// `time` and the field columns, copied (the part stays as it is).
@@ -314,12 +326,15 @@ impl DetailBucket {
     ) {
         self.active.add(start, record, dims);
         if self.active.time.len() >= PART_ROWS {
-            self.freeze(schema);
+            // A bucket that filled a part is likely to fill the next.
+            self.freeze(schema, PART_ROWS);
         }
     }
 
-    fn freeze(&mut self, schema: &SchemaRef) {
-        let mut active = std::mem::take(&mut self.active);
+    /// Freezes the active part; the next one starts with room for
+    /// `next_rows` rows.
+    fn freeze(&mut self, schema: &SchemaRef, next_rows: usize) {
+        let mut active = std::mem::replace(&mut self.active, ActivePart::with_capacity(next_rows));
         let columns = active.finished_columns(schema);
         let enrichment = active.enrichment;
         let bytes = columns
@@ -345,10 +360,11 @@ impl DetailBucket {
         self.frozen.is_empty() && self.active.time.is_empty()
     }
 
-    /// Heap bytes held: exact for frozen parts, an estimate for the active one.
+    /// Heap bytes held: the frozen parts' arrays and the active part's
+    /// buffers, room included.
     pub fn memory_bytes(&self) -> usize {
         let frozen: usize = self.frozen.iter().map(|p| p.bytes).sum();
-        frozen + self.active.bytes
+        frozen + self.active.memory_bytes()
     }
 
     /// The rows as batches of the `flows` schema, one per part (frozen parts
@@ -385,7 +401,7 @@ impl DetailBucket {
         dictionary: &Arc<StringArray>,
     ) -> Result<Vec<RecordBatch>, ArrowError> {
         if !self.active.time.is_empty() {
-            self.freeze(schema);
+            self.freeze(schema, 0);
         }
         self.frozen
             .into_iter()
@@ -468,6 +484,53 @@ mod tests {
         );
         let small = DetailBucket::with_capacity(3);
         assert!(small.active.time.capacity() < PART_ROWS);
+    }
+
+    /// Regression (cold review of c4dd37a): builders were given room for a
+    /// whole part that the memory count left out; the count is the
+    /// buffers' capacity now, and a bucket's first part starts small.
+    #[test]
+    fn memory_counts_the_room_a_part_was_given() {
+        let schema = crate::schema::detail_schema();
+        let mut bucket = DetailBucket::default();
+        let mut record = FlowRecord::new();
+        record.set(Field::VpcId, Value::Str("vpc-1"));
+        record.set(
+            Field::SrcAddr,
+            Value::Addr(Ipv4Addr::new(10, 0, 0, 1).into()),
+        );
+        record.set(Field::Bytes, Value::Int(1));
+        bucket.add(
+            1_000,
+            &record,
+            &[crate::dims::NULL_CODE; DIM_COUNT],
+            &schema,
+        );
+        let room = FIRST_PART_ROWS * (8 + 4 * DETAIL_ENRICHMENT.len() + 8 + 4 + 4);
+        assert!(
+            bucket.memory_bytes() >= room,
+            "{} < {room}",
+            bucket.memory_bytes()
+        );
+        assert!(
+            bucket.memory_bytes() < 4 * room,
+            "a first part is not a whole part"
+        );
+        for _ in 1..PART_ROWS + 1 {
+            bucket.add(
+                1_000,
+                &record,
+                &[crate::dims::NULL_CODE; DIM_COUNT],
+                &schema,
+            );
+        }
+        assert_eq!(bucket.frozen.len(), 1);
+        assert_eq!(
+            bucket.active.time.capacity(),
+            PART_ROWS,
+            "after a full part, a full one"
+        );
+        assert!(bucket.memory_bytes() >= bucket.frozen[0].bytes + PART_ROWS * 8);
     }
 
     #[test]

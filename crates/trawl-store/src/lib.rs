@@ -31,6 +31,7 @@ pub mod commit;
 pub mod detail;
 pub mod dict;
 mod dict_chunk;
+mod dictionary_args;
 pub mod dims;
 pub mod distinct;
 pub mod error;

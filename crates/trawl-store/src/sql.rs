@@ -219,6 +219,9 @@ impl SqlEngine {
                 );
         }
         let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+        for aggregate in crate::dictionary_args::aggregates() {
+            ctx.register_udaf(aggregate);
+        }
         let mut names = Vec::new();
         let data_dir: Arc<str> = {
             let guard = store.read().unwrap_or_else(|e| e.into_inner());
