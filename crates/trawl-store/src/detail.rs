@@ -6,8 +6,10 @@
 //! keywords) as codes into a dictionary each part builds of its own values
 //! (`coded_text.rs`), so that a seal writes them from their codes; enrichment
 //! is kept as the dimension codes the rollups use and becomes dictionary
-//! columns when the chunk is read or sealed. Builders start with room for
-//! a part (`PART_ROWS`), so a part's columns do not grow by copying.
+//! columns when the chunk is read or sealed. A bucket's first part starts
+//! with room for `FIRST_PART_ROWS` and doubles; the parts after a full one
+//! start with room for `PART_ROWS`, so they do not grow by copying. The
+//! memory count is the buffers' capacity, room included.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
