@@ -39,6 +39,7 @@ pub mod manifest;
 pub mod readonly;
 pub mod rollup;
 pub mod route;
+mod row_table;
 pub mod schema;
 pub mod segment;
 pub mod segment_cache;

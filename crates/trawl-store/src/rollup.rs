@@ -8,9 +8,10 @@
 //! stands for the tuple of workload attributes the table keeps for that side
 //! (say app and AZ); tuples are interned per table, and each workload's side
 //! keys are cached by workload id, so the hot path reads two cached ids
-//! instead of twelve codes. Rows live inline in a `hashbrown` map (key and
-//! measures in one 64-byte entry): adding a flow is one hash of 36 bytes
-//! and one probe.
+//! instead of twelve codes. Rows live inline in a `RowTable` per minute
+//! (key and measures in one 64-byte slot): adding a flow is one hash of 36
+//! bytes and, usually, one cache line, which the store's writers prefetch
+//! several flows ahead (`store/shard.rs`).
 //!
 //! Invariant: a key maps to one row; a side key expands to exactly the
 //! codes it was interned from (see [`RollupLayout::expand`]).
@@ -26,6 +27,7 @@ use arrow::error::ArrowError;
 use trawl_attrib::WorkloadId;
 
 use crate::dims::{DIM_COUNT, Dim, NULL_CODE, SideCodes};
+use crate::row_table::RowTable;
 use crate::schema::dim_array;
 
 /// Codes of a row key (see the module header).
@@ -292,19 +294,12 @@ pub(crate) fn key_hash(key: &RowKey) -> u64 {
     hasher.finish()
 }
 
-/// Row-key equality without a call to `memcmp` (which `==` on a 36-byte
-/// array becomes, and which showed as a third of the time of regrouping).
-#[inline]
-fn key_eq(a: &RowKey, b: &RowKey) -> bool {
-    a.iter().zip(b).fold(0, |diff, (x, y)| diff | (x ^ y)) == 0
-}
-
-/// The rows of one open time chunk of a rollup table, one hash table per
-/// time bucket: flows arrive roughly in time order, so the table being
-/// filled is the current minute's, small enough to stay in cache.
+/// The rows of one open time chunk of a rollup table, one [`RowTable`]
+/// per time bucket: flows arrive roughly in time order, so the table being
+/// filled is the current minute's.
 #[derive(Debug, Default)]
 pub struct RollupBucket {
-    by_time: Vec<(u32, hashbrown::HashTable<(RowKey, Measures)>)>,
+    by_time: Vec<(u32, RowTable)>,
     last: usize,
 }
 
@@ -312,19 +307,27 @@ impl RollupBucket {
     /// Adds `measures` to the row of `key`.
     #[inline]
     pub fn add(&mut self, key: RowKey, measures: Measures) {
-        let rows = self.rows_at(key[0]);
-        let hash = key_hash(&key);
-        match rows.find_mut(hash, |(k, _)| key_eq(k, &key)) {
-            Some((_, row)) => row.add(measures),
-            None => {
-                rows.insert_unique(hash, (key, measures), |(k, _)| key_hash(k));
-            }
-        }
+        self.add_hashed(key_hash(&key), &key, measures);
+    }
+
+    /// Starts loading the slot of `key` (whose hash this returns), so that
+    /// a later [`RollupBucket::add_hashed`] of it finds the line in cache.
+    #[inline]
+    pub fn prefetch(&mut self, key: &RowKey) -> u64 {
+        let hash = key_hash(key);
+        self.rows_at(key[0]).prefetch(hash);
+        hash
+    }
+
+    /// [`RollupBucket::add`] of a key whose [`key_hash`] is `hash`.
+    #[inline]
+    pub fn add_hashed(&mut self, hash: u64, key: &RowKey, measures: Measures) {
+        self.rows_at(key[0]).add(hash, key, measures);
     }
 
     /// The table of bucket `time`, made if there is none.
     #[inline]
-    fn rows_at(&mut self, time: u32) -> &mut hashbrown::HashTable<(RowKey, Measures)> {
+    fn rows_at(&mut self, time: u32) -> &mut RowTable {
         if self.by_time.get(self.last).is_none_or(|(t, _)| *t != time) {
             self.last = match self.by_time.iter().position(|(t, _)| *t == time) {
                 Some(i) => i,
@@ -335,8 +338,7 @@ impl RollupBucket {
                     // high-cardinality ingest). At most that bucket's
                     // size, which the memory count already saw.
                     let rows = self.by_time.last().map_or(0, |(_, rows)| rows.len());
-                    let table = hashbrown::HashTable::with_capacity(rows);
-                    self.by_time.push((time, table));
+                    self.by_time.push((time, RowTable::with_capacity(rows)));
                     self.by_time.len() - 1
                 }
             };
@@ -347,7 +349,7 @@ impl RollupBucket {
     /// Makes room for `rows` more rows in bucket `time`: a regroup that
     /// knows its size grows the table once instead of doubling it.
     pub fn reserve(&mut self, time: u32, rows: usize) {
-        self.rows_at(time).reserve(rows, |(k, _)| key_hash(k));
+        self.rows_at(time).reserve(rows);
     }
 
     /// Number of rows.
@@ -361,10 +363,8 @@ impl RollupBucket {
     }
 
     /// Every row's key and measures.
-    pub fn rows(&self) -> impl Iterator<Item = (&RowKey, &Measures)> + '_ {
-        self.by_time
-            .iter()
-            .flat_map(|(_, rows)| rows.iter().map(|(key, measures)| (key, measures)))
+    pub fn rows(&self) -> impl Iterator<Item = (RowKey, Measures)> + '_ {
+        self.by_time.iter().flat_map(|(_, rows)| rows.rows())
     }
 
     /// Checks every row before sealing: bucket starts on the grain, side
@@ -385,10 +385,9 @@ impl RollupBucket {
 
     /// Approximate heap bytes held.
     pub fn memory_bytes(&self) -> usize {
-        let entry = std::mem::size_of::<(RowKey, Measures)>() + 1;
         self.by_time
             .iter()
-            .map(|(_, rows)| rows.capacity() * entry)
+            .map(|(_, rows)| rows.memory_bytes())
             .sum()
     }
 
@@ -409,7 +408,7 @@ impl RollupBucket {
         for (key, m) in self.rows() {
             times.push(i64::from(key[0]));
             for (column, dim) in codes.iter_mut().zip(dims) {
-                column.push(layout.expand(key, *dim));
+                column.push(layout.expand(&key, *dim));
             }
             for (column, value) in measures.iter_mut().zip([m.bytes, m.packets, m.flows]) {
                 column.push(value);
@@ -505,8 +504,8 @@ mod tests {
         assert_eq!(bucket.len(), 102);
         let row = bucket
             .rows()
-            .find(|(k, _)| **k == key(60, 1))
-            .map(|(_, m)| *m);
+            .find(|(k, _)| *k == key(60, 1))
+            .map(|(_, m)| m);
         assert_eq!(
             row,
             Some(Measures {

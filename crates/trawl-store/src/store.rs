@@ -80,7 +80,7 @@ use crate::segment::read_segment;
 use crate::segment_cache::SegmentCache;
 use crate::tail::{TailFeed, TailRows, TailSubscription};
 pub use compact::CompactionJob;
-use shard::{Shard, Shards, lock};
+use shard::{Shard, ShardTable, Shards, lock};
 use sides::WorkloadSides;
 
 /// Name of the detail table.
@@ -809,6 +809,9 @@ impl Store {
                 tail.add(start, flow.record, &dims, &self.detail.schema);
             }
         }
+        for table in &mut shard.tables {
+            table.flush();
+        }
         if let Some(tail) = tail {
             // Taken while the shard is held: every code the rows use is interned.
             let dictionary = lock(&self.dict).values();
@@ -898,9 +901,7 @@ impl Store {
                 let key = open
                     .layout
                     .key(start - start % spec.grain_secs, Some(workloads), dims);
-                open.open
-                    .get_or_insert(start - start % spec.chunk_secs, RollupBucket::default)
-                    .add(key, measures);
+                open.add(start - start % spec.chunk_secs, key, measures);
             }
         } else {
             shard.stats.records_without_traffic += 1;
@@ -1036,6 +1037,7 @@ impl Store {
             return Ok(());
         };
         let (rollup, own) = (&self.rollups[index], &shard.tables[index]);
+        debug_assert!(shard.tables.iter().all(ShardTable::is_flushed));
         for (_, bucket) in own
             .open
             .chunks

@@ -290,7 +290,7 @@ impl<'d> Regroup<'d> {
         for (key, _) in buckets.flat_map(RollupBucket::rows) {
             let key = self
                 .layout
-                .rekey(&from.layout, key, self.grain_secs, &mut self.sides);
+                .rekey(&from.layout, &key, self.grain_secs, &mut self.sides);
             distinct.add_hash(key_hash(&key));
         }
         distinct.estimate()
@@ -303,7 +303,9 @@ impl<'d> Regroup<'d> {
         let (grain, chunk_secs) = (self.grain_secs, self.chunk_secs);
         let mut first = reserve;
         for (key, measures) in bucket.rows() {
-            let key = self.layout.rekey(&from.layout, key, grain, &mut self.sides);
+            let key = self
+                .layout
+                .rekey(&from.layout, &key, grain, &mut self.sides);
             let bucket = self
                 .open
                 .get_or_insert(key[0] - key[0] % chunk_secs, RollupBucket::default);
@@ -311,7 +313,7 @@ impl<'d> Regroup<'d> {
                 // 10 % over the estimate's few per cent of error.
                 bucket.reserve(key[0], (rows * 1.1) as usize);
             }
-            bucket.add(key, *measures);
+            bucket.add(key, measures);
         }
     }
 }

@@ -21,16 +21,26 @@
 //! takes the store exclusively, so no writer is between its flows and
 //! their positions then.
 //!
-//! Invariant: a shard's rollup tables line up with the store's, and each
-//! shard's open memory is published in [`Shard::bytes`] after every batch,
-//! so the memory cap is checked without locking any shard.
+//! A writer adds a flow's row a few flows after it computed the row's key
+//! ([`ShardTable::add`]): the row's slot is prefetched meanwhile, so the
+//! cache misses of several flows overlap. The batch ends with
+//! [`ShardTable::flush`].
+//!
+//! Invariant: a shard's rollup tables line up with the store's; no add is
+//! pending once a batch is added (whoever locks the shard next sees every
+//! row; asserted where open rows are read); and each shard's open memory
+//! is published in [`Shard::bytes`] after every batch, so the memory cap
+//! is checked without locking any shard.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
+use std::collections::VecDeque;
+
 use super::{OpenChunks, RollupTable};
 use crate::detail::DetailBucket;
-use crate::rollup::{RollupBucket, RollupLayout};
+use crate::dims::Dim;
+use crate::rollup::{Measures, RollupBucket, RollupLayout, RowKey};
 
 /// Counters of what writers added (summed over shards in
 /// [`StoreStats`](super::StoreStats)).
@@ -51,6 +61,77 @@ pub(super) struct ShardTable {
     pub layout: RollupLayout,
     /// Rows added to this table directly (all of them for a base table).
     pub open: OpenChunks<RollupBucket>,
+    /// Adds whose slots are being prefetched, oldest first (at most
+    /// [`PREFETCH_AHEAD`]; empty whenever the shard is not locked).
+    pending: VecDeque<PendingAdd>,
+}
+
+/// How many adds ahead of the one it makes a writer prefetches the row's
+/// slot: enough to keep several cache misses in flight, few enough that
+/// the lines are still in cache when their adds come.
+const PREFETCH_AHEAD: usize = 16;
+
+/// An add waiting for its slot's line (see [`ShardTable::add`]).
+#[derive(Debug, Clone, Copy)]
+struct PendingAdd {
+    chunk: u32,
+    hash: u64,
+    key: RowKey,
+    measures: Measures,
+}
+
+impl ShardTable {
+    /// An empty table of `dims`.
+    fn new(dims: &[Dim]) -> ShardTable {
+        ShardTable {
+            layout: RollupLayout::new(dims),
+            open: OpenChunks::default(),
+            pending: VecDeque::with_capacity(PREFETCH_AHEAD),
+        }
+    }
+
+    /// Adds `measures` to the row of `key` in chunk `chunk`: the row's slot
+    /// is prefetched now and the add made [`PREFETCH_AHEAD`] adds later, or
+    /// at [`ShardTable::flush`]. On high-cardinality traffic nearly every
+    /// add is a new row in a table far larger than the caches, and the
+    /// misses of several adds then overlap instead of following each other.
+    #[inline]
+    pub fn add(&mut self, chunk: u32, key: RowKey, measures: Measures) {
+        let hash = self
+            .open
+            .get_or_insert(chunk, RollupBucket::default)
+            .prefetch(&key);
+        if self.pending.len() == PREFETCH_AHEAD {
+            self.add_oldest();
+        }
+        self.pending.push_back(PendingAdd {
+            chunk,
+            hash,
+            key,
+            measures,
+        });
+    }
+
+    /// Makes every pending add: called before the shard is let go, so
+    /// that whoever locks it next (a query, a seal) sees every row.
+    pub fn flush(&mut self) {
+        while !self.pending.is_empty() {
+            self.add_oldest();
+        }
+    }
+
+    /// Whether no add is pending.
+    pub fn is_flushed(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    fn add_oldest(&mut self) {
+        if let Some(add) = self.pending.pop_front() {
+            self.open
+                .get_or_insert(add.chunk, RollupBucket::default)
+                .add_hashed(add.hash, &add.key, add.measures);
+        }
+    }
 }
 
 /// One shard's open rows (see the module header).
@@ -70,10 +151,7 @@ impl Shard {
         Shard {
             tables: rollups
                 .iter()
-                .map(|table| ShardTable {
-                    layout: RollupLayout::new(&table.spec.dims),
-                    open: OpenChunks::default(),
-                })
+                .map(|table| ShardTable::new(&table.spec.dims))
                 .collect(),
             detail: OpenChunks::default(),
             stats: AddStats::default(),
@@ -82,6 +160,7 @@ impl Shard {
 
     /// Heap bytes held by the open buckets.
     pub fn memory_bytes(&self) -> usize {
+        debug_assert!(self.tables.iter().all(ShardTable::is_flushed));
         self.sum_open(RollupBucket::memory_bytes, DetailBucket::memory_bytes)
     }
 
@@ -234,4 +313,42 @@ fn writer_thread_index() -> usize {
 /// leaves a shard or the dictionary consistent between flows).
 pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The prefetch ring: every add is made once, at the latest at
+    /// `flush`, across chunks and minutes and however many are pending.
+    #[test]
+    fn pending_adds_are_all_made_once_by_flush() {
+        let mut table = ShardTable::new(Dim::ALL);
+        for i in 0..1000u32 {
+            let time = 60 * (i % 3) + 3600 * (i % 2);
+            let key: RowKey = [time, i % 37, 0, 6, 443, 1, 0, 0, 0];
+            let measures = Measures {
+                bytes: u64::from(i),
+                packets: 1,
+                flows: 1,
+            };
+            table.add(time - time % 3600, key, measures);
+        }
+        assert!(!table.is_flushed());
+        table.flush();
+        assert!(table.is_flushed());
+        let rows: Vec<(RowKey, Measures)> = table
+            .open
+            .chunks
+            .iter()
+            .flat_map(|(_, bucket)| bucket.rows())
+            .collect();
+        // 37 side codes x 6 (minute, hour) pairs, all met within 1000 adds.
+        assert_eq!(rows.len(), 37 * 6);
+        assert_eq!(rows.iter().map(|(_, m)| m.flows).sum::<u64>(), 1000);
+        assert_eq!(
+            rows.iter().map(|(_, m)| m.bytes).sum::<u64>(),
+            999 * 1000 / 2
+        );
+    }
 }
