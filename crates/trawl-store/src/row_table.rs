@@ -125,8 +125,9 @@ impl RowTable {
         self.slots.capacity() * std::mem::size_of::<Slot>()
     }
 
-    /// Starts loading the home slot of a key of `hash` (and the next line,
-    /// where its probe goes on). Changes nothing.
+    /// Starts loading the home slot of a key of `hash` (where its probe
+    /// starts; a probe that goes on reads the next lines, which the CPU's
+    /// own prefetcher follows). Changes nothing.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
         if let Some(slot) = self.slots.get(self.home(hash)) {

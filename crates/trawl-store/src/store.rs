@@ -809,9 +809,7 @@ impl Store {
                 tail.add(start, flow.record, &dims, &self.detail.schema);
             }
         }
-        for table in &mut shard.tables {
-            table.flush();
-        }
+        shard.flush();
         if let Some(tail) = tail {
             // Taken while the shard is held: every code the rows use is interned.
             let dictionary = lock(&self.dict).values();

@@ -134,6 +134,31 @@ impl ShardTable {
     }
 }
 
+/// A shard held by a writer: its pending adds are made when it is let go,
+/// also when the writer unwinds (a panic mid-batch must not leave adds
+/// pending for the next holder, which `lock` hands a poisoned shard).
+#[derive(Debug)]
+pub(super) struct Writing<'a>(MutexGuard<'a, Shard>);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.flush();
+    }
+}
+
+impl std::ops::Deref for Writing<'_> {
+    type Target = Shard;
+    fn deref(&self) -> &Shard {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Writing<'_> {
+    fn deref_mut(&mut self) -> &mut Shard {
+        &mut self.0
+    }
+}
+
 /// One shard's open rows (see the module header).
 #[derive(Debug)]
 pub(super) struct Shard {
@@ -191,8 +216,16 @@ impl Shard {
                 .sum::<usize>()
     }
 
+    /// Makes every pending add of every table (see [`ShardTable::add`]).
+    pub fn flush(&mut self) {
+        for table in &mut self.tables {
+            table.flush();
+        }
+    }
+
     /// Drops every open row (a seal took them).
     pub fn clear(&mut self) {
+        debug_assert!(self.tables.iter().all(ShardTable::is_flushed));
         for table in &mut self.tables {
             table.open.chunks.clear();
         }
@@ -232,23 +265,25 @@ impl Shards {
     /// index. Threads own shards in the order they first write
     /// ([`writer_thread_index`]), so two pipeline workers keep their rows,
     /// and their hash tables in their own core's cache, apart.
-    pub fn writer(&self) -> (usize, MutexGuard<'_, Shard>) {
+    pub fn writer(&self) -> (usize, Writing<'_>) {
         let count = self.shards.len();
         let own = writer_thread_index() % count;
         for i in (own..count).chain(0..own) {
             match self.shards[i].try_lock() {
-                Ok(guard) => return (i, guard),
-                Err(TryLockError::Poisoned(poisoned)) => return (i, poisoned.into_inner()),
+                Ok(guard) => return (i, Writing(guard)),
+                Err(TryLockError::Poisoned(poisoned)) => {
+                    return (i, Writing(poisoned.into_inner()));
+                }
                 Err(TryLockError::WouldBlock) => {}
             }
         }
-        (own, lock(&self.shards[own]))
+        (own, Writing(lock(&self.shards[own])))
     }
 
     /// Shard `index` (modulo their number), waiting for it if it is held.
-    pub fn lock(&self, index: usize) -> (usize, MutexGuard<'_, Shard>) {
+    pub fn lock(&self, index: usize) -> (usize, Writing<'_>) {
         let index = index % self.shards.len();
-        (index, lock(&self.shards[index]))
+        (index, Writing(lock(&self.shards[index])))
     }
 
     /// Publishes shard `index`'s open memory.
@@ -349,6 +384,43 @@ mod tests {
         assert_eq!(
             rows.iter().map(|(_, m)| m.bytes).sum::<u64>(),
             999 * 1000 / 2
+        );
+    }
+
+    /// Regression (cold review): a writer that unwound between
+    /// [`ShardTable::add`] and [`ShardTable::flush`] (a panic later in its
+    /// batch: `lock` ignores the poison and `Shards::writer` reuses the
+    /// shard) left its last adds pending past the lock: the next locker saw
+    /// no row, and a seal's `Shard::clear` kept the pending add for the
+    /// open rows after it. A writer holds the shard through [`Writing`],
+    /// whose drop makes them, unwinding included.
+    #[test]
+    fn a_writer_unwinding_before_flush_leaves_no_add_pending_past_the_lock() {
+        let shard = Mutex::new(Shard {
+            tables: vec![ShardTable::new(Dim::ALL)],
+            detail: OpenChunks::default(),
+            stats: AddStats::default(),
+        });
+        let key: RowKey = [60, 0, 0, 6, 443, 1, 0, 0, 0];
+        let measures = Measures {
+            bytes: 100,
+            packets: 1,
+            flows: 1,
+        };
+        let unwound = std::panic::catch_unwind(|| {
+            let mut writer = Writing(lock(&shard));
+            writer.tables[0].add(0, key, measures);
+            panic!("a later flow of the batch panics before ShardTable::flush");
+        });
+        assert!(unwound.is_err());
+        let mut next = lock(&shard);
+        let visible = next.rows();
+        next.clear(); // what a seal does once it took the open rows
+        let pending_after_seal = !next.tables.iter().all(ShardTable::is_flushed);
+        assert!(
+            visible == 1 && !pending_after_seal,
+            "rows visible to the next locker: {visible} (want 1, the add made before \
+             the panic); an add still pending after a seal's clear: {pending_after_seal}"
         );
     }
 }
