@@ -9,8 +9,8 @@
 //! Here a slot is one cache line holding key, measures and an occupied
 //! mark, found by linear probing from `hash & mask`, so the caller can
 //! [`RowTable::prefetch`] the slots of the next few flows while it adds
-//! this one (see `PendingRows` in the store), and an add usually touches
-//! one line.
+//! this one (see `ShardTable::add` in `store/shard.rs`), and an add
+//! usually touches one line.
 //!
 //! Layout: a slot is eight `u64` words (key codes 0–7 in pairs, code 8 and
 //! the occupied mark, bytes, packets, flows), aligned to a cache line.
@@ -51,10 +51,15 @@ fn pack(key: &RowKey, measures: Measures) -> Slot {
         *word = u64::from(pair[0]) | (u64::from(pair[1]) << 32);
     }
     slot[LAST_WORD] = u64::from(key[KEY_WIDTH - 1]) | OCCUPIED;
-    slot[5] = measures.bytes;
-    slot[6] = measures.packets;
-    slot[7] = measures.flows;
-    Slot(slot)
+    let mut slot = Slot(slot);
+    set_measures(&mut slot, measures);
+    slot
+}
+
+fn set_measures(slot: &mut Slot, measures: Measures) {
+    slot.0[5] = measures.bytes;
+    slot.0[6] = measures.packets;
+    slot.0[7] = measures.flows;
 }
 
 fn key_of(slot: &Slot) -> RowKey {
@@ -155,9 +160,7 @@ impl RowTable {
             if holds(slot, key) {
                 let mut sum = measures_of(slot);
                 sum.add(measures);
-                slot.0[5] = sum.bytes;
-                slot.0[6] = sum.packets;
-                slot.0[7] = sum.flows;
+                set_measures(slot, sum);
                 return;
             }
             at = (at + 1) & mask;
@@ -248,7 +251,6 @@ mod tests {
             presize in 0usize..200,
             reserve_at in 0usize..600,
         ) {
-            let hash = key_hash;
             let mut table = RowTable::with_capacity(presize);
             let mut oracle: HashMap<RowKey, Measures> = HashMap::new();
             for (i, (a, b, bytes)) in adds.iter().enumerate() {
@@ -256,8 +258,8 @@ mod tests {
                     table.reserve(100);
                 }
                 let key: RowKey = [60, *a, *b, 6, 443, 1, 0, 0, *a ^ *b];
-                table.prefetch(hash(&key));
-                table.add(hash(&key), &key, m(*bytes));
+                table.prefetch(key_hash(&key));
+                table.add(key_hash(&key), &key, m(*bytes));
                 oracle.entry(key).or_default().add(m(*bytes));
             }
             let rows: HashMap<RowKey, Measures> = table.rows().collect();
