@@ -34,7 +34,7 @@ use crate::kinesis::ShardPosition;
 use crate::position::{FilePosition, Fingerprint};
 use crate::progress::FileProgress;
 use crate::push_log::{PUSH_LOG_KEY, PushLog, PushPosition};
-use crate::source::ChunkJob;
+use crate::source::{ChunkJob, SpareTexts};
 use crate::stats::{PipelineStats, ReleaseReason};
 
 /// Everything the stages share.
@@ -68,6 +68,8 @@ pub struct Context {
     pub chunks: crossbeam_channel::Sender<ChunkJob>,
     /// The other end of `chunks`.
     pub chunk_jobs: crossbeam_channel::Receiver<ChunkJob>,
+    /// Text buffers of processed chunks, for the next ones.
+    pub spare_texts: SpareTexts,
     /// Heartbeats learned here, kept to be shared (set when a metadata
     /// topic publishes them).
     pub heartbeats: OnceLock<HeartbeatOutbox>,
@@ -85,6 +87,12 @@ impl Context {
     ) -> Context {
         // Two chunks a worker: enough to keep them busy while readers inflate.
         let (chunks, chunk_jobs) = crossbeam_channel::bounded(2 * config.workers.max(1));
+        // As many spare texts as queued chunks; a chunk is `chunk_bytes`
+        // and one line more, so twice that bounds every ordinary one.
+        let spare_texts = SpareTexts::new(
+            2 * config.workers.max(1),
+            config.chunk_bytes.saturating_mul(2).max(1 << 20),
+        );
         Context {
             push_log,
             push_order: Mutex::new(()),
@@ -93,6 +101,7 @@ impl Context {
             snapshot_lock: Mutex::new(()),
             chunks,
             chunk_jobs,
+            spare_texts,
             heartbeats: OnceLock::new(),
             hold: Mutex::new(HoldBuffer::new(config.held_records_max)),
             store: Arc::new(std::sync::RwLock::new(store)),

@@ -367,22 +367,6 @@ impl RollupBucket {
         self.by_time.iter().flat_map(|(_, rows)| rows.rows())
     }
 
-    /// Checks every row before sealing: bucket starts on the grain, side
-    /// keys interned by `layout`.
-    pub fn check(&self, layout: &RollupLayout, grain_secs: u32) -> Result<(), String> {
-        let sides = layout.tuples.len() as u32;
-        match self
-            .rows()
-            .map(|(k, _)| k)
-            .find(|k| !k[0].is_multiple_of(grain_secs) || k[1] >= sides || k[2] >= sides)
-        {
-            Some(key) => Err(format!(
-                "rollup row key {key:?} is not one this table makes"
-            )),
-            None => Ok(()),
-        }
-    }
-
     /// Approximate heap bytes held.
     pub fn memory_bytes(&self) -> usize {
         self.by_time
@@ -398,14 +382,47 @@ impl RollupBucket {
         layout: &RollupLayout,
         dictionary: &Arc<StringArray>,
     ) -> Result<RecordBatch, ArrowError> {
+        self.batch_of(schema, layout, dictionary, None)
+    }
+
+    /// [`to_batch`](Self::to_batch) for a seal, checking every row before
+    /// it is written: its time bucket starts on `grain_secs` and its side
+    /// keys are ones `layout` interned. Checked in the same pass (a
+    /// separate one read the 64–128 MiB tables once more: 1.5 % of a
+    /// high-cardinality ingest).
+    pub fn to_checked_batch(
+        &self,
+        schema: &SchemaRef,
+        layout: &RollupLayout,
+        dictionary: &Arc<StringArray>,
+        grain_secs: u32,
+    ) -> Result<RecordBatch, ArrowError> {
+        self.batch_of(schema, layout, dictionary, Some(grain_secs))
+    }
+
+    fn batch_of(
+        &self,
+        schema: &SchemaRef,
+        layout: &RollupLayout,
+        dictionary: &Arc<StringArray>,
+        check_grain_secs: Option<u32>,
+    ) -> Result<RecordBatch, ArrowError> {
         // One pass over the (sparse, cache-missing) hash tables that writes
         // every column's codes; each array is then built from a plain vector.
         let len = self.len();
         let dims = layout.dims();
+        let sides = layout.tuples.len() as u32;
         let mut times = Vec::with_capacity(len);
         let mut codes = vec![Vec::with_capacity(len); dims.len()];
         let mut measures = [(); 3].map(|_| Vec::with_capacity(len));
         for (key, m) in self.rows() {
+            if let Some(grain) = check_grain_secs
+                && (!key[0].is_multiple_of(grain) || key[1] >= sides || key[2] >= sides)
+            {
+                return Err(ArrowError::InvalidArgumentError(format!(
+                    "rollup row key {key:?} is not one this table makes"
+                )));
+            }
             times.push(i64::from(key[0]));
             for (column, dim) in codes.iter_mut().zip(dims) {
                 column.push(layout.expand(&key, *dim));
@@ -514,5 +531,42 @@ mod tests {
                 flows: 2
             })
         );
+    }
+    /// A seal's batch is checked in the pass that builds it: a row whose
+    /// time is off the grain, or whose side key the layout never made, is
+    /// refused (and never indexes past the layout's tuples).
+    #[test]
+    fn a_checked_batch_refuses_a_key_the_table_does_not_make() {
+        let spec = crate::schema::RollupSpec::minutely();
+        let schema = spec.schema();
+        let dictionary = Arc::new(StringArray::from(vec![""]));
+        let mut layout = RollupLayout::new(&spec.dims);
+        let codes = [NULL_CODE; DIM_COUNT];
+        let good = layout.key(120, Some([1, 2]), &codes);
+        let measures = Measures {
+            bytes: 1,
+            packets: 1,
+            flows: 1,
+        };
+        let mut bucket = RollupBucket::default();
+        bucket.add(good, measures);
+        let checked = bucket.to_checked_batch(&schema, &layout, &dictionary, 60);
+        assert_eq!(checked.map(|b| b.num_rows()).ok(), Some(1));
+        let mut off_grain = good;
+        off_grain[0] = 121;
+        let mut unknown_side = good;
+        unknown_side[2] = 99;
+        for bad in [off_grain, unknown_side] {
+            let mut bucket = RollupBucket::default();
+            bucket.add(good, measures);
+            bucket.add(bad, measures);
+            let error = bucket
+                .to_checked_batch(&schema, &layout, &dictionary, 60)
+                .expect_err("refused");
+            assert!(
+                error.to_string().contains("not one this table makes"),
+                "{error}"
+            );
+        }
     }
 }

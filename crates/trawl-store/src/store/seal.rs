@@ -127,11 +127,8 @@ impl Store {
         let name = table.spec.name.as_str();
         let mut out = Vec::new();
         for (chunk, bucket) in open.chunks.iter().filter(|(_, b)| !b.is_empty()) {
-            bucket
-                .check(layout, table.spec.grain_secs)
-                .map_err(|reason| StoreError::Config(format!("{name}: {reason}")))?;
             let batch = bucket
-                .to_batch(&table.schema, layout, dictionary)
+                .to_checked_batch(&table.schema, layout, dictionary, table.spec.grain_secs)
                 .map_err(|source| arrow_error(name, source))?;
             out.push((name, *chunk, table.spec.chunk_secs, vec![batch]));
         }
