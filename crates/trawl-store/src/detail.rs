@@ -290,8 +290,8 @@ impl ActivePart {
 }
 
 /// `time` then one column per record field (all null where `fields` has
-/// none: a slice of a column every part shares, see [`null_column`]), and
-/// the bytes of the columns that are the part's own.
+/// none, see [`null_column`]), and the bytes of the columns that are the
+/// part's own (a shared all-null column is not).
 fn columns(
     schema: &SchemaRef,
     time: Vec<i64>,
@@ -309,7 +309,13 @@ fn columns(
                 own_bytes += array.get_array_memory_size();
                 array
             }
-            None => null_column(field.data_type(), rows),
+            None => {
+                let column = null_column(field.data_type(), rows);
+                if rows != PART_ROWS {
+                    own_bytes += column.get_array_memory_size();
+                }
+                column
+            }
         };
         debug_assert_eq!(array.len(), rows);
         columns.push(array);
@@ -317,27 +323,30 @@ fn columns(
     (columns, own_bytes)
 }
 
-/// An all-null column of `rows` rows: for up to [`PART_ROWS`] rows, a
-/// slice of one column of its type that every part shares. A format
-/// without a field (version 5 has none of the ECS fields) left each part
-/// a zeroed column of its own per absent field: a tenth of a
-/// detail-on ingest's page faults and about 4 MB of counted open memory
-/// per part. Bounded: one column per type of the `flows` schema.
+/// An all-null column of `rows` rows: for a full part ([`PART_ROWS`]
+/// rows, what every frozen part but a seal's last is), one column of its
+/// type that every such part shares. A format without a field (version 5
+/// has none of the ECS fields) left each part a zeroed column of its own
+/// per absent field: a tenth of a detail-on ingest's page faults and
+/// about 4 MB of counted open memory per part. A shorter part gets a
+/// column of its own: a slice of the shared one would carry its whole
+/// buffer, which DataFusion's memory pool counts (a sort of small open
+/// parts ran out of its pool; `tests/review_shared_nulls.rs`). Bounded:
+/// one column per type of the `flows` schema.
 fn null_column(data_type: &DataType, rows: usize) -> ArrayRef {
     static SHARED: Mutex<Vec<ArrayRef>> = Mutex::new(Vec::new());
-    if rows > PART_ROWS {
+    if rows != PART_ROWS {
         return new_null_array(data_type, rows);
     }
     let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
-    let full = match shared.iter().find(|c| c.data_type() == data_type) {
+    match shared.iter().find(|c| c.data_type() == data_type) {
         Some(column) => column.clone(),
         None => {
             let column = new_null_array(data_type, PART_ROWS);
             shared.push(column.clone());
             column
         }
-    };
-    full.slice(0, rows)
+    }
 }
 
 impl DetailBucket {
@@ -517,26 +526,35 @@ mod tests {
         assert!(small.active.time.capacity() < PART_ROWS);
     }
 
-    /// Parts without a field (every ECS field of a version 5 log) share one
-    /// all-null column per type instead of each zeroing its own, and count
-    /// only their own columns as memory.
+    /// Full parts without a field (every ECS field of a version 5 log)
+    /// share one all-null column per type instead of each zeroing its own,
+    /// and count only their own columns as memory; a shorter part's
+    /// all-null column is its own (a slice of the shared one would carry
+    /// its whole buffer into DataFusion's memory count).
     #[test]
-    fn absent_fields_share_one_null_column_and_are_not_counted() {
+    fn absent_fields_of_full_parts_share_one_null_column_and_are_not_counted() {
         let schema = crate::schema::detail_schema();
         let dictionary = Arc::new(StringArray::from(vec![""]));
-        let mut bucket = DetailBucket::default();
         let mut record = FlowRecord::new();
         record.set(Field::Bytes, Value::Int(7));
-        for _ in 0..PART_ROWS + 3 {
-            bucket.add(
-                1_000,
-                &record,
-                &[crate::dims::NULL_CODE; DIM_COUNT],
-                &schema,
-            );
-        }
-        let batches = bucket.to_batches(&schema, &dictionary).unwrap();
-        let (full, partial) = (&batches[0], &batches[1]);
+        let buckets: Vec<DetailBucket> = (0..2)
+            .map(|_| {
+                let mut bucket = DetailBucket::default();
+                for _ in 0..PART_ROWS + 3 {
+                    let codes = [crate::dims::NULL_CODE; DIM_COUNT];
+                    bucket.add(1_000, &record, &codes, &schema);
+                }
+                bucket
+            })
+            .collect();
+        let batches: Vec<Vec<RecordBatch>> = buckets
+            .iter()
+            .map(|b| b.to_batches(&schema, &dictionary).unwrap())
+            .collect();
+        let buffer = |batch: &RecordBatch, name: &str| {
+            let column = batch.column_by_name(name).unwrap();
+            (column.null_count(), column.to_data().buffers()[0].clone())
+        };
         for name in [
             "vpc_id",
             "ecs_cluster_arn",
@@ -544,20 +562,20 @@ mod tests {
             "src_port",
             "packets",
         ] {
-            let (a, b) = (
-                full.column_by_name(name).unwrap(),
-                partial.column_by_name(name).unwrap(),
-            );
-            assert_eq!((a.null_count(), b.null_count()), (PART_ROWS, 3), "{name}");
+            let (full, other_full) = (buffer(&batches[0][0], name), buffer(&batches[1][0], name));
+            let partial = buffer(&batches[0][1], name);
             assert_eq!(
-                a.to_data().buffers()[0].data_ptr(),
-                b.to_data().buffers()[0].data_ptr(),
-                "{name}: one shared buffer"
+                (full.0, other_full.0, partial.0),
+                (PART_ROWS, PART_ROWS, 3),
+                "{name}"
             );
+            assert_eq!(full.1.data_ptr(), other_full.1.data_ptr(), "{name}: shared");
+            assert_ne!(full.1.data_ptr(), partial.1.data_ptr(), "{name}: own");
+            assert!(partial.1.capacity() < 1024, "{name}: sized to its rows");
         }
         // Frozen: time (8 B) and bytes (8 B) per row, the enrichment codes,
         // no absent column.
-        let frozen = bucket.frozen[0].bytes;
+        let frozen = buckets[0].frozen[0].bytes;
         let own = PART_ROWS * (8 + 8 + size_of::<Enrichment>());
         assert!(frozen >= own && frozen < own + own / 8, "{frozen} vs {own}");
     }
