@@ -9,7 +9,7 @@ mod common;
 use std::sync::{Arc, RwLock};
 
 use common::{Estate, Flow};
-use trawl_store::{EngineLimits, EnrichedFlow, SqlEngine, Store, StoreConfig};
+use trawl_store::{EngineLimits, SqlEngine, Store, StoreConfig};
 
 const HOUR: u32 = 3600;
 const T0: u32 = 1_790_000_000 - 1_790_000_000 % 86_400;
@@ -50,21 +50,7 @@ fn review_small_open_parts_reserve_a_whole_shared_null_column_per_type() {
             let flows: Vec<Flow> = (0..20)
                 .map(|i| flow(i, T0 + hour * HOUR + 60 * i as u32))
                 .collect();
-            let records: Vec<_> = flows.iter().map(common::record).collect();
-            let enriched: Vec<_> = flows
-                .iter()
-                .zip(&records)
-                .map(|(f, r)| EnrichedFlow {
-                    record: r,
-                    src: estate.id(f.src),
-                    dst: estate.id(f.dst),
-                })
-                .collect();
-            store
-                .read()
-                .unwrap()
-                .add_batch_to_shard(shard, &enriched, &estate.table, &[])
-                .unwrap();
+            common::add_to(&store.read().unwrap(), Some(shard), &estate, &flows, None);
             total += flows.len();
         }
     }
