@@ -290,8 +290,8 @@ impl ActivePart {
 }
 
 /// `time` then one column per record field (all null where `fields` has
-/// none, see [`null_column`]), and the bytes of the columns that are the
-/// part's own (a shared all-null column is not).
+/// none: shared by full parts, see [`shared_null_column`]), and the bytes
+/// of the columns that are the part's own (a shared one is not).
 fn columns(
     schema: &SchemaRef,
     time: Vec<i64>,
@@ -309,11 +309,10 @@ fn columns(
                 own_bytes += array.get_array_memory_size();
                 array
             }
+            None if rows == PART_ROWS => shared_null_column(field.data_type()),
             None => {
-                let column = null_column(field.data_type(), rows);
-                if rows != PART_ROWS {
-                    own_bytes += column.get_array_memory_size();
-                }
+                let column = new_null_array(field.data_type(), rows);
+                own_bytes += column.get_array_memory_size();
                 column
             }
         };
@@ -323,21 +322,18 @@ fn columns(
     (columns, own_bytes)
 }
 
-/// An all-null column of `rows` rows: for a full part ([`PART_ROWS`]
-/// rows, what every frozen part but a seal's last is), one column of its
-/// type that every such part shares. A format without a field (version 5
-/// has none of the ECS fields) left each part a zeroed column of its own
-/// per absent field: a tenth of a detail-on ingest's page faults and
-/// about 4 MB of counted open memory per part. A shorter part gets a
-/// column of its own: a slice of the shared one would carry its whole
-/// buffer, which DataFusion's memory pool counts (a sort of small open
-/// parts ran out of its pool; `tests/review_shared_nulls.rs`). Bounded:
-/// one column per type of the `flows` schema.
-fn null_column(data_type: &DataType, rows: usize) -> ArrayRef {
+/// The all-null column of type `data_type` that every full part
+/// ([`PART_ROWS`] rows, what every frozen part but a seal's last is)
+/// lacking a field shares. A format without a field (version 5 has none of
+/// the ECS fields) left each part a zeroed column of its own per absent
+/// field: a tenth of a detail-on ingest's page faults and about 4 MB of
+/// counted open memory per part. A shorter part gets a column of its own
+/// ([`columns`]): a slice of the shared one would carry its whole buffer,
+/// which DataFusion's memory pool counts (a sort of small open parts ran
+/// out of its pool; `tests/review_shared_nulls.rs`). Bounded: one column
+/// per type of the `flows` schema.
+fn shared_null_column(data_type: &DataType) -> ArrayRef {
     static SHARED: Mutex<Vec<ArrayRef>> = Mutex::new(Vec::new());
-    if rows != PART_ROWS {
-        return new_null_array(data_type, rows);
-    }
     let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
     match shared.iter().find(|c| c.data_type() == data_type) {
         Some(column) => column.clone(),

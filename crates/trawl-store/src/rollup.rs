@@ -532,6 +532,7 @@ mod tests {
             })
         );
     }
+
     /// A seal's batch is checked in the pass that builds it: a row whose
     /// time is off the grain, or whose side key the layout never made, is
     /// refused (and never indexes past the layout's tuples).

@@ -84,14 +84,13 @@ fn occupied(slot: &Slot) -> bool {
     slot.0[LAST_WORD] & OCCUPIED != 0
 }
 
-/// Whether `slot` holds `key` (the key words compared without a branch
-/// per word).
+/// Whether `slot` holds the key of `packed` (a [`pack`]ed slot; the key
+/// words compared without a branch per word).
 #[inline]
-fn holds(slot: &Slot, key: &RowKey) -> bool {
-    let wanted = pack(key, Measures::default());
+fn same_key(slot: &Slot, packed: &Slot) -> bool {
     slot.0[..=LAST_WORD]
         .iter()
-        .zip(&wanted.0[..=LAST_WORD])
+        .zip(&packed.0[..=LAST_WORD])
         .fold(0, |diff, (a, b)| diff | (a ^ b))
         == 0
 }
@@ -145,19 +144,21 @@ impl RowTable {
     #[inline]
     pub fn add(&mut self, hash: u64, key: &RowKey, measures: Measures) {
         debug_assert_eq!(hash, key_hash(key));
-        if (self.len + 1) * LOAD_DEN > self.slots.len() * LOAD_NUM {
+        if self.over_load(self.len + 1) {
             self.grow(self.len + 1);
         }
+        // Packed once: the probe compares it and an empty slot takes it.
+        let packed = pack(key, measures);
         let mask = self.slots.len() - 1;
         let mut at = self.home(hash);
         loop {
             let slot = &mut self.slots[at];
             if !occupied(slot) {
-                *slot = pack(key, measures);
+                *slot = packed;
                 self.len += 1;
                 return;
             }
-            if holds(slot, key) {
+            if same_key(slot, &packed) {
                 let mut sum = measures_of(slot);
                 sum.add(measures);
                 set_measures(slot, sum);
@@ -170,9 +171,14 @@ impl RowTable {
     /// Makes room for `rows` more rows.
     pub fn reserve(&mut self, rows: usize) {
         let wanted = self.len.saturating_add(rows);
-        if wanted.saturating_mul(LOAD_DEN) > self.slots.len() * LOAD_NUM {
+        if self.over_load(wanted) {
             self.rehash(slots_for(wanted));
         }
+    }
+
+    /// Whether `rows` rows would fill the table past the load limit.
+    fn over_load(&self, rows: usize) -> bool {
+        rows.saturating_mul(LOAD_DEN) > self.slots.len() * LOAD_NUM
     }
 
     /// Every row's key and measures, in slot order.
@@ -225,11 +231,11 @@ mod tests {
     fn a_key_packs_and_unpacks_whole() {
         let key: RowKey = [u32::MAX, 1, 2, 3, 4, 5, 6, 7, u32::MAX - 1];
         let slot = pack(&key, m(9));
-        assert!(occupied(&slot) && holds(&slot, &key));
+        assert!(occupied(&slot) && same_key(&slot, &pack(&key, m(1))));
         assert_eq!((key_of(&slot), measures_of(&slot)), (key, m(9)));
         let mut other = key;
         other[8] = 0;
-        assert!(!holds(&slot, &other));
+        assert!(!same_key(&slot, &pack(&other, m(9))));
     }
 
     #[test]

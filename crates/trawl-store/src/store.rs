@@ -80,7 +80,7 @@ use crate::segment::read_segment;
 use crate::segment_cache::SegmentCache;
 use crate::tail::{TailFeed, TailRows, TailSubscription};
 pub use compact::CompactionJob;
-use shard::{Shard, ShardTable, Shards, lock};
+use shard::{Shard, Shards, lock};
 use sides::WorkloadSides;
 
 /// Name of the detail table.
@@ -1035,7 +1035,7 @@ impl Store {
             return Ok(());
         };
         let (rollup, own) = (&self.rollups[index], &shard.tables[index]);
-        debug_assert!(shard.tables.iter().all(ShardTable::is_flushed));
+        debug_assert!(shard.is_flushed());
         for (_, bucket) in own
             .open
             .chunks

@@ -1,5 +1,5 @@
 //! Review of 5f4abee (a detail part's absent fields share one all-null
-//! column per type, `detail.rs` `null_column`): what the shared columns
+//! column per type, `detail.rs` `shared_null_column`): what the shared columns
 //! do to readers of open rows.
 
 #![allow(clippy::unwrap_used)]

@@ -183,9 +183,14 @@ impl Shard {
         }
     }
 
+    /// Whether no table has an add pending (see [`ShardTable::add`]).
+    pub fn is_flushed(&self) -> bool {
+        self.tables.iter().all(ShardTable::is_flushed)
+    }
+
     /// Heap bytes held by the open buckets.
     pub fn memory_bytes(&self) -> usize {
-        debug_assert!(self.tables.iter().all(ShardTable::is_flushed));
+        debug_assert!(self.is_flushed());
         self.sum_open(RollupBucket::memory_bytes, DetailBucket::memory_bytes)
     }
 
@@ -225,7 +230,7 @@ impl Shard {
 
     /// Drops every open row (a seal took them).
     pub fn clear(&mut self) {
-        debug_assert!(self.tables.iter().all(ShardTable::is_flushed));
+        debug_assert!(self.is_flushed());
         for table in &mut self.tables {
             table.open.chunks.clear();
         }
@@ -416,7 +421,7 @@ mod tests {
         let mut next = lock(&shard);
         let visible = next.rows();
         next.clear(); // what a seal does once it took the open rows
-        let pending_after_seal = !next.tables.iter().all(ShardTable::is_flushed);
+        let pending_after_seal = !next.is_flushed();
         assert!(
             visible == 1 && !pending_after_seal,
             "rows visible to the next locker: {visible} (want 1, the add made before \
