@@ -155,6 +155,17 @@ impl InFlight {
     }
 
     /// Waits until no job is queued or running.
+    /// Waits until no job is queued or running, or `timeout` has passed;
+    /// whether none is.
+    pub(crate) fn wait_idle_for(&self, timeout: Duration) -> bool {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (state, _) = self
+            .idle
+            .wait_timeout_while(state, timeout, |state| state.0 > 0)
+            .unwrap_or_else(PoisonError::into_inner);
+        state.0 == 0
+    }
+
     pub(crate) fn wait_idle(&self) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         while state.0 > 0 {

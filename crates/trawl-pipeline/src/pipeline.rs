@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use trawl_attrib::{AttributionIndex, EventError, MetadataEvent, PersistError};
 use trawl_store::{SealReport, SharedIndex, SharedStore, Store, StoreError};
 
@@ -118,6 +118,13 @@ pub struct Pipeline {
     cx: Arc<Context>,
     feeder: Feeder,
     stop: Arc<AtomicBool>,
+    /// Never sent on: dropped at shutdown, after `stop` is set, so that
+    /// background threads waiting out an interval on its receiver wake at
+    /// once (the ticker's 200 ms sleep held every `trawl ingest` up to
+    /// 200 ms after its last flow, a tenth of a 2 s ingest).
+    stop_wake: Sender<()>,
+    /// `stop_wake`'s receiver, for background threads started later.
+    woken: Receiver<()>,
     workers: Vec<JoinHandle<()>>,
     background: Mutex<Vec<JoinHandle<()>>>,
     sinks: Mutex<Vec<KafkaSink>>,
@@ -191,6 +198,7 @@ impl Pipeline {
         let (sender, receiver) = crossbeam_channel::bounded(cx.config.queued_jobs_max.max(1));
         let in_flight = Arc::new(InFlight::default());
         let stop = Arc::new(AtomicBool::new(false));
+        let (stop_wake, woken) = crossbeam_channel::bounded(0);
         let mut workers = Vec::new();
         for i in 0..cx.config.workers.max(1) {
             let (cx, receiver, in_flight) = (cx.clone(), receiver.clone(), in_flight.clone());
@@ -199,13 +207,15 @@ impl Pipeline {
             })?);
         }
         let ticker = {
-            let (cx, stop) = (cx.clone(), stop.clone());
-            spawn("trawl-ticker", move || tick_until(&cx, &stop))?
+            let (cx, stop, woken) = (cx.clone(), stop.clone(), woken.clone());
+            spawn("trawl-ticker", move || tick_until(&cx, &stop, &woken))?
         };
         Ok(Pipeline {
             feeder: Feeder::new(cx.clone(), sender, in_flight),
             cx,
             stop,
+            stop_wake,
+            woken,
             workers,
             background: Mutex::new(vec![ticker]),
             sinks: Mutex::new(Vec::new()),
@@ -248,7 +258,7 @@ impl Pipeline {
             source,
         })?;
         self.feeder.label(&canonical)?;
-        let (feeder, stop) = (self.feeder.clone(), self.stop.clone());
+        let (feeder, stop, woken) = (self.feeder.clone(), self.stop.clone(), self.woken.clone());
         let handle = spawn("trawl-follow", move || {
             let interval = Duration::from_millis(feeder.cx.config.poll_interval_ms.max(10));
             let mut reported = false;
@@ -261,7 +271,7 @@ impl Pipeline {
                     }
                     Err(_) => {}
                 }
-                std::thread::sleep(interval);
+                wait_unless_stopped(&woken, interval);
             }
         })?;
         self.background
@@ -488,6 +498,12 @@ impl Pipeline {
         self.feeder.in_flight.pending()
     }
 
+    /// Blocks until every queued job is done or `timeout` has passed;
+    /// whether every one is.
+    pub fn wait_idle_for(&self, timeout: Duration) -> bool {
+        self.feeder.in_flight.wait_idle_for(timeout)
+    }
+
     /// Blocks until every queued job is done.
     pub fn wait_idle(&self) {
         self.feeder.in_flight.wait_idle();
@@ -511,12 +527,15 @@ impl Pipeline {
             cx,
             feeder,
             stop,
+            stop_wake,
+            woken: _,
             workers,
             background,
             sinks,
             cloud_horizon: _,
         } = self;
         stop.store(true, Ordering::Relaxed);
+        drop(stop_wake);
         let background = background
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
@@ -639,7 +658,12 @@ fn seal_wanted(cx: &Context, since_seal: Duration) -> bool {
             .is_some_and(|log| log.bytes() >= cx.config.push_log_bytes_max / 2)
 }
 
-fn tick_until(cx: &Context, stop: &AtomicBool) {
+/// Waits `interval`, or less once the pipeline's `stop_wake` is dropped.
+fn wait_unless_stopped(woken: &Receiver<()>, interval: Duration) {
+    let _ = woken.recv_timeout(interval);
+}
+
+fn tick_until(cx: &Context, stop: &AtomicBool, woken: &Receiver<()>) {
     let mut last_seal = Instant::now();
     let mut last_maintain = Instant::now();
     let mut last_snapshot = Instant::now();
@@ -655,7 +679,10 @@ fn tick_until(cx: &Context, stop: &AtomicBool) {
                 eprintln!("trawl: {error} (retrying at the next interval)");
             }
         }
-        std::thread::sleep(Duration::from_millis(200));
+        wait_unless_stopped(woken, Duration::from_millis(200));
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         release_ready(cx);
         if seal_wanted(cx, last_seal.elapsed()) {
             match seal(cx) {

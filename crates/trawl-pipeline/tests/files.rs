@@ -285,3 +285,36 @@ fn a_file_of_cloudwatch_envelopes_in_a_directory_is_read_once() {
     let (again, _) = read_dir_once(data.path(), &dir);
     assert_eq!(again, (9, all));
 }
+
+/// Shutdown waited out the background threads' intervals: the ticker's
+/// 200 ms sleep held every `trawl ingest` up to 200 ms after its last flow
+/// (a tenth of a 2 s ingest, both cores idle), and a follow thread slept
+/// its whole `poll_interval_ms`. Now shutdown wakes them: with a one-minute
+/// poll, the followed file is read and sealed well within the minute.
+#[test]
+fn shutdown_does_not_wait_out_the_poll_interval() {
+    let data = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let dir = mkdirs(root.path(), &["flows"]);
+    std::fs::write(dir.join("a.log"), flows(50, 100)).unwrap();
+    let store = Store::open(StoreConfig::new(data.path())).unwrap();
+    let config = PipelineConfig {
+        hold_secs: 0,
+        poll_interval_ms: 60_000,
+        ..PipelineConfig::default()
+    };
+    let pipeline = Pipeline::start(config, store, AttributionIndex::default()).unwrap();
+    pipeline.follow_dir(dir).unwrap();
+    let store = pipeline.store();
+    while sums(store.clone()).0 < 50 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let started = std::time::Instant::now();
+    pipeline.shutdown().unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(20),
+        "shutdown took {waited:?}: it waited out the 60 s poll"
+    );
+    assert_eq!(sums(store).0, 50, "every record once, sealed");
+}
