@@ -3,7 +3,10 @@
 //! high-cardinality rows, its text columns encoded from their codes
 //! (`dict_chunk.rs`, `UInt32` keys as the store writes them) against the
 //! same columns through the Parquet crate's Arrow writer (`Int32` keys,
-//! which that encoder leaves to it): the same file either way.
+//! which that encoder leaves to it): the same file either way. And the
+//! `flows` detail table's integer columns as the high-cardinality estate
+//! has them (random ports, a few TCP flag values, times, counters), whose
+//! encodings `segment.rs` chooses by column type.
 
 use std::sync::Arc;
 
@@ -66,6 +69,35 @@ where
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("batch")
 }
 
+/// A row group of the detail table's integer columns, high-cardinality.
+fn detail_integers() -> RecordBatch {
+    let spread = |i: usize, salt: usize| i.wrapping_mul(2_654_435_761 + salt) >> 7;
+    let int32 = |name: &str, values: &dyn Fn(usize) -> i32| -> (Field, ArrayRef) {
+        let array = Int32Array::from_iter_values((0..ROWS).map(values));
+        (Field::new(name, DataType::Int32, true), Arc::new(array))
+    };
+    let uint64 = |name: &str, values: &dyn Fn(usize) -> u64| -> (Field, ArrayRef) {
+        let array = UInt64Array::from_iter_values((0..ROWS).map(values));
+        (Field::new(name, DataType::UInt64, true), Arc::new(array))
+    };
+    let (fields, columns): (Vec<Field>, Vec<ArrayRef>) = [
+        int32("version", &|_| 5),
+        int32("src_port", &|i| 1_024 + (spread(i, 1) % 64_000) as i32),
+        int32("dst_port", &|i| 1_024 + (spread(i, 2) % 64_000) as i32),
+        int32("protocol", &|_| 6),
+        uint64("packets", &|i| 1 + (spread(i, 3) % 300) as u64),
+        uint64("bytes", &|i| 40 + (spread(i, 4) % 1_500_000) as u64),
+        uint64("start", &|i| 1_800_000_000 + i as u64 / 2_600),
+        uint64("end", &|i| 1_800_000_000 + i as u64 / 2_600 + (spread(i, 5) % 60) as u64),
+        int32("tcp_flags", &|i| [2, 18, 19][spread(i, 6) % 3]),
+        int32("traffic_path", &|i| 1 + (spread(i, 7) % 5) as i32),
+        int32("service_port", &|i| (spread(i, 8) % 32_000) as i32),
+    ]
+    .into_iter()
+    .unzip();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns).expect("batch")
+}
+
 fn bench_write(c: &mut Criterion) {
     let mut group = c.benchmark_group("segment_write");
     group.throughput(Throughput::Elements(ROWS as u64));
@@ -75,6 +107,7 @@ fn bench_write(c: &mut Criterion) {
     for (name, batch) in [
         ("text_from_codes", rows::<UInt32Type>()),
         ("text_through_arrow_writer", rows::<Int32Type>()),
+        ("detail_integers", detail_integers()),
     ] {
         group.bench_function(name, |b| {
             b.iter(|| write_segment(&path, std::slice::from_ref(&batch)).expect("write"))
