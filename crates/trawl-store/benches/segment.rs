@@ -88,7 +88,9 @@ fn detail_integers() -> RecordBatch {
         uint64("packets", &|i| 1 + (spread(i, 3) % 300) as u64),
         uint64("bytes", &|i| 40 + (spread(i, 4) % 1_500_000) as u64),
         uint64("start", &|i| 1_800_000_000 + i as u64 / 2_600),
-        uint64("end", &|i| 1_800_000_000 + i as u64 / 2_600 + (spread(i, 5) % 60) as u64),
+        uint64("end", &|i| {
+            1_800_000_000 + i as u64 / 2_600 + (spread(i, 5) % 60) as u64
+        }),
         int32("tcp_flags", &|i| [2, 18, 19][spread(i, 6) % 3]),
         int32("traffic_path", &|i| 1 + (spread(i, 7) % 5) as i32),
         int32("service_port", &|i| (spread(i, 8) % 32_000) as i32),

@@ -283,6 +283,20 @@ fn write_reusing(dir: &Path, segments: &[&PendingSegment], held: &AtomicUsize) -
         }));
         encoders.push(encoder);
     }
+    // Largest segments first (rows x columns; each segment's groups stay
+    // together and in order, so about one file per core is open): the
+    // detail table's wide groups no longer run alone at the seal's end
+    // while the other core waits.
+    let costs: Vec<usize> = segments
+        .iter()
+        .map(|s| {
+            s.batches
+                .iter()
+                .map(|b| b.num_rows() * b.num_columns())
+                .sum()
+        })
+        .collect();
+    items.sort_by_key(|(i, k, _)| (std::cmp::Reverse(costs[*i]), *i, *k));
     let lock = |i: usize| {
         states[i]
             .lock()
