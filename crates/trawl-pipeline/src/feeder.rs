@@ -154,7 +154,6 @@ impl InFlight {
         self.state.lock().unwrap_or_else(PoisonError::into_inner).0
     }
 
-    /// Waits until no job is queued or running.
     /// Waits until no job is queued or running, or `timeout` has passed;
     /// whether none is.
     pub(crate) fn wait_idle_for(&self, timeout: Duration) -> bool {
@@ -166,6 +165,7 @@ impl InFlight {
         state.0 == 0
     }
 
+    /// Waits until no job is queued or running.
     pub(crate) fn wait_idle(&self) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         while state.0 > 0 {

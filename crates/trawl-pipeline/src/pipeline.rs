@@ -118,9 +118,9 @@ pub struct Pipeline {
     cx: Arc<Context>,
     feeder: Feeder,
     stop: Arc<AtomicBool>,
-    /// Never sent on: dropped at shutdown, after `stop` is set, so that
-    /// background threads waiting out an interval on its receiver wake at
-    /// once (the ticker's 200 ms sleep held every `trawl ingest` up to
+    /// Never sent on: dropped at shutdown, after `stop` is set (or with
+    /// the pipeline), so that the ticker and follow threads waiting out an
+    /// interval on its receiver wake at once and end (the ticker's 200 ms sleep held every `trawl ingest` up to
     /// 200 ms after its last flow, a tenth of a 2 s ingest).
     stop_wake: Sender<()>,
     /// `stop_wake`'s receiver, for background threads started later.
@@ -271,7 +271,9 @@ impl Pipeline {
                     }
                     Err(_) => {}
                 }
-                wait_unless_stopped(&woken, interval);
+                if pipeline_gone_within(&woken, interval) {
+                    break;
+                }
             }
         })?;
         self.background
@@ -658,9 +660,16 @@ fn seal_wanted(cx: &Context, since_seal: Duration) -> bool {
             .is_some_and(|log| log.bytes() >= cx.config.push_log_bytes_max / 2)
 }
 
-/// Waits `interval`, or less once the pipeline's `stop_wake` is dropped.
-fn wait_unless_stopped(woken: &Receiver<()>, interval: Duration) {
-    let _ = woken.recv_timeout(interval);
+/// Waits `interval`, or less once the pipeline's `stop_wake` is dropped
+/// (at shutdown, or with a pipeline dropped without one); whether it was:
+/// the background thread then ends (a dropped pipeline's threads that
+/// went on found the channel closed at once and spun, cold review of
+/// d68ca02).
+fn pipeline_gone_within(woken: &Receiver<()>, interval: Duration) -> bool {
+    matches!(
+        woken.recv_timeout(interval),
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected)
+    )
 }
 
 fn tick_until(cx: &Context, stop: &AtomicBool, woken: &Receiver<()>) {
@@ -679,8 +688,7 @@ fn tick_until(cx: &Context, stop: &AtomicBool, woken: &Receiver<()>) {
                 eprintln!("trawl: {error} (retrying at the next interval)");
             }
         }
-        wait_unless_stopped(woken, Duration::from_millis(200));
-        if stop.load(Ordering::Relaxed) {
+        if pipeline_gone_within(woken, Duration::from_millis(200)) || stop.load(Ordering::Relaxed) {
             break;
         }
         release_ready(cx);
