@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{bytes_of, file_pipeline, flows, mkdirs, sums};
+use common::{bytes_of, file_pipeline, flows, following_pipeline, mkdirs, sums};
 
 use std::path::Path;
 
@@ -297,18 +297,8 @@ fn shutdown_does_not_wait_out_the_poll_interval() {
     let root = tempfile::tempdir().unwrap();
     let dir = mkdirs(root.path(), &["flows"]);
     std::fs::write(dir.join("a.log"), flows(50, 100)).unwrap();
-    let store = Store::open(StoreConfig::new(data.path())).unwrap();
-    let config = PipelineConfig {
-        hold_secs: 0,
-        poll_interval_ms: 60_000,
-        ..PipelineConfig::default()
-    };
-    let pipeline = Pipeline::start(config, store, AttributionIndex::default()).unwrap();
-    pipeline.follow_dir(dir).unwrap();
+    let pipeline = following_pipeline(data.path(), &dir, 60_000, 50);
     let store = pipeline.store();
-    while sums(store.clone()).0 < 50 {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
     let started = std::time::Instant::now();
     pipeline.shutdown().unwrap();
     let waited = started.elapsed();

@@ -16,10 +16,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{flows, mkdirs, serial, sums};
-use trawl_attrib::AttributionIndex;
-use trawl_pipeline::{Pipeline, PipelineConfig};
-use trawl_store::{Store, StoreConfig};
+use common::{flows, following_pipeline, mkdirs, serial, sums};
 
 /// CPU time (clock ticks, user + system) of this process's threads whose
 /// name is `name`.
@@ -56,20 +53,8 @@ fn a_pipeline_dropped_without_shutdown_stops_its_background_threads() {
     let root = tempfile::tempdir().unwrap();
     let dir = mkdirs(root.path(), &["flows"]);
     std::fs::write(dir.join("a.log"), flows(5, 100)).unwrap();
-    let store = Store::open(StoreConfig::new(data.path())).unwrap();
-    let config = PipelineConfig {
-        hold_secs: 0,
-        poll_interval_ms: 60_000,
-        ..PipelineConfig::default()
-    };
-    let pipeline = Pipeline::start(config, store, AttributionIndex::default()).unwrap();
-    pipeline.follow_dir(dir.clone()).unwrap();
+    let pipeline = following_pipeline(data.path(), &dir, 60_000, 5);
     let store = pipeline.store();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sums(store.clone()).0 < 5 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(sums(store.clone()).0, 5, "the first listing read the file");
     assert_eq!(cpu_ticks_of("trawl-ticker").0, 1);
     assert_eq!(cpu_ticks_of("trawl-follow").0, 1);
 

@@ -70,6 +70,29 @@ pub fn file_pipeline(data: &Path, queued_jobs_max: usize) -> Pipeline {
     Pipeline::start(config, store, AttributionIndex::default()).unwrap()
 }
 
+/// A pipeline over `data` with no hold-back following `dir`, listed every
+/// `poll_interval_ms`; returns once `flows` records have been added.
+pub fn following_pipeline(data: &Path, dir: &Path, poll_interval_ms: u64, flows: u64) -> Pipeline {
+    let store = Store::open(StoreConfig::new(data)).unwrap();
+    let config = PipelineConfig {
+        hold_secs: 0,
+        poll_interval_ms,
+        ..PipelineConfig::default()
+    };
+    let pipeline = Pipeline::start(config, store, AttributionIndex::default()).unwrap();
+    pipeline.follow_dir(dir.to_path_buf()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sums(pipeline.store()).0 < flows && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(
+        sums(pipeline.store()).0,
+        flows,
+        "the first listing read the files"
+    );
+    pipeline
+}
+
 /// `root/parts…`, created.
 pub fn mkdirs(root: &Path, parts: &[&str]) -> PathBuf {
     let dir = parts.iter().fold(root.to_path_buf(), |d, p| d.join(p));
