@@ -120,8 +120,9 @@ pub struct Pipeline {
     stop: Arc<AtomicBool>,
     /// Never sent on: dropped at shutdown, after `stop` is set (or with
     /// the pipeline), so that the ticker and follow threads waiting out an
-    /// interval on its receiver wake at once and end (the ticker's 200 ms sleep held every `trawl ingest` up to
-    /// 200 ms after its last flow, a tenth of a 2 s ingest).
+    /// interval on its receiver wake at once and end (the ticker's 200 ms
+    /// sleep held every `trawl ingest` up to 200 ms after its last flow, a
+    /// tenth of a 2 s ingest).
     stop_wake: Sender<()>,
     /// `stop_wake`'s receiver, for background threads started later.
     woken: Receiver<()>,

@@ -14,17 +14,15 @@ mod common;
 
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, Int32Array, RecordBatch, TimestampSecondArray, UInt64Array,
-};
-use arrow::datatypes::{DataType, Field, Int32Type, Schema, TimeUnit, UInt64Type};
+use arrow::array::{Array, ArrayRef, Int32Array, RecordBatch, TimestampSecondArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::basic::Encoding;
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use trawl_store::rollup::regrain;
 use trawl_store::segment::{EncodedSource, ROW_GROUP_ROWS_MAX, write_segment_reusing};
 
-use common::{footer, python_stdout};
+use common::{footer, int_sum_and_count, python_stdout};
 
 const ROWS: usize = ROW_GROUP_ROWS_MAX + 30_000;
 
@@ -98,31 +96,17 @@ fn read(path: &std::path::Path) -> RecordBatch {
 /// columns, as DuckDB and as the batch have them.
 fn expected(batch: &RecordBatch) -> Vec<String> {
     let mut out = Vec::new();
-    for name in ["ports", "no_ints", "extreme_ints"] {
-        let c = batch
-            .column_by_name(name)
-            .unwrap()
-            .as_primitive::<Int32Type>();
-        let sum: i128 = c.iter().flatten().map(i128::from).sum();
-        out.push(if c.null_count() == c.len() {
-            "None".to_string()
-        } else {
-            sum.to_string()
-        });
-        out.push((c.len() - c.null_count()).to_string());
-    }
-    for name in ["no_longs", "extreme_longs", "bytes"] {
-        let c = batch
-            .column_by_name(name)
-            .unwrap()
-            .as_primitive::<UInt64Type>();
-        let sum: i128 = c.iter().flatten().map(i128::from).sum();
-        out.push(if c.null_count() == c.len() {
-            "None".to_string()
-        } else {
-            sum.to_string()
-        });
-        out.push((c.len() - c.null_count()).to_string());
+    for name in [
+        "ports",
+        "no_ints",
+        "extreme_ints",
+        "no_longs",
+        "extreme_longs",
+        "bytes",
+    ] {
+        let (sum, count) = int_sum_and_count(batch, name);
+        out.push(sum.map_or_else(|| "None".to_string(), |s| s.to_string()));
+        out.push(count.to_string());
     }
     out
 }

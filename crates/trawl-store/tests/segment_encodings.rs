@@ -12,16 +12,14 @@ mod common;
 
 use std::sync::Arc;
 
-use arrow::array::{
-    Array, ArrayRef, AsArray, Int32Array, RecordBatch, TimestampSecondArray, UInt64Array,
-};
-use arrow::datatypes::{DataType, Field, Int32Type, Schema, TimeUnit, UInt64Type};
+use arrow::array::{ArrayRef, Int32Array, RecordBatch, TimestampSecondArray, UInt64Array};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Encoding;
 use parquet::file::metadata::ParquetMetaData;
 use trawl_store::segment::write_segment;
 
-use common::python_stdout;
+use common::{int_sum_and_count, python_stdout};
 
 const ROWS: usize = 100_000;
 
@@ -129,36 +127,19 @@ row = duckdb.execute(f"""select sum(src_port), count(src_port), sum(tcp_flags), 
 print(json.dumps([int(v) for v in row]))
 "#;
     let answer: Vec<i128> = serde_json::from_slice(&python_stdout(script, &[&path])).unwrap();
-    let sum32 = |c: usize| -> i128 {
-        batch
-            .column(c)
-            .as_primitive::<Int32Type>()
-            .iter()
-            .flatten()
-            .map(i128::from)
-            .sum()
-    };
-    let sum64 = |c: usize| -> i128 {
-        batch
-            .column(c)
-            .as_primitive::<UInt64Type>()
-            .iter()
-            .flatten()
-            .map(i128::from)
-            .sum()
-    };
+    let sum = |name: &str| int_sum_and_count(&batch, name).0.unwrap();
+    let count = |name: &str| int_sum_and_count(&batch, name).1;
     let times: i128 = (0..ROWS).map(|i| 60 * (i as i128 / 1_000)).sum();
-    let count = |c: usize| (ROWS - batch.column(c).null_count()) as i128;
     assert_eq!(
         answer,
         vec![
-            sum32(1),
-            count(1),
-            sum32(2),
-            sum32(3),
-            sum64(4),
-            count(4),
-            sum64(5),
+            sum("src_port"),
+            count("src_port"),
+            sum("tcp_flags"),
+            sum("service_port"),
+            sum("end"),
+            count("end"),
+            sum("bytes"),
             times
         ]
     );

@@ -298,6 +298,20 @@ pub fn test_python() -> std::path::PathBuf {
     python
 }
 
+/// Sum (`None` when every value is null, as SQL has it) and non-null
+/// count of integer column `name` of `batch`, whatever its integer type
+/// (`u64::MAX` included: summed as `i128`).
+pub fn int_sum_and_count(batch: &arrow::array::RecordBatch, name: &str) -> (Option<i128>, i128) {
+    use arrow::array::{Array, AsArray};
+    let column = batch.column_by_name(name).unwrap();
+    let wide =
+        arrow::compute::cast(column, &arrow::datatypes::DataType::Decimal128(38, 0)).unwrap();
+    let values = wide.as_primitive::<arrow::datatypes::Decimal128Type>();
+    let count = (values.len() - values.null_count()) as i128;
+    let sum = (count > 0).then(|| values.iter().flatten().sum());
+    (sum, count)
+}
+
 /// The footer of segment file `path`, with its page indexes.
 pub fn footer(path: &std::path::Path) -> parquet::file::metadata::ParquetMetaData {
     let file = std::fs::File::open(path).unwrap();
