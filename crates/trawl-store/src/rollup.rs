@@ -273,6 +273,20 @@ impl RollupLayout {
         }
     }
 
+    /// Field `field` (0–5) of the tuples of `side_keys`: one side's
+    /// column of a batch. Every key is one this layout interned (a seal's
+    /// batch checks it first: [`RollupBucket::to_checked_batch`]).
+    fn side_column(&self, side_keys: &[u32], field: usize) -> Vec<u32> {
+        let fields: Vec<u32> = self.tuples.iter().map(|tuple| tuple[field]).collect();
+        side_keys
+            .iter()
+            .map(|key| {
+                debug_assert!((*key as usize) < fields.len(), "side key {key}");
+                fields.get(*key as usize).copied().unwrap_or(NULL_CODE)
+            })
+            .collect()
+    }
+
     /// Approximate heap bytes held.
     pub fn memory_bytes(&self) -> usize {
         self.tuples.capacity() * 24
@@ -407,14 +421,16 @@ impl RollupBucket {
         dictionary: &Arc<StringArray>,
         check_grain_secs: Option<u32>,
     ) -> Result<RecordBatch, ArrowError> {
-        // One pass over the (sparse, cache-missing) hash tables that writes
-        // every column's codes; each array is then built from a plain vector.
+        // One pass over the (sparse, cache-missing) hash tables copies each
+        // row's key words and measures into dense columns; each dimension's
+        // codes are then filled column by column: a side's fields gathered
+        // from its interned tuples, the other dimensions taken as they are.
         let len = self.len();
-        let dims = layout.dims();
         let sides = layout.tuples.len() as u32;
-        let mut times = Vec::with_capacity(len);
-        let mut codes = vec![Vec::with_capacity(len); dims.len()];
-        let mut measures = [(); 3].map(|_| Vec::with_capacity(len));
+        let mut times: Vec<i64> = Vec::with_capacity(len);
+        let mut key_words: [Vec<u32>; KEY_WIDTH - 1] =
+            std::array::from_fn(|_| Vec::with_capacity(len));
+        let mut measures: [Vec<u64>; 3] = std::array::from_fn(|_| Vec::with_capacity(len));
         for (key, m) in self.rows() {
             if let Some(grain) = check_grain_secs
                 && (!key[0].is_multiple_of(grain) || key[1] >= sides || key[2] >= sides)
@@ -424,8 +440,8 @@ impl RollupBucket {
                 )));
             }
             times.push(i64::from(key[0]));
-            for (column, dim) in codes.iter_mut().zip(dims) {
-                column.push(layout.expand(&key, *dim));
+            for (words, word) in key_words.iter_mut().zip(&key[1..]) {
+                words.push(*word);
             }
             for (column, value) in measures.iter_mut().zip([m.bytes, m.packets, m.flows]) {
                 column.push(value);
@@ -435,8 +451,15 @@ impl RollupBucket {
         columns.push(Arc::new(
             TimestampSecondArray::new(times.into(), None).with_timezone("UTC"),
         ));
-        for (dim, column) in dims.iter().zip(codes) {
-            columns.push(dim_array(*dim, column, dictionary)?);
+        let [src_sides, dst_sides, other @ ..] = &mut key_words;
+        for dim in layout.dims() {
+            let d = *dim as usize;
+            let codes = match d {
+                0..6 => layout.side_column(src_sides, d),
+                6..OTHER_DIMS_START => layout.side_column(dst_sides, d - 6),
+                _ => std::mem::take(&mut other[d - OTHER_DIMS_START]),
+            };
+            columns.push(dim_array(*dim, codes, dictionary)?);
         }
         for column in measures {
             columns.push(Arc::new(UInt64Array::new(column.into(), None)));
@@ -531,6 +554,65 @@ mod tests {
                 flows: 2
             })
         );
+    }
+
+    proptest::proptest! {
+        /// Against the layout's own expansion: a batch's every column holds
+        /// each row's code (nulls as nulls), whichever dimensions a table
+        /// keeps and however side tuples recur.
+        #[test]
+        fn batch_columns_match_expand(
+            rows in proptest::collection::vec(
+                (0u32..6, 0u32..6, proptest::option::of(0u32..3), proptest::option::of(0u32..70_000)),
+                1..200),
+            keep_mask in 1u32..(1 << 18),
+        ) {
+            use arrow::array::{Array, AsArray};
+            use arrow::datatypes::{Int32Type, UInt32Type};
+            use proptest::prelude::*;
+            let dims: Vec<Dim> = Dim::ALL.iter().copied().filter(|d| keep_mask & (1 << *d as usize) != 0).collect();
+            prop_assume!(!dims.is_empty());
+            let spec = crate::schema::RollupSpec { dims: dims.clone(), ..crate::schema::RollupSpec::minutely() };
+            let mut layout = RollupLayout::new(&dims);
+            let mut bucket = RollupBucket::default();
+            for (src, dst, text, port) in &rows {
+                let mut codes = [NULL_CODE; DIM_COUNT];
+                for (side, workload) in [(0, *src), (6, *dst)] {
+                    for field in 0..6u32 {
+                        codes[side + field as usize] = if (workload + field).is_multiple_of(4) {
+                            NULL_CODE
+                        } else {
+                            (workload * 7 + field) % 3
+                        };
+                    }
+                }
+                codes[Dim::Action as usize] = text.unwrap_or(NULL_CODE);
+                codes[Dim::ServicePort as usize] = port.unwrap_or(NULL_CODE);
+                codes[Dim::CrossAz as usize] = port.map_or(NULL_CODE, |p| p % 2);
+                let key = layout.key(120, Some([*src, *dst]), &codes);
+                bucket.add(key, Measures { bytes: 1, packets: 1, flows: 1 });
+            }
+            let dictionary = Arc::new(StringArray::from(vec!["a", "b", "c"]));
+            let batch = bucket.to_checked_batch(&spec.schema(), &layout, &dictionary, 60).expect("batch");
+            let keys: Vec<RowKey> = bucket.rows().map(|(key, _)| key).collect();
+            prop_assert_eq!(batch.num_rows(), keys.len());
+            for (column, dim) in dims.iter().enumerate() {
+                let array = batch.column(column + 1);
+                for (row, key) in keys.iter().enumerate() {
+                    let code = layout.expand(key, *dim);
+                    prop_assert_eq!(array.is_null(row), code == NULL_CODE);
+                    if code == NULL_CODE {
+                        continue;
+                    }
+                    let value = match dim.dim_type() {
+                        crate::dims::DimType::Text => array.as_dictionary::<UInt32Type>().keys().value(row),
+                        crate::dims::DimType::Int => array.as_primitive::<Int32Type>().value(row) as u32,
+                        crate::dims::DimType::Bool => u32::from(array.as_boolean().value(row)),
+                    };
+                    prop_assert_eq!(value, code, "{} row {}", dim.name(), row);
+                }
+            }
+        }
     }
 
     /// A seal's batch is checked in the pass that builds it: a row whose

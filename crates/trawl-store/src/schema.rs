@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, BooleanArray, DictionaryArray, Int32Array, StringArray, UInt32Array};
-use arrow::buffer::{BooleanBuffer, NullBuffer};
+use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit, UInt32Type};
 use arrow::error::ArrowError;
 use trawl_flowlog::{Field, ValueType};
@@ -194,23 +194,24 @@ pub fn detail_schema() -> SchemaRef {
 }
 
 /// One dimension's column from its codes (null where [`NULL_CODE`]).
-/// Values and validity are built as whole buffers (no per-value option
-/// handling): this runs for every column of every open bucket a query reads.
+/// Values and validity are built as whole buffers, the codes' own buffer
+/// reused (no per-value option handling): this runs for every column of
+/// every open bucket a seal or a query reads.
 pub fn dim_array(
     dim: Dim,
-    codes: Vec<u32>,
+    mut codes: Vec<u32>,
     dictionary: &Arc<StringArray>,
 ) -> Result<ArrayRef, ArrowError> {
-    let valid = BooleanBuffer::collect_bool(codes.len(), |i| codes[i] != NULL_CODE);
-    let nulls = Some(NullBuffer::new(valid)).filter(|n| n.null_count() > 0);
+    let nulls = null_buffer(&codes);
     match dim.dim_type() {
         DimType::Text => {
-            // Null slots keep a valid key (0) so the dictionary check passes.
-            let keys: Vec<u32> = codes
-                .iter()
-                .map(|c| if *c == NULL_CODE { 0 } else { *c })
-                .collect();
-            let keys = UInt32Array::new(keys.into(), nulls);
+            if nulls.is_some() {
+                // Null slots keep a valid key (0) so the dictionary check passes.
+                for code in codes.iter_mut().filter(|c| **c == NULL_CODE) {
+                    *code = 0;
+                }
+            }
+            let keys = UInt32Array::new(codes.into(), nulls);
             // Codes are below the dictionary's length by construction (the
             // store interns before it records a code, and a reader takes the
             // dictionary after it holds the shard whose rows it converts:
@@ -221,14 +222,31 @@ pub fn dim_array(
             )?))
         }
         DimType::Int => {
-            let values: Vec<i32> = codes.iter().map(|c| *c as i32).collect();
-            Ok(Arc::new(Int32Array::new(values.into(), nulls)))
+            // Int dimensions (ports, protocol) are below 2^31: the same bits.
+            let len = codes.len();
+            let values = ScalarBuffer::<i32>::new(Buffer::from_vec(codes), 0, len);
+            Ok(Arc::new(Int32Array::new(values, nulls)))
         }
         DimType::Bool => {
             let values = BooleanBuffer::collect_bool(codes.len(), |i| codes[i] != 0);
             Ok(Arc::new(BooleanArray::new(values, nulls)))
         }
     }
+}
+
+/// The validity of `codes` (unset where [`NULL_CODE`]), or `None` when no
+/// code is null; 64 codes to a word.
+fn null_buffer(codes: &[u32]) -> Option<NullBuffer> {
+    let words: Vec<u64> = codes
+        .chunks(64)
+        .map(|chunk| {
+            chunk.iter().enumerate().fold(0u64, |bits, (i, code)| {
+                bits | (u64::from(*code != NULL_CODE) << i)
+            })
+        })
+        .collect();
+    let valid = BooleanBuffer::new(Buffer::from_vec(words), 0, codes.len());
+    Some(NullBuffer::new(valid)).filter(|nulls| nulls.null_count() > 0)
 }
 
 #[cfg(test)]
@@ -253,5 +271,36 @@ mod tests {
         let mut spec = RollupSpec::hourly();
         spec.dims.push(Dim::SrcApp);
         assert!(spec.validate().unwrap_err().contains("src_app"));
+    }
+
+    proptest::proptest! {
+        /// Against a per-value oracle: every dimension type keeps each
+        /// code and its nullness, across 64-code validity words.
+        #[test]
+        fn dim_arrays_keep_codes_and_nulls(
+            codes in proptest::collection::vec(
+                proptest::prop_oneof![proptest::strategy::Just(NULL_CODE), 0u32..3], 0..300),
+        ) {
+            use arrow::array::{Array, AsArray};
+            use proptest::prelude::*;
+            let dictionary = Arc::new(StringArray::from(vec!["a", "b", "c"]));
+            for dim in [Dim::SrcApp, Dim::ServicePort, Dim::CrossAz] {
+                let array = dim_array(dim, codes.clone(), &dictionary).expect("array");
+                prop_assert_eq!(array.len(), codes.len());
+                prop_assert_eq!(array.nulls().is_some(), codes.contains(&NULL_CODE));
+                for (i, code) in codes.iter().enumerate() {
+                    prop_assert_eq!(array.is_null(i), *code == NULL_CODE, "{} {}", dim.name(), i);
+                    if *code == NULL_CODE {
+                        continue;
+                    }
+                    let value = match dim.dim_type() {
+                        DimType::Text => array.as_dictionary::<UInt32Type>().keys().value(i),
+                        DimType::Int => array.as_primitive::<arrow::datatypes::Int32Type>().value(i) as u32,
+                        DimType::Bool => u32::from(array.as_boolean().value(i)),
+                    };
+                    prop_assert_eq!(value, if dim.dim_type() == DimType::Bool { u32::from(*code != 0) } else { *code });
+                }
+            }
+        }
     }
 }

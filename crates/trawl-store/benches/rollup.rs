@@ -1,0 +1,88 @@
+//! Criterion bench of a seal's conversion of open rollup rows into an
+//! Arrow batch (`RollupBucket::to_checked_batch`): a minute of
+//! high-cardinality traffic, where nearly every flow is its own row, so
+//! the conversion reads as many rows as were added.
+
+use std::sync::Arc;
+
+use arrow::array::StringArray;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use trawl_flowlog::sample::SplitMix64;
+use trawl_store::RollupSpec;
+use trawl_store::dims::{DIM_COUNT, Dim, NULL_CODE};
+use trawl_store::rollup::{Measures, RollupBucket, RollupLayout};
+
+/// Rows of the bucket: about one shard's minute of the high estate.
+const ROWS: usize = 500_000;
+/// Workloads (each with its own side codes).
+const WORKLOADS: u32 = 4_000;
+/// Texts in the dictionary the codes point into.
+const TEXTS: u32 = 10_000;
+
+/// A bucket of `ROWS` distinct rows in one minute and its layout.
+fn high_cardinality_minute() -> (RollupSpec, RollupLayout, RollupBucket) {
+    let spec = RollupSpec::minutely();
+    let mut layout = RollupLayout::new(&spec.dims);
+    let mut bucket = RollupBucket::default();
+    let mut rng = SplitMix64::new(11);
+    for _ in 0..ROWS {
+        let (src, dst) = (
+            rng.next_u64() as u32 % WORKLOADS,
+            rng.next_u64() as u32 % WORKLOADS,
+        );
+        let mut codes = [NULL_CODE; DIM_COUNT];
+        for (side, workload) in [(0, src), (6, dst)] {
+            // App, cluster, account, region, AZ, kind; a third have no cluster.
+            let side_codes = [
+                workload,
+                workload % 3 * 7 + 1,
+                100 + workload % 4,
+                200 + workload % 3,
+                210 + workload % 9,
+                300,
+            ];
+            codes[side..side + 6].copy_from_slice(&side_codes);
+            if workload % 3 == 0 {
+                codes[side + 1] = NULL_CODE;
+            }
+        }
+        codes[Dim::Protocol as usize] = 6;
+        codes[Dim::ServicePort as usize] = (rng.next_u64() % 40_000) as u32;
+        codes[Dim::Action as usize] = 400 + (rng.next_u64() % 2) as u32;
+        codes[Dim::FlowDirection as usize] = 402 + (rng.next_u64() % 2) as u32;
+        codes[Dim::CrossAz as usize] = (rng.next_u64() % 2) as u32;
+        codes[Dim::CrossRegion as usize] = 0;
+        let key = layout.key(1_790_000_040, Some([src, dst]), &codes);
+        let bytes = rng.next_u64() % 100_000;
+        bucket.add(
+            key,
+            Measures {
+                bytes,
+                packets: bytes / 500 + 1,
+                flows: 1,
+            },
+        );
+    }
+    (spec, layout, bucket)
+}
+
+fn bench_to_batch(c: &mut Criterion) {
+    let (spec, layout, bucket) = high_cardinality_minute();
+    let schema = spec.schema();
+    let texts: Vec<String> = (0..TEXTS).map(|i| format!("text-{i}")).collect();
+    let dictionary = Arc::new(StringArray::from(texts));
+    let mut group = c.benchmark_group("rollup_to_batch");
+    group.throughput(Throughput::Elements(bucket.len() as u64));
+    group.sample_size(20);
+    group.bench_function("high_cardinality_minute", |b| {
+        b.iter(|| {
+            bucket
+                .to_checked_batch(&schema, &layout, &dictionary, spec.grain_secs)
+                .expect("batch")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_to_batch);
+criterion_main!(benches);
