@@ -207,8 +207,8 @@ pub fn dim_array(
         DimType::Text => {
             if nulls.is_some() {
                 // Null slots keep a valid key (0) so the dictionary check passes.
-                for code in codes.iter_mut().filter(|c| **c == NULL_CODE) {
-                    *code = 0;
+                for code in &mut codes {
+                    *code = if *code == NULL_CODE { 0 } else { *code };
                 }
             }
             let keys = UInt32Array::new(codes.into(), nulls);
@@ -235,18 +235,34 @@ pub fn dim_array(
 }
 
 /// The validity of `codes` (unset where [`NULL_CODE`]), or `None` when no
-/// code is null; 64 codes to a word.
+/// code is null (a first pass without branches finds out); 64 codes to a
+/// word, each word from fixed-size blocks the compiler turns into vector
+/// compares.
 fn null_buffer(codes: &[u32]) -> Option<NullBuffer> {
-    let words: Vec<u64> = codes
-        .chunks(64)
-        .map(|chunk| {
-            chunk.iter().enumerate().fold(0u64, |bits, (i, code)| {
-                bits | (u64::from(*code != NULL_CODE) << i)
-            })
+    if !codes
+        .iter()
+        .fold(false, |any, code| any | (*code == NULL_CODE))
+    {
+        return None;
+    }
+    let word = |block: &[u32]| {
+        block.iter().enumerate().fold(0u64, |bits, (i, code)| {
+            bits | (u64::from(*code != NULL_CODE) << i)
+        })
+    };
+    let blocks = codes.chunks_exact(64);
+    let rest = blocks.remainder();
+    let mut words: Vec<u64> = blocks
+        .map(|block| {
+            let block: &[u32; 64] = block.try_into().unwrap_or(&[NULL_CODE; 64]);
+            word(block)
         })
         .collect();
+    if !rest.is_empty() {
+        words.push(word(rest));
+    }
     let valid = BooleanBuffer::new(Buffer::from_vec(words), 0, codes.len());
-    Some(NullBuffer::new(valid)).filter(|nulls| nulls.null_count() > 0)
+    Some(NullBuffer::new(valid))
 }
 
 #[cfg(test)]
