@@ -860,18 +860,23 @@ impl AttributionIndex {
         start: u32,
         end: u32,
     ) -> Option<WorkloadId> {
-        let at_start = self.interface_owner_at(interface_id, Secs::from(start));
-        let owner = match at_start {
-            InterfaceOwner::One(owner) if start == end => InterfaceOwner::One(owner),
-            InterfaceOwner::One(owner) => {
-                match self.interface_owner_at(interface_id, Secs::from(end)) {
-                    InterfaceOwner::One(later) if later == owner => InterfaceOwner::One(owner),
-                    InterfaceOwner::Unknown | InterfaceOwner::One(_) | InterfaceOwner::Shared => {
-                        InterfaceOwner::Shared
-                    }
+        // One lookup of the interface for both ends (a string hash and
+        // compare per flow learned from).
+        let owner = match self.interfaces.get(interface_id) {
+            None => InterfaceOwner::Unknown,
+            Some(record) => {
+                let owner_at = |t| record.owner_at(t, |ip, t| self.declared_owner(ip, t));
+                match owner_at(start) {
+                    InterfaceOwner::One(owner) if start == end => InterfaceOwner::One(owner),
+                    InterfaceOwner::One(owner) => match owner_at(end) {
+                        InterfaceOwner::One(later) if later == owner => InterfaceOwner::One(owner),
+                        InterfaceOwner::Unknown
+                        | InterfaceOwner::One(_)
+                        | InterfaceOwner::Shared => InterfaceOwner::Shared,
+                    },
+                    other => other,
                 }
             }
-            other => other,
         };
         match owner {
             InterfaceOwner::One(owner) => Some(owner),
