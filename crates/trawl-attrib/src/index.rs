@@ -495,6 +495,99 @@ fn clamp_time(t: Secs) -> u32 {
     t.clamp(0, Secs::from(u32::MAX)) as u32
 }
 
+/// What a flow record can teach, by how its local address is told.
+enum LearnedAt<'r> {
+    /// From `flow-direction`.
+    Interface(InterfaceFlow<'r>),
+    /// Without it: from the declarations of the interface's workload.
+    Declared {
+        interface_id: &'r str,
+        start: Secs,
+        end: Secs,
+    },
+}
+
+/// What a flow taught: the address and the times learned.
+type LearnedSpan = (IpAddr, Secs, Secs);
+
+/// A flow at an interface whose local address its direction tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct InterfaceFlow<'r> {
+    interface_id: &'r str,
+    start: Secs,
+    end: Secs,
+    local: Option<IpAddr>,
+}
+
+/// What `record` can teach, if anything (it needs an interface, times and
+/// an `OK` status).
+fn learned_at<'r>(record: &FlowRecord<'r>) -> Option<LearnedAt<'r>> {
+    let (Some(interface_id), Some(start), Some(end)) =
+        (record.interface_id(), record.start(), record.end())
+    else {
+        return None;
+    };
+    if record.log_status() != Some(LogStatus::Ok) {
+        return None;
+    }
+    let (start, end) = (start as Secs, end as Secs);
+    let local = match record.flow_direction() {
+        Some(FlowDirection::Egress) => record.src_addr(),
+        Some(FlowDirection::Ingress) => record.dst_addr(),
+        None => {
+            return Some(LearnedAt::Declared {
+                interface_id,
+                start,
+                end,
+            });
+        }
+    };
+    Some(LearnedAt::Interface(InterfaceFlow {
+        interface_id,
+        start,
+        end,
+        local,
+    }))
+}
+
+/// The counters learning from a flow moves (see [`IndexStats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LearnCounts([u64; 6]);
+
+impl LearnCounts {
+    fn of(stats: &IndexStats) -> Self {
+        LearnCounts([
+            stats.heartbeats,
+            stats.heartbeats_unmapped,
+            stats.heartbeats_shared,
+            stats.heartbeats_without_local_side,
+            stats.learned_conflicts,
+            stats.learned_overrides,
+        ])
+    }
+
+    fn since(self, before: LearnCounts) -> Self {
+        LearnCounts(std::array::from_fn(|i| self.0[i] - before.0[i]))
+    }
+
+    fn add_to(self, stats: &mut IndexStats) {
+        let [
+            heartbeats,
+            unmapped,
+            shared,
+            without_local,
+            conflicts,
+            overrides,
+        ] = self.0;
+        stats.heartbeats += heartbeats;
+        stats.heartbeats_unmapped += unmapped;
+        stats.heartbeats_shared += shared;
+        stats.heartbeats_without_local_side += without_local;
+        stats.learned_conflicts += conflicts;
+        stats.learned_overrides += overrides;
+    }
+}
+
 impl AttributionIndex {
     /// An empty index.
     pub fn new(config: IndexConfig) -> Self {
@@ -982,32 +1075,69 @@ impl AttributionIndex {
     /// [`learn`](Self::learn) for when a record teaches nothing).
     /// Returns the address and times learned, if a span was.
     pub fn learn_from_flow(&mut self, record: &FlowRecord<'_>) -> Option<(IpAddr, Secs, Secs)> {
-        let (Some(interface_id), Some(start), Some(end)) =
-            (record.interface_id(), record.start(), record.end())
-        else {
-            return None;
-        };
-        if record.log_status() != Some(LogStatus::Ok) {
-            return None;
+        match learned_at(record)? {
+            LearnedAt::Interface(at) => self.learn_at_interface(at),
+            LearnedAt::Declared {
+                interface_id,
+                start,
+                end,
+            } => self.learn_by_declaration(record, interface_id, start, end),
         }
-        let (start, end) = (start as Secs, end as Secs);
-        let local = match record.flow_direction() {
-            Some(FlowDirection::Egress) => record.src_addr(),
-            Some(FlowDirection::Ingress) => record.dst_addr(),
-            None => {
-                let (start, end) = (clamp_time(start), clamp_time(end.max(start)));
-                let owner = self.interface_owner_within(interface_id, start, end)?;
-                let learned =
-                    match self.local_side(owner, record.src_addr(), record.dst_addr(), start) {
-                        Some(ip) => self.learn_as(ip, owner, start, end, false).then_some(ip),
-                        None => {
-                            self.stats.heartbeats_without_local_side += 1;
-                            None
-                        }
-                    };
-                return learned.map(|ip| (ip, Secs::from(start), Secs::from(end)));
+    }
+
+    /// [`learn_from_flow`](Self::learn_from_flow) for every record of a
+    /// batch, calling `learned` with each record that taught a span. A
+    /// record with the same interface, times and local address as the one
+    /// before it (the two records of a connection, egress and ingress)
+    /// would find the index as that one left it and teach a span already
+    /// joined (learning is idempotent: see `join_or_insert`): its outcome
+    /// and counts are repeated without the lookups.
+    pub fn learn_from_flows<'r>(
+        &mut self,
+        records: &'r [FlowRecord<'r>],
+        mut learned: impl FnMut(&'r FlowRecord<'r>, (IpAddr, Secs, Secs)),
+    ) {
+        let mut previous: Option<(InterfaceFlow<'r>, Option<LearnedSpan>, LearnCounts)> = None;
+        for record in records {
+            let outcome = match learned_at(record) {
+                None => None,
+                Some(LearnedAt::Interface(at)) => match &previous {
+                    Some((before, outcome, counts)) if *before == at => {
+                        counts.add_to(&mut self.stats);
+                        *outcome
+                    }
+                    _ => {
+                        let counts_before = LearnCounts::of(&self.stats);
+                        let outcome = self.learn_at_interface(at);
+                        let counts = LearnCounts::of(&self.stats).since(counts_before);
+                        previous = Some((at, outcome, counts));
+                        outcome
+                    }
+                },
+                Some(LearnedAt::Declared {
+                    interface_id,
+                    start,
+                    end,
+                }) => {
+                    // It may change what the previous record left.
+                    previous = None;
+                    self.learn_by_declaration(record, interface_id, start, end)
+                }
+            };
+            if let Some(span) = outcome {
+                learned(record, span);
             }
-        };
+        }
+    }
+
+    /// Learns from a flow whose local address is known from its direction.
+    fn learn_at_interface(&mut self, at: InterfaceFlow<'_>) -> Option<(IpAddr, Secs, Secs)> {
+        let InterfaceFlow {
+            interface_id,
+            start,
+            end,
+            local,
+        } = at;
         match local {
             Some(ip) => self
                 .learn(ip, interface_id, start, end)
@@ -1017,6 +1147,27 @@ impl AttributionIndex {
                 None
             }
         }
+    }
+
+    /// Learns from a flow without `flow-direction`: the side declared to
+    /// the interface's workload is the local one.
+    fn learn_by_declaration(
+        &mut self,
+        record: &FlowRecord<'_>,
+        interface_id: &str,
+        start: Secs,
+        end: Secs,
+    ) -> Option<(IpAddr, Secs, Secs)> {
+        let (start, end) = (clamp_time(start), clamp_time(end.max(start)));
+        let owner = self.interface_owner_within(interface_id, start, end)?;
+        let learned = match self.local_side(owner, record.src_addr(), record.dst_addr(), start) {
+            Some(ip) => self.learn_as(ip, owner, start, end, false).then_some(ip),
+            None => {
+                self.stats.heartbeats_without_local_side += 1;
+                None
+            }
+        };
+        learned.map(|ip| (ip, Secs::from(start), Secs::from(end)))
     }
 
     /// The one side of a flow declared to `owner` at `t`, if exactly one is.
@@ -1347,31 +1498,49 @@ fn insert_counted(
     stats.conflicts += u64::from(inserted.conflict);
 }
 
-/// Extends the span of the same owner and kind (overriding or not) that
-/// `new` touches (within `gap`), or inserts `new` in `from` order; the
-/// oldest span goes past `spans_max`.
+/// Joins `new` with every span of the same owner and kind (overriding or
+/// not) it touches (within `gap`), or inserts it in `from` order; the
+/// oldest span goes past `spans_max`. Invariant: no two spans of one owner
+/// and kind touch, so learning a span already covered changes nothing (a
+/// span joined to only the last of two it touched left both, overlapping,
+/// and learning it again then cut the answer short).
 fn join_or_insert(spans: &mut Vec<Span>, new: Span, gap: u32, spans_max: usize) {
-    let joinable = spans.iter().rposition(|s| {
+    let touches = |s: &Span| {
         s.owner == new.owner
             && s.overrides == new.overrides
             && s.from <= new.to.saturating_add(gap)
             && new.from <= s.to.saturating_add(gap)
-    });
-    if let Some(mut i) = joinable {
-        let span = &mut spans[i];
-        span.from = span.from.min(new.from);
-        span.to = span.to.max(new.to);
-        // Extended backwards, it may now start before spans listed ahead of it.
-        while i > 0 && spans[i - 1].from > spans[i].from {
-            spans.swap(i - 1, i);
-            i -= 1;
+    };
+    let mut touching = spans.iter().enumerate().filter(|(_, s)| touches(s));
+    match (touching.next().map(|(i, _)| i), touching.next().is_some()) {
+        (Some(mut i), false) => {
+            let span = &mut spans[i];
+            span.from = span.from.min(new.from);
+            span.to = span.to.max(new.to);
+            // Extended backwards, it may now start before spans listed ahead of it.
+            while i > 0 && spans[i - 1].from > spans[i].from {
+                spans.swap(i - 1, i);
+                i -= 1;
+            }
         }
-        return;
-    }
-    let index = spans.partition_point(|s| s.from <= new.from);
-    spans.insert(index, new);
-    if spans.len() > spans_max {
-        spans.remove(0);
+        (joined, _) => {
+            let mut merged = new;
+            if joined.is_some() {
+                spans.retain(|s| {
+                    let touched = touches(s);
+                    if touched {
+                        merged.from = merged.from.min(s.from);
+                        merged.to = merged.to.max(s.to);
+                    }
+                    !touched
+                });
+            }
+            let index = spans.partition_point(|s| s.from <= merged.from);
+            spans.insert(index, merged);
+            if spans.len() > spans_max {
+                spans.remove(0);
+            }
+        }
     }
 }
 

@@ -488,11 +488,8 @@ fn learn(cx: &Context, records: &[FlowRecord<'_>]) {
     let mut learned = Vec::new();
     {
         let mut index = cx.index_write();
-        for record in records {
-            let span = index.learn_from_flow(record);
-            if let (Some(_), Some((ip, from, to)), Some(interface_id)) =
-                (outbox, span, record.interface_id())
-            {
+        index.learn_from_flows(records, |record, (ip, from, to)| {
+            if let (Some(_), Some(interface_id)) = (outbox, record.interface_id()) {
                 learned.push(Heartbeat {
                     ip,
                     interface_id: interface_id.to_string(),
@@ -500,7 +497,7 @@ fn learn(cx: &Context, records: &[FlowRecord<'_>]) {
                     to,
                 });
             }
-        }
+        });
     }
     if let Some(outbox) = outbox.filter(|_| !learned.is_empty()) {
         outbox.add(learned);
