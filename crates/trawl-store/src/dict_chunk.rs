@@ -133,22 +133,16 @@ fn map_rows<'a>(arrays: &[&'a DictionaryArray<UInt32Type>]) -> Option<(ChunkDict
         let keys = array.keys();
         match (&mut rows.defined, keys.nulls()) {
             (Some(defined), Some(nulls)) => {
-                for (key, valid) in keys.values().iter().zip(nulls.iter()) {
-                    defined.push(valid);
-                    if valid {
-                        rows.indices
-                            .push(by_key.index(*key, values, &mut dictionary)?);
-                    }
-                }
+                defined.extend(nulls.iter());
+                let valid = nulls.valid_indices().map(|i| keys.values()[i]);
+                by_key.map(valid, values, &mut dictionary, &mut rows.indices)?;
             }
             (defined, _) => {
                 if let Some(defined) = defined {
                     defined.extend(std::iter::repeat_n(true, keys.len()));
                 }
-                for key in keys.values().iter() {
-                    rows.indices
-                        .push(by_key.index(*key, values, &mut dictionary)?);
-                }
+                let all = keys.values().iter().copied();
+                by_key.map(all, values, &mut dictionary, &mut rows.indices)?;
             }
         }
         if dictionary.bytes > DICTIONARY_BYTES_MAX {
@@ -175,26 +169,41 @@ impl KeyMap {
         }
     }
 
-    /// The chunk index of `key` into `values`, added to `dictionary` at
-    /// its first row; `None` if the key is out of range.
-    #[inline]
-    fn index<'a>(
+    /// Appends the chunk index of every key of `keys` (into `values`) to
+    /// `out`, a key's value added to `dictionary` at its first row; `None`
+    /// if a key is out of range. One loop per kind of map (the match is
+    /// not redone per row).
+    fn map<'a>(
         &mut self,
-        key: u32,
+        keys: impl Iterator<Item = u32>,
         values: &'a StringArray,
         dictionary: &mut ChunkDictionary<'a>,
-    ) -> Option<u32> {
-        let slot = match self {
-            KeyMap::Table(table) => table.get_mut(key as usize)?,
-            KeyMap::Map(map) => map.entry(key).or_insert(u32::MAX),
+        out: &mut Vec<u32>,
+    ) -> Option<()> {
+        let mut first_seen = |key: u32| {
+            ((key as usize) < values.len()).then(|| dictionary.index(values.value(key as usize)))
         };
-        if *slot == u32::MAX {
-            if key as usize >= values.len() {
-                return None;
+        match self {
+            KeyMap::Table(table) => {
+                for key in keys {
+                    let slot = table.get_mut(key as usize)?;
+                    if *slot == u32::MAX {
+                        *slot = first_seen(key)?;
+                    }
+                    out.push(*slot);
+                }
             }
-            *slot = dictionary.index(values.value(key as usize));
+            KeyMap::Map(map) => {
+                for key in keys {
+                    let slot = map.entry(key).or_insert(u32::MAX);
+                    if *slot == u32::MAX {
+                        *slot = first_seen(key)?;
+                    }
+                    out.push(*slot);
+                }
+            }
         }
-        Some(*slot)
+        Some(())
     }
 }
 
