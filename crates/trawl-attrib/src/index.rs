@@ -507,8 +507,8 @@ enum LearnedAt<'r> {
     },
 }
 
-/// What a flow taught: the address and the times learned.
-type LearnedSpan = (IpAddr, Secs, Secs);
+/// A span learned and the address whose spans it was joined to.
+type JoinedSpan = (IpAddr, Span);
 
 /// A flow at an interface whose local address its direction tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -938,11 +938,22 @@ impl AttributionIndex {
     /// (see the module header).
     /// Returns whether a span was learned.
     pub fn learn(&mut self, ip: IpAddr, interface_id: &str, start: Secs, end: Secs) -> bool {
+        self.learn_span(ip, interface_id, start, end).is_some()
+    }
+
+    /// [`learn`](Self::learn), returning the span joined to `ip`'s.
+    fn learn_span(
+        &mut self,
+        ip: IpAddr,
+        interface_id: &str,
+        start: Secs,
+        end: Secs,
+    ) -> Option<Span> {
         let (start, end) = (clamp_time(start), clamp_time(end.max(start)));
-        match self.interface_owner_within(interface_id, start, end) {
-            Some(owner) => self.learn_as(ip, owner, start, end, true),
-            None => false,
-        }
+        let owner = self.interface_owner_within(interface_id, start, end)?;
+        let span = self.span_to_learn(ip, owner, start, end, true)?;
+        self.join_learned(ip, span);
+        Some(span)
     }
 
     /// The one workload of an interface over `[start, end]` (looked up at
@@ -996,6 +1007,23 @@ impl AttributionIndex {
         end: u32,
         at_interface: bool,
     ) -> bool {
+        let Some(span) = self.span_to_learn(ip, owner, start, end, at_interface) else {
+            return false;
+        };
+        self.join_learned(ip, span);
+        true
+    }
+
+    /// The span [`learn_as`](Self::learn_as) joins to `ip`'s, if any,
+    /// counted (learned, or a conflict).
+    fn span_to_learn(
+        &mut self,
+        ip: IpAddr,
+        owner: WorkloadId,
+        start: u32,
+        end: u32,
+        at_interface: bool,
+    ) -> Option<Span> {
         let consistent = self
             .ips
             .get(ip)
@@ -1014,10 +1042,15 @@ impl AttributionIndex {
         };
         let Some(span) = span else {
             self.stats.learned_conflicts += 1;
-            return false;
+            return None;
         };
         self.stats.learned_overrides += u64::from(span.is_overriding());
         self.stats.heartbeats += 1;
+        Some(span)
+    }
+
+    /// Joins `span` to `ip`'s learned spans.
+    fn join_learned(&mut self, ip: IpAddr, span: Span) {
         let (gap, spans_max) = (
             self.config.learned_gap_secs,
             self.config.learned_spans_per_ip_max,
@@ -1026,7 +1059,6 @@ impl AttributionIndex {
             .entry(ip)
             .learned
             .edit(|spans| join_or_insert(spans, span, gap, spans_max));
-        true
     }
 
     /// The span overriding the declaration of `ip` that a flow of `owner`
@@ -1076,7 +1108,9 @@ impl AttributionIndex {
     /// Returns the address and times learned, if a span was.
     pub fn learn_from_flow(&mut self, record: &FlowRecord<'_>) -> Option<(IpAddr, Secs, Secs)> {
         match learned_at(record)? {
-            LearnedAt::Interface(at) => self.learn_at_interface(at),
+            LearnedAt::Interface(at) => self
+                .learn_at_interface(at)
+                .map(|(ip, _)| (ip, at.start, at.end)),
             LearnedAt::Declared {
                 interface_id,
                 start,
@@ -1089,40 +1123,43 @@ impl AttributionIndex {
     /// batch, calling `learned` with each record that taught a span. A
     /// record with the same interface, times and local address as the one
     /// before it (the two records of a connection, egress and ingress)
-    /// would find the index as that one left it and teach a span already
-    /// joined (learning is idempotent: see `join_or_insert`): its outcome
-    /// and counts are repeated without the lookups.
+    /// finds what that one read unchanged (learning changes only learned
+    /// spans, which deciding a span does not read): the same span is
+    /// joined again and the same counters move, without the interface and
+    /// declaration lookups.
     pub fn learn_from_flows<'r>(
         &mut self,
         records: &'r [FlowRecord<'r>],
         mut learned: impl FnMut(&'r FlowRecord<'r>, (IpAddr, Secs, Secs)),
     ) {
-        let mut previous: Option<(InterfaceFlow<'r>, Option<LearnedSpan>, LearnCounts)> = None;
+        let mut previous: Option<(InterfaceFlow<'r>, Option<JoinedSpan>, LearnCounts)> = None;
         for record in records {
             let outcome = match learned_at(record) {
                 None => None,
-                Some(LearnedAt::Interface(at)) => match &previous {
-                    Some((before, outcome, counts)) if *before == at => {
-                        counts.add_to(&mut self.stats);
-                        *outcome
-                    }
-                    _ => {
-                        let counts_before = LearnCounts::of(&self.stats);
-                        let outcome = self.learn_at_interface(at);
-                        let counts = LearnCounts::of(&self.stats).since(counts_before);
-                        previous = Some((at, outcome, counts));
-                        outcome
-                    }
-                },
+                Some(LearnedAt::Interface(at)) => {
+                    let span = match &previous {
+                        Some((before, span, counts)) if *before == at => {
+                            counts.add_to(&mut self.stats);
+                            if let Some((ip, span)) = *span {
+                                self.join_learned(ip, span);
+                            }
+                            *span
+                        }
+                        _ => {
+                            let counts_before = LearnCounts::of(&self.stats);
+                            let span = self.learn_at_interface(at);
+                            let counts = LearnCounts::of(&self.stats).since(counts_before);
+                            previous = Some((at, span, counts));
+                            span
+                        }
+                    };
+                    span.map(|(ip, _)| (ip, at.start, at.end))
+                }
                 Some(LearnedAt::Declared {
                     interface_id,
                     start,
                     end,
-                }) => {
-                    // It may change what the previous record left.
-                    previous = None;
-                    self.learn_by_declaration(record, interface_id, start, end)
-                }
+                }) => self.learn_by_declaration(record, interface_id, start, end),
             };
             if let Some(span) = outcome {
                 learned(record, span);
@@ -1130,8 +1167,9 @@ impl AttributionIndex {
         }
     }
 
-    /// Learns from a flow whose local address is known from its direction.
-    fn learn_at_interface(&mut self, at: InterfaceFlow<'_>) -> Option<(IpAddr, Secs, Secs)> {
+    /// Learns from a flow whose local address is known from its direction:
+    /// the address and the span joined to its spans, if one was.
+    fn learn_at_interface(&mut self, at: InterfaceFlow<'_>) -> Option<JoinedSpan> {
         let InterfaceFlow {
             interface_id,
             start,
@@ -1140,8 +1178,8 @@ impl AttributionIndex {
         } = at;
         match local {
             Some(ip) => self
-                .learn(ip, interface_id, start, end)
-                .then_some((ip, start, end)),
+                .learn_span(ip, interface_id, start, end)
+                .map(|span| (ip, span)),
             None => {
                 self.stats.heartbeats_without_local_side += 1;
                 None
@@ -1498,49 +1536,31 @@ fn insert_counted(
     stats.conflicts += u64::from(inserted.conflict);
 }
 
-/// Joins `new` with every span of the same owner and kind (overriding or
-/// not) it touches (within `gap`), or inserts it in `from` order; the
-/// oldest span goes past `spans_max`. Invariant: no two spans of one owner
-/// and kind touch, so learning a span already covered changes nothing (a
-/// span joined to only the last of two it touched left both, overlapping,
-/// and learning it again then cut the answer short).
+/// Extends the span of the same owner and kind (overriding or not) that
+/// `new` touches (within `gap`), or inserts `new` in `from` order; the
+/// oldest span goes past `spans_max`.
 fn join_or_insert(spans: &mut Vec<Span>, new: Span, gap: u32, spans_max: usize) {
-    let touches = |s: &Span| {
+    let joinable = spans.iter().rposition(|s| {
         s.owner == new.owner
             && s.overrides == new.overrides
             && s.from <= new.to.saturating_add(gap)
             && new.from <= s.to.saturating_add(gap)
-    };
-    let mut touching = spans.iter().enumerate().filter(|(_, s)| touches(s));
-    match (touching.next().map(|(i, _)| i), touching.next().is_some()) {
-        (Some(mut i), false) => {
-            let span = &mut spans[i];
-            span.from = span.from.min(new.from);
-            span.to = span.to.max(new.to);
-            // Extended backwards, it may now start before spans listed ahead of it.
-            while i > 0 && spans[i - 1].from > spans[i].from {
-                spans.swap(i - 1, i);
-                i -= 1;
-            }
+    });
+    if let Some(mut i) = joinable {
+        let span = &mut spans[i];
+        span.from = span.from.min(new.from);
+        span.to = span.to.max(new.to);
+        // Extended backwards, it may now start before spans listed ahead of it.
+        while i > 0 && spans[i - 1].from > spans[i].from {
+            spans.swap(i - 1, i);
+            i -= 1;
         }
-        (joined, _) => {
-            let mut merged = new;
-            if joined.is_some() {
-                spans.retain(|s| {
-                    let touched = touches(s);
-                    if touched {
-                        merged.from = merged.from.min(s.from);
-                        merged.to = merged.to.max(s.to);
-                    }
-                    !touched
-                });
-            }
-            let index = spans.partition_point(|s| s.from <= merged.from);
-            spans.insert(index, merged);
-            if spans.len() > spans_max {
-                spans.remove(0);
-            }
-        }
+        return;
+    }
+    let index = spans.partition_point(|s| s.from <= new.from);
+    spans.insert(index, new);
+    if spans.len() > spans_max {
+        spans.remove(0);
     }
 }
 

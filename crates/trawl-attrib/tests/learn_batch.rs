@@ -119,22 +119,3 @@ proptest! {
         }
     }
 }
-
-/// Regression: a span touching two learned spans of one owner was joined
-/// to the later one only, leaving two overlapping spans; learning the same
-/// span again then joined it to the other and cut the answer from 60-360
-/// down to 60-180. Every span it touches is now one.
-#[test]
-fn learning_a_covered_span_again_changes_nothing() {
-    let mut index = index();
-    for (start, end) in [(180, 180), (360, 360), (240, 240), (60, 150), (60, 150)] {
-        common::learn(
-            &mut index,
-            &format!("5 eni-b 10.0.0.1 10.0.0.1 {start} {end} egress OK"),
-        );
-        if (start, end) == (60, 150) {
-            let answer = index.owner_at(ip("10.0.0.1"), 100);
-            assert_eq!((answer.from, answer.to), (Some(60), Some(360)));
-        }
-    }
-}

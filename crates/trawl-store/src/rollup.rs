@@ -452,11 +452,14 @@ impl RollupBucket {
             TimestampSecondArray::new(times.into(), None).with_timezone("UTC"),
         ));
         let [src_sides, dst_sides, other @ ..] = &mut key_words;
-        for dim in layout.dims() {
+        let dims = layout.dims();
+        for (i, dim) in dims.iter().enumerate() {
             let d = *dim as usize;
             let codes = match d {
                 0..6 => layout.side_column(src_sides, d),
                 6..OTHER_DIMS_START => layout.side_column(dst_sides, d - 6),
+                // Moved at its last use (a layout may list a dimension twice).
+                _ if dims[i + 1..].contains(dim) => other[d - OTHER_DIMS_START].clone(),
                 _ => std::mem::take(&mut other[d - OTHER_DIMS_START]),
             };
             columns.push(dim_array(*dim, codes, dictionary)?);
