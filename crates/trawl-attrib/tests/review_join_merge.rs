@@ -3,7 +3,7 @@
 //! overriding span started before the declaration it overrides, and a
 //! merged span lost a tie it had won. The join extends only the last
 //! span it touches, as before; batch learning repeats that join exactly
-//! (`learn_batch.rs`).
+//! (`review_learn_batch.rs`).
 
 mod common;
 

@@ -1,10 +1,11 @@
-//! Review probes of `learn_from_flows` (batch learning that replays a
-//! repeated record's outcome) against `learn_from_flow` one record at a
-//! time, under conditions the shipped proptest does not reach: tiny
-//! `learned_spans_per_ip_max` (the eviction path of `join_or_insert`),
-//! gap 0, wide times, records with missing times, non-OK status and no
-//! direction between repeats, and overriding spans interleaved with plain
-//! ones of other owners.
+//! Learning from a batch of flows (`learn_from_flows`, which joins a
+//! repeated record's span again without its lookups) against
+//! `learn_from_flow` one record at a time: same spans taught, counters,
+//! span lists and answers. From the cold review of the change; it also
+//! reaches tiny `learned_spans_per_ip_max` (the eviction path of
+//! `join_or_insert`), gap 0, wide times, records with missing times,
+//! non-OK status and no direction between repeats, and overriding spans
+//! interleaved with plain ones of other owners.
 
 mod common;
 
