@@ -1107,16 +1107,9 @@ impl AttributionIndex {
     /// [`learn`](Self::learn) for when a record teaches nothing).
     /// Returns the address and times learned, if a span was.
     pub fn learn_from_flow(&mut self, record: &FlowRecord<'_>) -> Option<(IpAddr, Secs, Secs)> {
-        match learned_at(record)? {
-            LearnedAt::Interface(at) => self
-                .learn_at_interface(at)
-                .map(|(ip, _)| (ip, at.start, at.end)),
-            LearnedAt::Declared {
-                interface_id,
-                start,
-                end,
-            } => self.learn_by_declaration(record, interface_id, start, end),
-        }
+        let mut taught = None;
+        self.learn_from_flows(std::slice::from_ref(record), |_, span| taught = Some(span));
+        taught
     }
 
     /// [`learn_from_flow`](Self::learn_from_flow) for every record of a

@@ -250,14 +250,8 @@ fn null_buffer(codes: &[u32]) -> Option<NullBuffer> {
             bits | (u64::from(*code != NULL_CODE) << i)
         })
     };
-    let blocks = codes.chunks_exact(64);
-    let rest = blocks.remainder();
-    let mut words: Vec<u64> = blocks
-        .map(|block| {
-            let block: &[u32; 64] = block.try_into().unwrap_or(&[NULL_CODE; 64]);
-            word(block)
-        })
-        .collect();
+    let (blocks, rest) = codes.as_chunks::<64>();
+    let mut words: Vec<u64> = blocks.iter().map(|block| word(block)).collect();
     if !rest.is_empty() {
         words.push(word(rest));
     }
