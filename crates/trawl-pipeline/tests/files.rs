@@ -5,9 +5,7 @@
 //! to their end leave the manifest.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-mod common;
-
-use common::{bytes_of, file_pipeline, flows, following_pipeline, mkdirs, sums};
+use crate::common::{bytes_of, file_pipeline, flows, following_pipeline, mkdirs, sums};
 
 use std::path::Path;
 

@@ -5,12 +5,10 @@
 //! rest exactly once.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-mod common;
-
 use std::io::Write;
 use std::path::Path;
 
-use common::{bytes_of, flows, sums};
+use crate::common::{bytes_of, flows, sums};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use trawl_attrib::AttributionIndex;

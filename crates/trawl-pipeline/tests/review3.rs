@@ -3,9 +3,7 @@
 //! fails on the reviewed commit.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-mod common;
-
-use common::{bytes_of, file_pipeline, flows, mkdirs, serial, sums};
+use crate::common::{bytes_of, file_pipeline, flows, mkdirs, serial, sums};
 
 use trawl_attrib::{AttributionIndex, SOURCE_POSITIONS_MAX};
 use trawl_pipeline::{Pipeline, PipelineConfig};

@@ -4,14 +4,12 @@
 //! finished ranges past it. Each test is named after what it found.
 #![allow(missing_docs, clippy::unwrap_used)]
 
-mod common;
-
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{bytes_of, flows, sums};
+use crate::common::{bytes_of, flows, sums};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use trawl_attrib::AttributionIndex;

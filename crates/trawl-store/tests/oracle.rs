@@ -11,11 +11,9 @@
 // Test helpers outside #[test] functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::{Arc, RwLock};
 
-use common::{Estate, Flow, add, add_to, oracle, query_sums};
+use crate::common::{Estate, Flow, add, add_to, oracle, query_sums};
 use proptest::prelude::*;
 use trawl_store::{SqlEngine, Store, StoreConfig, StoreError};
 

@@ -4,14 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
+use crate::common::{self, Estate, Flow};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type};
-use common::{Estate, Flow};
 use trawl_flowlog::{Field, Value};
 use trawl_store::{EnrichedFlow, Manifest, SqlEngine, Store, StoreConfig};
 

@@ -4,13 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::{Arc, RwLock};
 
+use crate::common::{self, Estate, Flow};
 use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int64Type, Schema};
-use common::{Estate, Flow};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use trawl_flowlog::{Field, Value};

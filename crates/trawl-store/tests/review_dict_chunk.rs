@@ -5,8 +5,6 @@
 //! DataFusion (page pruning on `time`), DuckDB, a compaction's
 //! read-and-rewrite, and the copy path (`append_reusing`).
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,7 +21,7 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaData};
 use trawl_store::SegmentMeta;
 use trawl_store::segment::{EncodedSource, read_segment, write_segment, write_segment_reusing};
 
-use common::python_stdout;
+use crate::common::python_stdout;
 
 // ---------------------------------------------------------------- helpers
 

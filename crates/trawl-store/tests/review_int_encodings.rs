@@ -10,8 +10,6 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Int32Array, RecordBatch, TimestampSecondArray, UInt64Array};
@@ -22,7 +20,7 @@ use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use trawl_store::rollup::regrain;
 use trawl_store::segment::{EncodedSource, ROW_GROUP_ROWS_MAX, write_segment_reusing};
 
-use common::{footer, int_sum_and_count, python_stdout};
+use crate::common::{footer, int_sum_and_count, python_stdout};
 
 const ROWS: usize = ROW_GROUP_ROWS_MAX + 30_000;
 

@@ -12,11 +12,9 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::{Arc, RwLock};
 
-use common::{Estate, Flow, add, add_to, oracle, query_sums, wordy_estate};
+use crate::common::{Estate, Flow, add, add_to, oracle, query_sums, wordy_estate};
 use trawl_store::{SqlEngine, Store, StoreConfig};
 
 const HOUR: u32 = 3600;

@@ -8,15 +8,15 @@
 // Test helpers outside #[test] functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used, clippy::type_complexity)]
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::common::{
+    self, Estate, Flow, add, oracle, query_sums, spread_flows as flows, wordy_estate,
+};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, UInt64Type};
-use common::{Estate, Flow, add, oracle, query_sums, spread_flows as flows, wordy_estate};
 use trawl_store::{EngineLimits, SegmentCache, SqlEngine, Store, StoreConfig};
 
 const T0: u32 = 1_790_035_200; // a midnight UTC

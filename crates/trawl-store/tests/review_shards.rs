@@ -5,12 +5,10 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Flow, record};
+use crate::common::{Flow, record};
 use trawl_attrib::{NO_OWNER, Workload, WorkloadTable};
 use trawl_store::{EnrichedFlow, Store, StoreConfig};
 

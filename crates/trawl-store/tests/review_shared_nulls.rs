@@ -4,11 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::{Arc, RwLock};
 
-use common::{Estate, Flow};
+use crate::common::{self, Estate, Flow};
 use trawl_store::{EngineLimits, SqlEngine, Store, StoreConfig};
 
 const HOUR: u32 = 3600;

@@ -6,12 +6,10 @@
 // Test helpers outside #[test] functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::{Arc, RwLock};
 
+use crate::common::{Estate, Flow, add};
 use arrow::util::display::array_value_to_string;
-use common::{Estate, Flow, add};
 use proptest::prelude::*;
 use trawl_store::{SqlEngine, Store, StoreConfig};
 

@@ -6,12 +6,12 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
-mod common;
-
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use common::{Estate, Flow, add_to, column_chunks, footer, oracle, python_stdout, query_sums};
+use crate::common::{
+    Estate, Flow, add_to, column_chunks, footer, oracle, python_stdout, query_sums,
+};
 use trawl_store::{SqlEngine, Store, StoreConfig};
 
 const HOUR: u32 = 3600;

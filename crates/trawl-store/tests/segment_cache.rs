@@ -6,12 +6,10 @@
 // Test helpers outside #[test] functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use common::{Estate, Flow, add, oracle, query_sums, spread_flows as flows};
+use crate::common::{Estate, Flow, add, oracle, query_sums, spread_flows as flows};
 use trawl_store::{EngineLimits, SqlEngine, Store, StoreConfig};
 
 const T0: u32 = 1_790_035_200; // a midnight UTC

@@ -6,8 +6,6 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -25,7 +23,7 @@ use parquet::file::metadata::PageIndexPolicy;
 use proptest::prelude::*;
 use trawl_store::segment::write_segment;
 
-use common::python_stdout;
+use crate::common::python_stdout;
 
 fn schema() -> SchemaRef {
     let text = DataType::Dictionary(Box::new(DataType::UInt32), Box::new(DataType::Utf8));

@@ -8,8 +8,6 @@
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, TimestampSecondArray, UInt64Array};
@@ -19,7 +17,7 @@ use parquet::basic::Encoding;
 use parquet::file::metadata::ParquetMetaData;
 use trawl_store::segment::write_segment;
 
-use common::{int_sum_and_count, python_stdout};
+use crate::common::{int_sum_and_count, python_stdout};
 
 const ROWS: usize = 100_000;
 

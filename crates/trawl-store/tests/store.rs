@@ -4,11 +4,9 @@
 // Test helpers outside #[test] functions unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::{Arc, RwLock};
 
-use common::{Estate, Flow, add, oracle, query_sums};
+use crate::common::{self, Estate, Flow, add, oracle, query_sums};
 use trawl_store::{SqlEngine, Store, StoreConfig, StoreError};
 
 const HOUR: u32 = 3600;

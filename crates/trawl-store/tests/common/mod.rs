@@ -1,6 +1,6 @@
 //! Synthetic attributed flows for the store's tests, and a naive oracle.
 
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
 
