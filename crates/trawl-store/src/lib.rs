@@ -35,6 +35,7 @@ mod dictionary_args;
 pub mod dims;
 pub mod distinct;
 pub mod error;
+mod group_text;
 pub mod manifest;
 pub mod readonly;
 pub mod rollup;

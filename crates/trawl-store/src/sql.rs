@@ -10,7 +10,8 @@
 //! never depend on the pruning.
 //!
 //! Aggregates over a fine rollup are answered from a coarser one when that
-//! cannot change the answer (`route.rs`).
+//! cannot change the answer (`route.rs`), and group their dictionary-encoded
+//! text keys as plain text (`group_text.rs`).
 //!
 //! `workloads` and `ip_history` are [`IndexTable`]s: the attribution index
 //! rendered as one batch per scan.
@@ -55,6 +56,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use trawl_attrib::{AttributionIndex, NO_OWNER, Workload};
 
+use crate::group_text::GroupTextAsStrings;
 use crate::manifest::SegmentMeta;
 use crate::readonly::{self, Refusal};
 use crate::route::{RULE_NAME, RollupRouting};
@@ -172,6 +174,8 @@ pub struct EngineLimits {
 #[derive(Clone)]
 pub struct SqlEngine {
     ctx: SessionContext,
+    /// Grouping by dictionary-encoded text as text (`group_text.rs`).
+    text_keys_cast: Arc<GroupTextAsStrings>,
     /// Tables a read-only plan may scan (ours; `information_schema` aside).
     tables: Arc<Vec<String>>,
     /// The store's data directory, removed from what read-only callers see.
@@ -219,6 +223,8 @@ impl SqlEngine {
                 );
         }
         let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+        let text_keys_cast = Arc::new(GroupTextAsStrings::new());
+        ctx.add_analyzer_rule(text_keys_cast.clone());
         for aggregate in crate::dictionary_args::aggregates() {
             ctx.register_udaf(aggregate);
         }
@@ -257,6 +263,7 @@ impl SqlEngine {
         }
         Ok(SqlEngine {
             ctx,
+            text_keys_cast,
             tables: Arc::new(names),
             data_dir,
         })
@@ -266,6 +273,13 @@ impl SqlEngine {
     /// query reads the table it names. For comparisons and benches.
     pub fn without_rollup_routing(self) -> Self {
         self.ctx.remove_optimizer_rule(RULE_NAME);
+        self
+    }
+
+    /// The same engine grouping dictionary-encoded text as dictionaries
+    /// (see `group_text.rs`). For comparisons and benches.
+    pub fn without_text_keys_cast(self) -> Self {
+        self.text_keys_cast.disable();
         self
     }
 

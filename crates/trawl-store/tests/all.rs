@@ -7,6 +7,8 @@
 
 mod common;
 
+#[path = "group_text.rs"]
+mod group_text;
 #[path = "listed.rs"]
 mod listed;
 #[path = "oracle.rs"]

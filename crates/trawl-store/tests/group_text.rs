@@ -1,0 +1,205 @@
+//! Grouping dictionary-encoded text as plain text (`group_text.rs`): the
+//! cast changes no answer. Queries of every shape that puts a grouped text
+//! column under another node (HAVING, ORDER BY, a join, a union, a
+//! subquery, DISTINCT, grouping sets) give the same rows from an engine
+//! with the rule and one without, over sealed segments and open rows.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, RwLock};
+
+use crate::common::{Estate, Flow, add};
+use arrow::util::display::array_value_to_string;
+use proptest::prelude::*;
+use trawl_store::{SqlEngine, Store, StoreConfig};
+
+const DAY: u32 = 86_400;
+const T0: u32 = 1_790_000_000 - 1_790_000_000 % DAY;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    cast: SqlEngine,
+    plain: SqlEngine,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// Flows between 9 sources and 11 destinations (some unowned, so some
+/// text keys are null), half sealed into segments, half open.
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let estate = Estate::new(12);
+    let flows: Vec<Flow> = (0..3000)
+        .map(|i| Flow {
+            start: T0 + (i as u32 * 7919) % (2 * 3600),
+            src: if i % 17 == 0 { usize::MAX } else { i % 9 },
+            dst: (i * 3 + 1) % 11,
+            src_port: 40_000 + (i % 1000) as u16,
+            dst_port: if i % 3 == 0 { 443 } else { 5432 },
+            protocol: if i % 5 == 0 { 17 } else { 6 },
+            bytes: 100 + (i as u64 * 37) % 5000,
+            packets: 1 + i as u64 % 7,
+            reject: i % 13 == 0,
+            egress: i % 2 == 0,
+        })
+        .collect();
+    let store = Arc::new(RwLock::new(
+        Store::open(StoreConfig::new(dir.path())).unwrap(),
+    ));
+    {
+        let mut s = store.write().unwrap();
+        add(&mut s, &estate, &flows[..1500], None);
+        s.seal().unwrap();
+        add(&mut s, &estate, &flows[1500..], None);
+    }
+    Fixture {
+        cast: SqlEngine::new(store.clone(), None).unwrap(),
+        plain: SqlEngine::new(store, None)
+            .unwrap()
+            .without_text_keys_cast(),
+        runtime: tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap(),
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    fn rows(&self, engine: &SqlEngine, sql: &str) -> Vec<Vec<String>> {
+        let result = self
+            .runtime
+            .block_on(engine.query(sql))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let mut rows = Vec::new();
+        for batch in &result.batches {
+            for row in 0..batch.num_rows() {
+                rows.push(
+                    batch
+                        .columns()
+                        .iter()
+                        .map(|c| array_value_to_string(c, row).unwrap())
+                        .collect(),
+                );
+            }
+        }
+        rows.sort();
+        rows
+    }
+
+    fn assert_same(&self, sql: &str) {
+        let cast = self.rows(&self.cast, sql);
+        assert!(!cast.is_empty(), "{sql}: no rows, nothing compared");
+        assert_eq!(cast, self.rows(&self.plain, sql), "{sql}");
+    }
+
+    fn logical_plan(&self, engine: &SqlEngine, sql: &str) -> String {
+        let plan = self.rows(engine, &format!("EXPLAIN {sql}"));
+        plan.into_iter()
+            .find(|row| row[0] == "logical_plan")
+            .map(|row| row[1].clone())
+            .unwrap()
+    }
+}
+
+#[test]
+fn the_top_pairs_query_groups_by_cast_text_and_answers_the_same() {
+    let f = fixture();
+    let sql = "SELECT src_app, dst_app, sum(bytes) AS bytes FROM flows_1m \
+               GROUP BY src_app, dst_app ORDER BY bytes DESC, src_app, dst_app LIMIT 20";
+    let plan = f.logical_plan(&f.cast, sql);
+    assert!(
+        plan.contains("CAST(flows_1m.src_app AS Utf8) AS src_app"),
+        "{plan}"
+    );
+    assert!(!f.logical_plan(&f.plain, sql).contains("CAST("));
+    f.assert_same(sql);
+}
+
+/// Each shape that puts a grouped text key under another node, where the
+/// node was typed for a dictionary before the rule ran.
+#[test]
+fn nodes_above_a_cast_key_answer_the_same() {
+    let f = fixture();
+    for sql in [
+        "SELECT src_app, sum(bytes) FROM flows_1m GROUP BY src_app HAVING src_app = 'api' OR src_app IS NULL",
+        "SELECT src_app, sum(bytes) FROM flows_1m GROUP BY src_app HAVING src_app IN ('db', 'web')",
+        "SELECT src_app, sum(bytes) FROM flows_1m GROUP BY src_app HAVING src_app LIKE 'a%'",
+        "SELECT upper(src_app), concat(src_app, '/', dst_az), count(*) FROM flows_1m GROUP BY src_app, dst_az",
+        "SELECT a.src_app, a.b, count(*) FROM (SELECT src_app, sum(bytes) AS b FROM flows_1m GROUP BY src_app) a \
+         JOIN flows_1m t ON a.src_app = t.src_app GROUP BY a.src_app, a.b",
+        "SELECT a.src_app, b.dst_app FROM (SELECT src_app FROM flows_1m GROUP BY src_app) a \
+         JOIN (SELECT dst_app FROM flows_1m GROUP BY dst_app) b ON a.src_app = b.dst_app",
+        "SELECT src_app FROM flows_1m GROUP BY src_app UNION ALL SELECT dst_app FROM flows_1m WHERE bytes > 4900",
+        "SELECT src_app FROM flows_1m GROUP BY src_app UNION SELECT dst_app FROM flows_1m GROUP BY dst_app",
+        "SELECT DISTINCT src_region, dst_az FROM flows_1m",
+        "SELECT src_app, count(DISTINCT dst_app), max(dst_az) FROM flows_1m GROUP BY src_app",
+        "SELECT src_app, dst_app, sum(bytes) FROM flows_1m GROUP BY ROLLUP (src_app, dst_app)",
+        "SELECT src_app, dst_app, sum(bytes) FROM flows_1m GROUP BY GROUPING SETS ((src_app), (dst_app))",
+        "SELECT s, sum(b) FROM (SELECT src_app AS s, dst_app, sum(bytes) AS b FROM flows_1m GROUP BY src_app, dst_app) GROUP BY s",
+        "SELECT date_trunc('hour', time) AS h, src_region, sum(bytes) FROM flows_1m GROUP BY h, src_region ORDER BY h, src_region",
+        "SELECT src_app, sum(bytes) FROM flows_1m WHERE src_app IN (SELECT dst_app FROM flows_1m GROUP BY dst_app) GROUP BY src_app",
+        "SELECT src_app, sum(bytes) OVER (PARTITION BY src_app) FROM flows_1m GROUP BY src_app, bytes",
+        "SELECT arrow_typeof(src_app) = 'Utf8' OR arrow_typeof(src_app) LIKE 'Dictionary%', count(*) FROM flows_1m GROUP BY src_app",
+    ] {
+        f.assert_same(sql);
+    }
+}
+
+/// Random group-bys over text, numeric and time keys, with or without a
+/// HAVING on text and an ORDER BY.
+fn arb_query() -> impl Strategy<Value = String> {
+    let keys = prop::sample::subsequence(
+        vec![
+            "src_app",
+            "dst_app",
+            "src_az",
+            "dst_region",
+            "protocol",
+            "service_port",
+            "date_trunc('hour', time)",
+        ],
+        1..5,
+    );
+    let aggregates = prop::sample::subsequence(
+        vec![
+            "sum(bytes)",
+            "count(*)",
+            "min(dst_app)",
+            "count(DISTINCT src_az)",
+        ],
+        1..3,
+    );
+    let having = prop::option::of(prop::sample::select(vec![
+        "min(dst_app) > 'c'",
+        "count(*) > 3",
+        "max(src_app) IS NOT NULL",
+    ]));
+    (keys, aggregates, having, any::<bool>()).prop_map(|(keys, aggregates, having, order)| {
+        let mut select: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        select.extend(aggregates.iter().map(|a| a.to_string()));
+        let mut sql = format!(
+            "SELECT {} FROM flows_1m GROUP BY {}",
+            select.join(", "),
+            keys.join(", ")
+        );
+        if let Some(having) = having {
+            sql += &format!(" HAVING {having}");
+        }
+        if order {
+            sql += &format!(" ORDER BY {}", keys.join(", "));
+        }
+        sql
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn casting_text_keys_never_changes_an_answer(query in arb_query()) {
+        let f = FIXTURE.with(|f| f.clone());
+        prop_assert_eq!(f.rows(&f.cast, &query), f.rows(&f.plain, &query), "{}", query);
+    }
+}
+
+thread_local! {
+    static FIXTURE: Arc<Fixture> = Arc::new(fixture());
+}
