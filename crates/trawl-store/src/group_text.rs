@@ -1,4 +1,4 @@
-//! Grouping by text as plain strings: an optimizer rule that casts each
+//! Grouping by text as plain strings: an analyzer rule that casts each
 //! dictionary-encoded text key of a `GROUP BY` to its values' type.
 //!
 //! Why: the store's text columns are `Dictionary(UInt32, Utf8)` (see
@@ -11,29 +11,40 @@
 //! dictionaries and 177 ms cast, cast included (issue 14 #5).
 //!
 //! Where it sits: `sql.rs` adds it to every engine's analyzer, after
-//! DataFusion's type coercion, which it runs again on a plan it changed
-//! (the nodes above a cast key were typed for a dictionary). Rollup
-//! routing (`route.rs`, an optimizer rule, so later) takes a cast
-//! dimension as a dimension.
+//! DataFusion's type coercion. Rollup routing (`route.rs`, an optimizer
+//! rule, so later) takes a cast dimension as a dimension.
+//!
+//! Which aggregates: only the one a query ends in, the shape of a report
+//! (`SELECT … GROUP BY … HAVING … ORDER BY … LIMIT`): the plan from its
+//! root down to the aggregate is a chain of projections, sorts, limits,
+//! filters and aliases, without subqueries, in which a cast key appears
+//! only as a bare column (selected or sorted by, never compared or passed
+//! to a function), and a projection at the root casts each such column
+//! back to its dictionary type. So nothing in or out of the query sees
+//! the cast: the answer's schema and values, its size against result
+//! limits, `arrow_typeof`, HAVING on a key (not cast) all stay as they
+//! were. An aggregate under a join, a union, a subquery, a recursive CTE
+//! or a write is left alone (those nodes compare or store the key's
+//! type: a cold review found each one broken by a wider first version).
 //!
 //! Invariants:
 //! - Answers do not change: a dictionary's key equals another's exactly
-//!   when their values do, and nulls group together either way. Only the
-//!   type of the aggregate's key columns changes, from a dictionary of
-//!   text to text, which DataFusion holds to be the same logical type.
+//!   when their values do, nulls group together either way, and text
+//!   sorts as its dictionary does.
 //! - Each cast key keeps the qualified name of the column it replaces, so
 //!   the nodes above resolve it as before.
 //! - Grouping sets (`ROLLUP`, `CUBE`, `GROUPING SETS`) are left alone.
 
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arrow::datatypes::DataType;
-use datafusion::common::Result;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::Transformed;
-use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable, LogicalPlan, cast};
+use datafusion::common::tree_node::TreeNode;
+use datafusion::common::{Column, DFSchema, DFSchemaRef, Result};
+use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable, LogicalPlan, Projection, cast};
 use datafusion::optimizer::AnalyzerRule;
-use datafusion::optimizer::analyzer::type_coercion::TypeCoercion;
 
 /// Casts dictionary-encoded text keys of every aggregate to text.
 #[derive(Debug)]
@@ -62,33 +73,108 @@ impl AnalyzerRule for GroupTextAsStrings {
         "trawl_group_text_as_strings"
     }
 
-    /// Casts the keys, then coerces types again: a node above a cast key
-    /// (a join on it, a union with a dictionary column, a HAVING
-    /// comparison) was typed for the dictionary.
-    fn analyze(&self, plan: LogicalPlan, config: &ConfigOptions) -> Result<LogicalPlan> {
+    fn analyze(&self, plan: LogicalPlan, _config: &ConfigOptions) -> Result<LogicalPlan> {
         if !self.enabled.load(Ordering::Relaxed) {
             return Ok(plan);
         }
-        let cast = plan.transform_up_with_subqueries(cast_text_keys)?;
-        if !cast.transformed {
-            return Ok(cast.data);
+        let before = plan.schema().clone();
+        match cast_chain(&plan)? {
+            Some(cast) => cast_back(cast, &before),
+            None => Ok(plan),
         }
-        TypeCoercion::new().analyze(cast.data, config)
     }
 }
 
-/// `plan` with its dictionary-encoded text keys cast, if it is an
-/// aggregate without grouping sets that has any.
-fn cast_text_keys(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
-    let LogicalPlan::Aggregate(aggregate) = plan else {
-        return Ok(Transformed::no(plan));
+/// `plan` with the keys of the aggregate at the end of its chain cast, if
+/// the chain is one the cast cannot show through (module header); `None`
+/// otherwise.
+fn cast_chain(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
+    if let LogicalPlan::Aggregate(aggregate) = plan {
+        return cast_text_keys(aggregate);
+    }
+    let passes_keys = matches!(
+        plan,
+        LogicalPlan::Projection(_)
+            | LogicalPlan::Sort(_)
+            | LogicalPlan::Limit(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::SubqueryAlias(_)
+    );
+    let [input] = plan.inputs()[..] else {
+        return Ok(None);
     };
+    if !passes_keys {
+        return Ok(None);
+    }
+    let Some(cast_input) = cast_chain(input)? else {
+        return Ok(None);
+    };
+    let changed = changed_columns(input.schema(), cast_input.schema());
+    let blind = |e: &Expr| {
+        let e = e.clone().unalias();
+        matches!(e, Expr::Column(_))
+            || (!mentions_subquery(&e) && e.column_refs().iter().all(|c| !changed.contains(c)))
+    };
+    if !plan.expressions().iter().all(blind) {
+        return Ok(None);
+    }
+    plan.with_new_exprs(plan.expressions(), vec![cast_input])
+        .map(Some)
+}
+
+/// Columns of `before` whose type `after` changed.
+fn changed_columns(before: &DFSchema, after: &DFSchema) -> HashSet<Column> {
+    before
+        .columns()
+        .into_iter()
+        .zip(after.fields())
+        .zip(before.fields())
+        .filter(|((_, new), old)| new.data_type() != old.data_type())
+        .map(|((column, _), _)| column)
+        .collect()
+}
+
+/// Whether `expr` holds a subquery (its outer references name columns
+/// by their planned type).
+fn mentions_subquery(expr: &Expr) -> bool {
+    expr.exists(|e| {
+        Ok(matches!(
+            e,
+            Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
+        ))
+    })
+    .unwrap_or(true)
+}
+
+/// `plan` under a projection that casts each column whose type the chain
+/// changed back to its type in `before`, under its qualified name.
+fn cast_back(plan: LogicalPlan, before: &DFSchemaRef) -> Result<LogicalPlan> {
+    let exprs: Vec<Expr> = plan
+        .schema()
+        .iter()
+        .zip(before.iter())
+        .map(|((qualifier, field), (_, original))| {
+            let column = Expr::Column(Column::new(qualifier.cloned(), field.name()));
+            if field.data_type() == original.data_type() {
+                column
+            } else {
+                cast(column, original.data_type().clone())
+                    .alias_qualified(qualifier.cloned(), field.name())
+            }
+        })
+        .collect();
+    Projection::try_new(exprs, Arc::new(plan)).map(LogicalPlan::Projection)
+}
+
+/// `aggregate` with its dictionary-encoded text keys cast; `None` when it
+/// has none, or has grouping sets.
+fn cast_text_keys(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
     if aggregate
         .group_expr
         .iter()
         .any(|e| matches!(e, Expr::GroupingSet(_)))
     {
-        return Ok(Transformed::no(LogicalPlan::Aggregate(aggregate)));
+        return Ok(None);
     }
     let input = aggregate.input.schema();
     let mut cast_any = false;
@@ -106,13 +192,10 @@ fn cast_text_keys(plan: LogicalPlan) -> Result<Transformed<LogicalPlan>> {
         }
     }
     if !cast_any {
-        return Ok(Transformed::no(LogicalPlan::Aggregate(aggregate)));
+        return Ok(None);
     }
-    let Aggregate {
-        input, aggr_expr, ..
-    } = aggregate;
-    Aggregate::try_new(input, group_expr, aggr_expr)
-        .map(|a| Transformed::yes(LogicalPlan::Aggregate(a)))
+    let (input, aggr_expr) = (aggregate.input.clone(), aggregate.aggr_expr.clone());
+    Aggregate::try_new(input, group_expr, aggr_expr).map(|a| Some(LogicalPlan::Aggregate(a)))
 }
 
 /// The text type of a dictionary of text; `None` for any other type.

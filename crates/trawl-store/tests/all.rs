@@ -9,6 +9,8 @@ mod common;
 
 #[path = "group_text.rs"]
 mod group_text;
+#[path = "group_text_review.rs"]
+mod group_text_review;
 #[path = "listed.rs"]
 mod listed;
 #[path = "oracle.rs"]
