@@ -14,7 +14,9 @@
 //! DataFusion's type coercion. Rollup routing (`route.rs`, an optimizer
 //! rule, so later) takes a cast dimension as a dimension.
 //!
-//! Which aggregates: only the one a query ends in, the shape of a report
+//! Which aggregates: only those grouped by dictionary-encoded text
+//! alone (with a time bucket among the keys the cast measured slower), and
+//! only the one a query ends in, the shape of a report
 //! (`SELECT … GROUP BY … HAVING … ORDER BY … LIMIT`): the plan from its
 //! root down to the aggregate is a chain of projections, sorts, limits,
 //! filters and aliases, without subqueries, in which a cast key appears
@@ -166,8 +168,11 @@ fn cast_back(plan: LogicalPlan, before: &DFSchemaRef) -> Result<LogicalPlan> {
     Projection::try_new(exprs, Arc::new(plan)).map(LogicalPlan::Projection)
 }
 
-/// `aggregate` with its dictionary-encoded text keys cast; `None` when it
-/// has none, or has grouping sets.
+/// `aggregate` with its keys cast; `None` unless every key is
+/// dictionary-encoded text (and there are no grouping sets). With a key
+/// of another type the cast measured slower: the series by region
+/// (`GROUP BY time, src_region`, 240 groups of 1 M rows) 17.4-18.6 ms
+/// as dictionaries, 18.1-18.6 ms cast.
 fn cast_text_keys(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
     if aggregate
         .group_expr
@@ -177,21 +182,17 @@ fn cast_text_keys(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
         return Ok(None);
     }
     let input = aggregate.input.schema();
-    let mut cast_any = false;
     let mut group_expr = Vec::with_capacity(aggregate.group_expr.len());
     for (i, key) in aggregate.group_expr.iter().enumerate() {
-        match text_of_dictionary(&key.get_type(input)?) {
-            Some(text) => {
-                let (qualifier, field) = aggregate.schema.qualified_field(i);
-                let name = field.name().clone();
-                let key = cast(key.clone().unalias(), text);
-                group_expr.push(key.alias_qualified(qualifier.cloned(), name));
-                cast_any = true;
-            }
-            None => group_expr.push(key.clone()),
-        }
+        let Some(text) = text_of_dictionary(&key.get_type(input)?) else {
+            return Ok(None);
+        };
+        let (qualifier, field) = aggregate.schema.qualified_field(i);
+        let name = field.name().clone();
+        let key = cast(key.clone().unalias(), text);
+        group_expr.push(key.alias_qualified(qualifier.cloned(), name));
     }
-    if !cast_any {
+    if group_expr.is_empty() {
         return Ok(None);
     }
     let (input, aggr_expr) = (aggregate.input.clone(), aggregate.aggr_expr.clone());
