@@ -14,20 +14,21 @@
 //! DataFusion's type coercion. Rollup routing (`route.rs`, an optimizer
 //! rule, so later) takes a cast dimension as a dimension.
 //!
-//! Which aggregates: only those grouped by dictionary-encoded text
-//! alone (with a time bucket among the keys the cast measured slower), and
-//! only the one a query ends in, the shape of a report
-//! (`SELECT … GROUP BY … HAVING … ORDER BY … LIMIT`): the plan from its
-//! root down to the aggregate is a chain of projections, sorts, limits,
-//! filters and aliases, without subqueries, in which a cast key appears
+//! Which aggregates: only a report's, the shape of a top-N query
+//! (`SELECT … GROUP BY … HAVING … ORDER BY … LIMIT n`, n at most
+//! [`REPORT_ROWS_MAX`]) grouped by dictionary-encoded text alone (with a
+//! time bucket among the keys the cast measured slower). From the limit
+//! down to the aggregate the plan is a chain of sorts, projections,
+//! filters and aliases without subqueries, in which a cast key appears
 //! only as a bare column (selected or sorted by, never compared or passed
-//! to a function), and a projection at the root casts each such column
-//! back to its dictionary type. So nothing in or out of the query sees
-//! the cast: the answer's schema and values, its size against result
-//! limits, `arrow_typeof`, HAVING on a key (not cast) all stay as they
-//! were. An aggregate under a join, a union, a subquery, a recursive CTE
-//! or a write is left alone (those nodes compare or store the key's
-//! type: a cold review found each one broken by a wider first version).
+//! to a function). Above the limit a projection casts the keys back to
+//! their dictionary type and a sort orders the at most n rows again (a
+//! projection over the sort alone lost the order: DataFusion runs it on
+//! several partitions). So nothing in or out of the query sees the cast:
+//! the answer's schema, values and order, its size against result
+//! limits, `arrow_typeof`, a HAVING on a key (not cast) stay as they
+//! were. Two cold reviews found each of these broken by wider versions
+//! (`tests/group_text_review.rs`, `tests/group_text_review2.rs`).
 //!
 //! Invariants:
 //! - Answers do not change: a dictionary's key equals another's exactly
@@ -45,10 +46,16 @@ use arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::common::{Column, DFSchema, DFSchemaRef, Result};
-use datafusion::logical_expr::{Aggregate, Expr, ExprSchemable, LogicalPlan, Projection, cast};
+use datafusion::logical_expr::{
+    Aggregate, Expr, ExprSchemable, FetchType, LogicalPlan, Projection, Sort, cast,
+};
 use datafusion::optimizer::AnalyzerRule;
 
-/// Casts dictionary-encoded text keys of every aggregate to text.
+/// Most rows a report may ask for (`LIMIT`) to have its keys cast: the
+/// answer is sorted twice (module header), and fits one batch.
+const REPORT_ROWS_MAX: usize = 8192;
+
+/// Casts dictionary-encoded text keys of a report's aggregate to text.
 #[derive(Debug)]
 pub(crate) struct GroupTextAsStrings {
     /// Off only in engines built for comparisons
@@ -79,11 +86,60 @@ impl AnalyzerRule for GroupTextAsStrings {
         if !self.enabled.load(Ordering::Relaxed) {
             return Ok(plan);
         }
-        let before = plan.schema().clone();
-        match cast_chain(&plan)? {
-            Some(cast) => cast_back(cast, &before),
-            None => Ok(plan),
+        // EXPLAIN ANALYZE runs the plan the query would run.
+        if let LogicalPlan::Analyze(analyze) = &plan {
+            return match cast_report(&analyze.input)? {
+                Some(input) => plan.with_new_exprs(vec![], vec![input]),
+                None => Ok(plan),
+            };
         }
+        Ok(cast_report(&plan)?.unwrap_or(plan))
+    }
+}
+
+/// `plan` with the keys of its final aggregate cast, if it is a report of
+/// at most [`REPORT_ROWS_MAX`] rows (module header); `None` otherwise.
+fn cast_report(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
+    match plan {
+        LogicalPlan::Projection(projection)
+            if projection
+                .expr
+                .iter()
+                .all(|e| matches!(e.clone().unalias(), Expr::Column(_))) =>
+        {
+            let Some(input) = cast_report(&projection.input)? else {
+                return Ok(None);
+            };
+            plan.with_new_exprs(plan.expressions(), vec![input])
+                .map(Some)
+        }
+        LogicalPlan::Limit(limit) => {
+            let LogicalPlan::Sort(sort) = limit.input.as_ref() else {
+                return Ok(None);
+            };
+            let bounded = matches!(
+                limit.get_fetch_type()?,
+                FetchType::Literal(Some(rows)) if rows <= REPORT_ROWS_MAX
+            );
+            if !bounded {
+                return Ok(None);
+            }
+            let Some(cast) = cast_chain(plan)? else {
+                return Ok(None);
+            };
+            // The keys cast back over the limit's rows, then those rows
+            // sorted again: the answer is ordered by the last node, not
+            // by the sort below a projection DataFusion may run in
+            // parallel.
+            let input = Arc::new(cast_back(cast, plan.schema())?);
+            let expr = sort.expr.clone();
+            Ok(Some(LogicalPlan::Sort(Sort {
+                expr,
+                input,
+                fetch: None,
+            })))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -179,6 +235,11 @@ fn cast_text_keys(aggregate: &Aggregate) -> Result<Option<LogicalPlan>> {
         .iter()
         .any(|e| matches!(e, Expr::GroupingSet(_)))
     {
+        return Ok(None);
+    }
+    // A key named twice has one output field (no field per key to name
+    // its cast by).
+    if aggregate.schema.fields().len() != aggregate.group_expr.len() + aggregate.aggr_expr.len() {
         return Ok(None);
     }
     let input = aggregate.input.schema();

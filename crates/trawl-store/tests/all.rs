@@ -11,6 +11,8 @@ mod common;
 mod group_text;
 #[path = "group_text_review.rs"]
 mod group_text_review;
+#[path = "group_text_review2.rs"]
+mod group_text_review2;
 #[path = "listed.rs"]
 mod listed;
 #[path = "oracle.rs"]
