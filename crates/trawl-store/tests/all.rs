@@ -9,6 +9,8 @@ mod common;
 
 #[path = "group_text.rs"]
 mod group_text;
+#[path = "group_text_fixture.rs"]
+mod group_text_fixture;
 #[path = "group_text_review.rs"]
 mod group_text_review;
 #[path = "group_text_review2.rs"]

@@ -6,104 +6,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
-use crate::common::{Estate, Flow, add};
-use arrow::util::display::array_value_to_string;
+use crate::group_text_fixture::{Fixture, fixture};
 use proptest::prelude::*;
-use trawl_store::{SqlEngine, Store, StoreConfig};
-
-const DAY: u32 = 86_400;
-const T0: u32 = 1_790_000_000 - 1_790_000_000 % DAY;
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    cast: SqlEngine,
-    plain: SqlEngine,
-    runtime: tokio::runtime::Runtime,
-}
-
-/// Flows between 9 sources and 11 destinations (some unowned, so some
-/// text keys are null), half sealed into segments, half open.
-fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let estate = Estate::new(12);
-    let flows: Vec<Flow> = (0..3000)
-        .map(|i| Flow {
-            start: T0 + (i as u32 * 7919) % (2 * 3600),
-            src: if i % 17 == 0 { usize::MAX } else { i % 9 },
-            dst: (i * 3 + 1) % 11,
-            src_port: 40_000 + (i % 1000) as u16,
-            dst_port: if i % 3 == 0 { 443 } else { 5432 },
-            protocol: if i % 5 == 0 { 17 } else { 6 },
-            bytes: 100 + (i as u64 * 37) % 5000,
-            packets: 1 + i as u64 % 7,
-            reject: i % 13 == 0,
-            egress: i % 2 == 0,
-        })
-        .collect();
-    let store = Arc::new(RwLock::new(
-        Store::open(StoreConfig::new(dir.path())).unwrap(),
-    ));
-    {
-        let mut s = store.write().unwrap();
-        add(&mut s, &estate, &flows[..1500], None);
-        s.seal().unwrap();
-        add(&mut s, &estate, &flows[1500..], None);
-    }
-    Fixture {
-        cast: SqlEngine::new(store.clone(), None).unwrap(),
-        plain: SqlEngine::new(store, None)
-            .unwrap()
-            .without_text_keys_cast(),
-        runtime: tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap(),
-        _dir: dir,
-    }
-}
-
-impl Fixture {
-    fn rows(&self, engine: &SqlEngine, sql: &str) -> Vec<Vec<String>> {
-        let mut rows = self.rows_in_order(engine, sql);
-        rows.sort();
-        rows
-    }
-
-    fn rows_in_order(&self, engine: &SqlEngine, sql: &str) -> Vec<Vec<String>> {
-        let result = self
-            .runtime
-            .block_on(engine.query(sql))
-            .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        let mut rows = Vec::new();
-        for batch in &result.batches {
-            for row in 0..batch.num_rows() {
-                rows.push(
-                    batch
-                        .columns()
-                        .iter()
-                        .map(|c| array_value_to_string(c, row).unwrap())
-                        .collect(),
-                );
-            }
-        }
-        rows
-    }
-
-    fn assert_same(&self, sql: &str) {
-        let cast = self.rows(&self.cast, sql);
-        assert!(!cast.is_empty(), "{sql}: no rows, nothing compared");
-        assert_eq!(cast, self.rows(&self.plain, sql), "{sql}");
-    }
-
-    fn logical_plan(&self, engine: &SqlEngine, sql: &str) -> String {
-        let plan = self.rows(engine, &format!("EXPLAIN {sql}"));
-        plan.into_iter()
-            .find(|row| row[0] == "logical_plan")
-            .map(|row| row[1].clone())
-            .unwrap()
-    }
-}
 
 #[test]
 fn the_top_pairs_query_groups_by_cast_text_and_answers_the_same() {
@@ -248,8 +154,8 @@ proptest! {
     fn casting_text_keys_never_changes_an_answer(query in arb_query()) {
         let f = FIXTURE.with(|f| f.clone());
         prop_assert_eq!(
-            f.rows_in_order(&f.cast, &query),
-            f.rows_in_order(&f.plain, &query),
+            f.rows_of(&f.cast, &query),
+            f.rows_of(&f.plain, &query),
             "{}",
             query
         );

@@ -6,84 +6,8 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, RwLock};
-
-use crate::common::{Estate, Flow, add};
-use arrow::util::display::array_value_to_string;
-use trawl_store::{QueryResult, SqlEngine, Store, StoreConfig};
-
-const DAY: u32 = 86_400;
-const T0: u32 = 1_790_000_000 - 1_790_000_000 % DAY;
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    cast: SqlEngine,
-    plain: SqlEngine,
-    runtime: tokio::runtime::Runtime,
-}
-
-fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let estate = Estate::new(12);
-    let flows: Vec<Flow> = (0..3000)
-        .map(|i| Flow {
-            start: T0 + (i as u32 * 7919) % (2 * 3600),
-            src: if i % 17 == 0 { usize::MAX } else { i % 9 },
-            dst: (i * 3 + 1) % 11,
-            src_port: 40_000 + (i % 1000) as u16,
-            dst_port: if i % 3 == 0 { 443 } else { 5432 },
-            protocol: if i % 5 == 0 { 17 } else { 6 },
-            bytes: 100 + (i as u64 * 37) % 5000,
-            packets: 1 + i as u64 % 7,
-            reject: i % 13 == 0,
-            egress: i % 2 == 0,
-        })
-        .collect();
-    let store = Arc::new(RwLock::new(
-        Store::open(StoreConfig::new(dir.path())).unwrap(),
-    ));
-    {
-        let mut s = store.write().unwrap();
-        add(&mut s, &estate, &flows[..1500], None);
-        s.seal().unwrap();
-        add(&mut s, &estate, &flows[1500..], None);
-    }
-    Fixture {
-        cast: SqlEngine::new(store.clone(), None).unwrap(),
-        plain: SqlEngine::new(store, None)
-            .unwrap()
-            .without_text_keys_cast(),
-        runtime: tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap(),
-        _dir: dir,
-    }
-}
-
-fn rows(result: &QueryResult) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    for batch in &result.batches {
-        for row in 0..batch.num_rows() {
-            rows.push(
-                batch
-                    .columns()
-                    .iter()
-                    .map(|c| array_value_to_string(c, row).unwrap())
-                    .collect(),
-            );
-        }
-    }
-    rows.sort();
-    rows
-}
-
-impl Fixture {
-    fn run(&self, engine: &SqlEngine, sql: &str) -> Result<QueryResult, String> {
-        self.runtime
-            .block_on(engine.query(sql))
-            .map_err(|e| e.to_string())
-    }
-}
+use crate::group_text_fixture::{fixture, sorted_rows as rows};
+use trawl_store::{QueryResult, SqlEngine};
 
 /// The bytes `collect_within` (sql.rs) counts against
 /// `ResultLimits::bytes_max`.
@@ -94,21 +18,6 @@ fn bytes_of(result: &QueryResult) -> usize {
         .flat_map(|b| b.columns())
         .map(|c| c.to_data().get_slice_memory_size().unwrap())
         .sum()
-}
-
-impl Fixture {
-    /// The rows of `sql` from the engine with the rule equal those from
-    /// the engine without it (which must answer, with rows).
-    fn assert_same(&self, sql: &str) {
-        let plain = self
-            .run(&self.plain, sql)
-            .unwrap_or_else(|e| panic!("setup: without the rule {sql}: {e}"));
-        assert!(!rows(&plain).is_empty(), "setup: {sql}: no rows");
-        match self.run(&self.cast, sql) {
-            Ok(cast) => assert_eq!(rows(&cast), rows(&plain), "{sql}"),
-            Err(e) => panic!("{sql}\n  fails with the rule: {e}\n  answers without it"),
-        }
-    }
 }
 
 /// A correlated subquery that compares its own column with a grouped text
