@@ -36,7 +36,9 @@
 //!   sorts as its dictionary does.
 //! - Each cast key keeps the qualified name of the column it replaces, so
 //!   the nodes above resolve it as before.
-//! - Grouping sets (`ROLLUP`, `CUBE`, `GROUPING SETS`) are left alone.
+//! - Grouping sets (`ROLLUP`, `CUBE`, `GROUPING SETS`) and a key named
+//!   twice (one output field for two keys) are left alone.
+//! - `EXPLAIN ANALYZE` runs the plan the query runs.
 
 use std::collections::HashSet;
 use std::sync::Arc;
