@@ -160,12 +160,9 @@ fn cast_chain(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
             | LogicalPlan::Filter(_)
             | LogicalPlan::SubqueryAlias(_)
     );
-    let [input] = plan.inputs()[..] else {
+    let (true, [input]) = (passes_keys, &plan.inputs()[..]) else {
         return Ok(None);
     };
-    if !passes_keys {
-        return Ok(None);
-    }
     let Some(cast_input) = cast_chain(input)? else {
         return Ok(None);
     };
@@ -185,12 +182,10 @@ fn cast_chain(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
 /// Columns of `before` whose type `after` changed.
 fn changed_columns(before: &DFSchema, after: &DFSchema) -> HashSet<Column> {
     before
-        .columns()
-        .into_iter()
+        .iter()
         .zip(after.fields())
-        .zip(before.fields())
-        .filter(|((_, new), old)| new.data_type() != old.data_type())
-        .map(|((column, _), _)| column)
+        .filter(|((_, old), new)| new.data_type() != old.data_type())
+        .map(|((qualifier, old), _)| Column::new(qualifier.cloned(), old.name()))
         .collect()
 }
 

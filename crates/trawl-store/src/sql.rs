@@ -10,8 +10,8 @@
 //! never depend on the pruning.
 //!
 //! Aggregates over a fine rollup are answered from a coarser one when that
-//! cannot change the answer (`route.rs`), and group their dictionary-encoded
-//! text keys as plain text (`group_text.rs`).
+//! cannot change the answer (`route.rs`); a top-N report groups its
+//! dictionary-encoded text keys as plain text (`group_text.rs`).
 //!
 //! `workloads` and `ip_history` are [`IndexTable`]s: the attribution index
 //! rendered as one batch per scan.
@@ -277,7 +277,8 @@ impl SqlEngine {
     }
 
     /// The same engine grouping dictionary-encoded text as dictionaries
-    /// (see `group_text.rs`). For comparisons and benches.
+    /// (see `group_text.rs`); its clones share the session, and so the
+    /// setting. For comparisons and benches.
     pub fn without_text_keys_cast(self) -> Self {
         self.text_keys_cast.disable();
         self

@@ -36,7 +36,7 @@ fn the_top_pairs_query_groups_by_cast_text_and_answers_the_same() {
 #[test]
 fn only_a_report_shaped_query_has_its_keys_cast() {
     let f = fixture();
-    let cast = |sql: &str| f.logical_plan(&f.cast, sql).contains("AS Utf8)");
+    let cast = |sql: &str| f.casts(sql);
     assert!(cast(
         "SELECT a, n FROM (SELECT src_app AS a, count(*) AS n FROM flows_1m GROUP BY src_app \
          HAVING count(*) > 1) s ORDER BY n DESC, a LIMIT 3"

@@ -12,8 +12,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, RwLock};
 
-use crate::common::{Estate, Flow, add};
-use arrow::util::display::array_value_to_string;
+use crate::common::{Estate, Flow, add, text_rows};
 use trawl_attrib::{Workload, WorkloadTable};
 use trawl_store::{QueryResult, SqlEngine, Store, StoreConfig};
 
@@ -115,19 +114,7 @@ pub(crate) fn many_pairs_fixture(apps: usize) -> Fixture {
 
 /// Rows in the order of the answer.
 pub(crate) fn rows(result: &QueryResult) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    for batch in &result.batches {
-        for row in 0..batch.num_rows() {
-            rows.push(
-                batch
-                    .columns()
-                    .iter()
-                    .map(|c| array_value_to_string(c, row).unwrap())
-                    .collect(),
-            );
-        }
-    }
-    rows
+    text_rows(&result.batches)
 }
 
 impl Fixture {
@@ -192,6 +179,12 @@ impl Fixture {
             Ok(cast) => assert_eq!(sorted_rows(&cast), sorted_rows(&plain), "{sql}"),
             Err(e) => panic!("{sql}\n  fails with the rule: {e}\n  answers without it"),
         }
+    }
+
+    /// Whether the engine with the rule casts `sql`'s keys (its logical
+    /// plan casts to text).
+    pub(crate) fn casts(&self, sql: &str) -> bool {
+        self.logical_plan(&self.cast, sql).contains("AS Utf8)")
     }
 
     /// The logical plan `engine` makes of `sql` (EXPLAIN).

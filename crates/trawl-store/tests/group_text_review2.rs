@@ -87,14 +87,7 @@ fn review2_a_cast_top_n_in_many_batches_keeps_its_order() {
     f.set("datafusion.execution.batch_size = 64");
     let sql = "SELECT src_app, dst_app, sum(bytes) AS bytes FROM flows_1m \
                GROUP BY src_app, dst_app ORDER BY bytes DESC LIMIT 8000";
-    let explain = rows(&f.run(&f.cast, &format!("EXPLAIN {sql}")).unwrap());
-    assert!(
-        explain
-            .iter()
-            .flatten()
-            .any(|cell| cell.contains("AS Utf8)")),
-        "setup: the query is cast"
-    );
+    assert!(f.casts(sql), "setup: the query is cast");
     for _ in 0..5 {
         let (plain, cast) = f.both(sql);
         let cast = cast.unwrap();
@@ -149,18 +142,12 @@ fn review2_explain_analyze_runs_the_plan_the_query_runs() {
     let f = fixture();
     let sql = "SELECT src_app, dst_app, sum(bytes) AS bytes FROM flows_1m \
                GROUP BY src_app, dst_app ORDER BY bytes DESC LIMIT 20";
-    let text = |prefix: &str| {
-        rows(&f.run(&f.cast, &format!("{prefix} {sql}")).unwrap())
-            .into_iter()
-            .map(|r| r.join(" "))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
-    assert!(
-        text("EXPLAIN").contains("AS Utf8)"),
-        "setup: EXPLAIN shows the cast"
-    );
-    let analyzed = text("EXPLAIN ANALYZE");
+    assert!(f.casts(sql), "setup: EXPLAIN shows the cast");
+    let analyzed = rows(&f.run(&f.cast, &format!("EXPLAIN ANALYZE {sql}")).unwrap())
+        .into_iter()
+        .map(|r| r.join(" "))
+        .collect::<Vec<_>>()
+        .join("\n");
     assert!(
         analyzed.contains("AS Utf8)"),
         "EXPLAIN ANALYZE ran the plan without the cast:\n{analyzed}"
@@ -203,14 +190,7 @@ fn review2_a_group_by_that_fit_the_arrow_byte_limit_still_fits() {
         "SELECT src_app, dst_app, count(*) AS n FROM flows GROUP BY src_app, dst_app \
          ORDER BY n, src_app, dst_app LIMIT 20",
     ] {
-        let explain = rows(&f.run(&f.cast, &format!("EXPLAIN {sql}")).unwrap());
-        assert!(
-            explain
-                .iter()
-                .flatten()
-                .any(|cell| cell.contains("AS Utf8)")),
-            "setup: {sql} is cast"
-        );
+        assert!(f.casts(sql), "setup: {sql} is cast");
         let limit = arrow_stream_bytes(&f.run(&f.plain, sql).unwrap());
         let cast = arrow_stream_bytes(&f.run(&f.cast, sql).unwrap());
         if cast > limit {

@@ -8,8 +8,7 @@
 
 use std::sync::{Arc, RwLock};
 
-use crate::common::{Estate, Flow, add};
-use arrow::util::display::array_value_to_string;
+use crate::common::{Estate, Flow, add, text_rows};
 use proptest::prelude::*;
 use trawl_store::{SqlEngine, Store, StoreConfig};
 
@@ -79,18 +78,7 @@ fn fixture(minute_retention_secs: Option<u32>) -> Fixture {
 impl Fixture {
     fn rows(&self, engine: &SqlEngine, sql: &str) -> Vec<Vec<String>> {
         let result = self.runtime.block_on(engine.query(sql)).unwrap();
-        let mut rows = Vec::new();
-        for batch in &result.batches {
-            for row in 0..batch.num_rows() {
-                rows.push(
-                    batch
-                        .columns()
-                        .iter()
-                        .map(|c| array_value_to_string(c, row).unwrap())
-                        .collect(),
-                );
-            }
-        }
+        let mut rows = text_rows(&result.batches);
         rows.sort();
         rows
     }

@@ -363,3 +363,20 @@ pub fn python_stdout<S: AsRef<std::ffi::OsStr>>(script: &str, args: &[S]) -> Vec
     );
     output.stdout
 }
+
+/// The rows of `batches` as text, in order (each value as Arrow displays it).
+pub fn text_rows(batches: &[arrow::array::RecordBatch]) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|c| arrow::util::display::array_value_to_string(c, row).unwrap())
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
