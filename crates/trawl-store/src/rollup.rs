@@ -346,12 +346,16 @@ impl RollupBucket {
             self.last = match self.by_time.iter().position(|(t, _)| *t == time) {
                 Some(i) => i,
                 None => {
-                    // Sized as the bucket made before it: minutes of one
-                    // stream hold similar rows, and a table grown by
-                    // doubling rehashes every row on the way (2 % of a
-                    // high-cardinality ingest). At most that bucket's
-                    // size, which the memory count already saw.
-                    let rows = self.by_time.last().map_or(0, |(_, rows)| rows.len());
+                    // A new minute is sized as the latest one before it:
+                    // minutes of one stream hold similar rows, and a table
+                    // grown by doubling rehashes every row on the way (2 %
+                    // of a high-cardinality ingest). At most that bucket's
+                    // size, which the memory count already saw. A late
+                    // minute starts small (it may be a few stragglers).
+                    let latest = self.by_time.iter().max_by_key(|(t, _)| *t);
+                    let rows = latest
+                        .filter(|(t, _)| *t < time)
+                        .map_or(0, |(_, rows)| rows.len());
                     self.by_time.push((time, RowTable::with_capacity(rows)));
                     self.by_time.len() - 1
                 }
@@ -653,6 +657,62 @@ mod tests {
                 error.to_string().contains("not one this table makes"),
                 "{error}"
             );
+        }
+    }
+    fn one_flow(bytes: u64) -> Measures {
+        Measures {
+            bytes,
+            packets: 1,
+            flows: 1,
+        }
+    }
+
+    fn key_at(time: u32, n: u32) -> RowKey {
+        let mut key = [0; KEY_WIDTH];
+        key[0] = time;
+        key[3] = n;
+        key
+    }
+
+    /// A new minute starts with room for the latest minute's rows; a
+    /// late one (a few stragglers, say) starts small, instead of taking as
+    /// much room as the minute made before it.
+    #[test]
+    fn a_late_minute_starts_small_and_a_new_one_with_the_latest_ones_room() {
+        let mut bucket = RollupBucket::default();
+        for n in 0..4000 {
+            bucket.add(key_at(120, n), one_flow(1));
+        }
+        let full = bucket.memory_bytes();
+        bucket.add(key_at(60, 0), one_flow(1));
+        let late = bucket.memory_bytes() - full;
+        assert_eq!(late, RowTable::with_capacity(1).memory_bytes());
+        bucket.add(key_at(180, 0), one_flow(1));
+        let new = bucket.memory_bytes() - full - late;
+        assert_eq!(new, RowTable::with_capacity(4000).memory_bytes());
+        assert_eq!(bucket.len(), 4002);
+    }
+
+    proptest::proptest! {
+        /// Against a HashMap oracle: however minutes interleave, arrive
+        /// late and grow, equal keys share a row and the sums add up.
+        #[test]
+        fn bucket_rows_match_a_hashmap(
+            adds in proptest::collection::vec((0u32..4, 0u32..300, 1u64..100), 0..3000),
+        ) {
+            let mut bucket = RollupBucket::default();
+            let mut oracle: std::collections::HashMap<RowKey, u64> = std::collections::HashMap::new();
+            for (minute, n, bytes) in adds {
+                // Minute 0 holds many keys, the others few: they fill beside it.
+                let n = if minute == 0 { n * 7 } else { n % (minute * 40) };
+                let key = key_at(minute * 60, n);
+                bucket.add(key, one_flow(bytes));
+                *oracle.entry(key).or_default() += bytes;
+            }
+            let rows: std::collections::HashMap<RowKey, u64> =
+                bucket.rows().map(|(key, m)| (key, m.bytes)).collect();
+            proptest::prop_assert_eq!(bucket.len(), oracle.len());
+            proptest::prop_assert_eq!(rows, oracle);
         }
     }
 }
