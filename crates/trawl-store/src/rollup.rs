@@ -686,7 +686,7 @@ mod tests {
         let full = bucket.memory_bytes();
         bucket.add(key_at(60, 0), one_flow(1));
         let late = bucket.memory_bytes() - full;
-        assert_eq!(late, RowTable::with_capacity(1).memory_bytes());
+        assert!(late <= RowTable::with_capacity(16).memory_bytes(), "{late}");
         bucket.add(key_at(180, 0), one_flow(1));
         let new = bucket.memory_bytes() - full - late;
         assert_eq!(new, RowTable::with_capacity(4000).memory_bytes());

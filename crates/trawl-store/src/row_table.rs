@@ -1,105 +1,83 @@
-//! The rows of one time bucket of an open rollup table: an open-addressing
-//! hash table whose slot for a key can be prefetched before the key is
-//! added.
+//! The rows of one time bucket of an open rollup table: rows kept in the
+//! order they were first added, found through an open-addressing index
+//! whose slot for a key can be prefetched before the key is added.
 //!
 //! Why not `hashbrown`: on high-cardinality traffic a minute's table holds
-//! about a million rows (64 to 128 MiB), every flow adds a new row, and an
-//! add waited on two cache misses (the control bytes, then the entry) that
-//! no caller could start early; it was a quarter of an ingest's CPU time.
-//! Here a slot is one cache line holding key, measures and an occupied
-//! mark, found by linear probing from `hash & mask`, so the caller can
-//! [`RowTable::prefetch`] the slots of the next few flows while it adds
-//! this one (see `ShardTable::add` in `store/shard.rs`), and an add
-//! usually touches one line.
+//! about a million rows, every flow adds a new row, and an add waited on
+//! two cache misses (the control bytes, then the entry) that no caller
+//! could start early; it was a quarter of an ingest's CPU time. Here the
+//! caller [`RowTable::prefetch`]es the index slot of the next few flows
+//! while it adds this one (see `ShardTable::add` in `store/shard.rs`).
 //!
-//! Layout: a slot is eight `u64` words (key codes 0–7 in pairs, code 8 and
-//! the occupied mark, bytes, packets, flows), aligned to a cache line.
+//! Why an index beside the rows, not rows in the slots (as until
+//! 2026-12-07): a slot of the index is 8 bytes (the row's number and 32
+//! bits of its key's hash), so the part that is read at random is an
+//! eighth of the size. With rows in 64-byte slots, a million-row minute
+//! was a 128 MiB table: nearly every add missed the TLB as well as the
+//! cache (the add waited on its prefetch more than on anything else), a
+//! doubling rehashed and faulted in every row again, and a seal scanned
+//! twice the slots it had rows. Now a new row is appended (written in
+//! order), growing rehashes only the index (from the rows' keys, read in
+//! order), and a seal reads the rows as they lie.
 //!
-//! Invariants: a key occupies at most one slot; a key's slot is reached
-//! from its home slot without passing an empty one (rows are never
-//! removed); the table is at most [`LOAD_NUM`]/[`LOAD_DEN`] full, so a
-//! probe always ends.
+//! Invariants: a key has at most one row, and one index slot, which holds
+//! the row's number plus one (0 is an empty slot) and the high 32 bits of
+//! the key's hash; that slot is reached from the key's home slot (`hash &
+//! mask`) without passing an empty one (rows are never removed); the index
+//! is at most [`LOAD_NUM`]/[`LOAD_DEN`] full, so a probe always ends.
 
-use crate::rollup::{KEY_WIDTH, Measures, RowKey, key_hash};
+use crate::rollup::{Measures, RowKey, key_hash};
 
-/// A slot: eight words, one cache line.
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(C, align(64))]
-struct Slot([u64; 8]);
+/// A row: its key and measures.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    key: RowKey,
+    measures: Measures,
+}
 
-/// Word holding code 8 of the key (low half) and the occupied mark (high).
-const LAST_WORD: usize = 4;
-const OCCUPIED: u64 = 1 << 32;
-
-/// Largest share of slots in use before the table doubles.
+/// Largest share of index slots in use before the index doubles.
 const LOAD_NUM: usize = 5;
 const LOAD_DEN: usize = 8;
 
-/// Fewest slots a table has.
+/// Fewest slots an index has.
 const SLOTS_MIN: usize = 16;
 
-/// An open-addressing table of rollup rows (see the module header).
-#[derive(Debug, Default, Clone)]
-pub struct RowTable {
-    slots: Vec<Slot>,
-    len: usize,
-}
+/// Rows a table can hold: a slot keeps a row's number plus one in 32 bits.
+const ROWS_MAX: usize = u32::MAX as usize - 1;
 
-fn pack(key: &RowKey, measures: Measures) -> Slot {
-    let mut slot = [0u64; 8];
-    for (word, pair) in slot.iter_mut().zip(key.chunks_exact(2)) {
-        *word = u64::from(pair[0]) | (u64::from(pair[1]) << 32);
-    }
-    slot[LAST_WORD] = u64::from(key[KEY_WIDTH - 1]) | OCCUPIED;
-    let mut slot = Slot(slot);
-    set_measures(&mut slot, measures);
-    slot
-}
-
-fn set_measures(slot: &mut Slot, measures: Measures) {
-    slot.0[5] = measures.bytes;
-    slot.0[6] = measures.packets;
-    slot.0[7] = measures.flows;
-}
-
-fn key_of(slot: &Slot) -> RowKey {
-    let mut key = [0u32; KEY_WIDTH];
-    for (pair, word) in key.chunks_exact_mut(2).zip(&slot.0) {
-        pair[0] = *word as u32;
-        pair[1] = (*word >> 32) as u32;
-    }
-    key[KEY_WIDTH - 1] = slot.0[LAST_WORD] as u32;
-    key
-}
-
-fn measures_of(slot: &Slot) -> Measures {
-    Measures {
-        bytes: slot.0[5],
-        packets: slot.0[6],
-        flows: slot.0[7],
-    }
-}
-
-fn occupied(slot: &Slot) -> bool {
-    slot.0[LAST_WORD] & OCCUPIED != 0
-}
-
-/// Whether `slot` holds the key of `packed` (a [`pack`]ed slot; the key
-/// words compared without a branch per word).
+/// An index slot of the row numbered `row`, whose key's hash is `hash`.
 #[inline]
-fn same_key(slot: &Slot, packed: &Slot) -> bool {
-    slot.0[..=LAST_WORD]
-        .iter()
-        .zip(&packed.0[..=LAST_WORD])
-        .fold(0, |diff, (a, b)| diff | (a ^ b))
-        == 0
+fn slot_of(row: usize, hash: u64) -> u64 {
+    (hash & !u64::from(u32::MAX)) | (row as u64 + 1)
 }
 
-/// Slots for `rows` rows under the load limit.
+/// Whether index slot `slot` may be the row of a key whose hash is `hash`
+/// (the high 32 bits agree; the key itself says for sure).
+#[inline]
+fn tag_matches(slot: u64, hash: u64) -> bool {
+    (slot ^ hash) >> 32 == 0
+}
+
+/// The row number an occupied index slot holds.
+#[inline]
+fn row_of(slot: u64) -> usize {
+    (slot as u32) as usize - 1
+}
+
+/// Index slots for `rows` rows under the load limit.
 fn slots_for(rows: usize) -> usize {
     (rows.saturating_mul(LOAD_DEN) / LOAD_NUM + 1)
         .next_power_of_two()
         .max(SLOTS_MIN)
+}
+
+/// A table of rollup rows (see the module header).
+#[derive(Debug, Default, Clone)]
+pub struct RowTable {
+    /// Open-addressing index of `rows` (see the module header).
+    index: Vec<u64>,
+    /// Rows in the order their keys were first added.
+    rows: Vec<Row>,
 }
 
 impl RowTable {
@@ -109,60 +87,78 @@ impl RowTable {
             return RowTable::default();
         }
         RowTable {
-            slots: vec![Slot::default(); slots_for(rows)],
-            len: 0,
+            index: vec![0; slots_for(rows)],
+            rows: Vec::with_capacity(rows),
         }
     }
 
     /// Number of rows.
     pub fn len(&self) -> usize {
-        self.len
+        self.rows.len()
     }
 
     /// Whether the table has no rows.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.rows.is_empty()
     }
 
-    /// Heap bytes held (every slot, used or not).
+    /// Heap bytes held (every slot and row of room, used or not).
     pub fn memory_bytes(&self) -> usize {
-        self.slots.capacity() * std::mem::size_of::<Slot>()
+        self.index.capacity() * std::mem::size_of::<u64>()
+            + self.rows.capacity() * std::mem::size_of::<Row>()
     }
 
     /// Starts loading the home slot of a key of `hash` (where its probe
-    /// starts; a probe that goes on reads the next lines, which the CPU's
-    /// own prefetcher follows). Changes nothing.
+    /// starts; a probe that goes on reads the next slots, on the same
+    /// line or the next). Changes nothing.
     #[inline]
     pub fn prefetch(&self, hash: u64) {
-        if let Some(slot) = self.slots.get(self.home(hash)) {
+        if let Some(slot) = self.index.get(self.home(hash)) {
             trawl_prefetch::prefetch(slot);
         }
     }
 
     /// Adds `measures` to the row of `key`, whose hash is `hash`
     /// ([`key_hash`] of it: the table places every key by that).
+    ///
+    /// # Panics
+    /// If the table already holds `u32::MAX - 1` rows (a store seals long
+    /// before: its memory cap is far below that).
     #[inline]
     pub fn add(&mut self, hash: u64, key: &RowKey, measures: Measures) {
         debug_assert_eq!(hash, key_hash(key));
-        if self.over_load(self.len + 1) {
-            self.grow(self.len + 1);
+        self.add_hashed_as(hash, key, measures);
+    }
+
+    /// [`RowTable::add`] without the debug check that `hash` is the key's
+    /// (tests give keys made-up hashes that collide).
+    #[inline]
+    fn add_hashed_as(&mut self, hash: u64, key: &RowKey, measures: Measures) {
+        if self.over_load(self.rows.len() + 1) {
+            self.grow(self.rows.len() + 1);
         }
-        // Packed once: the probe compares it and an empty slot takes it.
-        let packed = pack(key, measures);
-        let mask = self.slots.len() - 1;
+        let mask = self.index.len() - 1;
         let mut at = self.home(hash);
         loop {
-            let slot = &mut self.slots[at];
-            if !occupied(slot) {
-                *slot = packed;
-                self.len += 1;
+            let slot = self.index[at];
+            if slot == 0 {
+                assert!(
+                    self.rows.len() < ROWS_MAX,
+                    "a rollup table of {ROWS_MAX} rows"
+                );
+                self.index[at] = slot_of(self.rows.len(), hash);
+                self.rows.push(Row {
+                    key: *key,
+                    measures,
+                });
                 return;
             }
-            if same_key(slot, &packed) {
-                let mut sum = measures_of(slot);
-                sum.add(measures);
-                set_measures(slot, sum);
-                return;
+            if tag_matches(slot, hash) {
+                let row = &mut self.rows[row_of(slot)];
+                if row.key == *key {
+                    row.measures.add(measures);
+                    return;
+                }
             }
             at = (at + 1) & mask;
         }
@@ -170,44 +166,46 @@ impl RowTable {
 
     /// Makes room for `rows` more rows.
     pub fn reserve(&mut self, rows: usize) {
-        let wanted = self.len.saturating_add(rows);
+        let wanted = self.rows.len().saturating_add(rows);
         if self.over_load(wanted) {
             self.rehash(slots_for(wanted));
         }
+        self.rows.reserve(rows);
     }
 
-    /// Whether `rows` rows would fill the table past the load limit.
+    /// Whether `rows` rows would fill the index past the load limit.
     fn over_load(&self, rows: usize) -> bool {
-        rows.saturating_mul(LOAD_DEN) > self.slots.len() * LOAD_NUM
+        rows.saturating_mul(LOAD_DEN) > self.index.len() * LOAD_NUM
     }
 
-    /// Every row's key and measures, in slot order.
+    /// Every row's key and measures, in the order they were first added.
     pub fn rows(&self) -> impl Iterator<Item = (RowKey, Measures)> + '_ {
-        self.slots
-            .iter()
-            .filter(|slot| occupied(slot))
-            .map(|slot| (key_of(slot), measures_of(slot)))
+        self.rows.iter().map(|row| (row.key, row.measures))
     }
 
     fn home(&self, hash: u64) -> usize {
-        (hash as usize) & self.slots.len().wrapping_sub(1)
+        (hash as usize) & self.index.len().wrapping_sub(1)
     }
 
     #[cold]
     fn grow(&mut self, rows: usize) {
-        self.rehash(slots_for(rows).max(self.slots.len() * 2));
+        self.rehash(slots_for(rows).max(self.index.len() * 2));
     }
 
+    /// A new index of `slots` slots, built from the rows' keys (read in
+    /// order; the old index is not read).
     fn rehash(&mut self, slots: usize) {
-        let old = std::mem::replace(&mut self.slots, vec![Slot::default(); slots]);
+        let mut index = vec![0u64; slots];
         let mask = slots - 1;
-        for slot in old.iter().filter(|slot| occupied(slot)) {
-            let mut at = (key_hash(&key_of(slot)) as usize) & mask;
-            while occupied(&self.slots[at]) {
+        for (number, row) in self.rows.iter().enumerate() {
+            let hash = key_hash(&row.key);
+            let mut at = (hash as usize) & mask;
+            while index[at] != 0 {
                 at = (at + 1) & mask;
             }
-            self.slots[at] = *slot;
+            index[at] = slot_of(number, hash);
         }
+        self.index = index;
     }
 }
 
@@ -218,6 +216,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::rollup::KEY_WIDTH;
 
     fn m(bytes: u64) -> Measures {
         Measures {
@@ -228,14 +227,30 @@ mod tests {
     }
 
     #[test]
-    fn a_key_packs_and_unpacks_whole() {
-        let key: RowKey = [u32::MAX, 1, 2, 3, 4, 5, 6, 7, u32::MAX - 1];
-        let slot = pack(&key, m(9));
-        assert!(occupied(&slot) && same_key(&slot, &pack(&key, m(1))));
-        assert_eq!((key_of(&slot), measures_of(&slot)), (key, m(9)));
-        let mut other = key;
-        other[8] = 0;
-        assert!(!same_key(&slot, &pack(&other, m(9))));
+    fn a_slot_keeps_its_row_and_the_hashs_high_bits() {
+        let hash = 0xdead_beef_0000_0007;
+        for row in [0, 1, ROWS_MAX - 1] {
+            let slot = slot_of(row, hash);
+            assert_ne!(slot, 0, "an occupied slot is never empty");
+            assert_eq!(row_of(slot), row);
+            assert!(tag_matches(slot, hash));
+            assert!(tag_matches(slot, 0xdead_beef_ffff_ffff));
+            assert!(!tag_matches(slot, 0xdead_beee_0000_0007));
+        }
+    }
+
+    /// Keys whose hashes are equal (so their slots' tags too) are still
+    /// told apart by the key.
+    #[test]
+    fn keys_with_equal_hashes_get_rows_of_their_own() {
+        let mut table = RowTable::default();
+        let hash = 0x1234_5678_0000_0003;
+        let (a, b): (RowKey, RowKey) = ([1; 9], [2; 9]);
+        for (key, bytes) in [(a, 1), (b, 10), (a, 100)] {
+            table.add_hashed_as(hash, &key, m(bytes));
+        }
+        let rows: Vec<(RowKey, u64)> = table.rows().map(|(k, s)| (k, s.bytes)).collect();
+        assert_eq!(rows, vec![(a, 101), (b, 10)]);
     }
 
     #[test]
