@@ -8,10 +8,10 @@
 //! stands for the tuple of workload attributes the table keeps for that side
 //! (say app and AZ); tuples are interned per table, and each workload's side
 //! keys are cached by workload id, so the hot path reads two cached ids
-//! instead of twelve codes. Rows live inline in a `RowTable` per minute
-//! (key and measures in one 64-byte slot): adding a flow is one hash of 36
-//! bytes and, usually, one cache line, which the store's writers prefetch
-//! several flows ahead (`store/shard.rs`).
+//! instead of twelve codes. Rows live in a `RowTable` per minute (rows in
+//! the order first added, found through an index of 8-byte slots): adding
+//! a flow is one hash of 36 bytes and, usually, one index slot, which the
+//! store's writers prefetch several flows ahead (`store/shard.rs`).
 //!
 //! Invariant: a key maps to one row; a side key expands to exactly the
 //! codes it was interned from (see [`RollupLayout::expand`]).
@@ -406,8 +406,8 @@ impl RollupBucket {
     /// [`to_batch`](Self::to_batch) for a seal, checking every row before
     /// it is written: its time bucket starts on `grain_secs` and its side
     /// keys are ones `layout` interned. Checked in the same pass (a
-    /// separate one read the 64–128 MiB tables once more: 1.5 % of a
-    /// high-cardinality ingest).
+    /// separate one read a minute's rows, 64–128 MiB then, once more: 1.5 %
+    /// of a high-cardinality ingest).
     pub fn to_checked_batch(
         &self,
         schema: &SchemaRef,
@@ -425,8 +425,8 @@ impl RollupBucket {
         dictionary: &Arc<StringArray>,
         check_grain_secs: Option<u32>,
     ) -> Result<RecordBatch, ArrowError> {
-        // One pass over the (sparse, cache-missing) hash tables copies each
-        // row's key words and measures into dense columns; each dimension's
+        // One pass over the rows (read in order) copies each row's key
+        // words and measures into dense columns; each dimension's
         // codes are then filled column by column: a side's fields gathered
         // from its interned tuples, the other dimensions taken as they are.
         let len = self.len();

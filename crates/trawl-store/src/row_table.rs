@@ -17,14 +17,16 @@
 //! cache (the add waited on its prefetch more than on anything else), a
 //! doubling rehashed and faulted in every row again, and a seal scanned
 //! twice the slots it had rows. Now a new row is appended (written in
-//! order), growing rehashes only the index (from the rows' keys, read in
-//! order), and a seal reads the rows as they lie.
+//! order), growing rebuilds only the index (from its own slots' tags),
+//! and a seal reads the rows as they lie.
 //!
 //! Invariants: a key has at most one row, and one index slot, which holds
 //! the row's number plus one (0 is an empty slot) and the high 32 bits of
-//! the key's hash; that slot is reached from the key's home slot (`hash &
-//! mask`) without passing an empty one (rows are never removed); the index
-//! is at most [`LOAD_NUM`]/[`LOAD_DEN`] full, so a probe always ends.
+//! the key's hash (its tag); that slot is reached from the key's home slot
+//! (`tag & mask`: so growing places slots by their tags alone, reading
+//! neither rows nor keys) without passing an empty one (rows are never
+//! removed); the index is at most [`LOAD_NUM`]/[`LOAD_DEN`] full, so a
+//! probe always ends.
 
 use crate::rollup::{Measures, RowKey, key_hash};
 
@@ -62,6 +64,13 @@ fn tag_matches(slot: u64, hash: u64) -> bool {
 #[inline]
 fn row_of(slot: u64) -> usize {
     (slot as u32) as usize - 1
+}
+
+/// The home slot, in an index of `slots` slots (a power of two), of a key
+/// whose hash (or index slot: only the high 32 bits count) is `hash`.
+#[inline]
+fn home_of(hash: u64, slots: usize) -> usize {
+    ((hash >> 32) as usize) & slots.wrapping_sub(1)
 }
 
 /// Index slots for `rows` rows under the load limit.
@@ -170,7 +179,8 @@ impl RowTable {
         if self.over_load(wanted) {
             self.rehash(slots_for(wanted));
         }
-        self.rows.reserve(rows);
+        // Exactly: `reserve` may double, and the room counts against the cap.
+        self.rows.reserve_exact(rows);
     }
 
     /// Whether `rows` rows would fill the index past the load limit.
@@ -184,7 +194,7 @@ impl RowTable {
     }
 
     fn home(&self, hash: u64) -> usize {
-        (hash as usize) & self.index.len().wrapping_sub(1)
+        home_of(hash, self.index.len())
     }
 
     #[cold]
@@ -192,18 +202,17 @@ impl RowTable {
         self.rehash(slots_for(rows).max(self.index.len() * 2));
     }
 
-    /// A new index of `slots` slots, built from the rows' keys (read in
-    /// order; the old index is not read).
+    /// A new index of `slots` slots, each old slot placed by its tag
+    /// (the rows are not read).
     fn rehash(&mut self, slots: usize) {
         let mut index = vec![0u64; slots];
         let mask = slots - 1;
-        for (number, row) in self.rows.iter().enumerate() {
-            let hash = key_hash(&row.key);
-            let mut at = (hash as usize) & mask;
+        for &slot in self.index.iter().filter(|&&slot| slot != 0) {
+            let mut at = home_of(slot, slots);
             while index[at] != 0 {
                 at = (at + 1) & mask;
             }
-            index[at] = slot_of(number, hash);
+            index[at] = slot;
         }
         self.index = index;
     }
@@ -261,6 +270,97 @@ mod tests {
         assert_eq!(table.len(), 1);
         let rows: Vec<_> = table.rows().collect();
         assert_eq!(rows[0].1.bytes, 7);
+    }
+
+    /// Keys whose real [`key_hash`]es are equal (built by solving the
+    /// hasher's fourth word; the table's every path, rehash included,
+    /// places them by that hash) keep a row each across every grow, and
+    /// each sum lands on its own row.
+    #[test]
+    fn keys_with_equal_real_hashes_keep_their_rows_across_grows() {
+        fn fold(state: u64, word: u64) -> u64 {
+            (state ^ word)
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                .rotate_left(29)
+        }
+        fn state3(key: &RowKey) -> u64 {
+            key[..6].chunks_exact(2).fold(0, |s, pair| {
+                fold(s, u64::from(pair[0]) | (u64::from(pair[1]) << 32))
+            })
+        }
+        let base: RowKey = [60, 0, 0, 6, 443, 1, 0, 0, 0];
+        let target = state3(&base);
+        let keys: Vec<RowKey> = (0..300u32)
+            .map(|i| {
+                let mut key = base;
+                key[1] = i;
+                let word = target ^ state3(&key);
+                key[6] = word as u32;
+                key[7] = (word >> 32) as u32;
+                assert_eq!(key_hash(&key), key_hash(&base), "key {i}");
+                key
+            })
+            .collect();
+        let mut table = RowTable::default();
+        for round in 0..2u64 {
+            for (i, key) in keys.iter().enumerate() {
+                table.prefetch(key_hash(key));
+                table.add(key_hash(key), key, m(i as u64 + 1000 * round));
+            }
+        }
+        assert_eq!(table.len(), keys.len());
+        let rows: Vec<(RowKey, u64)> = table.rows().map(|(k, s)| (k, s.bytes)).collect();
+        let want: Vec<(RowKey, u64)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| (*key, 2 * i as u64 + 1000))
+            .collect();
+        assert_eq!(rows, want, "one row per key, in the order first added");
+    }
+
+    /// `with_capacity(n)` and `reserve(n)` make room for `n` more rows:
+    /// adding them allocates nothing more (what `memory_bytes` counts
+    /// against the cap does not move), and the index stays under its load.
+    #[test]
+    fn with_capacity_and_reserve_hold_their_rows_without_growing() {
+        let key = |i: u32| -> RowKey { [60, i, i >> 3, 6, 443, 1, 0, 0, i ^ 5] };
+        for n in [1usize, 9, 10, 11, 20, 40, 100, 1000, 4097] {
+            let mut table = RowTable::with_capacity(n);
+            let room = table.memory_bytes();
+            for i in 0..n as u32 {
+                table.add(key_hash(&key(i)), &key(i), m(1));
+            }
+            assert_eq!(table.memory_bytes(), room, "with_capacity({n})");
+            table.reserve(n);
+            let room = table.memory_bytes();
+            for i in n as u32..2 * n as u32 {
+                table.add(key_hash(&key(i)), &key(i), m(1));
+            }
+            assert_eq!(table.memory_bytes(), room, "reserve({n})");
+            assert_eq!(table.len(), 2 * n);
+            assert!(!table.over_load(table.len()));
+        }
+    }
+
+    /// `add_hashed_as` (the way tests give keys made-up hashes that
+    /// collide) stays consistent across grows: a rehash places slots by
+    /// their tags, never by the keys' real `key_hash` (at f26bd0e it
+    /// rehashed from the keys, and this gave 80 rows for 40 keys).
+    #[test]
+    fn made_up_hashes_survive_a_grow() {
+        let mut table = RowTable::default();
+        let hash = 0x1234_5678_0000_0003;
+        let key = |i: u32| -> RowKey { [i; 9] };
+        for round in 0..2 {
+            for i in 0..40 {
+                table.add_hashed_as(hash, &key(i), m(round + 1));
+            }
+        }
+        assert_eq!(
+            table.len(),
+            40,
+            "a key added twice under one hash has one row"
+        );
     }
 
     proptest! {
