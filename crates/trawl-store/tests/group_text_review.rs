@@ -118,15 +118,7 @@ fn review_a_group_by_sent_as_arrow_ipc_reads_back() {
     let f = fixture();
     let sql = "SELECT src_app, count(*) AS n FROM flows_1m GROUP BY src_app";
     let result = f.run(&f.cast, sql).unwrap();
-    let mut out = Vec::new();
-    {
-        let mut writer =
-            arrow::ipc::writer::StreamWriter::try_new(&mut out, &result.schema).unwrap();
-        for batch in &result.batches {
-            writer.write(batch).unwrap();
-        }
-        writer.finish().unwrap();
-    }
+    let out = crate::common::arrow_ipc(&result);
     let read: Result<Vec<_>, _> = arrow::ipc::reader::StreamReader::try_new(out.as_slice(), None)
         .and_then(|reader| reader.collect());
     let read = read.map_err(|e| e.to_string());

@@ -154,19 +154,11 @@ fn review2_explain_analyze_runs_the_plan_the_query_runs() {
     );
 }
 
-/// The Arrow answer's size as the server encodes it (trawl-server
-/// encode.rs: a `StreamWriter` over `QueryResult::schema`, then the
-/// batches), which `result_bytes_max` bounds ("the answer is larger than
-/// N bytes encoded").
+/// The Arrow answer's size as the server encodes it, which
+/// `result_bytes_max` bounds ("the answer is larger than N bytes
+/// encoded").
 fn arrow_stream_bytes(result: &QueryResult) -> usize {
-    let mut out = Vec::new();
-    let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut out, &result.schema).unwrap();
-    for batch in &result.batches {
-        writer.write(batch).unwrap();
-    }
-    writer.finish().unwrap();
-    drop(writer);
-    out.len()
+    crate::common::arrow_ipc(result).len()
 }
 
 /// Cast back batch by batch at the root, each batch of a key column gets a

@@ -520,13 +520,7 @@ fn fine_answers_with_coded_columns_encode_like_plain_text() {
         out
     };
     assert_eq!(csv(&result.batches), csv(&plain), "CSV");
-    let mut ipc = Vec::new();
-    let mut w = arrow::ipc::writer::StreamWriter::try_new(&mut ipc, &result.schema).unwrap();
-    for b in &result.batches {
-        w.write(b).unwrap();
-    }
-    w.finish().unwrap();
-    drop(w);
+    let ipc = common::arrow_ipc(&result);
     let read: Vec<RecordBatch> =
         arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(ipc), None)
             .unwrap()

@@ -380,3 +380,17 @@ pub fn text_rows(batches: &[arrow::array::RecordBatch]) -> Vec<Vec<String>> {
     }
     rows
 }
+
+/// `result` as an Arrow IPC stream, as the server sends it (trawl-server
+/// `encode.rs`: a `StreamWriter` over `QueryResult::schema`, then the
+/// batches).
+pub fn arrow_ipc(result: &trawl_store::QueryResult) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut writer = arrow::ipc::writer::StreamWriter::try_new(&mut out, &result.schema).unwrap();
+    for batch in &result.batches {
+        writer.write(batch).unwrap();
+    }
+    writer.finish().unwrap();
+    drop(writer);
+    out
+}
