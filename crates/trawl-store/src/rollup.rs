@@ -350,9 +350,9 @@ impl RollupBucket {
                     // minutes of one stream hold similar rows, and a table
                     // grown by doubling rebuilds its index on the way (when
                     // rows lay in the slots, 2 % of a high-cardinality
-                    // ingest). At most that bucket's
-                    // size, which the memory count already saw. A late
-                    // minute starts small (it may be a few stragglers).
+                    // ingest). At most that bucket's size, which the memory
+                    // count already saw. A late minute starts small (it may
+                    // be a few stragglers).
                     let latest = self.by_time.iter().max_by_key(|(t, _)| *t);
                     let rows = latest
                         .filter(|(t, _)| *t < time)
