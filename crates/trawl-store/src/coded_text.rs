@@ -42,7 +42,16 @@ pub(crate) struct CodedText {
     /// The previous non-null row's code: runs of one value (one
     /// interface's records) skip the hash.
     last: u32,
+    /// The code of each keyword variant seen ([`append_keyword`]), by
+    /// its slot; [`NO_CODE`] before its first row.
+    ///
+    /// [`append_keyword`]: Self::append_keyword
+    keyword_codes: [u32; KEYWORD_SLOTS],
 }
+
+/// Slots of keyword variants a column caches the codes of: every variant
+/// of every keyword type of a record (13 today), with room to spare.
+pub(crate) const KEYWORD_SLOTS: usize = 16;
 
 impl CodedText {
     /// An empty column with room for `rows` rows.
@@ -54,6 +63,7 @@ impl CodedText {
             lookup: HashTable::new(),
             hasher: foldhash::fast::FixedState::default(),
             last: NO_CODE,
+            keyword_codes: [NO_CODE; KEYWORD_SLOTS],
         }
     }
 
@@ -66,6 +76,28 @@ impl CodedText {
     /// Adds a row of `text`.
     pub(crate) fn append(&mut self, text: &str) {
         let code = self.code_of(text);
+        self.push(code);
+    }
+
+    /// Adds a row of keyword `text`, whose variant has slot `slot` (below
+    /// [`KEYWORD_SLOTS`]; one slot per text): after a variant's first
+    /// row, its code is an array read, not a hash and a compare (a
+    /// version 5 record carries four keywords).
+    pub(crate) fn append_keyword(&mut self, slot: usize, text: &str) {
+        let code = match self.keyword_codes.get(slot) {
+            Some(&code) if code != NO_CODE => code,
+            _ => {
+                let code = self.code_of(text);
+                if let Some(cached) = self.keyword_codes.get_mut(slot) {
+                    *cached = code;
+                }
+                code
+            }
+        };
+        self.push(code);
+    }
+
+    fn push(&mut self, code: u32) {
         self.codes.push(code);
         self.validity.append_non_null();
         self.last = code;
@@ -117,6 +149,7 @@ impl CodedText {
         let validity = self.validity.finish();
         self.lookup.clear();
         self.last = NO_CODE;
+        self.keyword_codes = [NO_CODE; KEYWORD_SLOTS];
         dictionary(codes, validity, self.values.finish())
     }
 
@@ -201,6 +234,42 @@ mod tests {
             prop_assert_eq!(column.len(), 0);
             column.append("z");
             prop_assert_eq!(rows(&column.finish()), vec![Some("z".to_string())]);
+        }
+    }
+
+    /// A keyword's text, by slot (two slots may not share a text).
+    const KEYWORDS: [&str; 4] = ["ACCEPT", "REJECT", "OK", "egress"];
+
+    proptest! {
+        /// Keyword rows (by slot), the same texts added as plain rows, and
+        /// nulls mix in any order, across parts: rows come back as added,
+        /// each text once in a part's dictionary, and no cached code
+        /// outlives the part it was handed out in.
+        #[test]
+        fn keyword_rows_mix_with_plain_rows_across_parts(
+            parts in proptest::collection::vec(
+                proptest::collection::vec((0usize..3, 0usize..4), 0..60), 1..4),
+        ) {
+            let mut column = CodedText::with_capacity(4);
+            for part in parts {
+                let mut expected = Vec::new();
+                for (kind, k) in part {
+                    match kind {
+                        0 => column.append_keyword(k, KEYWORDS[k]),
+                        1 => column.append(KEYWORDS[k]),
+                        _ => column.append_nulls(1),
+                    }
+                    expected.push((kind < 2).then(|| KEYWORDS[k].to_string()));
+                }
+                let array = column.finish();
+                prop_assert_eq!(rows(&array), expected);
+                let values = array.as_dictionary::<UInt32Type>().values().as_string::<i32>().clone();
+                let mut distinct: Vec<&str> = values.iter().flatten().collect();
+                let before = distinct.len();
+                distinct.sort_unstable();
+                distinct.dedup();
+                prop_assert_eq!(before, distinct.len(), "a value twice in the dictionary");
+            }
         }
     }
 

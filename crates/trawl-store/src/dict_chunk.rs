@@ -133,9 +133,15 @@ fn map_rows<'a>(arrays: &[&'a DictionaryArray<UInt32Type>]) -> Option<(ChunkDict
         let keys = array.keys();
         match (&mut rows.defined, keys.nulls()) {
             (Some(defined), Some(nulls)) => {
-                defined.extend(nulls.iter());
-                let valid = nulls.valid_indices().map(|i| keys.values()[i]);
-                by_key.map(valid, values, &mut dictionary, &mut rows.indices)?;
+                // Runs of valid rows, not one row at a time: most columns
+                // are valid in long runs.
+                let base = defined.len();
+                defined.resize(base + keys.len(), false);
+                for (start, end) in nulls.inner().set_slices() {
+                    defined.get_mut(base + start..base + end)?.fill(true);
+                    let valid = keys.values().get(start..end)?.iter().copied();
+                    by_key.map(valid, values, &mut dictionary, &mut rows.indices)?;
+                }
             }
             (defined, _) => {
                 if let Some(defined) = defined {
