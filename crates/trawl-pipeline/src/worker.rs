@@ -301,7 +301,9 @@ pub fn process_text(
     text: &[u8],
     at: Option<ChunkPosition<'_>>,
 ) {
-    let valid = std::str::from_utf8(text).ok();
+    // SIMD validation of the whole chunk (simdutf8): the standard
+    // library's was 2 % of an ingest's instructions.
+    let valid = simdutf8::basic::from_utf8(text).ok();
     let batch = cx.config.batch_records.max(1);
     let mut records = vec![FlowRecord::new(); batch];
     let mut lines: Vec<Range<usize>> = Vec::with_capacity(batch);

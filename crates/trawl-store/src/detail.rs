@@ -11,13 +11,12 @@
 //! start with room for `PART_ROWS`, so they do not grow by copying. The
 //! memory count is the buffers' capacity, room included.
 
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow::array::{
-    ArrayRef, Int32Builder, RecordBatch, StringArray, StringBuilder, TimestampSecondArray,
-    UInt64Builder, new_null_array,
+    ArrayRef, BinaryArray, BinaryBuilder, Int32Builder, RecordBatch, StringArray,
+    TimestampSecondArray, UInt64Builder, new_null_array,
 };
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
@@ -35,7 +34,11 @@ const ADDRESS_BYTES_TYPICAL: usize = 14;
 enum FieldBuilder {
     Small(Int32Builder),
     Large(UInt64Builder),
-    Text(StringBuilder),
+    /// Text appended as bytes (all of it valid UTF-8: borrowed text, or
+    /// ASCII written here) and made a string array when frozen, where one
+    /// check of the whole buffer replaces one per row (an address's check
+    /// cost more than writing it).
+    Text(BinaryBuilder),
     Coded(CodedText),
 }
 
@@ -45,7 +48,7 @@ impl FieldBuilder {
         match field_column(field) {
             FieldColumn::Small => FieldBuilder::Small(Int32Builder::with_capacity(rows)),
             FieldColumn::Large => FieldBuilder::Large(UInt64Builder::with_capacity(rows)),
-            FieldColumn::Text => FieldBuilder::Text(StringBuilder::with_capacity(
+            FieldColumn::Text => FieldBuilder::Text(BinaryBuilder::with_capacity(
                 rows,
                 rows * ADDRESS_BYTES_TYPICAL,
             )),
@@ -93,7 +96,7 @@ impl FieldBuilder {
         match self {
             FieldBuilder::Small(b) => Arc::new(b.finish()),
             FieldBuilder::Large(b) => Arc::new(b.finish()),
-            FieldBuilder::Text(b) => Arc::new(b.finish()),
+            FieldBuilder::Text(b) => text_array(b.finish()),
             FieldBuilder::Coded(b) => b.finish(),
         }
     }
@@ -102,7 +105,7 @@ impl FieldBuilder {
         match self {
             FieldBuilder::Small(b) => Arc::new(b.finish_cloned()),
             FieldBuilder::Large(b) => Arc::new(b.finish_cloned()),
-            FieldBuilder::Text(b) => Arc::new(b.finish_cloned()),
+            FieldBuilder::Text(b) => text_array(b.finish_cloned()),
             FieldBuilder::Coded(b) => b.finish_cloned(),
         }
     }
@@ -158,7 +161,8 @@ fn append_coded(column: &mut CodedText, value: Value<'_>) {
     }
 }
 
-fn append_text(builder: &mut StringBuilder, value: Value<'_>) {
+/// Appends the text of `value` (valid UTF-8, as [`text_array`] expects).
+fn append_text(builder: &mut BinaryBuilder, value: Value<'_>) {
     if let Some(text) = borrowed_text(&value) {
         builder.append_value(text);
         return;
@@ -169,15 +173,23 @@ fn append_text(builder: &mut StringBuilder, value: Value<'_>) {
             builder.append_value(format_ipv4(ip, &mut buffer));
         }
         Value::Null => builder.append_null(),
-        Value::Addr(ip) => {
-            let _ = write!(builder, "{ip}");
-            builder.append_value("");
-        }
-        Value::Int(v) => {
-            let _ = write!(builder, "{v}");
-            builder.append_value("");
-        }
+        Value::Addr(ip) => builder.append_value(ip.to_string()),
+        Value::Int(v) => builder.append_value(v.to_string()),
         _ => builder.append_value(""),
+    }
+}
+
+/// The string array of a text column's bytes: one UTF-8 check of the whole
+/// buffer. Only valid text is appended ([`append_text`]); were a row not,
+/// it would be replaced, not panic.
+fn text_array(bytes: BinaryArray) -> ArrayRef {
+    match StringArray::try_from_binary(bytes.clone()) {
+        Ok(text) => Arc::new(text),
+        Err(_) => {
+            debug_assert!(false, "a text column holds invalid UTF-8");
+            let lossy = bytes.iter().map(|row| row.map(String::from_utf8_lossy));
+            Arc::new(lossy.collect::<StringArray>())
+        }
     }
 }
 
@@ -212,8 +224,9 @@ const OCTET_TEXT: [([u8; 4], u8); 256] = {
 };
 
 /// Dotted-quad text of `ip` in `buffer` (what `Display` writes, without
-/// the formatter: addresses are most of the detail table's text).
-fn format_ipv4(ip: Ipv4Addr, buffer: &mut [u8; 16]) -> &str {
+/// the formatter: addresses are most of the detail table's text), as
+/// bytes: ASCII digits and dots.
+fn format_ipv4(ip: Ipv4Addr, buffer: &mut [u8; 16]) -> &[u8] {
     let mut len = 0;
     for octet in ip.octets() {
         let (text, digits) = OCTET_TEXT[usize::from(octet)];
@@ -222,8 +235,7 @@ fn format_ipv4(ip: Ipv4Addr, buffer: &mut [u8; 16]) -> &str {
         buffer[len..len + 4].copy_from_slice(&text);
         len += usize::from(digits) + 1;
     }
-    // Only ASCII digits and dots were written.
-    std::str::from_utf8(&buffer[..len - 1]).unwrap_or_default()
+    &buffer[..len - 1]
 }
 
 /// Rows per part: the active part is frozen into Arrow arrays at this size,
@@ -672,12 +684,53 @@ mod tests {
         assert!(bucket.memory_bytes() >= bucket.frozen[0].bytes + PART_ROWS * 8);
     }
 
+    /// Address columns are built as bytes and frozen into strings: each
+    /// row reads back as its address's text, in a frozen part and in the
+    /// active one alike.
+    #[test]
+    fn address_rows_read_back_as_their_text() {
+        let schema = crate::schema::detail_schema();
+        let dictionary = Arc::new(StringArray::from(vec![""]));
+        let addresses: Vec<Option<IpAddr>> = vec![
+            Some(Ipv4Addr::new(10, 0, 12, 255).into()),
+            None,
+            Some("2600:1f18::1".parse().unwrap()),
+            Some(Ipv4Addr::new(0, 0, 0, 0).into()),
+        ];
+        let mut bucket = DetailBucket::default();
+        let rows = PART_ROWS + 3;
+        for i in 0..rows {
+            let mut record = FlowRecord::new();
+            if let Some(ip) = addresses[i % addresses.len()] {
+                record.set(Field::SrcAddr, Value::Addr(ip));
+            }
+            let codes = [crate::dims::NULL_CODE; DIM_COUNT];
+            bucket.add(1_000, &record, &codes, &schema);
+        }
+        let batches = bucket.to_batches(&schema, &dictionary).unwrap();
+        let texts: Vec<Option<String>> = batches
+            .iter()
+            .flat_map(|batch| {
+                let column = batch.column_by_name("src_addr").unwrap();
+                let column = column.as_any().downcast_ref::<StringArray>().unwrap();
+                column
+                    .iter()
+                    .map(|t| t.map(str::to_string))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let expected: Vec<Option<String>> = (0..rows)
+            .map(|i| addresses[i % addresses.len()].map(|ip| ip.to_string()))
+            .collect();
+        assert_eq!(texts, expected);
+    }
+
     #[test]
     fn ipv4_text_is_what_display_writes() {
         let mut buffer = [0u8; 16];
         for ip in ["0.0.0.0", "255.255.255.255", "1.20.100.9", "192.168.10.200"] {
             let ip: Ipv4Addr = ip.parse().unwrap();
-            assert_eq!(format_ipv4(ip, &mut buffer), ip.to_string());
+            assert_eq!(format_ipv4(ip, &mut buffer), ip.to_string().as_bytes());
         }
         // Every octet in every position, after a longer address was
         // written to the same buffer.
@@ -689,7 +742,7 @@ mod tests {
                 Ipv4Addr::new(255, 255, 255, octet),
             ] {
                 format_ipv4(Ipv4Addr::new(200, 200, 200, 200), &mut buffer);
-                assert_eq!(format_ipv4(ip, &mut buffer), ip.to_string());
+                assert_eq!(format_ipv4(ip, &mut buffer), ip.to_string().as_bytes());
             }
         }
     }

@@ -412,7 +412,9 @@ fn write_bit_packed(values: &[u32], bit_width: u8, out: &mut Vec<u8>) {
     let width = usize::from(bit_width);
     out.reserve(groups * width);
     for group in values.chunks(8) {
-        if width <= PACKED_WIDTH_WIDE_MIN {
+        if width <= 8 {
+            pack_group_narrow(group, width, out);
+        } else if width <= PACKED_WIDTH_WIDE_MIN {
             pack_group(group, width, out);
         } else {
             pack_group_wide(group, width, out);
@@ -431,6 +433,18 @@ fn pack_group(group: &[u32], width: usize, out: &mut Vec<u8>) {
     let mut packed = 0u128;
     for (j, value) in group.iter().enumerate() {
         packed |= u128::from(*value) << (j * width);
+    }
+    out.extend_from_slice(&packed.to_le_bytes()[..width]);
+}
+
+/// [`pack_group`] for widths up to 8 (dictionaries of at most 256
+/// values, most of a part's), in one 64-bit word.
+#[inline]
+fn pack_group_narrow(group: &[u32], width: usize, out: &mut Vec<u8>) {
+    debug_assert!(group.len() <= 8 && width <= 8);
+    let mut packed = 0u64;
+    for (j, value) in group.iter().enumerate() {
+        packed |= u64::from(*value) << (j * width);
     }
     out.extend_from_slice(&packed.to_le_bytes()[..width]);
 }
