@@ -248,10 +248,12 @@ type Enrichment = [u32; DETAIL_ENRICHMENT.len()];
 /// Rows being appended, column by column.
 struct ActivePart {
     time: Vec<i64>,
-    /// One builder per field of [`Field::ALL`], created at the field's first
-    /// value (nulls before it are filled in then): a format's absent fields
-    /// cost nothing per row.
-    fields: Vec<Option<FieldBuilder>>,
+    /// A builder per field seen, created at the field's first value (nulls
+    /// before it are filled in then), in the order they were first seen:
+    /// a row appends to these without visiting the fields its format lacks.
+    builders: Vec<(Field, FieldBuilder)>,
+    /// The fields not seen yet: a row only checks that they are null.
+    absent: Vec<Field>,
     enrichment: Vec<Enrichment>,
 }
 
@@ -293,7 +295,8 @@ impl ActivePart {
     fn with_capacity(rows: usize) -> Self {
         ActivePart {
             time: Vec::with_capacity(rows),
-            fields: Field::ALL.iter().map(|_| None).collect(),
+            builders: Vec::new(),
+            absent: Field::ALL.to_vec(),
             enrichment: Vec::with_capacity(rows),
         }
     }
@@ -301,51 +304,72 @@ impl ActivePart {
     /// Heap bytes held, counting the room the buffers have (a query or a
     /// seal of the part copies only the rows).
     fn memory_bytes(&self) -> usize {
-        let fields: usize = self
-            .fields
-            .iter()
-            .flatten()
-            .map(FieldBuilder::memory_bytes)
-            .sum();
+        let fields: usize = self.builders.iter().map(|(_, b)| b.memory_bytes()).sum();
         self.time.capacity() * 8 + self.enrichment.capacity() * size_of::<Enrichment>() + fields
     }
 
     fn add(&mut self, start: u32, record: &FlowRecord<'_>, dims: &[u32; DIM_COUNT]) {
         let row = self.time.len();
         self.time.push(i64::from(start));
-        for (field, slot) in Field::ALL.iter().zip(&mut self.fields) {
-            let value = record.get(*field);
-            match slot {
-                Some(builder) => builder.append(value),
-                None if value.is_null() => {}
-                None => {
-                    let mut builder = FieldBuilder::for_field(*field, self.time.capacity());
-                    builder.append_nulls(row);
-                    builder.append(value);
-                    *slot = Some(builder);
-                }
-            }
+        for (field, builder) in &mut self.builders {
+            builder.append(record.get(*field));
+        }
+        if self.absent.iter().any(|f| !record.get(*f).is_null()) {
+            self.add_first_values(row, record);
         }
         self.enrichment
             .push(DETAIL_ENRICHMENT.map(|d| dims[d as usize]));
     }
 
+    /// Starts a builder for each field not seen before that `record` (row
+    /// `row`) carries: nulls for the rows before it, then its value.
+    #[cold]
+    fn add_first_values(&mut self, row: usize, record: &FlowRecord<'_>) {
+        let rows = self.time.capacity();
+        let builders = &mut self.builders;
+        self.absent.retain(|&field| {
+            let value = record.get(field);
+            if value.is_null() {
+                return true;
+            }
+            let mut builder = FieldBuilder::for_field(field, rows);
+            builder.append_nulls(row);
+            builder.append(value);
+            builders.push((field, builder));
+            false
+        });
+    }
+
+    /// For each field of [`Field::ALL`], in that order, the index of its
+    /// builder (`None` for a field not seen).
+    fn builder_order(&self) -> Vec<Option<usize>> {
+        let mut order = vec![None; Field::COUNT];
+        for (i, (field, _)) in self.builders.iter().enumerate() {
+            if let Some(slot) = order.get_mut(*field as usize) {
+                *slot = Some(i);
+            }
+        }
+        order
+    }
+
     /// `time` and the field columns, copied (the part stays as it is).
     fn cloned_columns(&self, schema: &SchemaRef) -> Vec<ArrayRef> {
-        let fields = self
-            .fields
-            .iter()
-            .map(|b| b.as_ref().map(FieldBuilder::finish_cloned));
+        let fields = self.builder_order().into_iter().map(|i| {
+            let builder = i.and_then(|i| self.builders.get(i));
+            builder.map(|(_, b)| b.finish_cloned())
+        });
         columns(schema, self.time.clone(), fields).0
     }
 
     /// `time` and the field columns, taking the buffers (the part is left
     /// empty), and the bytes of the columns that are the part's own.
     fn finished_columns(&mut self, schema: &SchemaRef) -> (Vec<ArrayRef>, usize) {
-        let fields = self
-            .fields
-            .iter_mut()
-            .map(|b| b.as_mut().map(FieldBuilder::finish));
+        let order = self.builder_order();
+        let builders = &mut self.builders;
+        let fields = order.into_iter().map(|i| {
+            let builder = i.and_then(|i| builders.get_mut(i));
+            builder.map(|(_, b)| b.finish())
+        });
         columns(schema, std::mem::take(&mut self.time), fields)
     }
 }
