@@ -191,12 +191,24 @@ impl KeyMap {
         };
         match self {
             KeyMap::Table(table) => {
-                for key in keys {
-                    let slot = table.get_mut(key as usize)?;
+                // One `extend` over the keys: the vector is grown once for
+                // them all, not checked per row as a `push` is.
+                let mut out_of_range = false;
+                out.extend(keys.map(|key| {
+                    let Some(slot) = table.get_mut(key as usize) else {
+                        out_of_range = true;
+                        return 0;
+                    };
                     if *slot == u32::MAX {
-                        *slot = first_seen(key)?;
+                        match first_seen(key) {
+                            Some(index) => *slot = index,
+                            None => out_of_range = true,
+                        }
                     }
-                    out.push(*slot);
+                    *slot
+                }));
+                if out_of_range {
+                    return None;
                 }
             }
             KeyMap::Map(map) => {
