@@ -1,10 +1,13 @@
 //! An open chunk of the `flows` table: one row per flow record, every field
 //! the record carries plus its enrichment, built column by column.
 //!
-//! Record fields go straight into Arrow builders: addresses as plain
-//! strings (too many distinct ones to code), other text (IDs, names,
-//! keywords) as codes into a dictionary each part builds of its own values
-//! (`coded_text.rs`), so that a seal writes them from their codes; enrichment
+//! Record fields go straight into builders, one per field a part has seen
+//! (a row visits only those and checks the rest for a first value):
+//! addresses as text bytes, made plain strings when the part is frozen
+//! (too many distinct ones to code; one UTF-8 check per buffer), other text
+//! (IDs, names, keywords, the keywords found by variant) as codes into a
+//! dictionary each part builds of its own values (`coded_text.rs`), so
+//! that a seal writes them from their codes; enrichment
 //! is kept as the dimension codes the rollups use and becomes dictionary
 //! columns when the chunk is read or sealed. A bucket's first part starts
 //! with room for `FIRST_PART_ROWS` and doubles; the parts after a full one
